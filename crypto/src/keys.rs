@@ -1,0 +1,314 @@
+//! ed25519 keys and signatures.
+//!
+//! # Verification rule
+//!
+//! Phalanx accepts a signature `(R, S)` by key `A` on message `M` exactly when:
+//!
+//! 1. `S` is canonical (`S < ℓ`), so signatures are not malleable;
+//! 2. `A` and `R` are canonical encodings of curve points (re-compressing the
+//!    decoded point gives the same 32 bytes);
+//! 3. `A` is not of small order (a small-order key would let anybody "sign"
+//!    anything with `S = 0`);
+//! 4. the **cofactored** equation holds: `[8]([S]B − R − [k]A) = 0`, with
+//!    `k = SHA-512(R || A || M) mod ℓ`.
+//!
+//! The equation is the one of ZIP-215; the encoding checks are stricter. It is
+//! chosen because the batch equation, a random linear combination of the single
+//! ones, is also checked cofactored: a batch of signatures that each pass alone
+//! passes, and a batch with any failing member fails (except with probability
+//! 2⁻¹²⁸), whereas ed25519-dalek's cofactorless `verify`/`verify_strict` and its
+//! batch check can disagree on keys or `R`s with a torsion component. Every
+//! signature ed25519-dalek (or any RFC 8032 signer) produces passes this rule.
+//! Batch and single verification share the parsing step and the equation, and a
+//! failed batch is resolved into per-item verdicts by single verification, so
+//! [`verify_batch`] returns exactly the verdicts of [`PublicKey::verify_bytes`].
+
+use crate::bytes::byte_newtype;
+use crate::encoding::{signing_bytes, Domain};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use ed25519_dalek::Signer as _;
+use serde::Serialize;
+use sha2::{Digest as _, Sha512};
+
+byte_newtype!(
+    /// An ed25519 public key (32 bytes, compressed Edwards y).
+    PublicKey,
+    32
+);
+
+byte_newtype!(
+    /// An ed25519 signature: `R` (32 bytes) then `S` (32 bytes).
+    Signature,
+    64
+);
+
+/// Why a signature was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The public key is not a canonical encoding of a curve point.
+    #[error("public key is not a valid curve point")]
+    MalformedKey,
+    /// The public key is a point of small order.
+    #[error("public key has small order")]
+    SmallOrderKey,
+    /// `R` is not a canonical encoding of a curve point, or `S` is not reduced.
+    #[error("signature is not canonically encoded")]
+    MalformedSignature,
+    /// The verification equation does not hold.
+    #[error("signature does not match key and message")]
+    Invalid,
+}
+
+/// An ed25519 signing key with its public key.
+pub struct Keypair {
+    signing: ed25519_dalek::SigningKey,
+    public: PublicKey,
+}
+
+impl std::fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("Keypair")
+            .field("public", &self.public)
+            .finish()
+    }
+}
+
+impl Clone for Keypair {
+    fn clone(&self) -> Self {
+        Keypair::from_seed(self.seed())
+    }
+}
+
+impl Keypair {
+    /// A fresh keypair from the operating system's random source.
+    pub fn generate() -> Result<Keypair, getrandom::Error> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)?;
+        Ok(Keypair::from_seed(seed))
+    }
+
+    /// The keypair for a 32-byte secret seed (RFC 8032 secret key).
+    pub fn from_seed(seed: [u8; 32]) -> Keypair {
+        let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let public = PublicKey(signing.verifying_key().to_bytes());
+        Keypair { signing, public }
+    }
+
+    /// A deterministic keypair for tests and the simulator: the seed is
+    /// SHA-256 of `label`.
+    pub fn from_label(label: &str) -> Keypair {
+        Keypair::from_seed(crate::Hash::digest(label.as_bytes()).0)
+    }
+
+    /// The 32-byte secret seed. Handle with care.
+    pub fn seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
+    /// The public key.
+    pub fn public(&self) -> PublicKey {
+        self.public
+    }
+
+    /// Signs the canonical encoding of `value` in `domain`.
+    pub fn sign<T: Serialize + ?Sized>(&self, domain: Domain, value: &T) -> Signature {
+        self.sign_bytes(&signing_bytes(domain, value))
+    }
+
+    /// Signs raw message bytes (already carrying their domain tag).
+    pub fn sign_bytes(&self, message: &[u8]) -> Signature {
+        Signature(self.signing.sign(message).to_bytes())
+    }
+}
+
+/// A public key decoded and checked once, for keys that verify many signatures.
+#[derive(Clone, Copy, Debug)]
+pub struct PreparedKey {
+    bytes: PublicKey,
+    point: EdwardsPoint,
+}
+
+impl PreparedKey {
+    /// The key these bytes encode, if it passes rules 2 and 3.
+    pub fn new(key: &PublicKey) -> Result<PreparedKey, SignatureError> {
+        let point = decode_point(&key.0).ok_or(SignatureError::MalformedKey)?;
+        if point.is_small_order() {
+            return Err(SignatureError::SmallOrderKey);
+        }
+        Ok(PreparedKey { bytes: *key, point })
+    }
+
+    /// Verifies `signature` on the raw `message` bytes.
+    pub fn verify_bytes(
+        &self,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        let parsed = ParsedSig::new(self, message, signature)?;
+        let lhs =
+            EdwardsPoint::vartime_double_scalar_mul_basepoint(&parsed.k, &-self.point, &parsed.s);
+        if (lhs - parsed.r).mul_by_cofactor().is_identity() {
+            Ok(())
+        } else {
+            Err(SignatureError::Invalid)
+        }
+    }
+}
+
+impl PublicKey {
+    /// Verifies `signature` on the canonical encoding of `value` in `domain`.
+    pub fn verify<T: Serialize + ?Sized>(
+        &self,
+        domain: Domain,
+        value: &T,
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        self.verify_bytes(&signing_bytes(domain, value), signature)
+    }
+
+    /// Verifies `signature` on raw message bytes (already carrying their domain tag).
+    pub fn verify_bytes(
+        &self,
+        message: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        PreparedKey::new(self)?.verify_bytes(message, signature)
+    }
+}
+
+/// Decodes a point, rejecting non-canonical encodings.
+fn decode_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+    let point = CompressedEdwardsY(*bytes).decompress()?;
+    (point.compress().0 == *bytes).then_some(point)
+}
+
+/// A signature after the encoding checks, with its challenge `k`.
+struct ParsedSig {
+    r: EdwardsPoint,
+    s: Scalar,
+    k: Scalar,
+}
+
+impl ParsedSig {
+    fn new(
+        key: &PreparedKey,
+        message: &[u8],
+        sig: &Signature,
+    ) -> Result<ParsedSig, SignatureError> {
+        let (r_bytes, s_bytes) = sig.0.split_at(32);
+        let r_bytes: [u8; 32] = r_bytes
+            .try_into()
+            .map_err(|_| SignatureError::MalformedSignature)?;
+        let s_bytes: [u8; 32] = s_bytes
+            .try_into()
+            .map_err(|_| SignatureError::MalformedSignature)?;
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))
+            .ok_or(SignatureError::MalformedSignature)?;
+        let r = decode_point(&r_bytes).ok_or(SignatureError::MalformedSignature)?;
+        let mut h = Sha512::new();
+        h.update(r_bytes);
+        h.update(key.bytes.0);
+        h.update(message);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        Ok(ParsedSig { r, s, k })
+    }
+}
+
+/// One signature to check in a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchItem<'a> {
+    /// The claimed signer.
+    pub key: &'a PublicKey,
+    /// The signed bytes (with their domain tag, as from [`signing_bytes`]).
+    pub message: &'a [u8],
+    /// The signature.
+    pub signature: &'a Signature,
+}
+
+/// Verifies many signatures at once; returns one verdict per item, each equal
+/// to what [`PublicKey::verify_bytes`] returns for that item alone.
+///
+/// The random weights of the batch equation are derived from a hash of the
+/// whole batch, so the result is deterministic.
+pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<bool> {
+    let mut verdicts = vec![false; items.len()];
+    // Parse everything first: encoding failures are per-item verdicts.
+    let mut parsed: Vec<(usize, EdwardsPoint, ParsedSig)> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Ok(key) = PreparedKey::new(item.key) else {
+            continue;
+        };
+        if let Ok(p) = ParsedSig::new(&key, item.message, item.signature) {
+            parsed.push((i, key.point, p));
+        }
+    }
+    resolve(&parsed, &mut verdicts);
+    verdicts
+}
+
+/// Below this many signatures a failed batch is resolved one by one.
+const SPLIT_BELOW: usize = 8;
+
+/// Marks every item of `batch` in `verdicts`: all true if the batch equation
+/// holds, otherwise by splitting the batch in halves down to single checks.
+fn resolve(batch: &[(usize, EdwardsPoint, ParsedSig)], verdicts: &mut [bool]) {
+    if batch.is_empty() {
+        return;
+    }
+    if batch.len() < SPLIT_BELOW {
+        for (i, a, p) in batch {
+            let lhs = EdwardsPoint::vartime_double_scalar_mul_basepoint(&p.k, &-a, &p.s);
+            verdicts[*i] = (lhs - p.r).mul_by_cofactor().is_identity();
+        }
+        return;
+    }
+    if batch_equation_holds(batch) {
+        for (i, _, _) in batch {
+            verdicts[*i] = true;
+        }
+        return;
+    }
+    let (left, right) = batch.split_at(batch.len() / 2);
+    resolve(left, verdicts);
+    resolve(right, verdicts);
+}
+
+/// `[8]([Σ zᵢSᵢ]B − Σ [zᵢ]Rᵢ − Σ [zᵢkᵢ]Aᵢ) = 0` with 128-bit weights `zᵢ`
+/// taken from a hash of the whole batch.
+fn batch_equation_holds(batch: &[(usize, EdwardsPoint, ParsedSig)]) -> bool {
+    let mut transcript = Sha512::new();
+    transcript.update(b"phalanx/v1/batch-verify");
+    for (_, _, p) in batch {
+        transcript.update(p.k.as_bytes());
+        transcript.update(p.s.as_bytes());
+        transcript.update(p.r.compress().as_bytes());
+    }
+    let seed = transcript.finalize();
+    let weights: Vec<Scalar> = (0..batch.len() as u64)
+        .map(|i| {
+            let mut h = Sha512::new();
+            h.update(seed);
+            h.update(i.to_le_bytes());
+            let mut z = [0u8; 32];
+            z[..16].copy_from_slice(&h.finalize()[..16]);
+            Scalar::from_bytes_mod_order(z)
+        })
+        .collect();
+    let b_coeff: Scalar = batch
+        .iter()
+        .zip(&weights)
+        .map(|((_, _, p), z)| z * p.s)
+        .sum();
+    let scalars = std::iter::once(b_coeff)
+        .chain(weights.iter().map(|z| -z))
+        .chain(batch.iter().zip(&weights).map(|((_, _, p), z)| -(z * p.k)));
+    let points = std::iter::once(curve25519_dalek::constants::ED25519_BASEPOINT_POINT)
+        .chain(batch.iter().map(|(_, _, p)| p.r))
+        .chain(batch.iter().map(|(_, a, _)| *a));
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points)
+        .mul_by_cofactor()
+        .is_identity()
+}
