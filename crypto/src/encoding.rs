@@ -22,6 +22,8 @@ pub enum Domain {
     TxHash,
     /// A block header; its hash is the block hash.
     BlockHeader,
+    /// The part of a block consensus agrees on before execution.
+    BlockPayload,
     /// A leaf of a Merkle tree.
     MerkleLeaf,
     /// An inner node of a Merkle tree.
@@ -61,6 +63,7 @@ impl Domain {
             Domain::Transaction => "phalanx/v1/tx",
             Domain::TxHash => "phalanx/v1/tx-hash",
             Domain::BlockHeader => "phalanx/v1/block-header",
+            Domain::BlockPayload => "phalanx/v1/block-payload",
             Domain::MerkleLeaf => "phalanx/v1/merkle-leaf",
             Domain::MerkleNode => "phalanx/v1/merkle-node",
             Domain::StateEntry => "phalanx/v1/state-entry",
@@ -80,10 +83,11 @@ impl Domain {
     }
 
     /// Every domain, for tests that check the tags are distinct.
-    pub const ALL: [Domain; 18] = [
+    pub const ALL: [Domain; 19] = [
         Domain::Transaction,
         Domain::TxHash,
         Domain::BlockHeader,
+        Domain::BlockPayload,
         Domain::MerkleLeaf,
         Domain::MerkleNode,
         Domain::StateEntry,

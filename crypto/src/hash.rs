@@ -12,6 +12,12 @@ byte_newtype!(
     32
 );
 
+impl Default for Hash {
+    fn default() -> Self {
+        Hash::ZERO
+    }
+}
+
 impl Hash {
     /// The all-zero digest (the parent of the genesis block, an empty root).
     pub const ZERO: Hash = Hash([0; 32]);

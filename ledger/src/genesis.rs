@@ -1,0 +1,267 @@
+//! The genesis file: chain id, validators, initial balances, consensus
+//! parameters. Loading it checks every field and names the one that is wrong.
+
+use crate::block::{Block, BlockHeader, Justification};
+use crate::state::State;
+use crate::types::{Address, Height, ValidatorIndex};
+use phalanx_crypto::{merkle_root, Hash, PublicKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Which consensus engine runs the chain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// PBFT (Byzantine fault tolerant, n ≥ 3f+1).
+    #[default]
+    Pbft,
+    /// The crash-fault-tolerant baseline (n ≥ 2f+1).
+    Cft,
+    /// Proof of work.
+    Pow,
+    /// Proof of stake.
+    Pos,
+}
+
+/// One validator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorInfo {
+    /// A human name ("node0").
+    pub name: String,
+    /// The key that signs consensus messages; also the validator's fee account.
+    pub public_key: PublicKey,
+    /// The ed25519 key of the node's libp2p identity (its peer id).
+    pub node_key: PublicKey,
+    /// Voting weight (PoS); PBFT and CFT count validators, not stake.
+    #[serde(default = "one")]
+    pub stake: u64,
+    /// Where peers reach it, as a libp2p multiaddr ("/ip4/127.0.0.1/tcp/26000").
+    pub p2p_address: String,
+    /// Its HTTP API ("127.0.0.1:8000"); informational, for tools.
+    #[serde(default)]
+    pub api_address: String,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// An initial balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    /// The account.
+    pub address: Address,
+    /// Its balance at genesis.
+    pub balance: u64,
+}
+
+/// Consensus parameters; every field has a default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusParams {
+    /// The engine.
+    pub engine: EngineKind,
+    /// Most transactions in one block (the batch size B).
+    pub max_block_txs: u32,
+    /// How long the primary waits to fill a batch before proposing what it has.
+    pub batch_timeout_ms: u64,
+    /// A checkpoint every this many blocks (K).
+    pub checkpoint_interval: u64,
+    /// How many sequence numbers may be in flight past the last stable checkpoint.
+    pub watermark_window: u64,
+    /// How long a replica waits for a pending request to commit before a view change.
+    pub view_change_timeout_ms: u64,
+}
+
+impl Default for ConsensusParams {
+    fn default() -> Self {
+        ConsensusParams {
+            engine: EngineKind::Pbft,
+            max_block_txs: 2000,
+            batch_timeout_ms: 50,
+            checkpoint_interval: 16,
+            watermark_window: 64,
+            view_change_timeout_ms: 2000,
+        }
+    }
+}
+
+/// The genesis file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// The chain id every transaction and vote carries.
+    pub chain_id: String,
+    /// Genesis time, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub genesis_time_ms: u64,
+    /// The validator set, in index order.
+    pub validators: Vec<ValidatorInfo>,
+    /// Initial balances.
+    #[serde(default)]
+    pub accounts: Vec<GenesisAccount>,
+    /// Consensus parameters.
+    #[serde(default)]
+    pub consensus: ConsensusParams,
+}
+
+/// Why a genesis file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    /// It could not be read.
+    #[error("cannot read genesis file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// It is not valid JSON of the right shape (the message names the field).
+    #[error("genesis file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// serde's message, with the field, line and column.
+        message: String,
+    },
+    /// A field has a value that is not allowed.
+    #[error("genesis: {field}: {reason}")]
+    Invalid {
+        /// The field path, e.g. `validators[2].public_key`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> GenesisError {
+    GenesisError::Invalid { field: field.into(), reason: reason.into() }
+}
+
+impl Genesis {
+    /// Reads and validates a genesis file.
+    pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| GenesisError::Io { path: path.to_owned(), source })?;
+        Genesis::from_json(&text).map_err(|e| match e {
+            GenesisError::Parse { message, .. } => GenesisError::Parse { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    /// Parses and validates genesis JSON.
+    pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
+        let genesis: Genesis = serde_json::from_str(text)
+            .map_err(|e| GenesisError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    /// Pretty JSON, as written by `phalanx testnet init`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        if self.chain_id.is_empty() || self.chain_id.len() > 64 {
+            return Err(invalid("chain_id", "must be 1 to 64 characters"));
+        }
+        if !self.chain_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+            return Err(invalid("chain_id", "may contain only letters, digits, '-', '_' and '.'"));
+        }
+        if self.validators.is_empty() {
+            return Err(invalid("validators", "at least one validator is needed"));
+        }
+        let mut keys = BTreeMap::new();
+        let mut node_keys = BTreeMap::new();
+        for (i, v) in self.validators.iter().enumerate() {
+            let field = |f: &str| format!("validators[{i}].{f}");
+            if let Err(e) = phalanx_crypto::PreparedKey::new(&v.public_key) {
+                return Err(invalid(field("public_key"), e.to_string()));
+            }
+            if let Err(e) = phalanx_crypto::PreparedKey::new(&v.node_key) {
+                return Err(invalid(field("node_key"), e.to_string()));
+            }
+            if let Some(j) = keys.insert(v.public_key, i) {
+                return Err(invalid(field("public_key"), format!("same key as validators[{j}]")));
+            }
+            if let Some(j) = node_keys.insert(v.node_key, i) {
+                return Err(invalid(field("node_key"), format!("same key as validators[{j}]")));
+            }
+            if v.stake == 0 {
+                return Err(invalid(field("stake"), "must be positive"));
+            }
+            if !v.p2p_address.starts_with('/') {
+                return Err(invalid(field("p2p_address"), "must be a multiaddr like /ip4/127.0.0.1/tcp/26000"));
+            }
+        }
+        let mut seen = BTreeMap::new();
+        let mut supply: u64 = 0;
+        for (i, a) in self.accounts.iter().enumerate() {
+            if let Some(j) = seen.insert(a.address, i) {
+                return Err(invalid(format!("accounts[{i}].address"), format!("same address as accounts[{j}]")));
+            }
+            supply = supply.checked_add(a.balance).ok_or_else(|| {
+                invalid(format!("accounts[{i}].balance"), "total supply exceeds 2^64-1")
+            })?;
+        }
+        let c = &self.consensus;
+        if c.max_block_txs == 0 {
+            return Err(invalid("consensus.max_block_txs", "must be positive"));
+        }
+        if c.checkpoint_interval == 0 {
+            return Err(invalid("consensus.checkpoint_interval", "must be positive"));
+        }
+        if c.watermark_window < c.checkpoint_interval {
+            return Err(invalid("consensus.watermark_window", "must be at least checkpoint_interval"));
+        }
+        if c.view_change_timeout_ms == 0 {
+            return Err(invalid("consensus.view_change_timeout_ms", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The validators' consensus keys, in index order.
+    pub fn validator_keys(&self) -> Vec<PublicKey> {
+        self.validators.iter().map(|v| v.public_key).collect()
+    }
+
+    /// The fee account of a validator.
+    pub fn fee_recipient(&self, proposer: ValidatorIndex) -> Address {
+        self.validators
+            .get(proposer.as_usize())
+            .map(|v| Address(v.public_key))
+            // Unreachable for blocks that passed consensus; burn to the zero key otherwise.
+            .unwrap_or(Address(PublicKey([0; 32])))
+    }
+
+    /// The initial state.
+    pub fn state(&self) -> State {
+        let balances = self.accounts.iter().map(|a| (a.address, a.balance)).collect();
+        State::genesis(&balances)
+    }
+
+    /// The genesis block (height 0): no transactions, the genesis state root.
+    pub fn block(&self) -> Block {
+        Block {
+            header: BlockHeader {
+                chain_id: self.chain_id.clone(),
+                height: Height::GENESIS,
+                parent: Hash::ZERO,
+                timestamp_ms: self.genesis_time_ms,
+                proposer: ValidatorIndex(0),
+                round: 0,
+                tx_root: merkle_root(&[]),
+                evidence_root: merkle_root(&[]),
+                state_root: self.state().root(),
+            },
+            txs: Vec::new(),
+            evidence: Vec::new(),
+            justification: Justification::Genesis,
+        }
+    }
+}

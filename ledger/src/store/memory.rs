@@ -1,0 +1,111 @@
+//! An in-memory [`Store`] for tests and the simulator.
+
+use super::{check_append, Store, StoreError, TxLocation};
+use crate::block::{Block, Receipt};
+use crate::state::{Account, State, StateDiff};
+use crate::types::{Address, Height};
+use crate::vote::Evidence;
+use phalanx_crypto::Hash;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+#[derive(Debug, Default)]
+struct Inner {
+    blocks: Vec<Block>,
+    by_hash: HashMap<Hash, Height>,
+    txs: HashMap<Hash, TxLocation>,
+    state: State,
+    consensus: BTreeMap<Vec<u8>, Vec<u8>>,
+    evidence: BTreeMap<Hash, Evidence>,
+    meta: BTreeMap<String, Vec<u8>>,
+}
+
+/// A [`Store`] that keeps everything in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: RwLock<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave `Inner` half-written
+        // (every write below is a sequence of infallible inserts), so a
+        // poisoned lock is still consistent.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn latest_height(&self) -> Result<Option<Height>, StoreError> {
+        Ok(self.read().blocks.last().map(Block::height))
+    }
+
+    fn block(&self, height: Height) -> Result<Option<Block>, StoreError> {
+        Ok(usize::try_from(height.0).ok().and_then(|h| self.read().blocks.get(h).cloned()))
+    }
+
+    fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+        let inner = self.read();
+        Ok(inner.by_hash.get(hash).and_then(|h| inner.blocks.get(h.0 as usize).cloned()))
+    }
+
+    fn tx(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
+        Ok(self.read().txs.get(hash).cloned())
+    }
+
+    fn account(&self, address: &Address) -> Result<Option<Account>, StoreError> {
+        Ok(self.read().state.account(address).copied())
+    }
+
+    fn load_state(&self) -> Result<State, StoreError> {
+        Ok(self.read().state.clone())
+    }
+
+    fn append_block(&self, block: &Block, receipts: &[Receipt], diff: &StateDiff) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        check_append(inner.blocks.last(), block, receipts, diff)?;
+        let height = block.height();
+        inner.by_hash.insert(block.hash(), height);
+        for r in receipts {
+            inner.txs.insert(r.tx_hash, TxLocation { height, index: r.index, receipt: r.clone() });
+        }
+        inner.state.apply(diff);
+        inner.blocks.push(block.clone());
+        Ok(())
+    }
+
+    fn put_consensus(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.write().consensus.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn consensus(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read().consensus.get(key).cloned())
+    }
+
+    fn put_evidence(&self, evidence: &Evidence) -> Result<bool, StoreError> {
+        Ok(self.write().evidence.insert(evidence.id(), evidence.clone()).is_none())
+    }
+
+    fn evidence(&self) -> Result<Vec<Evidence>, StoreError> {
+        Ok(self.read().evidence.values().cloned().collect())
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.write().meta.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read().meta.get(key).cloned())
+    }
+}

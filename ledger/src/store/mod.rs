@@ -1,0 +1,146 @@
+//! Block stores: the [`Store`] trait, an in-memory store for tests and the
+//! simulator, and the RocksDB store nodes run on.
+//!
+//! A store holds the chain from genesis (height 0) up, the receipts and
+//! location of every transaction, the current accounts, the engine's
+//! save-before-send state, evidence, and a little metadata. A block, its
+//! receipts and the state it produces go in with one atomic
+//! [`Store::append_block`]: after a crash a store holds a prefix of the chain,
+//! each block complete with its state.
+//!
+//! Stores are shared (`&self` everywhere, `Send + Sync`): the node's driver is
+//! the one writer, its HTTP API reads concurrently.
+
+mod memory;
+#[cfg(feature = "rocksdb")]
+mod rocks;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "rocksdb")]
+pub use rocks::RocksStore;
+
+use crate::block::{Block, Receipt};
+use crate::state::{Account, State, StateDiff};
+use crate::types::{Address, Height};
+use crate::vote::Evidence;
+use phalanx_crypto::Hash;
+use serde::{Deserialize, Serialize};
+
+/// Where a transaction was committed, and what happened to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxLocation {
+    /// The block height.
+    pub height: Height,
+    /// The position in the block.
+    pub index: u32,
+    /// The receipt.
+    pub receipt: Receipt,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The block is not the next one (heights must go up by one from genesis).
+    #[error("block at height {got} is not the next block (expected height {expected})")]
+    NotNext {
+        /// The height the store expects.
+        expected: Height,
+        /// The height given.
+        got: Height,
+    },
+    /// The block's parent hash is not the hash of the store's latest block.
+    #[error("block at height {height} does not extend the stored chain (parent hash mismatch)")]
+    WrongParent {
+        /// The height of the refused block.
+        height: Height,
+    },
+    /// The block, receipts and diff do not belong together.
+    #[error("inconsistent append: {0}")]
+    Inconsistent(String),
+    /// Stored data could not be decoded.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// A block store. See the module documentation.
+pub trait Store: Send + Sync {
+    /// Height of the latest block, or `None` if even genesis is missing.
+    fn latest_height(&self) -> Result<Option<Height>, StoreError>;
+    /// The block at `height`.
+    fn block(&self, height: Height) -> Result<Option<Block>, StoreError>;
+    /// The block with this hash.
+    fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, StoreError>;
+    /// Where the transaction with this hash was committed.
+    fn tx(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError>;
+    /// An account's current state.
+    fn account(&self, address: &Address) -> Result<Option<Account>, StoreError>;
+    /// The whole current state (all accounts, height, root) for start-up.
+    fn load_state(&self) -> Result<State, StoreError>;
+    /// Atomically appends a block with its receipts and the state diff it
+    /// produces. Refuses a block that is not the next height, does not extend
+    /// the latest block, or whose diff/receipts do not match it.
+    fn append_block(&self, block: &Block, receipts: &[Receipt], diff: &StateDiff)
+        -> Result<(), StoreError>;
+    /// Durably stores a consensus-state value (synced before returning).
+    fn put_consensus(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// A consensus-state value.
+    fn consensus(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores evidence; returns whether it was new.
+    fn put_evidence(&self, evidence: &Evidence) -> Result<bool, StoreError>;
+    /// All stored evidence.
+    fn evidence(&self) -> Result<Vec<Evidence>, StoreError>;
+    /// Stores a metadata value.
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// A metadata value.
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The latest block.
+    fn latest_block(&self) -> Result<Option<Block>, StoreError> {
+        match self.latest_height()? {
+            Some(h) => self.block(h),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The checks every store makes before an append, given its latest block.
+pub(crate) fn check_append(
+    latest: Option<&Block>,
+    block: &Block,
+    receipts: &[Receipt],
+    diff: &StateDiff,
+) -> Result<(), StoreError> {
+    let expected = latest.map_or(Height::GENESIS, |b| b.height().next());
+    if block.height() != expected {
+        return Err(StoreError::NotNext { expected, got: block.height() });
+    }
+    let parent = latest.map_or(Hash::ZERO, Block::hash);
+    if block.header.parent != parent {
+        return Err(StoreError::WrongParent { height: block.height() });
+    }
+    if diff.height != block.height() || diff.root != block.header.state_root {
+        return Err(StoreError::Inconsistent(format!(
+            "diff is for height {} with root {}, block {} has state root {}",
+            diff.height,
+            diff.root,
+            block.height(),
+            block.header.state_root
+        )));
+    }
+    if receipts.len() != block.txs.len() {
+        return Err(StoreError::Inconsistent(format!(
+            "{} receipts for {} transactions",
+            receipts.len(),
+            block.txs.len()
+        )));
+    }
+    for (i, (r, t)) in receipts.iter().zip(&block.txs).enumerate() {
+        if r.index as usize != i || r.height != block.height() || r.tx_hash != t.hash() {
+            return Err(StoreError::Inconsistent(format!("receipt {i} does not match its transaction")));
+        }
+    }
+    Ok(())
+}
