@@ -1,1 +1,18 @@
-//! placeholder
+//! Phalanx consensus engines: pure, deterministic state machines.
+//!
+//! Every engine implements [`Engine`]: `handle(now, Input) -> Vec<Output>`.
+//! This crate depends on no async runtime, no network and no database, and
+//! never reads a clock or a random source it was not handed — which is what
+//! lets the simulator run the very code that ships.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod engine;
+pub mod pbft;
+
+pub use config::{Config, ConfigError, Quorums};
+pub use engine::{Engine, EngineStatus, Input, Output, Persisted, Restored, TimeoutKind};
+pub use pbft::messages::PbftMessage;
+pub use pbft::Pbft;

@@ -1,0 +1,362 @@
+//! PBFT wire messages and their validity checks (PBFT §4.2–§4.4).
+//!
+//! Every message is signed by the validator it claims to come from, over a
+//! domain tag per message kind plus (chain id, view, seq, digest); validity is
+//! checked against the validator set, never against the transport sender.
+
+use crate::config::Config;
+use phalanx_crypto::{Domain, Hash, Keypair, Signature};
+use phalanx_ledger::{Evidence, Height, Payload, SignedVote, ValidatorIndex, VoteKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// A PBFT message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PbftMessage {
+    /// The primary's proposal for (view, seq) with the payload (§4.2).
+    PrePrepare(PrePrepare),
+    /// A backup accepted the pre-prepare (§4.2).
+    Prepare(SignedVote),
+    /// A replica is prepared (§4.2).
+    Commit(SignedVote),
+    /// A replica executed up to seq with this block hash (§4.3).
+    Checkpoint(SignedVote),
+    /// A replica wants to move to a new view (§4.4).
+    ViewChange(ViewChange),
+    /// The new primary starts its view (§4.4).
+    NewView(NewView),
+    /// Proof that a validator equivocated.
+    Evidence(Evidence),
+}
+
+impl PbftMessage {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PbftMessage::PrePrepare(_) => "pre-prepare",
+            PbftMessage::Prepare(_) => "prepare",
+            PbftMessage::Commit(_) => "commit",
+            PbftMessage::Checkpoint(_) => "checkpoint",
+            PbftMessage::ViewChange(_) => "view-change",
+            PbftMessage::NewView(_) => "new-view",
+            PbftMessage::Evidence(_) => "evidence",
+        }
+    }
+}
+
+/// PRE-PREPARE: the primary's signed vote for (view, seq, digest) and the payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrePrepare {
+    /// Signed by the primary of `vote.view`, kind `PrePrepare`.
+    pub vote: SignedVote,
+    /// The payload whose digest is `vote.digest`.
+    pub payload: Payload,
+}
+
+/// A prepared certificate: a pre-prepare and quorum−1 matching prepares from
+/// distinct backups (§4.2 "prepared(m, v, n, i)").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedCert {
+    /// The primary's pre-prepare vote.
+    pub pre_prepare: SignedVote,
+    /// Matching prepares from distinct backups.
+    pub prepares: Vec<SignedVote>,
+    /// The payload.
+    pub payload: Payload,
+}
+
+/// The signed part of a VIEW-CHANGE.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewChangeBody {
+    /// The view to move to (v+1 in the paper).
+    pub new_view: u64,
+    /// The sender's last stable checkpoint (n in the paper).
+    pub stable_seq: Height,
+    /// The block hash at `stable_seq`.
+    pub stable_digest: Hash,
+    /// Quorum CHECKPOINT votes proving it (empty for the genesis checkpoint).
+    pub checkpoint_proof: Vec<SignedVote>,
+    /// Prepared certificates for sequence numbers above `stable_seq` (P).
+    pub prepared: Vec<PreparedCert>,
+    /// The sender.
+    pub voter: ValidatorIndex,
+}
+
+/// VIEW-CHANGE (§4.4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewChange {
+    /// The content.
+    pub body: ViewChangeBody,
+    /// The sender's signature over `(chain_id, body)`.
+    pub signature: Signature,
+}
+
+/// NEW-VIEW (§4.4): the view changes it was built from and the pre-prepares
+/// (O) for the sequence numbers it carries over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewView {
+    /// The new view.
+    pub view: u64,
+    /// Quorum valid VIEW-CHANGEs for `view` from distinct validators (V).
+    pub view_changes: Vec<ViewChange>,
+    /// Pre-prepare votes by the new primary, one per seq in (min-s, max-s] (O).
+    pub pre_prepares: Vec<SignedVote>,
+    /// The new primary's signature over `(chain_id, view, view-change hashes, pre_prepares)`.
+    pub signature: Signature,
+}
+
+/// Why a message was dropped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The signer is not a validator.
+    #[error("signer {0} is not a validator")]
+    UnknownSigner(ValidatorIndex),
+    /// A signature does not verify.
+    #[error("bad signature from {0}")]
+    BadSignature(ValidatorIndex),
+    /// The vote is of the wrong kind for this message.
+    #[error("wrong vote kind")]
+    WrongKind,
+    /// Signed by somebody other than the view's primary.
+    #[error("not signed by the primary of view {0}")]
+    NotPrimary(u64),
+    /// The payload does not match the digest, height or chain.
+    #[error("payload does not match: {0}")]
+    BadPayload(&'static str),
+    /// A certificate or proof lacks a quorum.
+    #[error("not enough valid votes: {0}")]
+    NoQuorum(&'static str),
+    /// The content is inconsistent.
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+}
+
+/// Checks a signed vote's kind, signer and signature.
+pub fn verify_vote(cfg: &Config, vote: &SignedVote, kind: VoteKind) -> Result<(), MessageError> {
+    if vote.vote.kind != kind {
+        return Err(MessageError::WrongKind);
+    }
+    let key = cfg
+        .key(vote.vote.voter)
+        .ok_or(MessageError::UnknownSigner(vote.vote.voter))?;
+    vote.verify(&cfg.chain_id, key)
+        .map_err(|_| MessageError::BadSignature(vote.vote.voter))
+}
+
+/// Checks a payload against the (view-independent) rules for a seq and digest.
+pub fn check_payload(
+    cfg: &Config,
+    payload: &Payload,
+    seq: Height,
+    digest: &Hash,
+) -> Result<(), MessageError> {
+    if payload.chain_id != cfg.chain_id {
+        return Err(MessageError::BadPayload("chain id"));
+    }
+    if payload.height != seq {
+        return Err(MessageError::BadPayload("height"));
+    }
+    if payload.txs.len() > cfg.params.max_block_txs as usize {
+        return Err(MessageError::BadPayload("too many transactions"));
+    }
+    if payload.proposer.as_usize() >= cfg.n() {
+        return Err(MessageError::BadPayload("proposer"));
+    }
+    for e in &payload.evidence {
+        e.verify(&cfg.chain_id, &cfg.validators)
+            .map_err(|_| MessageError::BadPayload("invalid evidence"))?;
+    }
+    if payload.digest() != *digest {
+        return Err(MessageError::BadPayload("digest"));
+    }
+    Ok(())
+}
+
+/// Checks that `votes` hold at least `needed` valid votes of `kind` for
+/// (view, seq, digest) from distinct validators, none of them in `excluded`.
+fn check_quorum(
+    cfg: &Config,
+    votes: &[SignedVote],
+    kind: VoteKind,
+    slot: (Option<u64>, Height, &Hash),
+    excluded: Option<ValidatorIndex>,
+    needed: usize,
+    what: &'static str,
+) -> Result<(), MessageError> {
+    let mut voters = BTreeSet::new();
+    for v in votes {
+        let matches = slot.0.is_none_or(|view| v.vote.view == view)
+            && v.vote.seq == slot.1
+            && v.vote.digest == *slot.2;
+        if !matches || Some(v.vote.voter) == excluded {
+            return Err(MessageError::Malformed(what));
+        }
+        verify_vote(cfg, v, kind)?;
+        voters.insert(v.vote.voter);
+    }
+    if voters.len() < needed {
+        return Err(MessageError::NoQuorum(what));
+    }
+    Ok(())
+}
+
+impl PreparedCert {
+    /// The (view, seq, digest) it certifies.
+    pub fn slot(&self) -> (u64, Height, Hash) {
+        let v = &self.pre_prepare.vote;
+        (v.view, v.seq, v.digest)
+    }
+
+    /// Checks the certificate: a pre-prepare by the primary of its view,
+    /// quorum−1 matching prepares from distinct backups, and the payload.
+    pub fn verify(&self, cfg: &Config) -> Result<(), MessageError> {
+        let (view, seq, digest) = self.slot();
+        verify_vote(cfg, &self.pre_prepare, VoteKind::PrePrepare)?;
+        if self.pre_prepare.vote.voter != cfg.primary(view) {
+            return Err(MessageError::NotPrimary(view));
+        }
+        check_quorum(
+            cfg,
+            &self.prepares,
+            VoteKind::Prepare,
+            (Some(view), seq, &digest),
+            Some(cfg.primary(view)),
+            cfg.quorums.quorum - 1,
+            "prepared certificate",
+        )?;
+        check_payload(cfg, &self.payload, seq, &digest)
+    }
+}
+
+#[derive(Serialize)]
+struct Signed<'a, T> {
+    chain_id: &'a str,
+    body: &'a T,
+}
+
+impl ViewChange {
+    /// Signs a view change.
+    pub fn sign(body: ViewChangeBody, chain_id: &str, key: &Keypair) -> ViewChange {
+        let signature = key.sign(
+            Domain::PbftViewChange,
+            &Signed {
+                chain_id,
+                body: &body,
+            },
+        );
+        ViewChange { body, signature }
+    }
+
+    /// Checks the signature, the checkpoint proof and every prepared certificate.
+    pub fn verify(&self, cfg: &Config) -> Result<(), MessageError> {
+        let b = &self.body;
+        let key = cfg
+            .key(b.voter)
+            .ok_or(MessageError::UnknownSigner(b.voter))?;
+        key.verify(
+            Domain::PbftViewChange,
+            &Signed {
+                chain_id: &cfg.chain_id,
+                body: b,
+            },
+            &self.signature,
+        )
+        .map_err(|_| MessageError::BadSignature(b.voter))?;
+        if b.stable_seq != Height::GENESIS {
+            check_quorum(
+                cfg,
+                &b.checkpoint_proof,
+                VoteKind::Checkpoint,
+                (None, b.stable_seq, &b.stable_digest),
+                None,
+                cfg.quorums.quorum,
+                "checkpoint proof",
+            )?;
+        }
+        let mut seqs = BTreeSet::new();
+        for p in &b.prepared {
+            let (view, seq, _) = p.slot();
+            if view >= b.new_view
+                || seq <= b.stable_seq
+                || seq.0 > b.stable_seq.0 + cfg.params.watermark_window
+            {
+                return Err(MessageError::Malformed("prepared certificate out of range"));
+            }
+            if !seqs.insert(seq) {
+                return Err(MessageError::Malformed(
+                    "two prepared certificates for one seq",
+                ));
+            }
+            p.verify(cfg)?;
+        }
+        Ok(())
+    }
+
+    /// A digest identifying this view change (for the NEW-VIEW signature).
+    pub fn id(&self) -> Hash {
+        Hash::of(Domain::PbftViewChange, self)
+    }
+}
+
+#[derive(Serialize)]
+struct NewViewSigned<'a> {
+    chain_id: &'a str,
+    view: u64,
+    view_changes: Vec<Hash>,
+    pre_prepares: &'a [SignedVote],
+}
+
+impl NewView {
+    fn signed_part<'a>(
+        chain_id: &'a str,
+        view: u64,
+        vcs: &[ViewChange],
+        pps: &'a [SignedVote],
+    ) -> NewViewSigned<'a> {
+        NewViewSigned {
+            chain_id,
+            view,
+            view_changes: vcs.iter().map(ViewChange::id).collect(),
+            pre_prepares: pps,
+        }
+    }
+
+    /// Signs a NEW-VIEW.
+    pub fn sign(
+        view: u64,
+        view_changes: Vec<ViewChange>,
+        pre_prepares: Vec<SignedVote>,
+        chain_id: &str,
+        key: &Keypair,
+    ) -> NewView {
+        let signature = key.sign(
+            Domain::PbftNewView,
+            &NewView::signed_part(chain_id, view, &view_changes, &pre_prepares),
+        );
+        NewView {
+            view,
+            view_changes,
+            pre_prepares,
+            signature,
+        }
+    }
+
+    /// Checks the new primary's signature (the content is checked by recomputation).
+    pub fn verify_signature(&self, cfg: &Config) -> Result<(), MessageError> {
+        let primary = cfg.primary(self.view);
+        let key = cfg
+            .key(primary)
+            .ok_or(MessageError::UnknownSigner(primary))?;
+        key.verify(
+            Domain::PbftNewView,
+            &NewView::signed_part(
+                &cfg.chain_id,
+                self.view,
+                &self.view_changes,
+                &self.pre_prepares,
+            ),
+            &self.signature,
+        )
+        .map_err(|_| MessageError::BadSignature(primary))
+    }
+}

@@ -1,0 +1,496 @@
+//! PBFT (Castro & Liskov, OSDI '99 / TOCS 2002) as a deterministic state machine.
+//!
+//! Layout: [`messages`] (wire types and validity), [`log`] (per-seq vote
+//! bookkeeping), [`normal`] (§4.2 normal case, batching, execution order),
+//! [`checkpoint`] (§4.3), [`view_change`] (§4.4–§4.5), [`sync`] (catch-up
+//! from certified blocks). This file holds the state and the dispatch.
+//!
+//! This module must never read a clock, a random source, the disk or the
+//! network; all of that arrives as [`Input`] and leaves as [`Output`].
+
+pub mod checkpoint;
+pub mod log;
+pub mod messages;
+pub mod normal;
+pub mod sync;
+pub mod view_change;
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineStatus, Input, Output, Persisted, Restored, TimeoutKind};
+use log::Slot;
+use messages::{PbftMessage, ViewChange};
+use phalanx_crypto::{Hash, Keypair};
+use phalanx_ledger::{
+    Evidence, Height, SignedTransaction, SignedVote, ValidatorIndex, Vote, VoteKind,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+/// The output type of the PBFT engine.
+pub type PbftOutput = Output<PbftMessage>;
+
+/// Most messages for future views kept until that view starts.
+const MAX_FUTURE_MESSAGES: usize = 8192;
+
+/// The last stable checkpoint and its proof (§4.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StableCheckpoint {
+    /// Its height (the low watermark h).
+    pub seq: Height,
+    /// The block hash there.
+    pub digest: Hash,
+    /// Quorum CHECKPOINT votes (empty at genesis).
+    pub proof: Vec<SignedVote>,
+}
+
+/// Counters of things dropped or noticed, for metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PbftCounters {
+    /// Messages dropped because a signature or signer check failed.
+    pub bad_signature: u64,
+    /// Messages dropped as malformed, out of window, or inconsistent.
+    pub invalid: u64,
+    /// Messages for views already left (stale replays).
+    pub stale: u64,
+    /// Transactions dropped because the pending queue was full.
+    pub pending_overflow: u64,
+    /// View changes started by this replica.
+    pub view_changes: u64,
+    /// Votes this replica refused to sign because it had signed another digest
+    /// for the same slot (only after a restart with an inconsistent log).
+    pub refused_double_sign: u64,
+}
+
+/// The PBFT engine of one validator.
+pub struct Pbft {
+    pub(crate) cfg: Config,
+    pub(crate) key: Keypair,
+    /// Current view; while `view_active` is false, a view change to it is under way.
+    pub(crate) view: u64,
+    pub(crate) view_active: bool,
+    pub(crate) slots: BTreeMap<Height, Slot>,
+    pub(crate) stable: StableCheckpoint,
+    /// CHECKPOINT votes above the stable checkpoint: seq -> votes.
+    pub(crate) checkpoint_votes: BTreeMap<Height, log::VoteSet>,
+    /// Highest checkpoint seq each validator has claimed (to notice we are behind).
+    pub(crate) claimed_checkpoint: BTreeMap<ValidatorIndex, Height>,
+    /// The last height handed to the driver with `Output::Commit`.
+    pub(crate) last_committed: Height,
+    /// The last height the driver reported executed.
+    pub(crate) last_executed: Height,
+    /// The primary's next sequence number to propose.
+    pub(crate) next_seq: Height,
+    pub(crate) pending: VecDeque<Hash>,
+    pub(crate) pending_txs: HashMap<Hash, SignedTransaction>,
+    /// Transactions in proposals not yet committed (not to be proposed again).
+    pub(crate) proposed: HashSet<Hash>,
+    /// VIEW-CHANGE messages by target view and sender.
+    pub(crate) view_changes: BTreeMap<u64, BTreeMap<ValidatorIndex, ViewChange>>,
+    /// Every vote this validator signed (and did not prune): the save-before-send guard.
+    pub(crate) signed: BTreeMap<(VoteKind, u64, Height), SignedVote>,
+    pub(crate) known_evidence: BTreeSet<Hash>,
+    pub(crate) pending_evidence: Vec<Evidence>,
+    pub(crate) faulty: BTreeSet<ValidatorIndex>,
+    pub(crate) future: VecDeque<(ValidatorIndex, PbftMessage)>,
+    /// View changes since the last commit (timeouts back off with it).
+    pub(crate) consecutive_view_changes: u32,
+    /// `last_committed` when the progress timer was armed, if it is armed.
+    pub(crate) progress_mark: Option<Height>,
+    pub(crate) batch_timer_armed: bool,
+    pub(crate) batch_due: bool,
+    pub(crate) sync_outstanding: bool,
+    pub(crate) now_ms: u64,
+    pub(crate) counters: PbftCounters,
+}
+
+impl std::fmt::Debug for Pbft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pbft")
+            .field("me", &self.cfg.me)
+            .field("view", &self.view)
+            .field("view_active", &self.view_active)
+            .field("last_committed", &self.last_committed)
+            .field("stable", &self.stable.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pbft {
+    /// A fresh engine at genesis.
+    pub fn new(cfg: Config, key: Keypair, genesis_hash: Hash) -> Pbft {
+        Pbft::restore(
+            cfg,
+            key,
+            Restored {
+                records: Vec::new(),
+                last_executed: Height::GENESIS,
+                last_block_hash: genesis_hash,
+            },
+        )
+    }
+
+    /// An engine restarted from persisted records and the store's last block.
+    pub fn restore(cfg: Config, key: Keypair, restored: Restored) -> Pbft {
+        let mut engine = Pbft {
+            key,
+            view: 0,
+            view_active: true,
+            slots: BTreeMap::new(),
+            stable: StableCheckpoint {
+                seq: Height::GENESIS,
+                digest: Hash::ZERO,
+                proof: Vec::new(),
+            },
+            checkpoint_votes: BTreeMap::new(),
+            claimed_checkpoint: BTreeMap::new(),
+            last_committed: restored.last_executed,
+            last_executed: restored.last_executed,
+            next_seq: restored.last_executed.next(),
+            pending: VecDeque::new(),
+            pending_txs: HashMap::new(),
+            proposed: HashSet::new(),
+            view_changes: BTreeMap::new(),
+            signed: BTreeMap::new(),
+            known_evidence: BTreeSet::new(),
+            pending_evidence: Vec::new(),
+            faulty: BTreeSet::new(),
+            future: VecDeque::new(),
+            consecutive_view_changes: 0,
+            progress_mark: None,
+            batch_timer_armed: false,
+            batch_due: false,
+            sync_outstanding: false,
+            now_ms: 0,
+            counters: PbftCounters::default(),
+            cfg,
+        };
+        if restored.last_executed == Height::GENESIS {
+            engine.stable.digest = restored.last_block_hash;
+        }
+        for record in restored.records {
+            match record {
+                Persisted::Vote(v) => {
+                    engine
+                        .signed
+                        .insert((v.vote.kind, v.vote.view, v.vote.seq), v);
+                }
+                Persisted::View { view, active } => {
+                    if view > engine.view || (view == engine.view && !active) {
+                        engine.view = view;
+                        engine.view_active = active;
+                    } else if view == engine.view && active {
+                        engine.view_active = true;
+                    }
+                }
+                Persisted::Prepared(cert) => {
+                    let (view, seq, digest) = cert.slot();
+                    let slot = engine.slots.entry(seq).or_default();
+                    if slot.prepared.as_ref().is_none_or(|p| p.slot().0 < view) {
+                        slot.payloads.insert(digest, cert.payload.clone());
+                        slot.prepared = Some(cert);
+                    }
+                }
+                Persisted::StableCheckpoint { seq, digest, proof } => {
+                    if seq > engine.stable.seq {
+                        engine.stable = StableCheckpoint { seq, digest, proof };
+                    }
+                }
+            }
+        }
+        let stable = engine.stable.seq;
+        engine.slots.retain(|s, _| *s > stable);
+        engine.signed.retain(|(_, _, s), _| *s > stable);
+        // A restarted primary never proposes a second payload for a seq it
+        // already pre-prepared in this view.
+        let view = engine.view;
+        if let Some(max_pp) = engine
+            .signed
+            .keys()
+            .filter(|(k, v, _)| *k == VoteKind::PrePrepare && *v == view)
+            .map(|(_, _, s)| *s)
+            .max()
+        {
+            engine.next_seq = engine.next_seq.max(max_pp.next());
+        }
+        engine
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Drop and event counters.
+    pub fn counters(&self) -> &PbftCounters {
+        &self.counters
+    }
+
+    /// Validators this replica treats as faulty (proven equivocators).
+    pub fn faulty(&self) -> &BTreeSet<ValidatorIndex> {
+        &self.faulty
+    }
+
+    pub(crate) fn me(&self) -> ValidatorIndex {
+        self.cfg.me
+    }
+
+    pub(crate) fn is_primary(&self) -> bool {
+        self.cfg.primary(self.view) == self.me()
+    }
+
+    /// The high watermark H = h + window (§4.2).
+    pub(crate) fn high_watermark(&self) -> Height {
+        Height(self.stable.seq.0 + self.cfg.params.watermark_window)
+    }
+
+    pub(crate) fn in_window(&self, seq: Height) -> bool {
+        seq > self.stable.seq && seq <= self.high_watermark()
+    }
+
+    /// Signs a vote unless a different digest was already signed for its slot
+    /// (save before send: the `Persist` goes out before the message).
+    pub(crate) fn sign_vote(
+        &mut self,
+        vote: Vote,
+        out: &mut Vec<PbftOutput>,
+    ) -> Option<SignedVote> {
+        let key = (vote.kind, vote.view, vote.seq);
+        if let Some(prev) = self.signed.get(&key) {
+            if prev.vote.digest == vote.digest {
+                return Some(*prev);
+            }
+            self.counters.refused_double_sign += 1;
+            return None;
+        }
+        let signed = vote.sign(&self.cfg.chain_id, &self.key);
+        self.signed.insert(key, signed);
+        out.push(Output::Persist(Persisted::Vote(signed)));
+        Some(signed)
+    }
+
+    /// Records evidence once: persist/gossip it, mark the offender faulty,
+    /// and leave the view if the offender is its primary.
+    pub(crate) fn on_evidence_found(&mut self, evidence: Evidence, out: &mut Vec<PbftOutput>) {
+        if !self.known_evidence.insert(evidence.id()) {
+            return;
+        }
+        let offender = evidence.offender();
+        self.faulty.insert(offender);
+        self.pending_evidence.push(evidence.clone());
+        out.push(Output::Evidence(evidence.clone()));
+        out.push(Output::Broadcast(PbftMessage::Evidence(evidence)));
+        if self.view_active && offender == self.cfg.primary(self.view) && offender != self.me() {
+            // An equivocating primary cannot be trusted to finish its view.
+            self.start_view_change(self.view + 1, out);
+        }
+    }
+
+    /// Arms the progress timer if there is work that should commit and it is not armed.
+    pub(crate) fn arm_progress_timer(&mut self, out: &mut Vec<PbftOutput>) {
+        if self.progress_mark.is_none() && self.view_active && self.has_pending_work() {
+            self.progress_mark = Some(self.last_committed);
+            out.push(Output::ScheduleTimeout {
+                kind: TimeoutKind::Progress { view: self.view },
+                after_ms: self.timeout_ms(),
+            });
+        }
+    }
+
+    /// The view-change timeout, doubled per consecutive view change (§4.5.2).
+    pub(crate) fn timeout_ms(&self) -> u64 {
+        let shift = self.consecutive_view_changes.min(6);
+        self.cfg
+            .params
+            .view_change_timeout_ms
+            .saturating_mul(1 << shift)
+    }
+
+    pub(crate) fn has_pending_work(&self) -> bool {
+        !self.pending_txs.is_empty()
+            || self
+                .slots
+                .range(self.last_committed.next()..)
+                .any(|(_, s)| !s.pre_prepares.is_empty() || s.committed.is_some())
+    }
+
+    fn on_timeout(&mut self, kind: TimeoutKind, out: &mut Vec<PbftOutput>) {
+        match kind {
+            TimeoutKind::Batch => {
+                self.batch_timer_armed = false;
+                self.batch_due = true;
+                self.maybe_propose(out);
+            }
+            TimeoutKind::Progress { view } => {
+                let Some(mark) = self.progress_mark.take() else {
+                    return;
+                };
+                if view != self.view || !self.view_active {
+                    return;
+                }
+                if self.last_committed > mark {
+                    // Progress was made; keep watching what is still pending.
+                    self.arm_progress_timer(out);
+                } else if self.has_pending_work() {
+                    // PBFT §4.4: the request did not execute in time.
+                    self.start_view_change(self.view + 1, out);
+                }
+            }
+            TimeoutKind::ViewChange { view } => {
+                if view == self.view && !self.view_active {
+                    // §4.5.2: no NEW-VIEW in time; try the next view.
+                    self.start_view_change(view + 1, out);
+                }
+            }
+            TimeoutKind::Sync => {
+                self.sync_outstanding = false;
+                self.check_behind(out);
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        from: ValidatorIndex,
+        message: PbftMessage,
+        out: &mut Vec<PbftOutput>,
+    ) {
+        match message {
+            PbftMessage::PrePrepare(pp) => self.on_pre_prepare(from, pp, out),
+            PbftMessage::Prepare(v) => self.on_prepare(from, v, out),
+            PbftMessage::Commit(v) => self.on_commit(from, v, out),
+            PbftMessage::Checkpoint(v) => self.on_checkpoint(v, out),
+            PbftMessage::ViewChange(vc) => self.on_view_change(vc, out),
+            PbftMessage::NewView(nv) => self.on_new_view(nv, out),
+            PbftMessage::Evidence(e) => {
+                if e.verify(&self.cfg.chain_id, &self.cfg.validators).is_ok() {
+                    self.on_evidence_found(e, out);
+                } else {
+                    self.counters.invalid += 1;
+                }
+            }
+        }
+    }
+
+    /// Keeps a message for a view this replica has not reached yet.
+    pub(crate) fn buffer_future(&mut self, from: ValidatorIndex, message: PbftMessage) {
+        if self.future.len() >= MAX_FUTURE_MESSAGES {
+            self.future.pop_front();
+            self.counters.invalid += 1;
+        }
+        self.future.push_back((from, message));
+    }
+
+    /// Re-handles buffered messages after entering a view.
+    pub(crate) fn replay_future(&mut self, out: &mut Vec<PbftOutput>) {
+        let buffered = std::mem::take(&mut self.future);
+        for (from, message) in buffered {
+            self.on_message(from, message, out);
+        }
+    }
+
+    fn on_transactions(&mut self, txs: Vec<SignedTransaction>, out: &mut Vec<PbftOutput>) {
+        for tx in txs {
+            let hash = tx.hash();
+            if self.pending_txs.contains_key(&hash) {
+                continue;
+            }
+            if self.pending_txs.len() >= self.cfg.max_pending_txs {
+                self.counters.pending_overflow += 1;
+                continue;
+            }
+            self.pending_txs.insert(hash, tx);
+            self.pending.push_back(hash);
+        }
+        self.maybe_propose(out);
+        self.arm_progress_timer(out);
+    }
+
+    fn on_start(&mut self, out: &mut Vec<PbftOutput>) {
+        if !self.view_active {
+            // Resend our VIEW-CHANGE (rebuilt from persisted certificates; the
+            // same content gives the same deterministic signature).
+            self.start_view_change(self.view, out);
+        } else {
+            self.arm_progress_timer(out);
+        }
+    }
+}
+
+impl Engine for Pbft {
+    type Message = PbftMessage;
+
+    fn handle(&mut self, now_ms: u64, input: Input<PbftMessage>) -> Vec<PbftOutput> {
+        self.now_ms = self.now_ms.max(now_ms);
+        let mut out = Vec::new();
+        match input {
+            Input::Start => self.on_start(&mut out),
+            Input::Message { from, message } => self.on_message(from, message, &mut out),
+            Input::Transactions(txs) => self.on_transactions(txs, &mut out),
+            Input::Timeout(kind) => self.on_timeout(kind, &mut out),
+            Input::BlockExecuted { height, block_hash } => {
+                self.on_block_executed(height, block_hash, &mut out)
+            }
+            Input::SyncBlocks(blocks) => self.on_sync_blocks(blocks, &mut out),
+        }
+        debug_assert!(
+            self.check_invariants().is_ok(),
+            "{:?}",
+            self.check_invariants()
+        );
+        out
+    }
+
+    fn status(&self) -> EngineStatus {
+        EngineStatus {
+            view: self.view,
+            primary: self.cfg.primary(self.view),
+            view_changing: !self.view_active,
+            last_executed: self.last_executed,
+            stable_checkpoint: self.stable.seq,
+            pending_txs: self.pending_txs.len(),
+        }
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        if self.last_executed > self.last_committed {
+            return Err(format!(
+                "executed {} beyond committed {}",
+                self.last_executed, self.last_committed
+            ));
+        }
+        if let Some((s, _)) = self.slots.iter().next() {
+            if *s <= self.stable.seq {
+                return Err(format!(
+                    "slot {s} kept below stable checkpoint {}",
+                    self.stable.seq
+                ));
+            }
+        }
+        for (seq, slot) in &self.slots {
+            if let Some(cert) = &slot.committed {
+                if cert.seq != *seq || cert.commits.len() < self.cfg.quorums.quorum {
+                    return Err(format!("slot {seq} committed without a quorum certificate"));
+                }
+            }
+            if let Some(p) = &slot.prepared {
+                if p.slot().1 != *seq {
+                    return Err(format!(
+                        "slot {seq} holds a prepared certificate for another seq"
+                    ));
+                }
+            }
+        }
+        if self.pending.len() < self.pending_txs.len() {
+            return Err("pending order lost a transaction".into());
+        }
+        for ((kind, view, seq), v) in &self.signed {
+            if v.vote.kind != *kind
+                || v.vote.view != *view
+                || v.vote.seq != *seq
+                || v.vote.voter != self.me()
+            {
+                return Err("signed-vote index inconsistent".into());
+            }
+        }
+        Ok(())
+    }
+}

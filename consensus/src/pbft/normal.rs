@@ -1,0 +1,416 @@
+//! The normal case (PBFT §4.2): batching, PRE-PREPARE, PREPARE, COMMIT, and
+//! handing committed payloads to the driver in sequence order.
+
+use super::log::Inserted;
+use super::messages::{check_payload, verify_vote, PbftMessage, PrePrepare, PreparedCert};
+use super::{Pbft, PbftOutput};
+use crate::engine::{Output, Persisted, TimeoutKind};
+use phalanx_crypto::Hash;
+use phalanx_ledger::{
+    CommitCertificate, Height, Justification, Payload, SignedVote, ValidatorIndex, Vote, VoteKind,
+};
+
+/// Where a vote for (view, seq) stands relative to this replica.
+enum Admit {
+    /// Handle it now.
+    Now,
+    /// Keep it until that view starts.
+    Later,
+    /// Drop it.
+    Drop,
+}
+
+impl Pbft {
+    fn admit(&mut self, view: u64, seq: Height) -> Admit {
+        if view < self.view || (view == self.view && !self.view_active && view != 0) {
+            if view < self.view {
+                // PBFT §4.2: replicas accept messages only for their current view.
+                self.counters.stale += 1;
+                return Admit::Drop;
+            }
+            return Admit::Later;
+        }
+        if view > self.view {
+            return Admit::Later;
+        }
+        if !self.in_window(seq) {
+            // §4.2: only sequence numbers between the watermarks.
+            self.counters.invalid += 1;
+            return Admit::Drop;
+        }
+        Admit::Now
+    }
+
+    /// §4.2: a backup accepts a pre-prepare signed by the primary of its view,
+    /// for a seq within the watermarks, with a payload matching the digest, if
+    /// it has not accepted a different one for (view, seq); then it prepares.
+    pub(crate) fn on_pre_prepare(
+        &mut self,
+        from: ValidatorIndex,
+        pp: PrePrepare,
+        out: &mut Vec<PbftOutput>,
+    ) {
+        let v = pp.vote.vote;
+        if verify_vote(&self.cfg, &pp.vote, VoteKind::PrePrepare).is_err()
+            || v.voter != self.cfg.primary(v.view)
+        {
+            self.counters.bad_signature += 1;
+            return;
+        }
+        if self.faulty.contains(&v.voter) {
+            return;
+        }
+        match self.admit(v.view, v.seq) {
+            Admit::Drop => return,
+            Admit::Later => return self.buffer_future(from, PbftMessage::PrePrepare(pp)),
+            Admit::Now => {}
+        }
+        let slot = self.slots.entry(v.seq).or_default();
+        if let Some(existing) = slot.pre_prepares.get(&v.view) {
+            if existing.vote.digest != v.digest {
+                // The primary signed two proposals for one slot.
+                let evidence = phalanx_ledger::Evidence {
+                    first: *existing,
+                    second: pp.vote,
+                };
+                return self.on_evidence_found(evidence, out);
+            }
+            return;
+        }
+        if check_payload(&self.cfg, &pp.payload, v.seq, &v.digest).is_err()
+            || pp.payload.round != v.view
+            || pp.payload.proposer != v.voter
+        {
+            self.counters.invalid += 1;
+            return;
+        }
+        self.accept_pre_prepare(pp.vote, pp.payload, out);
+    }
+
+    /// Installs an accepted pre-prepare (from PRE-PREPARE or NEW-VIEW) and
+    /// sends this backup's PREPARE.
+    pub(crate) fn accept_pre_prepare(
+        &mut self,
+        vote: SignedVote,
+        payload: Payload,
+        out: &mut Vec<PbftOutput>,
+    ) {
+        let (view, seq, digest) = (vote.vote.view, vote.vote.seq, vote.vote.digest);
+        let slot = self.slots.entry(seq).or_default();
+        slot.pre_prepares.insert(view, vote);
+        slot.payloads.insert(digest, payload);
+        if self.cfg.primary(view) != self.me() {
+            let prepare = Vote {
+                kind: VoteKind::Prepare,
+                view,
+                seq,
+                digest,
+                voter: self.me(),
+            };
+            if let Some(signed) = self.sign_vote(prepare, out) {
+                self.slots.entry(seq).or_default().prepares.insert(signed);
+                out.push(Output::Broadcast(PbftMessage::Prepare(signed)));
+            }
+        }
+        self.check_prepared(seq, out);
+        self.check_committed(seq, out);
+        self.arm_progress_timer(out);
+    }
+
+    /// §4.2: collect PREPAREs from backups.
+    pub(crate) fn on_prepare(
+        &mut self,
+        from: ValidatorIndex,
+        vote: SignedVote,
+        out: &mut Vec<PbftOutput>,
+    ) {
+        let v = vote.vote;
+        if verify_vote(&self.cfg, &vote, VoteKind::Prepare).is_err() {
+            self.counters.bad_signature += 1;
+            return;
+        }
+        if v.voter == self.cfg.primary(v.view) {
+            // The primary's pre-prepare stands for its prepare (§4.2).
+            self.counters.invalid += 1;
+            return;
+        }
+        if self.faulty.contains(&v.voter) {
+            return;
+        }
+        match self.admit(v.view, v.seq) {
+            Admit::Drop => return,
+            Admit::Later => return self.buffer_future(from, PbftMessage::Prepare(vote)),
+            Admit::Now => {}
+        }
+        match self.slots.entry(v.seq).or_default().prepares.insert(vote) {
+            Inserted::New => self.check_prepared(v.seq, out),
+            Inserted::Duplicate => {}
+            Inserted::Equivocation(e) => self.on_evidence_found(*e, out),
+        }
+    }
+
+    /// §4.2: collect COMMITs.
+    pub(crate) fn on_commit(
+        &mut self,
+        from: ValidatorIndex,
+        vote: SignedVote,
+        out: &mut Vec<PbftOutput>,
+    ) {
+        let v = vote.vote;
+        if verify_vote(&self.cfg, &vote, VoteKind::Commit).is_err() {
+            self.counters.bad_signature += 1;
+            return;
+        }
+        if self.faulty.contains(&v.voter) {
+            return;
+        }
+        match self.admit(v.view, v.seq) {
+            Admit::Drop => return,
+            Admit::Later => return self.buffer_future(from, PbftMessage::Commit(vote)),
+            Admit::Now => {}
+        }
+        match self.slots.entry(v.seq).or_default().commits.insert(vote) {
+            Inserted::New => self.check_committed(v.seq, out),
+            Inserted::Duplicate => {}
+            Inserted::Equivocation(e) => self.on_evidence_found(*e, out),
+        }
+    }
+
+    /// prepared(m, v, n, i): the pre-prepare and quorum−1 matching prepares
+    /// from distinct backups. Then persist the certificate and send COMMIT.
+    fn check_prepared(&mut self, seq: Height, out: &mut Vec<PbftOutput>) {
+        let view = self.view;
+        let primary = self.cfg.primary(view);
+        let needed = self.cfg.quorums.quorum - 1;
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        if slot.commit_sent == Some(view) {
+            return;
+        }
+        let Some(pre_prepare) = slot.pre_prepares.get(&view).copied() else {
+            return;
+        };
+        let digest = pre_prepare.vote.digest;
+        let prepares = slot.prepares.matching(view, &digest, Some(primary));
+        if prepares.len() < needed {
+            return;
+        }
+        let Some(payload) = slot.payloads.get(&digest).cloned() else {
+            return;
+        };
+        let cert = PreparedCert {
+            pre_prepare,
+            prepares,
+            payload,
+        };
+        slot.commit_sent = Some(view);
+        slot.prepared = Some(cert.clone());
+        out.push(Output::Persist(Persisted::Prepared(cert)));
+        let commit = Vote {
+            kind: VoteKind::Commit,
+            view,
+            seq,
+            digest,
+            voter: self.me(),
+        };
+        if let Some(signed) = self.sign_vote(commit, out) {
+            self.slots.entry(seq).or_default().commits.insert(signed);
+            out.push(Output::Broadcast(PbftMessage::Commit(signed)));
+        }
+        self.check_committed(seq, out);
+    }
+
+    /// committed-local: quorum matching COMMITs for a digest whose payload we
+    /// hold. A quorum of COMMITs is also what a certified block carries, so a
+    /// replica that missed the prepares can still execute.
+    pub(crate) fn check_committed(&mut self, seq: Height, out: &mut Vec<PbftOutput>) {
+        let view = self.view;
+        let quorum = self.cfg.quorums.quorum;
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        if slot.committed.is_some() {
+            return;
+        }
+        for digest in slot.commits.digests(view) {
+            let commits = slot.commits.matching(view, &digest, None);
+            if commits.len() >= quorum {
+                let mut sigs: Vec<(ValidatorIndex, phalanx_crypto::Signature)> = commits
+                    .iter()
+                    .map(|c| (c.vote.voter, c.signature))
+                    .collect();
+                sigs.sort_by_key(|(v, _)| *v);
+                slot.committed = Some(CommitCertificate {
+                    view,
+                    seq,
+                    digest,
+                    commits: sigs,
+                });
+                break;
+            }
+        }
+        if slot.committed.is_some() {
+            self.commit_in_order(out);
+        }
+    }
+
+    /// §4.2: execute in sequence order — hand over every committed payload
+    /// that directly follows the last one handed over.
+    pub(crate) fn commit_in_order(&mut self, out: &mut Vec<PbftOutput>) {
+        loop {
+            let next = self.last_committed.next();
+            let Some(slot) = self.slots.get(&next) else {
+                break;
+            };
+            let Some((cert, payload)) = slot.committed_payload() else {
+                if slot.committed.is_some() {
+                    // Committed by a quorum but we never got the payload.
+                    self.request_sync(out);
+                }
+                break;
+            };
+            let (cert, payload) = (cert.clone(), payload.clone());
+            self.hand_over(payload, Justification::Pbft(cert), out);
+        }
+        if self
+            .slots
+            .range(self.last_committed.next()..)
+            .any(|(s, slot)| *s > self.last_committed.next() && slot.committed.is_some())
+        {
+            // A later slot committed while the next one did not: we missed it.
+            self.check_behind(out);
+        }
+        self.maybe_propose(out);
+    }
+
+    /// Passes one committed payload to the driver and forgets its transactions.
+    pub(crate) fn hand_over(
+        &mut self,
+        payload: Payload,
+        justification: Justification,
+        out: &mut Vec<PbftOutput>,
+    ) {
+        for tx in &payload.txs {
+            let h = tx.hash();
+            self.pending_txs.remove(&h);
+            self.proposed.remove(&h);
+        }
+        let committed_ids: Vec<Hash> = payload
+            .evidence
+            .iter()
+            .map(phalanx_ledger::Evidence::id)
+            .collect();
+        self.pending_evidence
+            .retain(|e| !committed_ids.contains(&e.id()));
+        for id in committed_ids {
+            self.proposed.remove(&id);
+            self.known_evidence.insert(id);
+        }
+        self.last_committed = payload.height;
+        self.next_seq = self.next_seq.max(self.last_committed.next());
+        self.consecutive_view_changes = 0;
+        out.push(Output::Commit {
+            payload,
+            justification,
+        });
+        // Drop the already-committed hashes from the front of the queue.
+        while let Some(front) = self.pending.front() {
+            if self.pending_txs.contains_key(front) {
+                break;
+            }
+            self.pending.pop_front();
+        }
+        if self.pending.len() > 2 * self.pending_txs.len() + 1024 {
+            let live = &self.pending_txs;
+            self.pending.retain(|h| live.contains_key(h));
+        }
+    }
+
+    /// The primary proposes a batch when it has B transactions, when the
+    /// pipeline is idle, or when the batch timer fired (§4.2 batching),
+    /// as long as the seq stays within the watermarks.
+    pub(crate) fn maybe_propose(&mut self, out: &mut Vec<PbftOutput>) {
+        if !self.view_active || !self.is_primary() {
+            return;
+        }
+        let max = self.cfg.params.max_block_txs as usize;
+        loop {
+            let seq = self.next_seq;
+            if seq > self.high_watermark() {
+                return;
+            }
+            let available = self.pending_txs.len().saturating_sub(self.proposed.len());
+            if available == 0 && self.pending_evidence.is_empty() {
+                return;
+            }
+            let idle = self.last_committed.next() == seq;
+            if available < max && !idle && !self.batch_due {
+                if !self.batch_timer_armed {
+                    self.batch_timer_armed = true;
+                    out.push(Output::ScheduleTimeout {
+                        kind: TimeoutKind::Batch,
+                        after_ms: self.cfg.params.batch_timeout_ms,
+                    });
+                }
+                return;
+            }
+            self.batch_due = false;
+            let mut txs = Vec::with_capacity(available.min(max));
+            for h in &self.pending {
+                if txs.len() >= max {
+                    break;
+                }
+                if self.proposed.contains(h) {
+                    continue;
+                }
+                if let Some(tx) = self.pending_txs.get(h) {
+                    txs.push(tx.clone());
+                }
+            }
+            let evidence: Vec<_> = self
+                .pending_evidence
+                .iter()
+                .filter(|e| !self.proposed.contains(&e.id()))
+                .cloned()
+                .collect();
+            if txs.is_empty() && evidence.is_empty() {
+                return;
+            }
+            for tx in &txs {
+                self.proposed.insert(tx.hash());
+            }
+            for e in &evidence {
+                self.proposed.insert(e.id());
+            }
+            let payload = Payload {
+                chain_id: self.cfg.chain_id.clone(),
+                height: seq,
+                round: self.view,
+                proposer: self.me(),
+                timestamp_ms: self.now_ms,
+                txs,
+                evidence,
+            };
+            let digest = payload.digest();
+            let vote = Vote {
+                kind: VoteKind::PrePrepare,
+                view: self.view,
+                seq,
+                digest,
+                voter: self.me(),
+            };
+            let Some(signed) = self.sign_vote(vote, out) else {
+                // Already pre-prepared something else here before a restart: skip the seq.
+                self.next_seq = seq.next();
+                continue;
+            };
+            self.next_seq = seq.next();
+            out.push(Output::Broadcast(PbftMessage::PrePrepare(PrePrepare {
+                vote: signed,
+                payload: payload.clone(),
+            })));
+            self.accept_pre_prepare(signed, payload, out);
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! View changes (PBFT §4.4) and their liveness rules (§4.5.2).
+//!
+//! A replica that gives up on its view sends VIEW-CHANGE with its stable
+//! checkpoint proof and its prepared certificates. The new primary collects a
+//! quorum of them and sends NEW-VIEW with the pre-prepares that carry every
+//! possibly-committed request into the new view (null blocks for gaps).
+//! Replicas accept NEW-VIEW only if recomputing it from the same VIEW-CHANGEs
+//! gives the same pre-prepares.
+
+use super::messages::{NewView, PbftMessage, PreparedCert, ViewChange, ViewChangeBody};
+use super::{Pbft, PbftOutput, StableCheckpoint};
+use crate::config::Config;
+use crate::engine::{Output, Persisted, TimeoutKind};
+use phalanx_crypto::Hash;
+use phalanx_ledger::{Height, Payload, SignedVote, ValidatorIndex, Vote, VoteKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a NEW-VIEW must contain, computed from its VIEW-CHANGEs (§4.4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewViewPlan {
+    /// The latest stable checkpoint among the view changes (min-s) and its proof.
+    pub checkpoint: StableCheckpoint,
+    /// For each seq in (min-s, max-s]: the digest and payload to re-propose
+    /// (the prepared certificate of the highest view, or a null block).
+    pub entries: Vec<(Height, Hash, Payload)>,
+}
+
+/// The null block for a gap at `seq` in `view`: no transactions, proposed by
+/// the new primary, timestamp 0 so that every replica computes the same digest.
+pub fn null_payload(cfg: &Config, view: u64, seq: Height) -> Payload {
+    Payload {
+        chain_id: cfg.chain_id.clone(),
+        height: seq,
+        round: view,
+        proposer: cfg.primary(view),
+        timestamp_ms: 0,
+        txs: Vec::new(),
+        evidence: Vec::new(),
+    }
+}
+
+/// Computes the NEW-VIEW content for `view` from (already verified) VIEW-CHANGEs.
+pub fn plan_new_view(cfg: &Config, view: u64, vcs: &[ViewChange]) -> NewViewPlan {
+    let best = vcs.iter().max_by_key(|vc| vc.body.stable_seq);
+    let checkpoint = best.map_or(
+        StableCheckpoint {
+            seq: Height::GENESIS,
+            digest: Hash::ZERO,
+            proof: Vec::new(),
+        },
+        |vc| StableCheckpoint {
+            seq: vc.body.stable_seq,
+            digest: vc.body.stable_digest,
+            proof: vc.body.checkpoint_proof.clone(),
+        },
+    );
+    let min_s = checkpoint.seq;
+    // For each seq, the prepared certificate with the highest view.
+    let mut chosen: BTreeMap<Height, &PreparedCert> = BTreeMap::new();
+    for cert in vcs.iter().flat_map(|vc| &vc.body.prepared) {
+        let (v, seq, _) = cert.slot();
+        if seq <= min_s {
+            continue;
+        }
+        if chosen.get(&seq).is_none_or(|c| c.slot().0 < v) {
+            chosen.insert(seq, cert);
+        }
+    }
+    let max_s = chosen.keys().next_back().copied().unwrap_or(min_s);
+    let entries = (min_s.0 + 1..=max_s.0)
+        .map(Height)
+        .map(|seq| match chosen.get(&seq) {
+            Some(cert) => (seq, cert.slot().2, cert.payload.clone()),
+            None => {
+                let p = null_payload(cfg, view, seq);
+                (seq, p.digest(), p)
+            }
+        })
+        .collect();
+    NewViewPlan {
+        checkpoint,
+        entries,
+    }
+}
+
+impl Pbft {
+    /// Moves to `target` and sends VIEW-CHANGE (§4.4). Never moves back.
+    pub(crate) fn start_view_change(&mut self, target: u64, out: &mut Vec<PbftOutput>) {
+        if target < self.view || (target == self.view && self.view_active) {
+            return;
+        }
+        if target == self.view && self.has_own_view_change(target) {
+            return;
+        }
+        self.view = target;
+        self.view_active = false;
+        self.progress_mark = None;
+        self.batch_due = false;
+        self.counters.view_changes += 1;
+        out.push(Output::Persist(Persisted::View {
+            view: target,
+            active: false,
+        }));
+        let prepared: Vec<PreparedCert> = self
+            .slots
+            .range(self.stable.seq.next()..)
+            .filter_map(|(_, s)| s.prepared.clone())
+            .filter(|p| p.slot().0 < target)
+            .collect();
+        let body = ViewChangeBody {
+            new_view: target,
+            stable_seq: self.stable.seq,
+            stable_digest: self.stable.digest,
+            checkpoint_proof: self.stable.proof.clone(),
+            prepared,
+            voter: self.me(),
+        };
+        let vc = ViewChange::sign(body, &self.cfg.chain_id, &self.key);
+        let me = self.me();
+        self.view_changes
+            .entry(target)
+            .or_default()
+            .insert(me, vc.clone());
+        out.push(Output::Broadcast(PbftMessage::ViewChange(vc)));
+        out.push(Output::ScheduleTimeout {
+            kind: TimeoutKind::ViewChange { view: target },
+            after_ms: self.timeout_ms(),
+        });
+        self.consecutive_view_changes = self.consecutive_view_changes.saturating_add(1);
+        self.maybe_send_new_view(out);
+    }
+
+    fn has_own_view_change(&self, view: u64) -> bool {
+        self.view_changes
+            .get(&view)
+            .is_some_and(|m| m.contains_key(&self.me()))
+    }
+
+    /// §4.4 / §4.5.2: collect VIEW-CHANGEs; join on f+1 for higher views;
+    /// the new primary answers a quorum with NEW-VIEW.
+    pub(crate) fn on_view_change(&mut self, vc: ViewChange, out: &mut Vec<PbftOutput>) {
+        let target = vc.body.new_view;
+        if target < self.view || (target == self.view && self.view_active) {
+            self.counters.stale += 1;
+            return;
+        }
+        if self
+            .view_changes
+            .get(&target)
+            .is_some_and(|m| m.contains_key(&vc.body.voter))
+        {
+            return;
+        }
+        if self.view_changes.len() > 64 && !self.view_changes.contains_key(&target) {
+            // Bounded: keep only the nearest views.
+            let far = *self.view_changes.keys().next_back().unwrap_or(&target);
+            if target > far {
+                return;
+            }
+            self.view_changes.remove(&far);
+        }
+        if let Err(_e) = vc.verify(&self.cfg) {
+            self.counters.bad_signature += 1;
+            return;
+        }
+        if self.faulty.contains(&vc.body.voter) {
+            return;
+        }
+        self.view_changes
+            .entry(target)
+            .or_default()
+            .insert(vc.body.voter, vc);
+        // §4.5.2: f+1 replicas want views above ours: join the smallest.
+        let current = self.view;
+        let mut voters = BTreeSet::new();
+        let mut smallest = None;
+        for (v, m) in self.view_changes.range(current + 1..) {
+            for voter in m.keys() {
+                if *voter != self.me() {
+                    voters.insert(*voter);
+                }
+            }
+            smallest.get_or_insert(*v);
+        }
+        if voters.len() >= self.cfg.quorums.weak {
+            if let Some(v) = smallest {
+                self.start_view_change(v, out);
+            }
+        }
+        self.maybe_send_new_view(out);
+    }
+
+    /// The new primary sends NEW-VIEW once it has a quorum of VIEW-CHANGEs
+    /// for the view it is moving to.
+    fn maybe_send_new_view(&mut self, out: &mut Vec<PbftOutput>) {
+        let view = self.view;
+        if self.view_active || self.cfg.primary(view) != self.me() {
+            return;
+        }
+        let Some(vcs) = self.view_changes.get(&view) else {
+            return;
+        };
+        if vcs.len() < self.cfg.quorums.quorum || !vcs.contains_key(&self.me()) {
+            return;
+        }
+        let vcs: Vec<ViewChange> = vcs.values().cloned().collect();
+        let plan = plan_new_view(&self.cfg, view, &vcs);
+        let mut pre_prepares = Vec::with_capacity(plan.entries.len());
+        for (seq, digest, _) in &plan.entries {
+            let vote = Vote {
+                kind: VoteKind::PrePrepare,
+                view,
+                seq: *seq,
+                digest: *digest,
+                voter: self.me(),
+            };
+            match self.sign_vote(vote, out) {
+                Some(signed) => pre_prepares.push(signed),
+                // Cannot happen for a fresh view; never sign a conflicting pre-prepare.
+                None => return,
+            }
+        }
+        let nv = NewView::sign(view, vcs, pre_prepares, &self.cfg.chain_id, &self.key);
+        out.push(Output::Broadcast(PbftMessage::NewView(nv.clone())));
+        self.enter_view(nv, plan, out);
+    }
+
+    /// §4.4: a backup accepts NEW-VIEW if it is signed by the new primary,
+    /// carries a quorum of valid VIEW-CHANGEs for the view, and its
+    /// pre-prepares are exactly what recomputation gives.
+    pub(crate) fn on_new_view(&mut self, nv: NewView, out: &mut Vec<PbftOutput>) {
+        if nv.view < self.view || (nv.view == self.view && self.view_active) || nv.view == 0 {
+            self.counters.stale += 1;
+            return;
+        }
+        match self.verify_new_view(&nv) {
+            Ok(plan) => {
+                if nv.view > self.view {
+                    out.push(Output::Persist(Persisted::View {
+                        view: nv.view,
+                        active: false,
+                    }));
+                    self.view = nv.view;
+                }
+                self.enter_view(nv, plan, out);
+            }
+            Err(_) => self.counters.invalid += 1,
+        }
+    }
+
+    /// Checks a NEW-VIEW by recomputation; returns the plan it follows.
+    pub fn verify_new_view(&self, nv: &NewView) -> Result<NewViewPlan, &'static str> {
+        nv.verify_signature(&self.cfg)
+            .map_err(|_| "bad new-view signature")?;
+        let mut voters = BTreeSet::new();
+        for vc in &nv.view_changes {
+            if vc.body.new_view != nv.view {
+                return Err("view change for another view");
+            }
+            if !voters.insert(vc.body.voter) {
+                return Err("two view changes from one validator");
+            }
+            vc.verify(&self.cfg).map_err(|_| "invalid view change")?;
+        }
+        if voters.len() < self.cfg.quorums.quorum {
+            return Err("fewer view changes than a quorum");
+        }
+        let plan = plan_new_view(&self.cfg, nv.view, &nv.view_changes);
+        if plan.entries.len() != nv.pre_prepares.len() {
+            return Err("pre-prepares do not match recomputation");
+        }
+        let primary = self.cfg.primary(nv.view);
+        for ((seq, digest, _), pp) in plan.entries.iter().zip(&nv.pre_prepares) {
+            let v = &pp.vote;
+            if v.kind != VoteKind::PrePrepare
+                || v.view != nv.view
+                || v.seq != *seq
+                || v.digest != *digest
+                || v.voter != primary
+            {
+                return Err("pre-prepares do not match recomputation");
+            }
+            super::messages::verify_vote(&self.cfg, pp, VoteKind::PrePrepare)
+                .map_err(|_| "bad pre-prepare signature")?;
+        }
+        Ok(plan)
+    }
+
+    /// Starts `nv.view`: adopt its checkpoint, install its pre-prepares,
+    /// prepare them, and replay messages buffered for this view.
+    fn enter_view(&mut self, nv: NewView, plan: NewViewPlan, out: &mut Vec<PbftOutput>) {
+        let view = nv.view;
+        self.view = view;
+        self.view_active = true;
+        self.progress_mark = None;
+        out.push(Output::Persist(Persisted::View { view, active: true }));
+        out.push(Output::ViewChanged {
+            view,
+            primary: self.cfg.primary(view),
+        });
+        self.view_changes.retain(|v, _| *v > view);
+        self.proposed.clear();
+        if plan.checkpoint.seq > self.stable.seq {
+            self.make_stable(plan.checkpoint.clone(), out);
+        }
+        let max_s = plan
+            .entries
+            .last()
+            .map_or(plan.checkpoint.seq, |(s, _, _)| *s);
+        for ((seq, _, payload), pp) in plan.entries.into_iter().zip(nv.pre_prepares) {
+            if seq <= self.stable.seq {
+                continue;
+            }
+            for tx in &payload.txs {
+                self.proposed.insert(tx.hash());
+            }
+            for e in &payload.evidence {
+                self.proposed.insert(e.id());
+            }
+            self.accept_pre_prepare(pp, payload, out);
+        }
+        self.next_seq = max_s.max(self.last_committed).max(self.stable.seq).next();
+        // Retire per-view state of older views.
+        for slot in self.slots.values_mut() {
+            slot.prepares.retain_from(view);
+            slot.commits.retain_from(view);
+            slot.pre_prepares.retain(|v, _| *v >= view);
+            if slot.commit_sent.is_some_and(|v| v < view) {
+                slot.commit_sent = None;
+            }
+        }
+        self.replay_future(out);
+        self.maybe_propose(out);
+        self.arm_progress_timer(out);
+    }
+}
+
+/// The validators whose VIEW-CHANGEs a NEW-VIEW used (for tests and logs).
+pub fn view_change_senders(nv: &NewView) -> Vec<ValidatorIndex> {
+    nv.view_changes.iter().map(|vc| vc.body.voter).collect()
+}
+
+/// A pre-prepare vote of a NEW-VIEW, for tests.
+pub fn new_view_pre_prepares(nv: &NewView) -> &[SignedVote] {
+    &nv.pre_prepares
+}
