@@ -1,7 +1,7 @@
 //! Checkpoints and garbage collection (PBFT §4.3), and noticing that this
 //! replica has fallen behind.
 
-use super::log::{Inserted, VoteSet};
+use super::log::Inserted;
 use super::messages::{verify_vote, PbftMessage};
 use super::{Pbft, PbftOutput, StableCheckpoint};
 use crate::engine::{Output, Persisted, TimeoutKind};
@@ -21,7 +21,7 @@ impl Pbft {
             return;
         }
         self.last_executed = height;
-        if height.0 % self.cfg.params.checkpoint_interval == 0 {
+        if height.0.is_multiple_of(self.cfg.params.checkpoint_interval) {
             let vote = Vote {
                 kind: VoteKind::Checkpoint,
                 view: 0,
@@ -43,7 +43,7 @@ impl Pbft {
             self.counters.bad_signature += 1;
             return;
         }
-        if v.view != 0 || v.seq.0 % self.cfg.params.checkpoint_interval != 0 {
+        if v.view != 0 || !v.seq.0.is_multiple_of(self.cfg.params.checkpoint_interval) {
             self.counters.invalid += 1;
             return;
         }
@@ -62,12 +62,7 @@ impl Pbft {
 
     fn record_checkpoint(&mut self, vote: SignedVote, out: &mut Vec<PbftOutput>) {
         let seq = vote.vote.seq;
-        match self
-            .checkpoint_votes
-            .entry(seq)
-            .or_insert_with(VoteSet::default)
-            .insert(vote)
-        {
+        match self.checkpoint_votes.entry(seq).or_default().insert(vote) {
             Inserted::New => {}
             Inserted::Duplicate => return,
             Inserted::Equivocation(e) => return self.on_evidence_found(*e, out),

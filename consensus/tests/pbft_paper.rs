@@ -1,0 +1,630 @@
+//! One test per PBFT rule, each citing Castro & Liskov (TOCS 2002). Handler
+//! tests feed one input and compare the outputs (STYLE §10).
+
+mod common;
+
+use common::*;
+use phalanx_consensus::pbft::messages::{PrePrepare, ViewChange};
+use phalanx_consensus::pbft::view_change::{null_payload, plan_new_view};
+use phalanx_consensus::{
+    Config, Engine, Input, Output, Pbft, PbftMessage, Persisted, Restored, TimeoutKind,
+};
+use phalanx_crypto::Hash;
+use phalanx_ledger::{Height, Justification, Payload, SignedVote, ValidatorIndex, Vote, VoteKind};
+
+fn engine(n: usize, me: usize) -> Pbft {
+    let g = genesis(n, params());
+    Pbft::new(
+        Config::from_genesis(&g, ValidatorIndex(me as u32)).unwrap(),
+        validator_key(me),
+        g.block().hash(),
+    )
+}
+
+fn payload(view: u64, seq: u64, txs: usize) -> Payload {
+    Payload {
+        chain_id: CHAIN.into(),
+        height: Height(seq),
+        round: view,
+        proposer: ValidatorIndex((view % 4) as u32),
+        timestamp_ms: 7,
+        txs: (0..txs as u64).map(|k| transfer(0, 1, 1, k)).collect(),
+        evidence: vec![],
+    }
+}
+
+fn vote(kind: VoteKind, view: u64, seq: u64, digest: Hash, voter: usize) -> SignedVote {
+    Vote {
+        kind,
+        view,
+        seq: Height(seq),
+        digest,
+        voter: ValidatorIndex(voter as u32),
+    }
+    .sign(CHAIN, &validator_key(voter))
+}
+
+fn pre_prepare(view: u64, seq: u64, p: &Payload) -> PbftMessage {
+    let primary = (view % 4) as usize;
+    PbftMessage::PrePrepare(PrePrepare {
+        vote: vote(VoteKind::PrePrepare, view, seq, p.digest(), primary),
+        payload: p.clone(),
+    })
+}
+
+fn msg(from: usize, message: PbftMessage) -> Input<PbftMessage> {
+    Input::Message {
+        from: ValidatorIndex(from as u32),
+        message,
+    }
+}
+
+fn broadcasts(out: &[Output<PbftMessage>]) -> Vec<&PbftMessage> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// §4.2: a backup that accepts a PRE-PREPARE persists, then multicasts, its PREPARE.
+#[test]
+fn s4_2_backup_prepares_after_persisting() {
+    let mut e = engine(4, 1);
+    let p = payload(0, 1, 2);
+    let out = e.handle(0, msg(0, pre_prepare(0, 1, &p)));
+    let prepare = vote(VoteKind::Prepare, 0, 1, p.digest(), 1);
+    assert_eq!(
+        out,
+        vec![
+            Output::Persist(Persisted::Vote(prepare)),
+            Output::Broadcast(PbftMessage::Prepare(prepare)),
+            Output::ScheduleTimeout {
+                kind: TimeoutKind::Progress { view: 0 },
+                after_ms: 1000
+            },
+        ]
+    );
+}
+
+/// §4.2: the primary assigns the next sequence number, persists and multicasts PRE-PREPARE.
+#[test]
+fn s4_2_primary_pre_prepares_in_sequence() {
+    let mut e = engine(4, 0);
+    let out = e.handle(5, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
+    let pps: Vec<_> = broadcasts(&out)
+        .into_iter()
+        .filter_map(|m| match m {
+            PbftMessage::PrePrepare(pp) => Some(pp.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pps.len(), 1);
+    assert_eq!(
+        (pps[0].vote.vote.view, pps[0].vote.vote.seq),
+        (0, Height(1))
+    );
+    assert_eq!(pps[0].payload.digest(), pps[0].vote.vote.digest);
+    // Save before send: the Persist of the vote precedes its broadcast.
+    let persist_at = out
+        .iter()
+        .position(|o| *o == Output::Persist(Persisted::Vote(pps[0].vote)))
+        .unwrap();
+    let send_at = out
+        .iter()
+        .position(|o| matches!(o, Output::Broadcast(PbftMessage::PrePrepare(_))))
+        .unwrap();
+    assert!(persist_at < send_at);
+}
+
+/// §4.2: prepared = pre-prepare + 2f matching PREPAREs from distinct backups;
+/// then the replica persists the certificate and multicasts COMMIT.
+#[test]
+fn s4_2_prepared_needs_2f_prepares_then_commits() {
+    let mut e = engine(4, 1);
+    let p = payload(0, 1, 1);
+    let d = p.digest();
+    e.handle(0, msg(0, pre_prepare(0, 1, &p)));
+    // One other prepare (plus our own) = 2f = 2: prepared.
+    // A PREPARE from the primary does not count (§4.2).
+    let out = e.handle(
+        0,
+        msg(0, PbftMessage::Prepare(vote(VoteKind::Prepare, 0, 1, d, 0))),
+    );
+    assert!(out.is_empty());
+    // A prepare for another digest does not count.
+    let out = e.handle(
+        0,
+        msg(
+            3,
+            PbftMessage::Prepare(vote(VoteKind::Prepare, 0, 1, Hash::digest(b"x"), 3)),
+        ),
+    );
+    assert!(out.is_empty());
+    let out = e.handle(
+        0,
+        msg(2, PbftMessage::Prepare(vote(VoteKind::Prepare, 0, 1, d, 2))),
+    );
+    let commit = vote(VoteKind::Commit, 0, 1, d, 1);
+    assert!(
+        matches!(&out[0], Output::Persist(Persisted::Prepared(c)) if c.slot() == (0, Height(1), d))
+    );
+    assert_eq!(out[1], Output::Persist(Persisted::Vote(commit)));
+    assert_eq!(out[2], Output::Broadcast(PbftMessage::Commit(commit)));
+    assert_eq!(out.len(), 3);
+}
+
+/// §4.2: committed-local with 2f+1 matching COMMITs; execution strictly in
+/// sequence order, with the commit certificate as justification.
+#[test]
+fn s4_2_commit_quorum_and_in_order_execution() {
+    let mut e = engine(4, 3);
+    let (p1, p2) = (payload(0, 1, 1), payload(0, 2, 0));
+    e.handle(0, msg(0, pre_prepare(0, 1, &p1)));
+    e.handle(0, msg(0, pre_prepare(0, 2, &p2)));
+    let commit_all = |e: &mut Pbft, seq: u64, d: Hash| -> Vec<Output<PbftMessage>> {
+        let mut out = Vec::new();
+        for v in 0..3 {
+            out.extend(e.handle(
+                0,
+                msg(v, PbftMessage::Commit(vote(VoteKind::Commit, 0, seq, d, v))),
+            ));
+        }
+        out
+    };
+    let out2 = commit_all(&mut e, 2, p2.digest());
+    assert!(
+        !out2.iter().any(|o| matches!(o, Output::Commit { .. })),
+        "seq 2 must wait for seq 1"
+    );
+    let out1 = commit_all(&mut e, 1, p1.digest());
+    let commits: Vec<_> = out1
+        .iter()
+        .filter_map(|o| match o {
+            Output::Commit {
+                payload,
+                justification: Justification::Pbft(cert),
+            } => Some((payload.height, cert.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        commits.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![Height(1), Height(2)]
+    );
+    for (_, cert) in &commits {
+        assert_eq!(cert.commits.len(), 3);
+        cert.verify(CHAIN, &e.config().validators, 3).unwrap();
+    }
+}
+
+/// §4.2: PRE-PREPAREs are accepted only from the view's primary, in the
+/// current view, between the watermarks, with a payload matching the digest.
+#[test]
+fn s4_2_pre_prepare_acceptance_conditions() {
+    let mut e = engine(4, 1);
+    let p = payload(0, 1, 1);
+    // Signed by a non-primary.
+    let forged = PbftMessage::PrePrepare(PrePrepare {
+        vote: vote(VoteKind::PrePrepare, 0, 1, p.digest(), 2),
+        payload: p.clone(),
+    });
+    assert!(e.handle(0, msg(2, forged)).is_empty());
+    // Beyond the high watermark (h + window = 0 + 16).
+    let far = payload(0, 17, 0);
+    assert!(e.handle(0, msg(0, pre_prepare(0, 17, &far))).is_empty());
+    // Payload not matching the digest.
+    let other = payload(0, 1, 2);
+    let mismatched = PbftMessage::PrePrepare(PrePrepare {
+        vote: vote(VoteKind::PrePrepare, 0, 1, p.digest(), 0),
+        payload: other,
+    });
+    assert!(e.handle(0, msg(0, mismatched)).is_empty());
+    assert!(
+        e.counters().bad_signature >= 1 && e.counters().invalid >= 2,
+        "{:?}",
+        e.counters()
+    );
+    // The genuine one is accepted.
+    assert!(!e.handle(0, msg(0, pre_prepare(0, 1, &p))).is_empty());
+}
+
+/// §4.2 batching: the primary proposes at once when idle or with B
+/// transactions; otherwise it waits for the batch timer.
+#[test]
+fn s4_2_batching_by_size_or_timer() {
+    let mut e = engine(4, 0);
+    let pp_count = |out: &[Output<PbftMessage>]| {
+        broadcasts(out)
+            .iter()
+            .filter(|m| matches!(m, PbftMessage::PrePrepare(_)))
+            .count()
+    };
+    // Idle pipeline: propose the single transaction immediately.
+    assert_eq!(
+        pp_count(&e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]))),
+        1
+    );
+    // Block 1 in flight: 3 more transactions (< B = 10) wait, and the batch timer is armed.
+    let out = e.handle(
+        1,
+        Input::Transactions((1..4).map(|k| transfer(0, 1, 1, k)).collect()),
+    );
+    assert_eq!(pp_count(&out), 0);
+    assert!(out.contains(&Output::ScheduleTimeout {
+        kind: TimeoutKind::Batch,
+        after_ms: 10
+    }));
+    // The timer fires: propose what is there.
+    let out = e.handle(11, Input::Timeout(TimeoutKind::Batch));
+    assert_eq!(pp_count(&out), 1);
+    // A full batch of B = 10 goes out without waiting.
+    let out = e.handle(
+        12,
+        Input::Transactions((4..14).map(|k| transfer(0, 1, 1, k)).collect()),
+    );
+    assert_eq!(pp_count(&out), 1);
+}
+
+/// §4.2 watermarks: several sequence numbers in flight, but never beyond
+/// h + window; §4.3: a stable checkpoint advances h and proposals resume.
+#[test]
+fn s4_2_watermark_window_bounds_in_flight_proposals() {
+    let mut e = engine(4, 0);
+    let mut proposed = 0;
+    // 200 transactions, B = 10: 20 batches wanted, window = 16 allowed.
+    for k in 0..200u64 {
+        let out = e.handle(
+            k,
+            Input::Transactions(vec![transfer((k % 4) as usize, 1, 1, k / 4)]),
+        );
+        proposed += broadcasts(&out)
+            .iter()
+            .filter(|m| matches!(m, PbftMessage::PrePrepare(_)))
+            .count();
+        let out = e.handle(k, Input::Timeout(TimeoutKind::Batch));
+        proposed += broadcasts(&out)
+            .iter()
+            .filter(|m| matches!(m, PbftMessage::PrePrepare(_)))
+            .count();
+    }
+    assert_eq!(proposed, 16, "exactly the window is in flight");
+}
+
+/// §4.3: every K executed blocks a replica multicasts CHECKPOINT; 2f+1
+/// matching ones make it stable and the log below is discarded.
+#[test]
+fn s4_3_checkpoints_become_stable_and_collect_garbage() {
+    let mut c = Cluster::new(4, params());
+    c.submit((0..45).map(|k| transfer(1, 2, 1, k)).collect());
+    assert!(c.run_until(20_000, |c| (0..4).all(|i| c.committed_tx_count(i) == 45)));
+    let height = c.height(0);
+    assert!(height >= 5, "several blocks: {height}");
+    for i in 0..4 {
+        let s = c.nodes[i].engine.status();
+        assert_eq!(s.stable_checkpoint.0, height / 4 * 4, "node {i}");
+        assert!(c.nodes[i]
+            .records
+            .iter()
+            .any(|r| matches!(r, Persisted::StableCheckpoint { proof, .. } if proof.len() >= 3)));
+        // Checkpoint votes carry the block hash at that height.
+        let cp = c.nodes[i].sent.iter().find_map(|m| match m {
+            PbftMessage::Checkpoint(v) => Some(*v),
+            _ => None,
+        });
+        let cp = cp.unwrap();
+        assert_eq!(
+            cp.vote.digest,
+            c.nodes[i].blocks[cp.vote.seq.0 as usize].hash()
+        );
+    }
+}
+
+/// §4.4: on timeout a backup sends VIEW-CHANGE with its prepared
+/// certificates; the new primary's NEW-VIEW re-proposes them and fills gaps
+/// with null blocks; backups accept it by recomputation.
+#[test]
+fn s4_4_view_change_carries_prepared_certificates_and_null_blocks() {
+    let mut c = Cluster::new(4, params());
+    // Let seq 1 and 3 prepare everywhere but stop commits: mute nothing, but
+    // drop every COMMIT from the network.
+    let p1 = payload(0, 1, 1);
+    let p3 = payload(0, 3, 1);
+    for (seq, p) in [(1, &p1), (3, &p3)] {
+        for i in 1..4 {
+            c.input(i, msg(0, pre_prepare(0, seq, p)));
+        }
+    }
+    while let Some((from, to, m)) = c.net.pop_front() {
+        if !matches!(m, PbftMessage::Commit(_)) {
+            c.input(to.as_usize(), Input::Message { from, message: m });
+        }
+    }
+    // Replicas time out and send VIEW-CHANGE to view 1.
+    for i in 1..4 {
+        let out = c.input(i, Input::Timeout(TimeoutKind::Progress { view: 0 }));
+        let vc = broadcasts(&out).into_iter().find_map(|m| match m {
+            PbftMessage::ViewChange(vc) => Some(vc.clone()),
+            _ => None,
+        });
+        let vc = vc.unwrap_or_else(|| panic!("node {i} sent no view change: {out:?}"));
+        assert_eq!(vc.body.new_view, 1);
+        let seqs: Vec<u64> = vc.body.prepared.iter().map(|p| p.slot().1 .0).collect();
+        assert_eq!(seqs, vec![1, 3], "node {i}");
+        // Persisted view before the view change is sent.
+        assert_eq!(
+            out[0],
+            Output::Persist(Persisted::View {
+                view: 1,
+                active: false
+            })
+        );
+    }
+    // Deliver: node 1 (primary of view 1) sends NEW-VIEW.
+    let mut new_view = None;
+    while let Some((from, to, m)) = c.net.pop_front() {
+        if let PbftMessage::NewView(nv) = &m {
+            new_view = Some(nv.clone());
+        }
+        c.input(to.as_usize(), Input::Message { from, message: m });
+    }
+    let nv = new_view.expect("NEW-VIEW sent");
+    let digests: Vec<(u64, Hash)> = nv
+        .pre_prepares
+        .iter()
+        .map(|v| (v.vote.seq.0, v.vote.digest))
+        .collect();
+    let cfg = c.nodes[2].engine.config().clone();
+    assert_eq!(
+        digests,
+        vec![
+            (1, p1.digest()),
+            (2, null_payload(&cfg, 1, Height(2)).digest()),
+            (3, p3.digest())
+        ]
+    );
+    assert_eq!(plan_new_view(&cfg, 1, &nv.view_changes).entries.len(), 3);
+    // Everyone is in view 1 and commits seqs 1..3 (seq 2 as an empty block).
+    assert!(c.run_until(10_000, |c| (0..4).all(|i| c.height(i) >= 3)));
+    c.assert_agreement();
+    assert!(c.nodes[2].blocks[2].txs.is_empty());
+    assert_eq!(c.nodes[2].blocks[1].txs.len(), 1);
+    // A NEW-VIEW whose pre-prepares differ from recomputation is refused.
+    let mut forged = nv.clone();
+    forged.pre_prepares.swap(0, 2);
+    assert!(c.nodes[3].engine.verify_new_view(&forged).is_err());
+    let mut short = nv;
+    short.view_changes.truncate(2);
+    assert!(c.nodes[3].engine.verify_new_view(&short).is_err());
+}
+
+/// §4.5.2: a replica that sees f+1 VIEW-CHANGEs for higher views joins the
+/// smallest, even before its own timer fires.
+#[test]
+fn s4_5_2_joins_on_f_plus_1_view_changes() {
+    let mut vcs: Vec<ViewChange> = Vec::new();
+    // Without pending work a progress timeout does nothing.
+    let mut idle = engine(4, 2);
+    assert!(idle
+        .handle(0, Input::Timeout(TimeoutKind::Progress { view: 0 }))
+        .is_empty());
+    // Build the two view changes by letting two nodes time out properly.
+    let mut e2 = engine(4, 2);
+    let mut e3 = engine(4, 3);
+    for e in [&mut e2, &mut e3] {
+        e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
+        let out = e.handle(2000, Input::Timeout(TimeoutKind::Progress { view: 0 }));
+        for m in broadcasts(&out) {
+            if let PbftMessage::ViewChange(vc) = m {
+                vcs.push(vc.clone());
+            }
+        }
+    }
+    assert_eq!(vcs.len(), 2);
+    let mut e1 = engine(4, 1);
+    let out = e1.handle(0, msg(2, PbftMessage::ViewChange(vcs[0].clone())));
+    assert!(
+        broadcasts(&out).is_empty(),
+        "one view change (f) is not enough"
+    );
+    let out = e1.handle(0, msg(3, PbftMessage::ViewChange(vcs[1].clone())));
+    let sent: Vec<_> = broadcasts(&out).into_iter().map(|m| m.kind()).collect();
+    // Joined view 1 and, as its primary with a quorum (2 + itself), started it.
+    assert!(
+        sent.contains(&"view-change") && sent.contains(&"new-view"),
+        "{sent:?}"
+    );
+    assert_eq!(e1.status().view, 1);
+    assert!(!e1.status().view_changing);
+}
+
+/// §4.5.2: timeouts double with consecutive view changes.
+#[test]
+fn s4_5_2_view_change_timeout_backs_off() {
+    let mut e = engine(4, 2);
+    e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
+    let mut timeouts = Vec::new();
+    let mut kind = TimeoutKind::Progress { view: 0 };
+    for _ in 0..3 {
+        let out = e.handle(0, Input::Timeout(kind));
+        let (k, after) = out
+            .iter()
+            .find_map(|o| match o {
+                Output::ScheduleTimeout {
+                    kind: k @ TimeoutKind::ViewChange { .. },
+                    after_ms,
+                } => Some((*k, *after_ms)),
+                _ => None,
+            })
+            .unwrap();
+        timeouts.push(after);
+        kind = k;
+    }
+    assert_eq!(timeouts, vec![1000, 2000, 4000]);
+    assert_eq!(e.status().view, 3);
+}
+
+/// Every message is signed with a domain tag: a PREPARE signature replayed
+/// as a COMMIT does not verify; the signer is checked against the validator
+/// set, not the transport sender.
+#[test]
+fn signatures_are_domain_separated_and_signer_checked() {
+    let mut e = engine(4, 1);
+    let p = payload(0, 1, 0);
+    e.handle(0, msg(0, pre_prepare(0, 1, &p)));
+    let prepare = vote(VoteKind::Prepare, 0, 1, p.digest(), 2);
+    let mut as_commit = prepare;
+    as_commit.vote.kind = VoteKind::Commit;
+    assert!(e
+        .handle(0, msg(2, PbftMessage::Commit(as_commit)))
+        .is_empty());
+    assert_eq!(e.counters().bad_signature, 1);
+    // Signed by validator 2, claiming validator 3: dropped.
+    let mut claimed = prepare;
+    claimed.vote.voter = ValidatorIndex(3);
+    assert!(e
+        .handle(0, msg(3, PbftMessage::Prepare(claimed)))
+        .is_empty());
+    assert_eq!(e.counters().bad_signature, 2);
+    // Validly signed by 2 but relayed by 3: accepted (it completes the prepared certificate).
+    let out = e.handle(0, msg(3, PbftMessage::Prepare(prepare)));
+    assert!(broadcasts(&out)
+        .iter()
+        .any(|m| matches!(m, PbftMessage::Commit(_))));
+}
+
+/// Equivocation: two signed PRE-PREPAREs for one (view, seq) with different
+/// digests become evidence; the primary is treated as faulty and replaced.
+#[test]
+fn equivocating_primary_produces_evidence_and_a_view_change() {
+    let mut e = engine(4, 2);
+    let (a, b) = (payload(0, 1, 1), payload(0, 1, 2));
+    e.handle(0, msg(0, pre_prepare(0, 1, &a)));
+    let out = e.handle(0, msg(0, pre_prepare(0, 1, &b)));
+    let ev = out.iter().find_map(|o| match o {
+        Output::Evidence(ev) => Some(ev.clone()),
+        _ => None,
+    });
+    let ev = ev.expect("evidence");
+    assert_eq!(ev.offender(), ValidatorIndex(0));
+    ev.verify(CHAIN, &e.config().validators).unwrap();
+    assert!(broadcasts(&out)
+        .iter()
+        .any(|m| matches!(m, PbftMessage::Evidence(_))));
+    assert!(broadcasts(&out)
+        .iter()
+        .any(|m| matches!(m, PbftMessage::ViewChange(_))));
+    assert!(e.faulty().contains(&ValidatorIndex(0)));
+    // Evidence is proposed in a block by the next primary.
+    let mut c = Cluster::new(4, params());
+    c.input(1, msg(0, pre_prepare(0, 1, &a)));
+    c.input(1, msg(0, pre_prepare(0, 1, &b)));
+    assert!(c.run_until(30_000, |c| (1..4)
+        .all(|i| c.nodes[i].blocks.iter().any(|b| !b.evidence.is_empty()))));
+    c.assert_agreement();
+}
+
+/// Save before send, across a restart: a replica that PREPAREd one digest
+/// for a slot never PREPAREs another for it after restarting.
+#[test]
+fn restart_never_double_signs() {
+    let g = genesis(4, params());
+    let cfg = Config::from_genesis(&g, ValidatorIndex(1)).unwrap();
+    let mut e = Pbft::new(cfg.clone(), validator_key(1), g.block().hash());
+    let (a, b) = (payload(0, 1, 1), payload(0, 1, 2));
+    let out = e.handle(0, msg(0, pre_prepare(0, 1, &a)));
+    let records: Vec<Persisted> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    // Crash: volatile log gone, persisted records kept.
+    let mut r = Pbft::restore(
+        cfg,
+        validator_key(1),
+        Restored {
+            records,
+            last_executed: Height(0),
+            last_block_hash: g.block().hash(),
+        },
+    );
+    r.handle(1, Input::Start);
+    let out = r.handle(1, msg(0, pre_prepare(0, 1, &b)));
+    assert!(
+        !broadcasts(&out)
+            .iter()
+            .any(|m| matches!(m, PbftMessage::Prepare(_))),
+        "{out:?}"
+    );
+    assert_eq!(r.counters().refused_double_sign, 1);
+}
+
+/// Catch-up: certified blocks are applied only with a valid quorum certificate.
+#[test]
+fn sync_verifies_commit_certificates() {
+    let mut c = Cluster::new(4, params());
+    c.submit((0..12).map(|k| transfer(0, 1, 1, k)).collect());
+    assert!(c.run_until(10_000, |c| (0..4).all(|i| c.committed_tx_count(i) == 12)));
+    let good: Vec<_> = c.nodes[0].blocks[1..].to_vec();
+    let mut fresh = engine(4, 3);
+    // A forged block: same certificate, different transactions.
+    let mut forged = good.clone();
+    forged[0].txs.pop();
+    let out = fresh.handle(0, Input::SyncBlocks(forged));
+    assert!(!out.iter().any(|o| matches!(o, Output::Commit { .. })));
+    // A certificate with too few signatures.
+    let mut thin = good.clone();
+    if let Justification::Pbft(cert) = &mut thin[0].justification {
+        cert.commits.truncate(2);
+    }
+    let out = fresh.handle(0, Input::SyncBlocks(thin));
+    assert!(!out.iter().any(|o| matches!(o, Output::Commit { .. })));
+    let out = fresh.handle(0, Input::SyncBlocks(good.clone()));
+    let heights: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Commit { payload, .. } => Some(payload.height.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heights, (1..=good.len() as u64).collect::<Vec<_>>());
+}
+
+/// Configuration is validated in one place: n ≥ 4, general n.
+#[test]
+fn config_validation() {
+    for n in 1..4 {
+        let g = genesis(n, params());
+        let err = Config::from_genesis(&g, ValidatorIndex(0)).unwrap_err();
+        assert!(err.to_string().contains("at least 4"), "{err}");
+    }
+    let g = genesis(5, params());
+    assert_eq!(
+        Config::from_genesis(&g, ValidatorIndex(0))
+            .unwrap()
+            .quorums
+            .quorum,
+        4
+    );
+    assert!(Config::from_genesis(&g, ValidatorIndex(5)).is_err());
+    let mut bad = params();
+    bad.watermark_window = 2;
+    assert!(Config::from_genesis(&genesis(4, bad), ValidatorIndex(0)).is_err());
+}
+
+/// General n: n = 5, 6, 7 and 10 commit with their quorums.
+#[test]
+fn general_n_commits() {
+    for n in [5usize, 6, 7, 10] {
+        let mut c = Cluster::new(n, params());
+        c.submit((0..6).map(|k| transfer(3, 0, 1, k)).collect());
+        assert!(
+            c.run_until(10_000, |c| (0..n).all(|i| c.committed_tx_count(i) == 6)),
+            "n = {n}"
+        );
+        c.assert_agreement();
+    }
+}
