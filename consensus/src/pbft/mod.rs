@@ -320,12 +320,14 @@ impl Pbft {
                 self.maybe_propose(out);
             }
             TimeoutKind::Progress { view } => {
-                let Some(mark) = self.progress_mark.take() else {
-                    return;
-                };
+                // A timer armed in an earlier view is stale; it must not
+                // consume the current view's mark.
                 if view != self.view || !self.view_active {
                     return;
                 }
+                let Some(mark) = self.progress_mark.take() else {
+                    return;
+                };
                 if self.last_committed > mark {
                     // Progress was made; keep watching what is still pending.
                     self.arm_progress_timer(out);
