@@ -740,13 +740,10 @@ fn bad_arguments_are_clear_errors_not_panics() {
 
 #[test]
 fn documented_examples_print_exactly_what_the_docs_show() {
-    // docs/generals.md holds the README section; once pasted, README.md.
+    // The README's generals section is the documentation users read.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let text = ["docs/generals.md", "README.md"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(root.join(p)).ok())
-        .find(|t| t.contains("$ phalanx generals "))
-        .expect("docs/generals.md or README.md shows `phalanx generals` examples");
+    let text = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    assert!(text.contains("$ phalanx generals "), "README.md shows `phalanx generals` examples");
     let mut examples = 0;
     for block in text.split("```console\n").skip(1) {
         let block = block.split("```").next().unwrap();
