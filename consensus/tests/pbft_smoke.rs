@@ -53,3 +53,31 @@ fn view_change_keeps_prepared_requests_and_restart_catches_up() {
     );
     c.assert_agreement();
 }
+
+#[test]
+fn replica_far_behind_notices_from_commits_and_syncs() {
+    // No checkpoints in the way (K = window), so only COMMITs beyond the
+    // window can tell node 3 it is behind.
+    let mut p = params();
+    p.checkpoint_interval = 16;
+    p.watermark_window = 16;
+    let mut c = Cluster::new(4, p);
+    c.nodes[3].up = false;
+    for k in 0..40 {
+        c.submit(vec![transfer(1, 2, 1, k)]);
+        c.run();
+    }
+    assert!(c.run_until(30_000, |c| (0..3).all(|i| c.committed_tx_count(i) == 40)));
+    c.restart(3);
+    c.sync_requests.clear();
+    for k in 40..45 {
+        c.submit(vec![transfer(1, 2, 1, k)]);
+    }
+    assert!(
+        c.run_until(30_000, |c| c.committed_tx_count(3) == 45),
+        "node 3 at {}",
+        c.height(3)
+    );
+    assert!(!c.sync_requests.is_empty());
+    c.assert_agreement();
+}

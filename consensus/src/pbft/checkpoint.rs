@@ -47,7 +47,7 @@ impl Pbft {
             self.counters.invalid += 1;
             return;
         }
-        let claimed = self.claimed_checkpoint.entry(v.voter).or_default();
+        let claimed = self.claimed_progress.entry(v.voter).or_default();
         *claimed = (*claimed).max(v.seq);
         if v.seq <= self.stable.seq {
             return;
@@ -105,7 +105,7 @@ impl Pbft {
     /// or later slots committed while the next one is missing.
     pub(crate) fn check_behind(&mut self, out: &mut Vec<PbftOutput>) {
         let next = self.last_committed.next();
-        let mut claims: Vec<Height> = self.claimed_checkpoint.values().copied().collect();
+        let mut claims: Vec<Height> = self.claimed_progress.values().copied().collect();
         claims.sort_unstable_by(|a, b| b.cmp(a));
         let weak_claim = claims
             .get(self.cfg.quorums.weak - 1)

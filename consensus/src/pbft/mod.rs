@@ -71,8 +71,9 @@ pub struct Pbft {
     pub(crate) stable: StableCheckpoint,
     /// CHECKPOINT votes above the stable checkpoint: seq -> votes.
     pub(crate) checkpoint_votes: BTreeMap<Height, log::VoteSet>,
-    /// Highest checkpoint seq each validator has claimed (to notice we are behind).
-    pub(crate) claimed_checkpoint: BTreeMap<ValidatorIndex, Height>,
+    /// Highest seq each validator has shown it reached — by a CHECKPOINT, or
+    /// by a COMMIT beyond our high watermark (to notice we are behind).
+    pub(crate) claimed_progress: BTreeMap<ValidatorIndex, Height>,
     /// The last height handed to the driver with `Output::Commit`.
     pub(crate) last_committed: Height,
     /// The last height the driver reported executed.
@@ -141,7 +142,7 @@ impl Pbft {
                 proof: Vec::new(),
             },
             checkpoint_votes: BTreeMap::new(),
-            claimed_checkpoint: BTreeMap::new(),
+            claimed_progress: BTreeMap::new(),
             last_committed: restored.last_executed,
             last_executed: restored.last_executed,
             next_seq: restored.last_executed.next(),

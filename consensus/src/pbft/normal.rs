@@ -164,6 +164,13 @@ impl Pbft {
         if self.faulty.contains(&v.voter) {
             return;
         }
+        if v.seq > self.high_watermark() {
+            // A validly signed COMMIT beyond our window: its sender is far
+            // ahead. f+1 such senders mean we are behind.
+            let claimed = self.claimed_progress.entry(v.voter).or_default();
+            *claimed = (*claimed).max(v.seq);
+            self.check_behind(out);
+        }
         match self.admit(v.view, v.seq) {
             Admit::Drop => return,
             Admit::Later => return self.buffer_future(from, PbftMessage::Commit(vote)),
