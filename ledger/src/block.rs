@@ -195,7 +195,8 @@ impl Block {
     pub fn body_matches_header(&self) -> bool {
         let hashes: Vec<Hash> = self.txs.iter().map(SignedTransaction::hash).collect();
         let ids: Vec<Hash> = self.evidence.iter().map(Evidence::id).collect();
-        self.header.tx_root == merkle_root(&hashes) && self.header.evidence_root == merkle_root(&ids)
+        self.header.tx_root == merkle_root(&hashes)
+            && self.header.evidence_root == merkle_root(&ids)
     }
 }
 

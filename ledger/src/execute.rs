@@ -53,11 +53,22 @@ pub fn execute(
     let mut changed: BTreeMap<Address, Account> = BTreeMap::new();
     let mut receipts = Vec::with_capacity(payload.txs.len());
     for (index, (stx, sig_ok)) in payload.txs.iter().zip(verdicts).enumerate() {
-        let status = match apply_tx(state, &mut changed, stx, sig_ok, &payload.chain_id, fee_recipient) {
+        let status = match apply_tx(
+            state,
+            &mut changed,
+            stx,
+            sig_ok,
+            &payload.chain_id,
+            fee_recipient,
+        ) {
             Ok(()) => TxStatus::Success,
             Err(reason) => TxStatus::Failed(reason),
         };
-        let fee_paid = if status == TxStatus::Success { stx.tx.fee } else { 0 };
+        let fee_paid = if status == TxStatus::Success {
+            stx.tx.fee
+        } else {
+            0
+        };
         receipts.push(Receipt {
             tx_hash: stx.hash(),
             height,
@@ -91,28 +102,42 @@ fn apply_tx(
         return Err(RejectReason::BadSignature);
     }
     if tx.chain_id != chain_id {
-        return Err(RejectReason::WrongChainId { found: tx.chain_id.clone() });
+        return Err(RejectReason::WrongChainId {
+            found: tx.chain_id.clone(),
+        });
     }
     let sender = current(state, changed, &tx.from).ok_or(RejectReason::UnknownSender)?;
     if tx.nonce != sender.nonce {
-        return Err(RejectReason::BadNonce { expected: sender.nonce, found: tx.nonce });
+        return Err(RejectReason::BadNonce {
+            expected: sender.nonce,
+            found: tx.nonce,
+        });
     }
     let cost = tx.total_cost().unwrap_or(u64::MAX);
     if tx.total_cost().is_none() || cost > sender.balance {
-        return Err(RejectReason::InsufficientFunds { balance: sender.balance, needed: cost });
+        return Err(RejectReason::InsufficientFunds {
+            balance: sender.balance,
+            needed: cost,
+        });
     }
     // Stage the (at most three) touched accounts so that an overflow —
     // impossible while the supply fits in u64, but checked anyway — leaves
     // nothing half-applied.
     let mut staged: Vec<(Address, Account)> = Vec::with_capacity(3);
-    let debit = Account { balance: sender.balance - cost, nonce: sender.nonce + 1 };
+    let debit = Account {
+        balance: sender.balance - cost,
+        nonce: sender.nonce + 1,
+    };
     staged.push((tx.from, debit));
     for (who, units) in [(tx.to, tx.amount), (*fee_recipient, tx.fee)] {
         let mut acct = match staged.iter().find(|(a, _)| *a == who) {
             Some((_, acct)) => *acct,
             None => current(state, changed, &who).unwrap_or_default(),
         };
-        acct.balance = acct.balance.checked_add(units).ok_or(RejectReason::Overflow)?;
+        acct.balance = acct
+            .balance
+            .checked_add(units)
+            .ok_or(RejectReason::Overflow)?;
         match staged.iter_mut().find(|(a, _)| *a == who) {
             Some(slot) => slot.1 = acct,
             None => staged.push((who, acct)),

@@ -138,24 +138,34 @@ pub enum GenesisError {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> GenesisError {
-    GenesisError::Invalid { field: field.into(), reason: reason.into() }
+    GenesisError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 impl Genesis {
     /// Reads and validates a genesis file.
     pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| GenesisError::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Genesis::from_json(&text).map_err(|e| match e {
-            GenesisError::Parse { message, .. } => GenesisError::Parse { path: path.to_owned(), message },
+            GenesisError::Parse { message, .. } => GenesisError::Parse {
+                path: path.to_owned(),
+                message,
+            },
             other => other,
         })
     }
 
     /// Parses and validates genesis JSON.
     pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
-        let genesis: Genesis = serde_json::from_str(text)
-            .map_err(|e| GenesisError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        let genesis: Genesis = serde_json::from_str(text).map_err(|e| GenesisError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
         genesis.validate()?;
         Ok(genesis)
     }
@@ -170,8 +180,15 @@ impl Genesis {
         if self.chain_id.is_empty() || self.chain_id.len() > 64 {
             return Err(invalid("chain_id", "must be 1 to 64 characters"));
         }
-        if !self.chain_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-            return Err(invalid("chain_id", "may contain only letters, digits, '-', '_' and '.'"));
+        if !self
+            .chain_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(invalid(
+                "chain_id",
+                "may contain only letters, digits, '-', '_' and '.'",
+            ));
         }
         if self.validators.is_empty() {
             return Err(invalid("validators", "at least one validator is needed"));
@@ -187,26 +204,41 @@ impl Genesis {
                 return Err(invalid(field("node_key"), e.to_string()));
             }
             if let Some(j) = keys.insert(v.public_key, i) {
-                return Err(invalid(field("public_key"), format!("same key as validators[{j}]")));
+                return Err(invalid(
+                    field("public_key"),
+                    format!("same key as validators[{j}]"),
+                ));
             }
             if let Some(j) = node_keys.insert(v.node_key, i) {
-                return Err(invalid(field("node_key"), format!("same key as validators[{j}]")));
+                return Err(invalid(
+                    field("node_key"),
+                    format!("same key as validators[{j}]"),
+                ));
             }
             if v.stake == 0 {
                 return Err(invalid(field("stake"), "must be positive"));
             }
             if !v.p2p_address.starts_with('/') {
-                return Err(invalid(field("p2p_address"), "must be a multiaddr like /ip4/127.0.0.1/tcp/26000"));
+                return Err(invalid(
+                    field("p2p_address"),
+                    "must be a multiaddr like /ip4/127.0.0.1/tcp/26000",
+                ));
             }
         }
         let mut seen = BTreeMap::new();
         let mut supply: u64 = 0;
         for (i, a) in self.accounts.iter().enumerate() {
             if let Some(j) = seen.insert(a.address, i) {
-                return Err(invalid(format!("accounts[{i}].address"), format!("same address as accounts[{j}]")));
+                return Err(invalid(
+                    format!("accounts[{i}].address"),
+                    format!("same address as accounts[{j}]"),
+                ));
             }
             supply = supply.checked_add(a.balance).ok_or_else(|| {
-                invalid(format!("accounts[{i}].balance"), "total supply exceeds 2^64-1")
+                invalid(
+                    format!("accounts[{i}].balance"),
+                    "total supply exceeds 2^64-1",
+                )
             })?;
         }
         let c = &self.consensus;
@@ -217,10 +249,16 @@ impl Genesis {
             return Err(invalid("consensus.checkpoint_interval", "must be positive"));
         }
         if c.watermark_window < c.checkpoint_interval {
-            return Err(invalid("consensus.watermark_window", "must be at least checkpoint_interval"));
+            return Err(invalid(
+                "consensus.watermark_window",
+                "must be at least checkpoint_interval",
+            ));
         }
         if c.view_change_timeout_ms == 0 {
-            return Err(invalid("consensus.view_change_timeout_ms", "must be positive"));
+            return Err(invalid(
+                "consensus.view_change_timeout_ms",
+                "must be positive",
+            ));
         }
         Ok(())
     }
@@ -241,7 +279,11 @@ impl Genesis {
 
     /// The initial state.
     pub fn state(&self) -> State {
-        let balances = self.accounts.iter().map(|a| (a.address, a.balance)).collect();
+        let balances = self
+            .accounts
+            .iter()
+            .map(|a| (a.address, a.balance))
+            .collect();
         State::genesis(&balances)
     }
 

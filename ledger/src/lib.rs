@@ -18,11 +18,13 @@ mod vote;
 
 pub use block::{Block, BlockHeader, Justification, Payload, Receipt, RejectReason, TxStatus};
 pub use execute::{execute, Executed, SignatureCheck, VerifyAll};
-pub use genesis::{ConsensusParams, EngineKind, Genesis, GenesisAccount, GenesisError, ValidatorInfo};
+pub use genesis::{
+    ConsensusParams, EngineKind, Genesis, GenesisAccount, GenesisError, ValidatorInfo,
+};
 pub use state::{Account, State, StateDiff};
-pub use store::{MemoryStore, Store, StoreError, TxLocation};
 #[cfg(feature = "rocksdb")]
 pub use store::RocksStore;
+pub use store::{MemoryStore, Store, StoreError, TxLocation};
 pub use tx::{verify_transactions, SignedTransaction, Transaction};
 pub use types::{Address, Height, ValidatorIndex};
 pub use vote::{CommitCertificate, Evidence, ProofError, SignedVote, Vote, VoteKind};
@@ -45,5 +47,10 @@ pub fn make_block(
         round: payload.round,
         state_root,
     };
-    Block { header, txs: payload.txs, evidence: payload.evidence, justification }
+    Block {
+        header,
+        txs: payload.txs,
+        evidence: payload.evidence,
+        justification,
+    }
 }

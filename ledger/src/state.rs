@@ -53,7 +53,15 @@ impl State {
     pub fn genesis(balances: &BTreeMap<Address, u64>) -> State {
         let changed: BTreeMap<Address, Account> = balances
             .iter()
-            .map(|(a, b)| (*a, Account { balance: *b, nonce: 0 }))
+            .map(|(a, b)| {
+                (
+                    *a,
+                    Account {
+                        balance: *b,
+                        nonce: 0,
+                    },
+                )
+            })
             .collect();
         let root = chain_root(&Hash::ZERO, Height::GENESIS, &changed);
         State {
@@ -65,7 +73,11 @@ impl State {
 
     /// Rebuilds a state from stored parts (a store's accounts column).
     pub fn from_parts(accounts: HashMap<Address, Account>, height: Height, root: Hash) -> State {
-        State { accounts, height, root }
+        State {
+            accounts,
+            height,
+            root,
+        }
     }
 
     /// An account, if it exists.
@@ -97,7 +109,11 @@ impl State {
     /// The diff that sets `changed` at `height` on top of this state.
     pub fn diff(&self, height: Height, changed: BTreeMap<Address, Account>) -> StateDiff {
         let root = chain_root(&self.root, height, &changed);
-        StateDiff { height, changed, root }
+        StateDiff {
+            height,
+            changed,
+            root,
+        }
     }
 
     /// Applies a diff made by [`State::diff`] on this state.

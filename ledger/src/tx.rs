@@ -28,7 +28,10 @@ impl Transaction {
     /// whose signature does not verify (useful for tests of rejection).
     pub fn sign(self, key: &Keypair) -> SignedTransaction {
         let signature = key.sign(Domain::Transaction, &self);
-        SignedTransaction { tx: self, signature }
+        SignedTransaction {
+            tx: self,
+            signature,
+        }
     }
 
     /// What the sender must hold: `amount + fee`, or `None` on overflow.

@@ -66,13 +66,28 @@ struct VoteSigningPayload<'a> {
 impl Vote {
     /// Signs this vote for `chain_id`.
     pub fn sign(self, chain_id: &str, key: &Keypair) -> SignedVote {
-        let signature = key.sign(self.kind.domain(), &VoteSigningPayload { chain_id, vote: &self });
-        SignedVote { vote: self, signature }
+        let signature = key.sign(
+            self.kind.domain(),
+            &VoteSigningPayload {
+                chain_id,
+                vote: &self,
+            },
+        );
+        SignedVote {
+            vote: self,
+            signature,
+        }
     }
 
     /// The bytes a voter signs for `chain_id`.
     pub fn signing_bytes(&self, chain_id: &str) -> Vec<u8> {
-        phalanx_crypto::signing_bytes(self.kind.domain(), &VoteSigningPayload { chain_id, vote: self })
+        phalanx_crypto::signing_bytes(
+            self.kind.domain(),
+            &VoteSigningPayload {
+                chain_id,
+                vote: self,
+            },
+        )
     }
 
     /// Whether two votes are for the same slot: same kind, view and sequence.
@@ -154,13 +169,19 @@ impl CommitCertificate {
                 digest: self.digest,
                 voter: *voter,
             };
-            SignedVote { vote, signature: *signature }
-                .verify(chain_id, key)
-                .map_err(|_| ProofError::BadSignature(*voter))?;
+            SignedVote {
+                vote,
+                signature: *signature,
+            }
+            .verify(chain_id, key)
+            .map_err(|_| ProofError::BadSignature(*voter))?;
             seen.insert(*voter);
         }
         if seen.len() < quorum {
-            return Err(ProofError::NoQuorum { valid: seen.len(), quorum });
+            return Err(ProofError::NoQuorum {
+                valid: seen.len(),
+                quorum,
+            });
         }
         Ok(())
     }

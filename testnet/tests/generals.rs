@@ -743,7 +743,10 @@ fn documented_examples_print_exactly_what_the_docs_show() {
     // The README's generals section is the documentation users read.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("README.md")).expect("README.md");
-    assert!(text.contains("$ phalanx generals "), "README.md shows `phalanx generals` examples");
+    assert!(
+        text.contains("$ phalanx generals "),
+        "README.md shows `phalanx generals` examples"
+    );
     let mut examples = 0;
     for block in text.split("```console\n").skip(1) {
         let block = block.split("```").next().unwrap();

@@ -50,12 +50,17 @@ impl Store for MemoryStore {
     }
 
     fn block(&self, height: Height) -> Result<Option<Block>, StoreError> {
-        Ok(usize::try_from(height.0).ok().and_then(|h| self.read().blocks.get(h).cloned()))
+        Ok(usize::try_from(height.0)
+            .ok()
+            .and_then(|h| self.read().blocks.get(h).cloned()))
     }
 
     fn block_by_hash(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
         let inner = self.read();
-        Ok(inner.by_hash.get(hash).and_then(|h| inner.blocks.get(h.0 as usize).cloned()))
+        Ok(inner
+            .by_hash
+            .get(hash)
+            .and_then(|h| inner.blocks.get(h.0 as usize).cloned()))
     }
 
     fn tx(&self, hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
@@ -70,13 +75,25 @@ impl Store for MemoryStore {
         Ok(self.read().state.clone())
     }
 
-    fn append_block(&self, block: &Block, receipts: &[Receipt], diff: &StateDiff) -> Result<(), StoreError> {
+    fn append_block(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        diff: &StateDiff,
+    ) -> Result<(), StoreError> {
         let mut inner = self.write();
         check_append(inner.blocks.last(), block, receipts, diff)?;
         let height = block.height();
         inner.by_hash.insert(block.hash(), height);
         for r in receipts {
-            inner.txs.insert(r.tx_hash, TxLocation { height, index: r.index, receipt: r.clone() });
+            inner.txs.insert(
+                r.tx_hash,
+                TxLocation {
+                    height,
+                    index: r.index,
+                    receipt: r.clone(),
+                },
+            );
         }
         inner.state.apply(diff);
         inner.blocks.push(block.clone());
@@ -92,8 +109,37 @@ impl Store for MemoryStore {
         Ok(self.read().consensus.get(key).cloned())
     }
 
+    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(self
+            .read()
+            .consensus
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn write_consensus(
+        &self,
+        puts: &[(Vec<u8>, Vec<u8>)],
+        deletes: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        for k in deletes {
+            inner.consensus.remove(k);
+        }
+        for (k, v) in puts {
+            inner.consensus.insert(k.clone(), v.clone());
+        }
+        Ok(())
+    }
+
     fn put_evidence(&self, evidence: &Evidence) -> Result<bool, StoreError> {
-        Ok(self.write().evidence.insert(evidence.id(), evidence.clone()).is_none())
+        // Keep the first copy: a duplicate (possibly with its votes swapped) is not a write.
+        let mut inner = self.write();
+        let entry = inner.evidence.entry(evidence.id());
+        let is_new = matches!(entry, std::collections::btree_map::Entry::Vacant(_));
+        entry.or_insert_with(|| evidence.clone());
+        Ok(is_new)
     }
 
     fn evidence(&self) -> Result<Vec<Evidence>, StoreError> {

@@ -82,12 +82,26 @@ pub trait Store: Send + Sync {
     /// Atomically appends a block with its receipts and the state diff it
     /// produces. Refuses a block that is not the next height, does not extend
     /// the latest block, or whose diff/receipts do not match it.
-    fn append_block(&self, block: &Block, receipts: &[Receipt], diff: &StateDiff)
-        -> Result<(), StoreError>;
+    fn append_block(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        diff: &StateDiff,
+    ) -> Result<(), StoreError>;
     /// Durably stores a consensus-state value (synced before returning).
     fn put_consensus(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// A consensus-state value.
     fn consensus(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every consensus-state entry, in key order (for an engine's restart).
+    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Writes and deletes consensus-state entries in one synced batch: the
+    /// driver persists all the records of one engine step at once, before it
+    /// sends anything they protect.
+    fn write_consensus(
+        &self,
+        puts: &[(Vec<u8>, Vec<u8>)],
+        deletes: &[Vec<u8>],
+    ) -> Result<(), StoreError>;
     /// Stores evidence; returns whether it was new.
     fn put_evidence(&self, evidence: &Evidence) -> Result<bool, StoreError>;
     /// All stored evidence.
@@ -115,11 +129,16 @@ pub(crate) fn check_append(
 ) -> Result<(), StoreError> {
     let expected = latest.map_or(Height::GENESIS, |b| b.height().next());
     if block.height() != expected {
-        return Err(StoreError::NotNext { expected, got: block.height() });
+        return Err(StoreError::NotNext {
+            expected,
+            got: block.height(),
+        });
     }
     let parent = latest.map_or(Hash::ZERO, Block::hash);
     if block.header.parent != parent {
-        return Err(StoreError::WrongParent { height: block.height() });
+        return Err(StoreError::WrongParent {
+            height: block.height(),
+        });
     }
     if diff.height != block.height() || diff.root != block.header.state_root {
         return Err(StoreError::Inconsistent(format!(
@@ -139,7 +158,9 @@ pub(crate) fn check_append(
     }
     for (i, (r, t)) in receipts.iter().zip(&block.txs).enumerate() {
         if r.index as usize != i || r.height != block.height() || r.tx_hash != t.hash() {
-            return Err(StoreError::Inconsistent(format!("receipt {i} does not match its transaction")));
+            return Err(StoreError::Inconsistent(format!(
+                "receipt {i} does not match its transaction"
+            )));
         }
     }
     Ok(())

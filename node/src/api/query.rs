@@ -1,0 +1,229 @@
+//! Read-only routes: they read the store, the genesis and the published
+//! status, and never block on consensus.
+
+use super::error::ApiError;
+use super::types::{
+    AccountResponse, BlockResponse, EvidenceResponse, Finality, HealthResponse, TxResponse,
+    TxState, ValidatorResponse,
+};
+use crate::shared::{NodeStatus, Shared};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::Json;
+use phalanx_crypto::Hash;
+use phalanx_ledger::{Address, Block, Height, ValidatorIndex};
+use std::sync::Arc;
+
+type AppState = State<Arc<Shared>>;
+
+/// A path parameter, with axum's rejection turned into our JSON error.
+fn param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(s)| s)
+        .map_err(|e| ApiError::bad_request("bad_request", e.body_text()))
+}
+
+pub(super) async fn status(State(shared): AppState) -> Json<NodeStatus> {
+    Json(shared.status())
+}
+
+pub(super) async fn health(State(shared): AppState) -> Json<HealthResponse> {
+    Json(HealthResponse {
+        ok: true,
+        height: shared.status().height,
+    })
+}
+
+pub(super) async fn latest_block(State(shared): AppState) -> Result<Json<BlockResponse>, ApiError> {
+    Ok(Json(BlockResponse::new(latest(&shared)?)))
+}
+
+fn latest(shared: &Shared) -> Result<Block, ApiError> {
+    shared.store.latest_block()?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_block",
+            "this node has no blocks yet (not even genesis): is it still starting?",
+        )
+    })
+}
+
+/// How a block is named in `/blocks/{id}`.
+#[derive(Debug, PartialEq, Eq)]
+enum BlockId {
+    Latest,
+    Height(Height),
+    Hash(Hash),
+}
+
+fn parse_block_id(s: &str) -> Result<BlockId, ApiError> {
+    if s == "latest" {
+        return Ok(BlockId::Latest);
+    }
+    // A 64-character id is a hash even if it happens to be all digits.
+    if s.len() == 64 || s.starts_with("0x") {
+        return s.parse::<Hash>().map(BlockId::Hash).map_err(|e| {
+            ApiError::bad_request("bad_hex", format!("{s:?} is not a block hash: {e}"))
+        });
+    }
+    s.parse::<u64>()
+        .map(|h| BlockId::Height(Height(h)))
+        .map_err(|_| {
+            ApiError::bad_request(
+                "bad_request",
+                format!("{s:?} is not a block height, `latest` or a 64-hex block hash"),
+            )
+        })
+}
+
+pub(super) async fn block(
+    State(shared): AppState,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<BlockResponse>, ApiError> {
+    let block = match parse_block_id(&param(id)?)? {
+        BlockId::Latest => latest(&shared)?,
+        BlockId::Height(h) => shared.store.block(h)?.ok_or_else(|| {
+            let latest = shared
+                .store
+                .latest_height()
+                .ok()
+                .flatten()
+                .map_or("none".into(), |h| h.to_string());
+            ApiError::not_found(
+                "unknown_block",
+                format!("no block at height {h}: the latest height is {latest}"),
+            )
+        })?,
+        BlockId::Hash(hash) => shared.store.block_by_hash(&hash)?.ok_or_else(|| {
+            ApiError::not_found("unknown_block", format!("no block with hash {hash}"))
+        })?,
+    };
+    Ok(Json(BlockResponse::new(block)))
+}
+
+fn parse_hash(s: &str, what: &str) -> Result<Hash, ApiError> {
+    s.parse::<Hash>()
+        .map_err(|e| ApiError::bad_request("bad_hex", format!("{s:?} is not a {what}: {e}")))
+}
+
+pub(super) async fn tx(
+    State(shared): AppState,
+    hash: Result<Path<String>, PathRejection>,
+) -> Result<Json<TxResponse>, ApiError> {
+    let hash = parse_hash(&param(hash)?, "transaction hash")?;
+    if let Some(loc) = shared.store.tx(&hash)? {
+        let block = shared.store.block(loc.height)?;
+        let tx = block
+            .as_ref()
+            .and_then(|b| b.txs.get(loc.index as usize))
+            .cloned();
+        return Ok(Json(TxResponse {
+            tx_hash: hash,
+            status: TxState::Committed,
+            height: Some(loc.height),
+            index: Some(loc.index),
+            finality: block.as_ref().map(|b| Finality::of(&b.justification)),
+            receipt: Some(loc.receipt),
+            tx,
+        }));
+    }
+    if shared.mempool.contains(&hash) {
+        return Ok(Json(TxResponse {
+            tx_hash: hash,
+            status: TxState::Pending,
+            height: None,
+            index: None,
+            finality: None,
+            receipt: None,
+            tx: None,
+        }));
+    }
+    Err(ApiError::not_found(
+        "unknown_tx",
+        format!("transaction {hash} is unknown to this node: it is neither committed nor in its mempool"),
+    ))
+}
+
+pub(super) async fn account(
+    State(shared): AppState,
+    address: Result<Path<String>, PathRejection>,
+) -> Result<Json<AccountResponse>, ApiError> {
+    let text = param(address)?;
+    let address: Address = text.parse().map_err(|e| {
+        ApiError::bad_request(
+            "bad_hex",
+            format!("{text:?} is not an address (64 hex characters): {e}"),
+        )
+    })?;
+    let account = shared.store.account(&address)?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_account",
+            format!("account {address} does not exist: it has never received funds on this chain"),
+        )
+    })?;
+    Ok(Json(AccountResponse {
+        address,
+        balance: account.balance,
+        next_nonce: account.nonce,
+    }))
+}
+
+pub(super) async fn validators(State(shared): AppState) -> Json<Vec<ValidatorResponse>> {
+    Json(
+        shared
+            .genesis
+            .validators
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ValidatorResponse {
+                index: ValidatorIndex(i as u32),
+                name: v.name.clone(),
+                public_key: v.public_key,
+                node_key: v.node_key,
+                p2p_address: v.p2p_address.clone(),
+                api_address: v.api_address.clone(),
+                stake: v.stake,
+            })
+            .collect(),
+    )
+}
+
+pub(super) async fn evidence(
+    State(shared): AppState,
+) -> Result<Json<Vec<EvidenceResponse>>, ApiError> {
+    let list = shared.store.evidence()?;
+    Ok(Json(
+        list.into_iter()
+            .map(|e| EvidenceResponse {
+                id: e.id(),
+                offender: e.offender(),
+                evidence: e,
+            })
+            .collect(),
+    ))
+}
+
+pub(super) async fn metrics(State(shared): AppState) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        shared.metrics.render(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_ids() {
+        assert_eq!(parse_block_id("latest").unwrap(), BlockId::Latest);
+        assert_eq!(parse_block_id("17").unwrap(), BlockId::Height(Height(17)));
+        let digits = "1".repeat(64);
+        assert!(
+            matches!(parse_block_id(&digits).unwrap(), BlockId::Hash(_)),
+            "64 chars is a hash"
+        );
+        assert_eq!(parse_block_id("zz").unwrap_err().code, "bad_request");
+        assert_eq!(parse_block_id(&"g".repeat(64)).unwrap_err().code, "bad_hex");
+    }
+}

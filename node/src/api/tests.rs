@@ -1,0 +1,580 @@
+//! The API served on a real loopback listener over a `MemoryStore`, queried
+//! with the CLI's own client (and raw requests for status codes and errors).
+
+use super::types::*;
+use crate::client::Client;
+use crate::home::NodeConfig;
+use crate::shared::Shared;
+use phalanx_crypto::{Hash, Keypair, Signature};
+use phalanx_ledger::{
+    execute, make_block, Address, CommitCertificate, Evidence, Genesis, GenesisAccount, Height,
+    Justification, MemoryStore, Payload, SignedTransaction, SignedVote, State, Store, Transaction,
+    ValidatorIndex, ValidatorInfo, VerifyAll, Vote, VoteKind,
+};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+const CHAIN: &str = "api-test";
+
+fn key(label: &str) -> Keypair {
+    Keypair::from_label(label)
+}
+
+fn addr(label: &str) -> Address {
+    Address(key(label).public())
+}
+
+fn genesis() -> Genesis {
+    Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: 1_700_000_000_000,
+        validators: (0..4)
+            .map(|i| ValidatorInfo {
+                name: format!("node{i}"),
+                public_key: key(&format!("v{i}")).public(),
+                node_key: key(&format!("n{i}")).public(),
+                stake: 1,
+                p2p_address: format!("/ip4/127.0.0.1/tcp/{}", 26000 + i),
+                api_address: format!("127.0.0.1:{}", 26100 + i),
+            })
+            .collect(),
+        accounts: vec![GenesisAccount {
+            address: addr("alice"),
+            balance: 1000,
+        }],
+        consensus: Default::default(),
+    }
+}
+
+/// A served API over a store holding the genesis block.
+struct Node {
+    shared: Arc<Shared>,
+    url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Node {
+    fn start(wait_timeout_ms: u64) -> Node {
+        let genesis = genesis();
+        let store = MemoryStore::new();
+        let changed = genesis
+            .state()
+            .accounts()
+            .map(|(a, acct)| (*a, *acct))
+            .collect();
+        let diff = State::default().diff(Height::GENESIS, changed);
+        store.append_block(&genesis.block(), &[], &diff).unwrap();
+        let mut config = NodeConfig::default();
+        config.api.wait_timeout_ms = wait_timeout_ms;
+        let shared = Arc::new(Shared::new(
+            genesis,
+            ValidatorIndex(0),
+            config,
+            Arc::new(store),
+        ));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = super::router(shared.clone());
+        runtime.spawn(async move { axum::serve(listener, router).await });
+        Node {
+            shared,
+            url,
+            _runtime: runtime,
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url).unwrap()
+    }
+
+    /// A request with any method and body; returns the status and the JSON answer.
+    fn raw(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .new_agent();
+        let url = format!("{}{path}", self.url);
+        let result = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            ("DELETE", _) => agent.delete(&url).call(),
+            ("POST", Some(b)) => agent.post(&url).content_type("application/json").send(b),
+            ("POST", None) => agent.post(&url).send_empty(),
+            _ => unreachable!(),
+        };
+        let mut response = result.unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Executes `txs` as the next block and commits it, as the driver would.
+    fn commit(&self, txs: Vec<SignedTransaction>) -> Height {
+        let store = &self.shared.store;
+        let state = store.load_state().unwrap();
+        let parent = store.latest_block().unwrap().unwrap();
+        let payload = Payload {
+            chain_id: CHAIN.into(),
+            height: parent.height().next(),
+            round: 0,
+            proposer: ValidatorIndex(1),
+            timestamp_ms: 1_700_000_001_000,
+            txs,
+            evidence: vec![],
+        };
+        let executed = execute(
+            &state,
+            &payload,
+            &self.shared.genesis.fee_recipient(ValidatorIndex(1)),
+            &VerifyAll,
+        );
+        let cert = CommitCertificate {
+            view: 0,
+            seq: payload.height,
+            digest: payload.digest(),
+            commits: vec![],
+        };
+        let block = make_block(
+            payload,
+            parent.hash(),
+            executed.diff.root,
+            Justification::Pbft(cert),
+        );
+        store
+            .append_block(&block, &executed.receipts, &executed.diff)
+            .unwrap();
+        self.shared
+            .mempool
+            .on_commit(&block.txs, |a| store.account(a).ok().flatten());
+        let height = block.height();
+        self.shared.set_status(|s| {
+            s.height = height.0;
+            s.latest_block_hash = block.hash();
+        });
+        height
+    }
+}
+
+fn transfer(nonce: u64, amount: u64) -> SignedTransaction {
+    Transaction {
+        chain_id: CHAIN.into(),
+        from: addr("alice"),
+        to: addr("bob"),
+        amount,
+        nonce,
+        fee: 1,
+    }
+    .sign(&key("alice"))
+}
+
+fn json(tx: &SignedTransaction) -> String {
+    serde_json::to_string(tx).unwrap()
+}
+
+fn error_code(v: &Value) -> &str {
+    v["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {v}"))
+}
+
+#[test]
+fn reads_status_health_validators_blocks_and_metrics() {
+    let node = Node::start(1000);
+    let client = node.client();
+    let status: crate::shared::NodeStatus = client.get("/status").unwrap();
+    assert_eq!(
+        (status.chain_id.as_str(), status.validator_index),
+        (CHAIN, 0)
+    );
+    let health: HealthResponse = client.get("/health").unwrap();
+    assert!(health.ok);
+
+    let validators: Vec<ValidatorResponse> = client.get("/validators").unwrap();
+    assert_eq!(validators.len(), 4);
+    assert_eq!(validators[2].index, ValidatorIndex(2));
+    assert_eq!(validators[2].name, "node2");
+    assert_eq!(validators[2].public_key, key("v2").public());
+    assert_eq!(validators[2].node_key, key("n2").public());
+    assert_eq!(validators[2].api_address, "127.0.0.1:26102");
+
+    let latest: BlockResponse = client.get("/blocks/latest").unwrap();
+    assert_eq!(
+        (latest.height, latest.finality),
+        (Height(0), Finality::Final)
+    );
+    assert_eq!(latest.hash, node.shared.genesis.block().hash());
+    let by_height: BlockResponse = client.get("/blocks/0").unwrap();
+    let by_hash: BlockResponse = client.get(&format!("/blocks/{}", latest.hash)).unwrap();
+    assert_eq!(by_height, latest);
+    assert_eq!(by_hash, latest);
+
+    let (status, body) = node.raw("GET", "/blocks/9", None);
+    assert_eq!((status, error_code(&body)), (404, "unknown_block"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("latest height is 0"),
+        "{body}"
+    );
+    let (status, body) = node.raw("GET", "/blocks/nine", None);
+    assert_eq!((status, error_code(&body)), (400, "bad_request"));
+    let (status, body) = node.raw("GET", &format!("/blocks/{}", Hash::digest(b"x")), None);
+    assert_eq!((status, error_code(&body)), (404, "unknown_block"));
+
+    let agent = ureq::Agent::config_builder()
+        .proxy(None)
+        .build()
+        .new_agent();
+    let mut metrics = agent.get(format!("{}/metrics", node.url)).call().unwrap();
+    let content_type = metrics
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = metrics.body_mut().read_to_string().unwrap();
+    assert!(text.contains("phalanx_height"), "{text}");
+    assert!(text.contains("phalanx_committed_txs_total"), "{text}");
+}
+
+#[test]
+fn unknown_routes_and_methods_are_json_errors() {
+    let node = Node::start(1000);
+    let (status, body) = node.raw("GET", "/nope", None);
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    assert!(
+        body["message"].as_str().unwrap().contains("POST /txs"),
+        "the message lists the routes: {body}"
+    );
+    let (status, body) = node.raw("DELETE", "/status", None);
+    assert_eq!((status, error_code(&body)), (405, "method_not_allowed"));
+    let (status, body) = node.raw("POST", "/txs?wait=maybe", Some(&json(&transfer(0, 1))));
+    assert_eq!((status, error_code(&body)), (400, "bad_query"));
+}
+
+#[test]
+fn accounts() {
+    let node = Node::start(1000);
+    let client = node.client();
+    let alice: AccountResponse = client.get(&format!("/accounts/{}", addr("alice"))).unwrap();
+    assert_eq!(
+        (alice.address, alice.balance, alice.next_nonce),
+        (addr("alice"), 1000, 0)
+    );
+    let err = client
+        .get::<AccountResponse>(&format!("/accounts/{}", addr("nobody")))
+        .unwrap_err();
+    assert_eq!(err.api_code(), Some("unknown_account"));
+    assert!(err.to_string().contains("never received funds"), "{err}");
+    let (status, body) = node.raw("GET", "/accounts/xyz", None);
+    assert_eq!((status, error_code(&body)), (400, "bad_hex"));
+}
+
+#[test]
+fn submission_refusals_have_codes_and_statuses() {
+    let node = Node::start(1000);
+    let tx = transfer(0, 10);
+    let (status, body) = node.raw("POST", "/txs", Some(&json(&tx)));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["tx_hash"], tx.hash().to_string());
+    assert_eq!(body["committed"], false);
+
+    let pending: TxResponse = node.client().get(&format!("/txs/{}", tx.hash())).unwrap();
+    assert_eq!(pending.status, TxState::Pending);
+
+    let cases: Vec<(String, u16, &str)> = vec![
+        (json(&tx), 409, "duplicate"),
+        (json(&transfer(0, 11)), 422, "nonce_taken"),
+        (json(&transfer(1, 5000)), 422, "insufficient_funds"),
+        (
+            json(
+                &Transaction {
+                    chain_id: CHAIN.into(),
+                    from: addr("bob"),
+                    to: addr("alice"),
+                    amount: 1,
+                    nonce: 0,
+                    fee: 0,
+                }
+                .sign(&key("bob")),
+            ),
+            422,
+            "unknown_account",
+        ),
+        (
+            json(
+                &Transaction {
+                    chain_id: "other".into(),
+                    ..transfer(1, 1).tx
+                }
+                .sign(&key("alice")),
+            ),
+            422,
+            "wrong_chain_id",
+        ),
+        (
+            json(&SignedTransaction {
+                signature: Signature([7; 64]),
+                ..transfer(1, 1)
+            }),
+            422,
+            "bad_signature",
+        ),
+        ("{\"tx\": ".into(), 400, "malformed"),
+        ("{\"hello\": 1}".into(), 400, "malformed"),
+        ("".into(), 400, "malformed"),
+        (
+            json(&tx).replace(&tx.signature.to_string(), "not-hex"),
+            400,
+            "bad_hex",
+        ),
+        ("x".repeat(super::MAX_BODY_BYTES + 1), 413, "too_large"),
+    ];
+    for (body, want_status, want_code) in cases {
+        let (status, answer) = node.raw("POST", "/txs", Some(&body));
+        assert_eq!(
+            (status, error_code(&answer)),
+            (want_status, want_code),
+            "{answer}"
+        );
+        assert!(!answer["message"].as_str().unwrap().is_empty());
+    }
+    let err = node
+        .client()
+        .get::<TxResponse>(&format!("/txs/{}", transfer(5, 5).hash()))
+        .unwrap_err();
+    assert_eq!(err.api_code(), Some("unknown_tx"));
+    let (status, body) = node.raw("GET", "/txs/1234", None);
+    assert_eq!((status, error_code(&body)), (400, "bad_hex"));
+}
+
+#[test]
+fn committed_transactions_have_receipts_and_resubmission_is_harmless() {
+    let node = Node::start(1000);
+    let tx = transfer(0, 10);
+    let (status, _) = node.raw("POST", "/txs", Some(&json(&tx)));
+    assert_eq!(status, 202);
+    let height = node.commit(vec![tx.clone()]);
+
+    let found: TxResponse = node.client().get(&format!("/txs/{}", tx.hash())).unwrap();
+    assert_eq!(found.status, TxState::Committed);
+    assert_eq!(
+        (found.height, found.index, found.finality),
+        (Some(height), Some(0), Some(Finality::Final))
+    );
+    assert!(found.receipt.as_ref().unwrap().is_success());
+    assert_eq!(found.tx.as_ref(), Some(&tx));
+
+    let block: BlockResponse = node.client().get("/blocks/latest").unwrap();
+    assert_eq!(block.tx_hashes, vec![tx.hash()]);
+    let alice: AccountResponse = node
+        .client()
+        .get(&format!("/accounts/{}", addr("alice")))
+        .unwrap();
+    assert_eq!((alice.balance, alice.next_nonce), (1000 - 11, 1));
+
+    // The same transaction again: its nonce is used, but it is the committed one.
+    let (status, body) = node.raw("POST", "/txs", Some(&json(&tx)));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["committed"].as_bool(), body["height"].as_u64()),
+        (Some(true), Some(height.0))
+    );
+    // A different transaction with the used nonce is refused.
+    let (status, body) = node.raw("POST", "/txs", Some(&json(&transfer(0, 12))));
+    assert_eq!((status, error_code(&body)), (422, "nonce_used"));
+}
+
+#[test]
+fn wait_returns_the_commit_or_the_hash_on_timeout() {
+    let node = Arc::new(Node::start(200));
+    // Times out: nothing commits.
+    let tx = transfer(0, 10);
+    let started = std::time::Instant::now();
+    let (status, body) = node.raw("POST", "/txs?wait=true", Some(&json(&tx)));
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["tx_hash"], tx.hash().to_string());
+    assert_eq!(body["committed"], false);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    // Commits while the request waits (a status change with an unrelated
+    // field first, which must not end the wait).
+    let committer = {
+        let node = node.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            node.shared.set_status(|s| s.view = 1);
+            std::thread::sleep(Duration::from_millis(50));
+            node.commit(vec![tx])
+        })
+    };
+    // Waiting on a transaction already in the mempool (a retry) is allowed.
+    let answer: SubmitResponse = node
+        .client()
+        .post("/txs?wait=true", &tx, Duration::from_secs(5))
+        .unwrap();
+    let height = committer.join().unwrap();
+    assert!(answer.committed, "{answer:?}");
+    assert_eq!(answer.height, Some(height));
+    assert!(answer.receipt.unwrap().is_success());
+}
+
+#[test]
+fn evidence_is_listed() {
+    let node = Node::start(1000);
+    let empty: Vec<EvidenceResponse> = node.client().get("/evidence").unwrap();
+    assert!(empty.is_empty());
+    let vote = |d: &[u8]| SignedVote {
+        vote: Vote {
+            kind: VoteKind::Prepare,
+            view: 3,
+            seq: Height(7),
+            digest: Hash::digest(d),
+            voter: ValidatorIndex(2),
+        },
+        signature: Signature([1; 64]),
+    };
+    let evidence = Evidence {
+        first: vote(b"a"),
+        second: SignedVote {
+            signature: Signature([2; 64]),
+            ..vote(b"b")
+        },
+    };
+    node.shared.store.put_evidence(&evidence).unwrap();
+    let list: Vec<EvidenceResponse> = node.client().get("/evidence").unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0].id, list[0].offender),
+        (evidence.id(), ValidatorIndex(2))
+    );
+    assert_eq!(list[0].evidence, evidence);
+}
+
+#[test]
+fn cli_transfer_and_queries_against_a_served_node() {
+    use crate::cli::query::{QueryCommand, QueryOpts};
+    use crate::cli::tx::{NonceArg, TransferArgs, TxCommand};
+    use crate::client::NodeArg;
+
+    let node = Node::start(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("alice.json");
+    phalanx_crypto::write_key_file(&key_file, phalanx_crypto::KeyKind::Account, &key("alice"))
+        .unwrap();
+    let node_arg = NodeArg {
+        node: node.url.clone(),
+    };
+    let args = TransferArgs {
+        node: node_arg.clone(),
+        key: key_file.clone(),
+        to: addr("bob"),
+        amount: 3,
+        fee: 1,
+        nonce: NonceArg::Auto,
+        wait: false,
+        chain_id: None,
+        count: 3,
+        json: false,
+    };
+    crate::cli::tx::run(&TxCommand::Transfer(args)).unwrap();
+    assert_eq!(
+        node.shared.mempool.len(),
+        3,
+        "three transfers with nonces 0, 1, 2"
+    );
+    let ready: Vec<u64> = node
+        .shared
+        .mempool
+        .take_ready()
+        .iter()
+        .map(|t| t.tx.nonce)
+        .collect();
+    assert_eq!(ready.len(), 3);
+
+    // An unfunded key: a clear message, before anything is signed.
+    let bob_file = dir.path().join("bob.json");
+    phalanx_crypto::write_key_file(&bob_file, phalanx_crypto::KeyKind::Account, &key("bob"))
+        .unwrap();
+    let args = TransferArgs {
+        node: node_arg.clone(),
+        key: bob_file,
+        to: addr("alice"),
+        amount: 1,
+        fee: 0,
+        nonce: NonceArg::Auto,
+        wait: false,
+        chain_id: None,
+        count: 1,
+        json: false,
+    };
+    let err = crate::cli::tx::run(&TxCommand::Transfer(args))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no funds"), "{err}");
+
+    // A refused submission prints the node's message.
+    let args = TransferArgs {
+        node: node_arg.clone(),
+        key: key_file,
+        to: addr("bob"),
+        amount: 1,
+        fee: 0,
+        nonce: NonceArg::Fixed(0),
+        wait: false,
+        chain_id: None,
+        count: 1,
+        json: false,
+    };
+    let err = crate::cli::tx::run(&TxCommand::Transfer(args))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("already pending") && err.contains("nonce_taken"),
+        "{err}"
+    );
+
+    let opts = |json| QueryOpts {
+        node: node_arg.clone(),
+        json,
+    };
+    for json in [false, true] {
+        crate::cli::query::run(&QueryCommand::Status(opts(json))).unwrap();
+        crate::cli::query::run(&QueryCommand::Block {
+            id: "latest".into(),
+            opts: opts(json),
+        })
+        .unwrap();
+        crate::cli::query::run(&QueryCommand::Account {
+            address: addr("alice"),
+            opts: opts(json),
+        })
+        .unwrap();
+        crate::cli::query::run(&QueryCommand::Validators(opts(json))).unwrap();
+        crate::cli::query::run(&QueryCommand::Evidence(opts(json))).unwrap();
+    }
+    let err = crate::cli::query::run(&QueryCommand::Tx {
+        hash: Hash::digest(b"?"),
+        opts: opts(false),
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown to this node"), "{err}");
+}

@@ -1,0 +1,176 @@
+//! The JSON bodies of the HTTP API, shared by the server (`api`) and the
+//! CLI's client, so both sides agree on every field name.
+
+use phalanx_crypto::{Hash, PublicKey};
+use phalanx_ledger::{
+    Address, Block, Evidence, Height, Justification, Receipt, SignedTransaction, ValidatorIndex,
+};
+use serde::{Deserialize, Serialize};
+
+/// Every error response: `{"code": "...", "message": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable short code ("malformed", "unknown_tx", "nonce_used", ...).
+    pub code: String,
+    /// What went wrong and, where possible, what to do.
+    pub message: String,
+}
+
+/// `GET /health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// Always true when the API answers.
+    pub ok: bool,
+    /// Latest committed height.
+    pub height: u64,
+}
+
+/// Whether a block can still be replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finality {
+    /// Committed by a quorum certificate (PBFT, CFT) or genesis: never reverted.
+    Final,
+    /// Produced by a fallback engine (PoW, PoS): a later PBFT quorum may discard it.
+    Tentative,
+}
+
+impl Finality {
+    /// The finality a block's justification gives it.
+    pub fn of(justification: &Justification) -> Finality {
+        match justification {
+            Justification::Genesis | Justification::Pbft(_) | Justification::Cft { .. } => {
+                Finality::Final
+            }
+            Justification::Pow { .. } | Justification::Pos { .. } => Finality::Tentative,
+        }
+    }
+}
+
+impl std::fmt::Display for Finality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Finality::Final => "final",
+            Finality::Tentative => "tentative",
+        })
+    }
+}
+
+/// `GET /blocks/latest`, `GET /blocks/{height|hash}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockResponse {
+    /// The block hash.
+    pub hash: Hash,
+    /// The block height.
+    pub height: Height,
+    /// Final or tentative.
+    pub finality: Finality,
+    /// The hashes of `block.txs`, in order.
+    pub tx_hashes: Vec<Hash>,
+    /// The block itself.
+    pub block: Block,
+}
+
+impl BlockResponse {
+    /// The response for a stored block.
+    pub fn new(block: Block) -> BlockResponse {
+        BlockResponse {
+            hash: block.hash(),
+            height: block.height(),
+            finality: Finality::of(&block.justification),
+            tx_hashes: block.txs.iter().map(SignedTransaction::hash).collect(),
+            block,
+        }
+    }
+}
+
+/// Where a transaction stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxState {
+    /// In a committed block (its receipt says whether it succeeded).
+    Committed,
+    /// In this node's mempool, waiting to be ordered.
+    Pending,
+}
+
+/// `GET /txs/{hash}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxResponse {
+    /// The transaction hash.
+    pub tx_hash: Hash,
+    /// Committed or pending.
+    pub status: TxState,
+    /// The block height (committed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<Height>,
+    /// Position in the block (committed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Finality of the block (committed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finality: Option<Finality>,
+    /// What execution did (committed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+    /// The signed transaction (committed only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx: Option<SignedTransaction>,
+}
+
+/// `POST /txs` (and `?wait=true`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    /// The transaction hash, always, even when a wait timed out.
+    pub tx_hash: Hash,
+    /// Whether the transaction is in a committed block.
+    pub committed: bool,
+    /// The block height (when committed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<Height>,
+    /// The receipt (when committed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+}
+
+/// `GET /accounts/{address}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountResponse {
+    /// The account.
+    pub address: Address,
+    /// Committed balance.
+    pub balance: u64,
+    /// The nonce the account's next transaction must carry (committed state;
+    /// transactions still in a mempool are not counted).
+    pub next_nonce: u64,
+}
+
+/// One entry of `GET /validators`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorResponse {
+    /// Position in the genesis validator list.
+    pub index: ValidatorIndex,
+    /// Its name.
+    pub name: String,
+    /// Consensus key (also its fee account).
+    pub public_key: PublicKey,
+    /// libp2p identity key.
+    pub node_key: PublicKey,
+    /// libp2p multiaddr.
+    pub p2p_address: String,
+    /// HTTP API address.
+    pub api_address: String,
+    /// Voting weight.
+    pub stake: u64,
+}
+
+/// One entry of `GET /evidence`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceResponse {
+    /// Stable id of the evidence.
+    pub id: Hash,
+    /// The validator that signed two conflicting votes.
+    pub offender: ValidatorIndex,
+    /// The two votes.
+    pub evidence: Evidence,
+}

@@ -1,0 +1,7 @@
+//! CLI subcommands other than `node`, `sim` and `generals`.
+
+pub mod init;
+pub mod keys;
+pub mod query;
+pub mod testnet;
+pub mod tx;

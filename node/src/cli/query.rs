@@ -1,0 +1,356 @@
+//! `phalanx query`: read a node's API and print it for people (default) or
+//! as the API's JSON (`--json`).
+
+use crate::api::types::{
+    AccountResponse, BlockResponse, EvidenceResponse, TxResponse, TxState, ValidatorResponse,
+};
+use crate::client::{Client, NodeArg};
+use crate::shared::NodeStatus;
+use phalanx_crypto::Hash;
+use phalanx_ledger::{Address, Justification, TxStatus};
+use serde::de::DeserializeOwned;
+use std::fmt::Write as _;
+
+/// Options every query takes.
+#[derive(Debug, clap::Args)]
+pub struct QueryOpts {
+    /// The node to ask.
+    #[command(flatten)]
+    pub node: NodeArg,
+    /// Print the API's JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `phalanx query` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum QueryCommand {
+    /// The node's status: chain, height, latest block, view, primary, peers.
+    #[command(
+        after_help = "Examples:\n  phalanx query status\n  phalanx query status --node http://127.0.0.1:26101 --json"
+    )]
+    Status(QueryOpts),
+    /// A block by height, `latest`, or block hash.
+    #[command(
+        after_help = "Examples:\n  phalanx query block latest\n  phalanx query block 42 --json\n  phalanx query block <BLOCK_HASH>"
+    )]
+    Block {
+        /// A height, `latest`, or a 64-hex block hash.
+        #[arg(value_name = "HEIGHT|latest|HASH")]
+        id: String,
+        /// Options.
+        #[command(flatten)]
+        opts: QueryOpts,
+    },
+    /// A transaction by hash: committed (with receipt) or pending.
+    #[command(
+        after_help = "Examples:\n  phalanx query tx <TX_HASH>\n  phalanx query tx <TX_HASH> --node http://127.0.0.1:26102 --json"
+    )]
+    Tx {
+        /// The transaction hash (printed by `phalanx tx transfer`).
+        #[arg(value_name = "HASH")]
+        hash: Hash,
+        /// Options.
+        #[command(flatten)]
+        opts: QueryOpts,
+    },
+    /// An account's balance and next nonce.
+    #[command(
+        after_help = "Examples:\n  phalanx query account <ADDRESS>\n  phalanx query account $(phalanx keys show --key alice.json --json | jq -r .address)"
+    )]
+    Account {
+        /// The address (64 hex characters).
+        #[arg(value_name = "ADDRESS")]
+        address: Address,
+        /// Options.
+        #[command(flatten)]
+        opts: QueryOpts,
+    },
+    /// The validator set from genesis.
+    #[command(
+        after_help = "Examples:\n  phalanx query validators\n  phalanx query validators --json"
+    )]
+    Validators(QueryOpts),
+    /// Equivocation evidence the node has recorded.
+    #[command(after_help = "Examples:\n  phalanx query evidence\n  phalanx query evidence --json")]
+    Evidence(QueryOpts),
+}
+
+/// Runs `phalanx query`.
+pub fn run(cmd: &QueryCommand) -> anyhow::Result<()> {
+    match cmd {
+        QueryCommand::Status(o) => show(o, "/status", |s: NodeStatus| format_status(&s)),
+        QueryCommand::Block { id, opts } => {
+            check_block_id(id)?;
+            show(opts, &format!("/blocks/{id}"), |b: BlockResponse| {
+                format_block(&b)
+            })
+        }
+        QueryCommand::Tx { hash, opts } => {
+            show(opts, &format!("/txs/{hash}"), |t: TxResponse| format_tx(&t))
+        }
+        QueryCommand::Account { address, opts } => show(
+            opts,
+            &format!("/accounts/{address}"),
+            |a: AccountResponse| format_account(&a),
+        ),
+        QueryCommand::Validators(o) => show(o, "/validators", |v: Vec<ValidatorResponse>| {
+            format_validators(&v)
+        }),
+        QueryCommand::Evidence(o) => show(o, "/evidence", |e: Vec<EvidenceResponse>| {
+            format_evidence(&e)
+        }),
+    }
+}
+
+/// Fetches `path` and prints it as JSON or through `text`.
+fn show<T: DeserializeOwned>(
+    opts: &QueryOpts,
+    path: &str,
+    text: impl FnOnce(T) -> String,
+) -> anyhow::Result<()> {
+    let client = Client::new(&opts.node.node)?;
+    if opts.json {
+        let value: serde_json::Value = client.get(path)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", text(client.get(path)?));
+    }
+    Ok(())
+}
+
+fn check_block_id(id: &str) -> anyhow::Result<()> {
+    let ok = id == "latest" || id.parse::<u64>().is_ok() || id.parse::<Hash>().is_ok();
+    anyhow::ensure!(
+        ok,
+        "{id:?} is not a block height, `latest` or a 64-hex block hash"
+    );
+    Ok(())
+}
+
+fn format_status(s: &NodeStatus) -> String {
+    let mut out = String::new();
+    let peers = if s.peers.is_empty() {
+        "none connected".to_owned()
+    } else {
+        let list: Vec<String> = s.peers.iter().map(u32::to_string).collect();
+        format!("{} ({} connected)", list.join(", "), s.peers.len())
+    };
+    let changing = if s.view_changing {
+        ", view change under way"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "height:     {}", s.height);
+    let _ = writeln!(
+        out,
+        "view:       {} (primary {}{changing})",
+        s.view, s.primary
+    );
+    let _ = writeln!(out, "peers:      {peers}");
+    let _ = writeln!(out, "chain:      {}", s.chain_id);
+    let _ = writeln!(
+        out,
+        "node:       {} (validator {})",
+        s.moniker, s.validator_index
+    );
+    let _ = writeln!(out, "latest:     {}", s.latest_block_hash);
+    let _ = writeln!(out, "mempool:    {} transactions", s.mempool_size);
+    let _ = writeln!(out, "consensus:  {}", s.consensus);
+    out
+}
+
+fn format_block(b: &BlockResponse) -> String {
+    let h = &b.block.header;
+    let mut out = String::new();
+    let _ = writeln!(out, "height:     {} ({})", b.height, b.finality);
+    let _ = writeln!(out, "hash:       {}", b.hash);
+    let _ = writeln!(out, "parent:     {}", h.parent);
+    let _ = writeln!(
+        out,
+        "time:       {} ({} ms)",
+        utc(h.timestamp_ms),
+        h.timestamp_ms
+    );
+    let _ = writeln!(
+        out,
+        "proposer:   validator {} (round {})",
+        h.proposer, h.round
+    );
+    let _ = writeln!(out, "state root: {}", h.state_root);
+    let _ = writeln!(out, "justified:  {}", justification(&b.block.justification));
+    let _ = writeln!(out, "evidence:   {}", b.block.evidence.len());
+    let _ = writeln!(out, "txs:        {}", b.block.txs.len());
+    for (hash, tx) in b.tx_hashes.iter().zip(&b.block.txs) {
+        let t = &tx.tx;
+        let _ = writeln!(
+            out,
+            "  {hash}  {} -> {}  amount {} fee {} nonce {}",
+            short(&t.from),
+            short(&t.to),
+            t.amount,
+            t.fee,
+            t.nonce
+        );
+    }
+    out
+}
+
+fn justification(j: &Justification) -> String {
+    match j {
+        Justification::Genesis => "genesis".into(),
+        Justification::Pbft(c) => {
+            let who: Vec<String> = c.commits.iter().map(|(v, _)| v.to_string()).collect();
+            format!(
+                "PBFT commit certificate, view {}, commits from validators {}",
+                c.view,
+                who.join(", ")
+            )
+        }
+        Justification::Cft { term, leader } => format!("CFT, term {term}, leader {leader}"),
+        Justification::Pow {
+            nonce,
+            difficulty_bits,
+        } => format!("PoW, nonce {nonce}, {difficulty_bits} bits"),
+        Justification::Pos { slot, leader, .. } => format!("PoS, slot {slot}, leader {leader}"),
+    }
+}
+
+fn format_tx(t: &TxResponse) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "hash:       {}", t.tx_hash);
+    match t.status {
+        TxState::Pending => {
+            let _ = writeln!(
+                out,
+                "status:     pending (in the node's mempool, not committed yet)"
+            );
+        }
+        TxState::Committed => {
+            let result = match t.receipt.as_ref().map(|r| &r.status) {
+                Some(TxStatus::Success) => "success".to_owned(),
+                Some(TxStatus::Failed(reason)) => format!("failed ({reason})"),
+                None => "unknown".to_owned(),
+            };
+            let height = t.height.map_or("?".into(), |h| h.to_string());
+            let finality = t.finality.map_or(String::new(), |f| format!(", {f}"));
+            let _ = writeln!(
+                out,
+                "status:     committed at height {height}, index {}{finality}",
+                t.index.unwrap_or(0)
+            );
+            let _ = writeln!(out, "result:     {result}");
+            if let Some(r) = &t.receipt {
+                let _ = writeln!(out, "fee paid:   {}", r.fee_paid);
+            }
+        }
+    }
+    if let Some(stx) = &t.tx {
+        let tx = &stx.tx;
+        let _ = writeln!(out, "from:       {}", tx.from);
+        let _ = writeln!(out, "to:         {}", tx.to);
+        let _ = writeln!(out, "amount:     {}", tx.amount);
+        let _ = writeln!(out, "fee:        {}", tx.fee);
+        let _ = writeln!(out, "nonce:      {}", tx.nonce);
+        let _ = writeln!(out, "chain:      {}", tx.chain_id);
+    }
+    out
+}
+
+fn format_account(a: &AccountResponse) -> String {
+    format!(
+        "address:    {}\nbalance:    {}\nnext nonce: {}\n",
+        a.address, a.balance, a.next_nonce
+    )
+}
+
+fn format_validators(list: &[ValidatorResponse]) -> String {
+    let mut out = format!(
+        "{} validators (tolerates f = {} Byzantine)\n",
+        list.len(),
+        list.len().saturating_sub(1) / 3
+    );
+    for v in list {
+        let _ = writeln!(
+            out,
+            "{:>3}  {}  stake {}  p2p {}  api {}",
+            v.index, v.name, v.stake, v.p2p_address, v.api_address
+        );
+        let _ = writeln!(out, "     public key {}", v.public_key);
+        let _ = writeln!(out, "     node key   {}", v.node_key);
+    }
+    out
+}
+
+fn format_evidence(list: &[EvidenceResponse]) -> String {
+    if list.is_empty() {
+        return "no evidence recorded\n".into();
+    }
+    let mut out = format!("{} pieces of evidence\n", list.len());
+    for e in list {
+        let (a, b) = (&e.evidence.first.vote, &e.evidence.second.vote);
+        let _ = writeln!(
+            out,
+            "{}  validator {} equivocated: {:?} view {} seq {}: {} vs {}",
+            e.id,
+            e.offender,
+            a.kind,
+            a.view,
+            a.seq,
+            short_hash(&a.digest),
+            short_hash(&b.digest)
+        );
+    }
+    out
+}
+
+fn short(a: &Address) -> String {
+    a.to_string()[..12].to_owned()
+}
+
+fn short_hash(h: &Hash) -> String {
+    h.to_string()[..12].to_owned()
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS.mmm UTC`.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (H. Hinnant), for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(utc(951_782_400_000 + 1), "2000-02-29 00:00:00.001 UTC");
+        assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20.123 UTC");
+    }
+
+    #[test]
+    fn block_ids_are_checked_before_asking() {
+        check_block_id("latest").unwrap();
+        check_block_id("12").unwrap();
+        check_block_id(&"ab".repeat(32)).unwrap();
+        assert!(check_block_id("../status").is_err());
+    }
+}

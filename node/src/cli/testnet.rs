@@ -1,0 +1,320 @@
+//! `phalanx testnet init`: the homes of a local N-validator testnet, their
+//! shared genesis, and prefunded account keys.
+//!
+//! Node i listens for peers on `base_port + i` and serves its API on
+//! `base_port + 100 + i`, all on 127.0.0.1 (default base port 26000, so
+//! node0's API is http://127.0.0.1:26100 — what `--node` defaults to).
+
+use crate::home::{ApiConfig, Home, NodeConfig, P2pConfig};
+use anyhow::Context as _;
+use phalanx_crypto::{write_key_file, KeyKind, Keypair};
+use phalanx_ledger::{ConsensusParams, Genesis, GenesisAccount, ValidatorInfo};
+use std::path::{Path, PathBuf};
+
+/// The API port is this far above the P2P port.
+pub const API_PORT_OFFSET: u16 = 100;
+
+/// `phalanx testnet` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TestnetCommand {
+    /// Write N node homes (keys, config.toml with distinct ports, one shared genesis.json)
+    /// and prefunded account keys into a new directory.
+    #[command(after_help = "\
+Layout written:
+  DIR/genesis.json                 the shared genesis (also copied into each home)
+  DIR/node<i>/config/              config.toml, genesis.json, node_key.json, validator_key.json
+  DIR/accounts/account<j>.json     prefunded account keys (balances in the genesis)
+
+Ports: node i listens for peers on 127.0.0.1:<base-port + i> and serves its HTTP API on
+127.0.0.1:<base-port + 100 + i> (default: node0's API is http://127.0.0.1:26100).
+
+Examples:
+  phalanx testnet init --validators 4 --output ./testnet-data
+  phalanx testnet init --validators 7 --output /tmp/t7 --base-port 27000 --accounts 10 --balance 1000000
+  phalanx node --home ./testnet-data/node0        # then start every node (testnet/local.sh up does it all)")]
+    Init(InitArgs),
+}
+
+/// `phalanx testnet init` arguments.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Number of validators (PBFT needs at least 4: n ≥ 3f+1 with f ≥ 1).
+    #[arg(long, short = 'n', default_value_t = 4)]
+    pub validators: u32,
+    /// The directory to create (it must not exist or be empty).
+    #[arg(long, short, value_name = "DIR")]
+    pub output: PathBuf,
+    /// P2P port of node0; node i uses base-port + i for P2P and base-port + 100 + i for its API.
+    #[arg(long, default_value_t = 26000)]
+    pub base_port: u16,
+    /// The chain id.
+    #[arg(long, default_value = "phalanx-testnet")]
+    pub chain_id: String,
+    /// Prefunded accounts (key files DIR/accounts/account<j>.json).
+    #[arg(long, default_value_t = 4)]
+    pub accounts: u32,
+    /// Genesis balance of each prefunded account.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    pub balance: u64,
+}
+
+/// Runs `phalanx testnet`.
+pub fn run(cmd: &TestnetCommand) -> anyhow::Result<()> {
+    match cmd {
+        TestnetCommand::Init(args) => init(args),
+    }
+}
+
+/// Everything a testnet is made of, built in memory before anything is written.
+struct Plan {
+    genesis: Genesis,
+    nodes: Vec<NodePlan>,
+    accounts: Vec<Keypair>,
+}
+
+struct NodePlan {
+    config: NodeConfig,
+    validator_key: Keypair,
+    node_key: Keypair,
+}
+
+fn check_args(args: &InitArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.validators >= 4,
+        "PBFT needs at least 4 validators (n ≥ 3f+1 with f ≥ 1), got --validators {}",
+        args.validators
+    );
+    anyhow::ensure!(
+        args.validators <= u32::from(API_PORT_OFFSET),
+        "at most {API_PORT_OFFSET} validators (node i's API port is base-port + {API_PORT_OFFSET} + i, so more would collide with P2P ports), got {}",
+        args.validators
+    );
+    let highest = u32::from(args.base_port) + u32::from(API_PORT_OFFSET) + args.validators - 1;
+    anyhow::ensure!(
+        args.base_port >= 1024 && highest <= u32::from(u16::MAX),
+        "--base-port {} gives ports {}..={highest}: choose a base port from 1024 to {}",
+        args.base_port,
+        args.base_port,
+        u32::from(u16::MAX) + 1 - u32::from(API_PORT_OFFSET) - args.validators
+    );
+    anyhow::ensure!(
+        u64::from(args.accounts).checked_mul(args.balance).is_some(),
+        "--accounts {} × --balance {} exceeds the largest total supply (2^64 - 1); lower the balance",
+        args.accounts,
+        args.balance
+    );
+    Ok(())
+}
+
+/// Keys, configs and genesis for `args`; fails before anything is written.
+fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
+    check_args(args)?;
+    let random = || Keypair::generate().context("the operating system's random source failed");
+    let mut nodes = Vec::new();
+    let mut validators = Vec::new();
+    for i in 0..args.validators {
+        // check_args bounds every port below 65536.
+        let p2p_port = args.base_port + i as u16;
+        let api_port = p2p_port + API_PORT_OFFSET;
+        let p2p = format!("/ip4/127.0.0.1/tcp/{p2p_port}");
+        let api = format!("127.0.0.1:{api_port}");
+        let node = NodePlan {
+            config: NodeConfig {
+                moniker: format!("node{i}"),
+                p2p: P2pConfig {
+                    listen: p2p.clone(),
+                    ..P2pConfig::default()
+                },
+                api: ApiConfig {
+                    listen: api.clone(),
+                    ..ApiConfig::default()
+                },
+                ..NodeConfig::default()
+            },
+            validator_key: random()?,
+            node_key: random()?,
+        };
+        validators.push(ValidatorInfo {
+            name: node.config.moniker.clone(),
+            public_key: node.validator_key.public(),
+            node_key: node.node_key.public(),
+            stake: 1,
+            p2p_address: p2p,
+            api_address: api,
+        });
+        nodes.push(node);
+    }
+    let accounts: Vec<Keypair> = (0..args.accounts)
+        .map(|_| random())
+        .collect::<anyhow::Result<_>>()?;
+    let genesis = Genesis {
+        chain_id: args.chain_id.clone(),
+        genesis_time_ms: now_ms(),
+        validators,
+        accounts: accounts
+            .iter()
+            .map(|k| GenesisAccount {
+                address: k.public().into(),
+                balance: args.balance,
+            })
+            .collect(),
+        consensus: ConsensusParams::default(),
+    };
+    genesis
+        .validate()
+        .context("the testnet's genesis would be invalid")?;
+    Ok(Plan {
+        genesis,
+        nodes,
+        accounts,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Refuses an output directory that holds anything (two testnets' keys must never mix).
+fn check_output(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => anyhow::ensure!(
+            entries.next().is_none(),
+            "output directory {} is not empty: choose a new directory, or remove it to start a fresh testnet \
+             (testnet init never writes into an existing testnet)",
+            dir.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if dir.exists() && !dir.is_dir() => {
+            anyhow::bail!("output {} exists and is not a directory ({e})", dir.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read output directory {}", dir.display())),
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn init(args: &InitArgs) -> anyhow::Result<()> {
+    check_output(&args.output)?;
+    let plan = plan(args)?;
+    let genesis_json = plan.genesis.to_json();
+    write_file(&args.output.join("genesis.json"), &genesis_json)?;
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let home = Home::new(args.output.join(format!("node{i}")));
+        write_file(&home.config_file(), &node.config.to_toml())?;
+        write_file(&home.genesis_file(), &genesis_json)?;
+        write_key_file(
+            &home.validator_key_file(),
+            KeyKind::Validator,
+            &node.validator_key,
+        )?;
+        write_key_file(&home.node_key_file(), KeyKind::Node, &node.node_key)?;
+    }
+    for (j, key) in plan.accounts.iter().enumerate() {
+        write_key_file(&account_file(&args.output, j), KeyKind::Account, key)?;
+    }
+
+    let out = args.output.display();
+    println!(
+        "wrote a {}-validator testnet (chain {:?}, tolerates f = {} Byzantine) to {out}",
+        plan.nodes.len(),
+        plan.genesis.chain_id,
+        (plan.nodes.len() - 1) / 3
+    );
+    for (i, v) in plan.genesis.validators.iter().enumerate() {
+        println!(
+            "  node{i}  home {out}/node{i}  p2p {}  api http://{}",
+            v.p2p_address, v.api_address
+        );
+    }
+    for (j, a) in plan.genesis.accounts.iter().enumerate() {
+        println!(
+            "  account{j}  {}  balance {}  key {}",
+            a.address,
+            a.balance,
+            account_file(&args.output, j).display()
+        );
+    }
+    println!();
+    println!("Start every node (or run `testnet/local.sh up`):");
+    println!(
+        "  phalanx node --home {out}/node0    # ... through node{}",
+        plan.nodes.len() - 1
+    );
+    println!("Then:");
+    println!(
+        "  phalanx query status --node http://{}",
+        plan.genesis.validators[0].api_address
+    );
+    Ok(())
+}
+
+fn account_file(dir: &Path, j: usize) -> PathBuf {
+    dir.join("accounts").join(format!("account{j}.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(n: u32) -> InitArgs {
+        InitArgs {
+            validators: n,
+            output: PathBuf::from("unused"),
+            base_port: 26000,
+            chain_id: "t".into(),
+            accounts: 2,
+            balance: 5,
+        }
+    }
+
+    #[test]
+    fn plan_gives_distinct_ports_and_a_valid_genesis() {
+        let plan = plan(&args(5)).unwrap();
+        let g = &plan.genesis;
+        assert_eq!(g.validators.len(), 5);
+        assert_eq!(g.validators[0].p2p_address, "/ip4/127.0.0.1/tcp/26000");
+        assert_eq!(g.validators[0].api_address, "127.0.0.1:26100");
+        assert_eq!(g.validators[4].api_address, "127.0.0.1:26104");
+        assert_eq!(plan.nodes[4].config.p2p.listen, g.validators[4].p2p_address);
+        assert_eq!(plan.nodes[4].config.api.listen, g.validators[4].api_address);
+        assert_eq!(g.accounts.len(), 2);
+        assert!(g.accounts.iter().all(|a| a.balance == 5));
+        g.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_arguments_say_why() {
+        let msg = |a: InitArgs| plan(&a).err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(msg(args(3)).contains("at least 4 validators"));
+        assert!(msg(InitArgs {
+            base_port: 65500,
+            ..args(4)
+        })
+        .contains("choose a base port"));
+        assert!(msg(InitArgs {
+            base_port: 80,
+            ..args(4)
+        })
+        .contains("choose a base port"));
+        assert!(msg(InitArgs {
+            accounts: 3,
+            balance: u64::MAX,
+            ..args(4)
+        })
+        .contains("total supply"));
+        assert!(msg(InitArgs {
+            chain_id: "bad id!".into(),
+            ..args(4)
+        })
+        .contains("chain_id"));
+        assert!(msg(args(101)).contains("at most 100"));
+    }
+}

@@ -1,0 +1,179 @@
+//! A node's home directory (CometBFT-like):
+//!
+//! ```text
+//! HOME/config/config.toml        listen addresses, limits
+//! HOME/config/genesis.json       the chain
+//! HOME/config/node_key.json      libp2p identity (ed25519)
+//! HOME/config/validator_key.json consensus signing key
+//! HOME/data/                     RocksDB
+//! ```
+//!
+//! Keys are written 0600 and never overwritten.
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Paths inside a home directory.
+#[derive(Clone, Debug)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// The home at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `config/`.
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.join("config")
+    }
+    /// `config/config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir().join("config.toml")
+    }
+    /// `config/genesis.json`.
+    pub fn genesis_file(&self) -> PathBuf {
+        self.config_dir().join("genesis.json")
+    }
+    /// `config/node_key.json`.
+    pub fn node_key_file(&self) -> PathBuf {
+        self.config_dir().join("node_key.json")
+    }
+    /// `config/validator_key.json`.
+    pub fn validator_key_file(&self) -> PathBuf {
+        self.config_dir().join("validator_key.json")
+    }
+    /// `data/` (the RocksDB directory).
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// Reads `config/config.toml` (a missing file means all defaults).
+    pub fn load_config(&self) -> anyhow::Result<NodeConfig> {
+        let path = self.config_file();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => NodeConfig::from_toml(&text)
+                .with_context(|| format!("config file {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(NodeConfig::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+        }
+    }
+}
+
+/// `config.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// A name for logs.
+    pub moniker: String,
+    /// Peer-to-peer settings.
+    pub p2p: P2pConfig,
+    /// HTTP API settings.
+    pub api: ApiConfig,
+    /// Mempool limits.
+    pub mempool: MempoolConfig,
+}
+
+/// `[p2p]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pConfig {
+    /// Multiaddr to listen on.
+    pub listen: String,
+    /// Largest consensus or gossip message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Most established connections.
+    pub max_connections: u32,
+    /// Most messages queued for one peer before new ones are dropped.
+    pub peer_queue: usize,
+}
+
+/// `[api]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// How long `POST /txs?wait=true` waits for the commit, in milliseconds.
+    pub wait_timeout_ms: u64,
+}
+
+/// `[mempool]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MempoolConfig {
+    /// Most transactions held.
+    pub max_txs: usize,
+    /// Most bytes (encoded transactions) held.
+    pub max_bytes: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            moniker: "phalanx".into(),
+            p2p: P2pConfig::default(),
+            api: ApiConfig::default(),
+            mempool: MempoolConfig::default(),
+        }
+    }
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen: "/ip4/127.0.0.1/tcp/26000".into(),
+            max_message_bytes: 16 * 1024 * 1024,
+            max_connections: 64,
+            peer_queue: 4096,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8000".into(),
+            wait_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: 200_000,
+            max_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Parses config.toml (errors name the key and line).
+    pub fn from_toml(text: &str) -> anyhow::Result<NodeConfig> {
+        let config: NodeConfig = toml::from_str(text)?;
+        anyhow::ensure!(
+            config.p2p.max_message_bytes >= 1024,
+            "p2p.max_message_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            config.mempool.max_txs > 0,
+            "mempool.max_txs must be positive"
+        );
+        Ok(config)
+    }
+
+    /// The TOML text (with a header comment).
+    pub fn to_toml(&self) -> String {
+        format!(
+            "# Phalanx node configuration. Every key is optional; missing keys take defaults.\n{}",
+            toml::to_string_pretty(self).unwrap_or_default()
+        )
+    }
+}

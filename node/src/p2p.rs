@@ -1,0 +1,556 @@
+//! The libp2p network: TCP + noise + yamux between validators only.
+//!
+//! - Only the validators named in genesis may connect (allow-list by peer id).
+//! - Consensus messages go point to point over request-response
+//!   (`/phalanx/consensus/1`, acknowledged with an empty response).
+//! - Transactions spread by gossipsub in batches, with content-hash message
+//!   ids and without libp2p's per-message signing (transactions carry their
+//!   own signatures).
+//! - Block sync is request-response (`/phalanx/sync/1`), served from the store.
+//! - Dropped connections are redialled with exponential backoff.
+//! - Caps: message size, connections, outstanding messages per peer.
+//!
+//! This task never interprets consensus messages; it hands bytes to the driver.
+
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    allow_block_list, connection_limits, gossipsub, noise, tcp, yamux, Multiaddr, PeerId,
+    StreamProtocol,
+};
+use phalanx_ledger::{Block, Height, Store, ValidatorIndex};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const CONSENSUS_PROTOCOL: &str = "/phalanx/consensus/1";
+const SYNC_PROTOCOL: &str = "/phalanx/sync/1";
+const TX_TOPIC: &str = "phalanx/txs/1";
+/// Most blocks in one sync response.
+const SYNC_MAX_BLOCKS: u64 = 64;
+
+/// What the driver asks the network to do.
+#[derive(Debug)]
+pub enum NetCommand {
+    /// Send consensus bytes to one validator.
+    Send {
+        /// The recipient.
+        to: ValidatorIndex,
+        /// Encoded message.
+        bytes: Arc<Vec<u8>>,
+    },
+    /// Send consensus bytes to every other validator.
+    Broadcast(Arc<Vec<u8>>),
+    /// Gossip an encoded batch of transactions.
+    GossipTxs(Vec<u8>),
+    /// Fetch certified blocks from `from` upwards from some peer.
+    Sync {
+        /// First height wanted.
+        from: Height,
+    },
+}
+
+/// What the network reports to the driver.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// Consensus bytes from a validator (authenticated by noise as that peer).
+    Consensus {
+        /// The sending validator.
+        from: ValidatorIndex,
+        /// Encoded message.
+        bytes: Vec<u8>,
+    },
+    /// An encoded batch of gossiped transactions.
+    Txs(Vec<u8>),
+    /// Blocks from a sync response (untrusted; the engine verifies them).
+    SyncBlocks(Vec<Block>),
+    /// The set of connected validators changed.
+    Peers(Vec<u32>),
+    /// Something from a peer was dropped.
+    Dropped(&'static str),
+}
+
+#[derive(Serialize, Deserialize)]
+struct SyncRequest {
+    from: Height,
+    max_blocks: u64,
+}
+
+/// Length-prefixed raw bytes with a size cap.
+#[derive(Clone, Debug)]
+struct BytesCodec {
+    max: usize,
+}
+
+async fn read_frame<T: futures::AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "message too large",
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: futures::AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let len = u32::try_from(data.len()).map_err(|_| std::io::Error::other("message too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(data).await?;
+    io.close().await
+}
+
+impl request_response::Codec for BytesCodec {
+    type Protocol = StreamProtocol;
+    type Request = Arc<Vec<u8>>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Arc<Vec<u8>>> {
+        read_frame(io, self.max).await.map(Arc::new)
+    }
+
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_frame(io, self.max).await
+    }
+
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Arc<Vec<u8>>,
+    ) -> std::io::Result<()> {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> std::io::Result<()> {
+        write_frame(io, &res).await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    limits: connection_limits::Behaviour,
+    gossip: gossipsub::Behaviour,
+    consensus: request_response::Behaviour<BytesCodec>,
+    sync: request_response::Behaviour<BytesCodec>,
+}
+
+/// Network settings.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// This node's libp2p identity.
+    pub keypair: libp2p::identity::Keypair,
+    /// Where to listen.
+    pub listen: Multiaddr,
+    /// Every validator's peer id and address, in index order.
+    pub validators: Vec<(PeerId, Multiaddr)>,
+    /// This node's index.
+    pub me: ValidatorIndex,
+    /// Largest message accepted.
+    pub max_message_bytes: usize,
+    /// Most established connections.
+    pub max_connections: u32,
+    /// Most outstanding messages per peer.
+    pub peer_queue: usize,
+}
+
+/// The peer id of an ed25519 node key.
+pub fn peer_id_of(node_key: &phalanx_crypto::PublicKey) -> anyhow::Result<PeerId> {
+    let ed = libp2p::identity::ed25519::PublicKey::try_from_bytes(node_key.as_bytes())?;
+    Ok(PeerId::from_public_key(&libp2p::identity::PublicKey::from(
+        ed,
+    )))
+}
+
+struct Net {
+    swarm: libp2p::Swarm<Behaviour>,
+    cfg: NetConfig,
+    store: Arc<dyn Store>,
+    events: mpsc::Sender<NetEvent>,
+    index_of: HashMap<PeerId, ValidatorIndex>,
+    connected: HashMap<PeerId, usize>,
+    outstanding: HashMap<PeerId, usize>,
+    redial: HashMap<PeerId, (Instant, Duration)>,
+    topic: gossipsub::IdentTopic,
+    sync_rotation: usize,
+}
+
+/// Starts the network task; returns the command channel.
+pub fn spawn(
+    cfg: NetConfig,
+    store: Arc<dyn Store>,
+    events: mpsc::Sender<NetEvent>,
+) -> anyhow::Result<mpsc::Sender<NetCommand>> {
+    let max = cfg.max_message_bytes;
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::None)
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(phalanx_crypto::Hash::digest(&m.data).0.to_vec())
+        })
+        .max_transmit_size(max)
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+    let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+    for (i, (peer, _)) in cfg.validators.iter().enumerate() {
+        if i != cfg.me.as_usize() {
+            allow.allow_peer(*peer);
+        }
+    }
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(cfg.max_connections))
+        .with_max_established_per_peer(Some(2))
+        .with_max_pending_incoming(Some(cfg.max_connections));
+    let rr_config = request_response::Config::default()
+        .with_request_timeout(Duration::from_secs(10))
+        .with_max_concurrent_streams(1024);
+    let gossip =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
+            .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
+    let behaviour = Behaviour {
+        allow,
+        limits: connection_limits::Behaviour::new(limits),
+        gossip,
+        consensus: request_response::Behaviour::with_codec(
+            BytesCodec { max },
+            [(
+                StreamProtocol::new(CONSENSUS_PROTOCOL),
+                ProtocolSupport::Full,
+            )],
+            rr_config.clone(),
+        ),
+        sync: request_response::Behaviour::with_codec(
+            BytesCodec {
+                max: max.max(64 * 1024 * 1024),
+            },
+            [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+            rr_config,
+        ),
+    };
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| behaviour)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    swarm.listen_on(cfg.listen.clone())?;
+    let topic = gossipsub::IdentTopic::new(TX_TOPIC);
+    swarm.behaviour_mut().gossip.subscribe(&topic)?;
+    let mut index_of = HashMap::new();
+    let mut redial = HashMap::new();
+    let now = Instant::now();
+    for (i, (peer, addr)) in cfg.validators.iter().enumerate() {
+        index_of.insert(*peer, ValidatorIndex(i as u32));
+        if i != cfg.me.as_usize() {
+            swarm
+                .behaviour_mut()
+                .consensus
+                .add_address(peer, addr.clone());
+            swarm.behaviour_mut().sync.add_address(peer, addr.clone());
+            // Stagger the first dials a little; both sides dialling is fine.
+            redial.insert(*peer, (now, Duration::from_millis(500)));
+        }
+    }
+    let (tx, rx) = mpsc::channel(cfg.peer_queue.max(1024));
+    let net = Net {
+        swarm,
+        cfg,
+        store,
+        events,
+        index_of,
+        connected: HashMap::new(),
+        outstanding: HashMap::new(),
+        redial,
+        topic,
+        sync_rotation: 0,
+    };
+    tokio::spawn(net.run(rx));
+    Ok(tx)
+}
+
+impl Net {
+    async fn run(mut self, mut commands: mpsc::Receiver<NetCommand>) {
+        let mut dial_tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => return,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                _ = dial_tick.tick() => self.redial_due(),
+            }
+        }
+    }
+
+    fn peer(&self, v: ValidatorIndex) -> Option<PeerId> {
+        self.cfg.validators.get(v.as_usize()).map(|(p, _)| *p)
+    }
+
+    fn send_to(&mut self, peer: PeerId, bytes: Arc<Vec<u8>>) {
+        let n = self.outstanding.entry(peer).or_default();
+        if *n >= self.cfg.peer_queue {
+            let _ = self.events.try_send(NetEvent::Dropped("peer_queue_full"));
+            return;
+        }
+        *n += 1;
+        self.swarm
+            .behaviour_mut()
+            .consensus
+            .send_request(&peer, bytes);
+    }
+
+    fn on_command(&mut self, cmd: NetCommand) {
+        match cmd {
+            NetCommand::Send { to, bytes } => {
+                if let Some(peer) = self.peer(to) {
+                    self.send_to(peer, bytes);
+                }
+            }
+            NetCommand::Broadcast(bytes) => {
+                let peers: Vec<PeerId> = (0..self.cfg.validators.len())
+                    .filter(|i| *i != self.cfg.me.as_usize())
+                    .filter_map(|i| self.peer(ValidatorIndex(i as u32)))
+                    .collect();
+                for p in peers {
+                    self.send_to(p, bytes.clone());
+                }
+            }
+            NetCommand::GossipTxs(data) => {
+                // NoPeersSubscribedToTopic before the mesh forms is expected.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossip
+                    .publish(self.topic.clone(), data);
+            }
+            NetCommand::Sync { from } => {
+                let peers: Vec<PeerId> = self.connected.keys().copied().collect();
+                if peers.is_empty() {
+                    return;
+                }
+                let mut sorted = peers;
+                sorted.sort();
+                self.sync_rotation = self.sync_rotation.wrapping_add(1);
+                let peer = sorted[self.sync_rotation % sorted.len()];
+                let req = phalanx_crypto::encode(&SyncRequest {
+                    from,
+                    max_blocks: SYNC_MAX_BLOCKS,
+                });
+                self.swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer, Arc::new(req));
+            }
+        }
+    }
+
+    fn redial_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PeerId> = self
+            .redial
+            .iter()
+            .filter(|(p, (at, _))| *at <= now && !self.connected.contains_key(*p))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            let Some(v) = self.index_of.get(&peer) else {
+                continue;
+            };
+            let addr = self.cfg.validators[v.as_usize()].1.clone();
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                .addresses(vec![addr])
+                .build();
+            let _ = self.swarm.dial(opts);
+            if let Some((at, backoff)) = self.redial.get_mut(&peer) {
+                *at = now + *backoff;
+                *backoff = (*backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+
+    fn publish_peers(&self) {
+        let mut peers: Vec<u32> = self
+            .connected
+            .keys()
+            .filter_map(|p| self.index_of.get(p))
+            .map(|v| v.0)
+            .collect();
+        peers.sort_unstable();
+        let _ = self.events.try_send(NetEvent::Peers(peers));
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                *self.connected.entry(peer_id).or_default() += 1;
+                if let Some((_, backoff)) = self.redial.get_mut(&peer_id) {
+                    *backoff = Duration::from_millis(500);
+                }
+                self.publish_peers();
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    self.outstanding.remove(&peer_id);
+                    if let Some((at, backoff)) = self.redial.get_mut(&peer_id) {
+                        *at = Instant::now() + *backoff;
+                    }
+                    self.publish_peers();
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Consensus(ev)) => self.on_consensus(ev).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                message,
+                ..
+            })) => {
+                let _ = self.events.send(NetEvent::Txs(message.data)).await;
+            }
+            SwarmEvent::IncomingConnectionError { .. } => {
+                let _ = self
+                    .events
+                    .try_send(NetEvent::Dropped("incoming_connection_error"));
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_consensus(&mut self, ev: request_response::Event<Arc<Vec<u8>>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .consensus
+                        .send_response(channel, Vec::new());
+                    match self.index_of.get(&peer) {
+                        Some(from) => {
+                            let bytes = Arc::try_unwrap(request).unwrap_or_else(|a| (*a).clone());
+                            let _ = self
+                                .events
+                                .send(NetEvent::Consensus { from: *from, bytes })
+                                .await;
+                        }
+                        None => {
+                            let _ = self.events.try_send(NetEvent::Dropped("not_a_validator"));
+                        }
+                    }
+                }
+                request_response::Message::Response { .. } => self.done(&peer),
+            },
+            request_response::Event::OutboundFailure { peer, .. } => self.done(&peer),
+            request_response::Event::InboundFailure { .. } => {
+                let _ = self.events.try_send(NetEvent::Dropped("inbound_failure"));
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn done(&mut self, peer: &PeerId) {
+        if let Some(n) = self.outstanding.get_mut(peer) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    async fn on_sync(&mut self, ev: request_response::Event<Arc<Vec<u8>>, Vec<u8>>) {
+        let request_response::Event::Message { message, .. } = ev else {
+            return;
+        };
+        match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => {
+                let blocks = match phalanx_crypto::decode::<SyncRequest>(&request) {
+                    Ok(req) => self.read_blocks(req),
+                    Err(_) => {
+                        let _ = self
+                            .events
+                            .try_send(NetEvent::Dropped("malformed_sync_request"));
+                        Vec::new()
+                    }
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, phalanx_crypto::encode(&blocks));
+            }
+            request_response::Message::Response { response, .. } => {
+                match phalanx_crypto::decode::<Vec<Block>>(&response) {
+                    Ok(blocks) => {
+                        let _ = self.events.send(NetEvent::SyncBlocks(blocks)).await;
+                    }
+                    Err(_) => {
+                        let _ = self
+                            .events
+                            .try_send(NetEvent::Dropped("malformed_sync_response"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Certified blocks from `req.from`, within the block and byte caps.
+    fn read_blocks(&self, req: SyncRequest) -> Vec<Block> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let budget = self.cfg.max_message_bytes.max(1 << 20);
+        for h in req.from.0
+            ..req
+                .from
+                .0
+                .saturating_add(req.max_blocks.min(SYNC_MAX_BLOCKS))
+        {
+            match self.store.block(Height(h)) {
+                Ok(Some(block)) => {
+                    bytes += phalanx_crypto::encode(&block).len();
+                    if bytes > budget && !out.is_empty() {
+                        break;
+                    }
+                    out.push(block);
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,198 @@
+//! `phalanx node --home DIR`: load the home, open the store, start the
+//! network, the HTTP API and the driver; stop cleanly on SIGINT/SIGTERM.
+
+use crate::driver::Driver;
+use crate::home::Home;
+use crate::shared::Shared;
+use anyhow::Context as _;
+use phalanx_crypto::{read_key_file, KeyKind};
+use phalanx_ledger::{Genesis, Height, RocksStore, State, Store, ValidatorIndex};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `phalanx node` arguments.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  phalanx node --home testnet-data/node0\n\nThe home holds config/{config.toml,genesis.json,node_key.json,validator_key.json} and data/.\nCreate homes with `phalanx testnet init` or `phalanx init`. Stop with Ctrl-C (or SIGTERM);\nafter any stop, including kill -9, the node restarts from its home without losing a block."
+)]
+pub struct NodeArgs {
+    /// The node's home directory.
+    #[arg(long, env = "PHALANX_HOME")]
+    pub home: PathBuf,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `phalanx=debug`.
+    #[arg(long, env = "PHALANX_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn init_logging(args: &NodeArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Opens the store, writing the genesis block into an empty one and
+/// refusing a store that belongs to another chain.
+pub fn open_store(home: &Home, genesis: &Genesis) -> anyhow::Result<Arc<dyn Store>> {
+    let dir = home.data_dir();
+    let store = RocksStore::open(&dir).with_context(|| {
+        format!(
+            "cannot open the database in {} (is another node running from this home?)",
+            dir.display()
+        )
+    })?;
+    let genesis_block = genesis.block();
+    match store.block(Height::GENESIS)? {
+        None => {
+            let balances = genesis
+                .accounts
+                .iter()
+                .map(|a| (a.address, a.balance))
+                .collect();
+            let changed = State::genesis(&balances)
+                .accounts()
+                .map(|(a, acct)| (*a, *acct))
+                .collect();
+            let diff = State::default().diff(Height::GENESIS, changed);
+            store.append_block(&genesis_block, &[], &diff)?;
+        }
+        Some(stored) if stored.hash() != genesis_block.hash() => anyhow::bail!(
+            "the database in {} belongs to another chain (genesis {}); this genesis.json has {}",
+            dir.display(),
+            stored.hash(),
+            genesis_block.hash()
+        ),
+        Some(_) => {}
+    }
+    Ok(Arc::new(store))
+}
+
+/// Runs the node until SIGINT/SIGTERM.
+pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
+    init_logging(args);
+    let home = Home::new(&args.home);
+    anyhow::ensure!(home.root().is_dir(), "home directory {} does not exist (create it with `phalanx testnet init` or `phalanx init`)", home.root().display());
+    let config = home.load_config()?;
+    let genesis = Genesis::load(&home.genesis_file())?;
+    let validator_key = read_key_file(&home.validator_key_file(), KeyKind::Validator)?;
+    let node_key = read_key_file(&home.node_key_file(), KeyKind::Node)?;
+    let me = genesis
+        .validators
+        .iter()
+        .position(|v| v.public_key == validator_key.public())
+        .map(|i| ValidatorIndex(i as u32))
+        .with_context(|| {
+            format!(
+                "the validator key in {} is not in genesis; this node cannot validate",
+                home.validator_key_file().display()
+            )
+        })?;
+    anyhow::ensure!(
+        genesis.validators[me.as_usize()].node_key == node_key.public(),
+        "node key {} does not match genesis validators[{}].node_key",
+        home.node_key_file().display(),
+        me
+    );
+    // Refuse bad configurations before touching the database.
+    phalanx_consensus::Config::from_genesis(&genesis, me)?;
+    let store = open_store(&home, &genesis)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let validators = genesis
+            .validators
+            .iter()
+            .map(|v| -> anyhow::Result<_> {
+                Ok((
+                    crate::p2p::peer_id_of(&v.node_key)?,
+                    v.p2p_address
+                        .parse()
+                        .with_context(|| format!("validator {} p2p_address", v.name))?,
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(node_key.seed())?;
+        let listen = config
+            .p2p
+            .listen
+            .parse()
+            .with_context(|| format!("p2p.listen {:?}", config.p2p.listen))?;
+        let net_cfg = crate::p2p::NetConfig {
+            keypair,
+            listen,
+            validators,
+            me,
+            max_message_bytes: config.p2p.max_message_bytes,
+            max_connections: config.p2p.max_connections,
+            peer_queue: config.p2p.peer_queue,
+        };
+        let api_listen = config.api.listen.clone();
+        let shared = Arc::new(Shared::new(genesis, me, config, store.clone()));
+        let (event_tx, event_rx) = mpsc::channel(8192);
+        let net = crate::p2p::spawn(net_cfg, store, event_tx)?;
+        let listener = tokio::net::TcpListener::bind(&api_listen)
+            .await
+            .with_context(|| format!("cannot listen for the API on {api_listen} (port in use?)"))?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let router = crate::api::router(shared.clone());
+        let mut api_shutdown = shutdown_rx.clone();
+        let api = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = api_shutdown.changed().await;
+                })
+                .await
+        });
+        tracing::info!(validator = me.0, api = %api_listen, "phalanx node started");
+        let driver = Driver::new(shared, validator_key, net)?;
+        let driver = tokio::spawn(driver.run(event_rx, shutdown_rx));
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+        driver.await??;
+        let _ = api.await;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

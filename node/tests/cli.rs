@@ -1,0 +1,553 @@
+#![cfg(feature = "runtime")]
+//! The `phalanx` binary's CLI without a running node: keys, init, testnet
+//! init, usage errors (exit code 2), and runtime errors (exit code 1) whose
+//! messages say what to do.
+
+use phalanx_crypto::{read_key_file, KeyKind};
+use phalanx_ledger::Genesis;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn phalanx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_phalanx"))
+        .args(args)
+        .env_remove("PHALANX_NODE")
+        .env_remove("PHALANX_HOME")
+        .output()
+        .expect("run phalanx")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> String {
+    let o = phalanx(args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{args:?}\nstdout: {}\nstderr: {}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Runs a command that must fail with `code`; returns stderr.
+#[track_caller]
+fn fails(code: i32, args: &[&str]) -> String {
+    let o = phalanx(args);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{args:?}\nstdout: {}\nstderr: {}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stderr(&o)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn secret_of(path: &Path) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["secret_key"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn keys_generate_show_and_never_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("alice.json");
+    let out = ok(&["keys", "generate", "--output", p(&file)]);
+    let key = read_key_file(&file, KeyKind::Account).expect("an account key file");
+    let address = key.public().to_string();
+    assert!(out.contains(&format!("address:    {address}")), "{out}");
+    #[cfg(unix)]
+    assert_eq!(mode(&file), 0o600);
+    let secret = secret_of(&file);
+    assert!(!out.contains(&secret), "generate never prints the secret");
+
+    let shown = ok(&["keys", "show", "--key", p(&file)]);
+    assert!(
+        shown.contains(&address) && shown.contains("account"),
+        "{shown}"
+    );
+    assert!(!shown.contains(&secret), "show never prints the secret");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["keys", "show", "--key", p(&file), "--json"])).unwrap();
+    assert_eq!(json["address"], address.as_str());
+    assert!(!json.to_string().contains(&secret));
+
+    let before = std::fs::read_to_string(&file).unwrap();
+    let err = fails(1, &["keys", "generate", "--output", p(&file)]);
+    assert!(
+        err.contains("already exists") && err.contains("refusing to overwrite"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        before,
+        "the old key is kept"
+    );
+
+    let err = fails(
+        1,
+        &["keys", "show", "--key", p(&file), "--kind", "validator"],
+    );
+    assert!(
+        err.contains("holds a account key, but a validator key is needed"),
+        "{err}"
+    );
+    let err = fails(
+        1,
+        &["keys", "show", "--key", p(&dir.path().join("missing.json"))],
+    );
+    assert!(
+        err.contains("does not exist") && err.contains("phalanx keys generate"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("junk.json"), "{not json").unwrap();
+    let err = fails(
+        1,
+        &["keys", "show", "--key", p(&dir.path().join("junk.json"))],
+    );
+    assert!(err.contains("malformed"), "{err}");
+}
+
+#[test]
+fn node_and_validator_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node_key.json");
+    let out = ok(&["keys", "generate", "--output", p(&node), "--kind", "node"]);
+    assert!(
+        out.contains("peer id:    12D3KooW"),
+        "a node key shows its libp2p peer id: {out}"
+    );
+    read_key_file(&node, KeyKind::Node).unwrap();
+    let shown = ok(&["keys", "show", "--key", p(&node)]);
+    assert!(
+        shown.contains("kind:       node") && shown.contains("12D3KooW"),
+        "{shown}"
+    );
+
+    let validator = dir.path().join("v.json");
+    ok(&[
+        "keys",
+        "generate",
+        "--output",
+        p(&validator),
+        "--kind",
+        "validator",
+    ]);
+    read_key_file(&validator, KeyKind::Validator).unwrap();
+    fails(
+        2,
+        &[
+            "keys",
+            "generate",
+            "--output",
+            p(&dir.path().join("x.json")),
+            "--kind",
+            "wizard",
+        ],
+    );
+}
+
+#[test]
+fn init_writes_keys_and_config_and_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("alpha");
+    let out = ok(&["init", "--home", p(&home)]);
+    let config = home.join("config");
+    for f in ["config.toml", "node_key.json", "validator_key.json"] {
+        assert!(config.join(f).is_file(), "{f} written");
+    }
+    assert!(
+        !config.join("genesis.json").exists(),
+        "no one-validator genesis"
+    );
+    assert!(
+        out.contains("at least 4 validators") && out.contains("phalanx testnet init"),
+        "{out}"
+    );
+    let toml = std::fs::read_to_string(config.join("config.toml")).unwrap();
+    assert!(
+        toml.contains("moniker = \"alpha\""),
+        "moniker defaults to the directory name: {toml}"
+    );
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&config.join("node_key.json")), 0o600);
+        assert_eq!(mode(&config.join("validator_key.json")), 0o600);
+    }
+    let validator = read_key_file(&config.join("validator_key.json"), KeyKind::Validator).unwrap();
+    assert!(
+        out.contains(&validator.public().to_string()),
+        "prints the genesis entry: {out}"
+    );
+
+    let keys_before = std::fs::read_to_string(config.join("validator_key.json")).unwrap();
+    let again = ok(&["init", "--home", p(&home), "--moniker", "beta"]);
+    assert!(
+        again.contains("kept") && again.contains("never overwritten"),
+        "{again}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(config.join("validator_key.json")).unwrap(),
+        keys_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(config.join("config.toml")).unwrap(),
+        toml,
+        "config kept"
+    );
+
+    // A genesis that does not list this validator is refused, with the entry to add.
+    let net = dir.path().join("net");
+    ok(&["testnet", "init", "--validators", "4", "--output", p(&net)]);
+    let err = fails(
+        1,
+        &[
+            "init",
+            "--home",
+            p(&home),
+            "--genesis",
+            p(&net.join("genesis.json")),
+        ],
+    );
+    assert!(
+        err.contains("does not list this node's validator key"),
+        "{err}"
+    );
+    assert!(!config.join("genesis.json").exists());
+}
+
+#[test]
+fn init_accepts_a_genesis_listing_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    ok(&[
+        "testnet",
+        "init",
+        "--validators",
+        "4",
+        "--output",
+        p(&net),
+        "--chain-id",
+        "alpha-1",
+    ]);
+    // Re-running init on a testnet home keeps everything and confirms membership.
+    let node2 = net.join("node2");
+    let out = ok(&["init", "--home", p(&node2), "--chain-id", "alpha-1"]);
+    assert!(out.contains("member  validator 2"), "{out}");
+    let err = fails(1, &["init", "--home", p(&node2), "--chain-id", "beta-1"]);
+    assert!(
+        err.contains("is for chain \"alpha-1\", not \"beta-1\""),
+        "{err}"
+    );
+
+    // A fresh home whose keys are copied in, then given the shared genesis.
+    let fresh = dir.path().join("fresh");
+    std::fs::create_dir_all(fresh.join("config")).unwrap();
+    for f in ["node_key.json", "validator_key.json"] {
+        std::fs::copy(
+            net.join("node3/config").join(f),
+            fresh.join("config").join(f),
+        )
+        .unwrap();
+    }
+    let out = ok(&[
+        "init",
+        "--home",
+        p(&fresh),
+        "--genesis",
+        p(&net.join("genesis.json")),
+    ]);
+    assert!(out.contains("member  validator 3"), "{out}");
+    assert_eq!(
+        Genesis::load(&fresh.join("config/genesis.json")).unwrap(),
+        Genesis::load(&net.join("genesis.json")).unwrap()
+    );
+}
+
+#[test]
+fn testnet_init_writes_homes_genesis_and_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("t");
+    let out = ok(&[
+        "testnet",
+        "init",
+        "--validators",
+        "5",
+        "--output",
+        p(&out_dir),
+        "--base-port",
+        "27000",
+        "--accounts",
+        "3",
+        "--balance",
+        "777",
+    ]);
+    assert!(out.contains("http://127.0.0.1:27100"), "{out}");
+    let genesis = Genesis::load(&out_dir.join("genesis.json")).expect("a valid genesis");
+    assert_eq!(genesis.chain_id, "phalanx-testnet");
+    assert_eq!(genesis.validators.len(), 5);
+    for (i, v) in genesis.validators.iter().enumerate() {
+        let home = out_dir.join(format!("node{i}"));
+        let config = home.join("config");
+        assert_eq!(
+            Genesis::load(&config.join("genesis.json")).unwrap(),
+            genesis,
+            "every home has the same genesis"
+        );
+        let vk = read_key_file(&config.join("validator_key.json"), KeyKind::Validator).unwrap();
+        let nk = read_key_file(&config.join("node_key.json"), KeyKind::Node).unwrap();
+        assert_eq!((v.public_key, v.node_key), (vk.public(), nk.public()));
+        assert_eq!(v.name, format!("node{i}"));
+        assert_eq!(v.p2p_address, format!("/ip4/127.0.0.1/tcp/{}", 27000 + i));
+        assert_eq!(v.api_address, format!("127.0.0.1:{}", 27100 + i));
+        let toml = std::fs::read_to_string(config.join("config.toml")).unwrap();
+        assert!(
+            toml.contains(&format!("listen = \"{}\"", v.p2p_address)),
+            "{toml}"
+        );
+        assert!(
+            toml.contains(&format!("listen = \"{}\"", v.api_address)),
+            "{toml}"
+        );
+    }
+    assert_eq!(genesis.accounts.len(), 3);
+    for (j, a) in genesis.accounts.iter().enumerate() {
+        let key = read_key_file(
+            &out_dir.join(format!("accounts/account{j}.json")),
+            KeyKind::Account,
+        )
+        .unwrap();
+        assert_eq!((a.address.0, a.balance), (key.public(), 777));
+    }
+
+    let err = fails(
+        1,
+        &[
+            "testnet",
+            "init",
+            "--validators",
+            "4",
+            "--output",
+            p(&out_dir),
+        ],
+    );
+    assert!(err.contains("is not empty"), "{err}");
+
+    let default_ports = dir.path().join("d");
+    let out = ok(&["testnet", "init", "--output", p(&default_ports)]);
+    assert!(
+        out.contains("http://127.0.0.1:26100"),
+        "node0's API is where --node points by default: {out}"
+    );
+}
+
+#[test]
+fn testnet_init_refuses_too_few_validators() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("t");
+    let err = fails(
+        1,
+        &[
+            "testnet",
+            "init",
+            "--validators",
+            "3",
+            "--output",
+            p(&out_dir),
+        ],
+    );
+    assert!(err.contains("PBFT needs at least 4 validators"), "{err}");
+    assert!(!out_dir.exists(), "nothing written");
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    fails(
+        2,
+        &["testnet", "init", "--validators", "many", "--output", "x"],
+    );
+    fails(2, &["tx", "transfer", "--amount", "1"]);
+    fails(
+        2,
+        &[
+            "tx",
+            "transfer",
+            "--key",
+            "k.json",
+            "--to",
+            "not-an-address",
+            "--amount",
+            "1",
+        ],
+    );
+    fails(
+        2,
+        &[
+            "tx",
+            "transfer",
+            "--key",
+            "k.json",
+            "--to",
+            &"ab".repeat(32),
+            "--amount",
+            "1",
+            "--nonce",
+            "soon",
+        ],
+    );
+    fails(
+        2,
+        &[
+            "tx",
+            "transfer",
+            "--key",
+            "k.json",
+            "--to",
+            &"ab".repeat(32),
+            "--amount",
+            "1",
+            "--count",
+            "0",
+        ],
+    );
+    fails(2, &["query", "block"]);
+    fails(2, &["query", "tx", "1234"]);
+    fails(2, &["query", "nothing"]);
+    fails(2, &["keys"]);
+}
+
+#[test]
+fn help_has_examples() {
+    for cmd in [
+        &["keys", "generate"][..],
+        &["keys", "show"],
+        &["init"],
+        &["testnet", "init"],
+        &["tx", "transfer"],
+        &["query", "status"],
+        &["query", "block"],
+        &["query", "tx"],
+        &["query", "account"],
+        &["query", "validators"],
+        &["query", "evidence"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let out = ok(&args);
+        assert!(
+            out.contains("Examples:"),
+            "{cmd:?} --help shows examples:\n{out}"
+        );
+    }
+    let init = ok(&["init", "--help"]);
+    assert!(
+        init.contains("n >= 4"),
+        "init --help explains why it writes no genesis: {init}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn without_a_node_errors_say_what_to_do() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    for args in [
+        &["query", "status", "--node", url.as_str()][..],
+        &["query", "block", "latest", "--node", url.as_str(), "--json"],
+        &["query", "account", &"ab".repeat(32), "--node", url.as_str()],
+    ] {
+        let err = fails(1, args);
+        assert!(
+            err.contains(&format!("cannot reach node at {url}")),
+            "{err}"
+        );
+        assert!(err.contains("testnet/local.sh up"), "{err}");
+    }
+
+    // PHALANX_NODE is the default --node.
+    let o = Command::new(env!("CARGO_BIN_EXE_phalanx"))
+        .args(["query", "validators"])
+        .env("PHALANX_NODE", &url)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!("cannot reach node at {url}")),
+        "{}",
+        stderr(&o)
+    );
+
+    let err = fails(1, &["query", "status", "--node", "https://127.0.0.1:1"]);
+    assert!(err.contains("plain http"), "{err}");
+    let err = fails(1, &["query", "block", "../x", "--node", url.as_str()]);
+    assert!(err.contains("not a block height"), "{err}");
+
+    // The key file is read before the node is asked anything.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nobody.json");
+    let to = "ab".repeat(32);
+    let err = fails(
+        1,
+        &[
+            "tx",
+            "transfer",
+            "--node",
+            url.as_str(),
+            "--key",
+            p(&missing),
+            "--to",
+            &to,
+            "--amount",
+            "1",
+        ],
+    );
+    assert!(
+        err.contains("does not exist") && err.contains("phalanx keys generate"),
+        "{err}"
+    );
+
+    let key = dir.path().join("k.json");
+    ok(&["keys", "generate", "--output", p(&key)]);
+    let err = fails(
+        1,
+        &[
+            "tx",
+            "transfer",
+            "--node",
+            url.as_str(),
+            "--key",
+            p(&key),
+            "--to",
+            &to,
+            "--amount",
+            "1",
+        ],
+    );
+    assert!(err.contains("cannot reach node"), "{err}");
+}
