@@ -1,6 +1,6 @@
 //! An in-memory [`Store`] for tests and the simulator.
 
-use super::{check_append, Store, StoreError, TxLocation};
+use super::{check_append, ConsensusEntry, Store, StoreError, TxLocation};
 use crate::block::{Block, Receipt};
 use crate::state::{Account, State, StateDiff};
 use crate::types::{Address, Height};
@@ -109,7 +109,7 @@ impl Store for MemoryStore {
         Ok(self.read().consensus.get(key).cloned())
     }
 
-    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn consensus_entries(&self) -> Result<Vec<ConsensusEntry>, StoreError> {
         Ok(self
             .read()
             .consensus

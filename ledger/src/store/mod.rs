@@ -26,6 +26,9 @@ use crate::vote::Evidence;
 use phalanx_crypto::Hash;
 use serde::{Deserialize, Serialize};
 
+/// A consensus-state key and its value.
+pub type ConsensusEntry = (Vec<u8>, Vec<u8>);
+
 /// Where a transaction was committed, and what happened to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxLocation {
@@ -93,7 +96,7 @@ pub trait Store: Send + Sync {
     /// A consensus-state value.
     fn consensus(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every consensus-state entry, in key order (for an engine's restart).
-    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn consensus_entries(&self) -> Result<Vec<ConsensusEntry>, StoreError>;
     /// Writes and deletes consensus-state entries in one synced batch: the
     /// driver persists all the records of one engine step at once, before it
     /// sends anything they protect.

@@ -10,7 +10,7 @@
 //! This module must never panic on what it reads back: bytes that do not
 //! decode are [`StoreError::Corrupt`], naming the record.
 
-use super::{check_append, Store, StoreError, TxLocation};
+use super::{check_append, ConsensusEntry, Store, StoreError, TxLocation};
 use crate::block::{Block, Receipt};
 use crate::state::{Account, State, StateDiff};
 use crate::types::{Address, Height};
@@ -310,7 +310,7 @@ impl Store for RocksStore {
         self.get(CF_CONSENSUS, key)
     }
 
-    fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn consensus_entries(&self) -> Result<Vec<ConsensusEntry>, StoreError> {
         let cf = self.cf(CF_CONSENSUS)?;
         self.db
             .iterator_cf(cf, IteratorMode::Start)
