@@ -353,13 +353,18 @@ fn s4_4_view_change_carries_prepared_certificates_and_null_blocks() {
         let seqs: Vec<u64> = vc.body.prepared.iter().map(|p| p.slot().1 .0).collect();
         assert_eq!(seqs, vec![1, 3], "node {i}");
         // Persisted view before the view change is sent.
-        assert_eq!(
-            out[0],
-            Output::Persist(Persisted::View {
+        let persisted = out.iter().position(|o| {
+            *o == Output::Persist(Persisted::View {
                 view: 1,
-                active: false
+                active: false,
             })
-        );
+        });
+        let sent = out
+            .iter()
+            .position(|o| matches!(o, Output::Broadcast(PbftMessage::ViewChange(_))));
+        assert!(persisted.unwrap() < sent.unwrap());
+        // And it asks peers whether it merely missed the commit.
+        assert!(out.iter().any(|o| matches!(o, Output::RequestSync { .. })));
     }
     // Deliver: node 1 (primary of view 1) sends NEW-VIEW.
     let mut new_view = None;

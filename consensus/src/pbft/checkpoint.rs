@@ -90,6 +90,9 @@ impl Pbft {
             proof: cp.proof.clone(),
         }));
         self.stable = cp;
+        // Never propose at or below the low watermark (the simulator found a
+        // primary doing so after adopting a checkpoint while behind).
+        self.next_seq = self.next_seq.max(seq.next());
         self.slots.retain(|s, _| *s > seq);
         self.checkpoint_votes.retain(|s, _| *s > seq);
         self.signed.retain(|(_, _, s), _| *s > seq);

@@ -333,12 +333,17 @@ impl Pbft {
                     // Progress was made; keep watching what is still pending.
                     self.arm_progress_timer(out);
                 } else if self.has_pending_work() {
+                    // Maybe the others committed it and we missed it: ask.
+                    // (The simulator found replicas one block behind an idle
+                    // cluster changing views alone forever.)
+                    self.request_sync(out);
                     // PBFT §4.4: the request did not execute in time.
                     self.start_view_change(self.view + 1, out);
                 }
             }
             TimeoutKind::ViewChange { view } => {
                 if view == self.view && !self.view_active {
+                    self.request_sync(out);
                     // §4.5.2: no NEW-VIEW in time; try the next view.
                     self.start_view_change(view + 1, out);
                 }
