@@ -58,7 +58,7 @@ fn next_block(g: &Genesis, state: &State, parent: &Block) -> Appended {
             h % 3,
         ));
     }
-    if h % 5 == 0 {
+    if h.is_multiple_of(5) {
         let from = NAMES[(h % 4) as usize];
         txs.push(transfer(
             &user(from),
@@ -68,7 +68,7 @@ fn next_block(g: &Genesis, state: &State, parent: &Block) -> Appended {
             0,
         ));
     }
-    if h % 7 == 0 {
+    if h.is_multiple_of(7) {
         let from = NAMES[((h + 3) % 4) as usize];
         txs.push(transfer(
             &user(from),
@@ -78,7 +78,7 @@ fn next_block(g: &Genesis, state: &State, parent: &Block) -> Appended {
             1,
         ));
     }
-    let evidence = if h % 11 == 0 {
+    let evidence = if h.is_multiple_of(11) {
         vec![equivocation((h % 4) as u32, h, h)]
     } else {
         vec![]

@@ -194,13 +194,13 @@ fn normalize_url(node: &str) -> Result<String, ClientError> {
         url: node.to_owned(),
         reason: reason.to_owned(),
     };
-    let trimmed = node.trim().trim_end_matches('/');
+    let trimmed = node.trim();
     if trimmed.is_empty() {
         return Err(bad("it is empty; use e.g. http://127.0.0.1:26100"));
     }
-    let url = match trimmed.split_once("://") {
-        None => format!("http://{trimmed}"),
-        Some(("http", _)) => trimmed.to_owned(),
+    let host = match trimmed.split_once("://") {
+        None => trimmed,
+        Some(("http", rest)) => rest,
         Some(("https", _)) => {
             return Err(bad(
                 "https is not supported: node APIs speak plain http (use http://)",
@@ -208,10 +208,11 @@ fn normalize_url(node: &str) -> Result<String, ClientError> {
         }
         Some(_) => return Err(bad("the scheme must be http://")),
     };
-    let host = &url["http://".len()..];
+    let host = host.trim_end_matches('/');
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(bad("expected http://HOST:PORT"));
     }
+    let url = format!("http://{host}");
     Ok(url)
 }
 

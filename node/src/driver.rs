@@ -274,6 +274,9 @@ impl Driver {
     }
 
     fn release_ready(&mut self) -> anyhow::Result<()> {
+        if self.shared.mempool.is_empty() {
+            return Ok(());
+        }
         let ready = self.shared.mempool.take_ready();
         self.shared
             .metrics

@@ -6,25 +6,15 @@
 #![forbid(unsafe_code)]
 
 // The validator runtime (feature `runtime`, off by default until verified).
-#[cfg(feature = "runtime")]
 mod api;
-#[cfg(feature = "runtime")]
 mod cli;
-#[cfg(feature = "runtime")]
 mod client;
-#[cfg(feature = "runtime")]
 mod driver;
-#[cfg(feature = "runtime")]
 mod home;
-#[cfg(feature = "runtime")]
 mod mempool;
-#[cfg(feature = "runtime")]
 mod metrics;
-#[cfg(feature = "runtime")]
 mod p2p;
-#[cfg(feature = "runtime")]
 mod run;
-#[cfg(feature = "runtime")]
 mod shared;
 
 use clap::{Parser, Subcommand};
@@ -43,25 +33,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    #[cfg(feature = "runtime")]
     /// Run a validator node from its home directory.
     Node(run::NodeArgs),
-    #[cfg(feature = "runtime")]
     /// Create a node home directory (keys, config, genesis).
     Init(cli::init::InitArgs),
-    #[cfg(feature = "runtime")]
     /// Generate or show key files.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
-    #[cfg(feature = "runtime")]
     /// Create the homes of a local multi-node testnet.
     #[command(subcommand)]
     Testnet(cli::testnet::TestnetCommand),
-    #[cfg(feature = "runtime")]
     /// Sign and submit transactions.
     #[command(subcommand)]
     Tx(cli::tx::TxCommand),
-    #[cfg(feature = "runtime")]
     /// Query a node's HTTP API.
     #[command(subcommand)]
     Query(cli::query::QueryCommand),
@@ -75,17 +59,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        #[cfg(feature = "runtime")]
         Command::Node(args) => run::run(args),
-        #[cfg(feature = "runtime")]
         Command::Init(args) => cli::init::run(args),
-        #[cfg(feature = "runtime")]
         Command::Keys(cmd) => cli::keys::run(cmd),
-        #[cfg(feature = "runtime")]
         Command::Testnet(cmd) => cli::testnet::run(cmd),
-        #[cfg(feature = "runtime")]
         Command::Tx(cmd) => cli::tx::run(cmd),
-        #[cfg(feature = "runtime")]
         Command::Query(cmd) => cli::query::run(cmd),
         Command::Sim(args) => match phalanx_testnet::sim::run(args) {
             Ok(true) => Ok(()),

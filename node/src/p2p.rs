@@ -273,11 +273,7 @@ pub fn spawn(
     for (i, (peer, addr)) in cfg.validators.iter().enumerate() {
         index_of.insert(*peer, ValidatorIndex(i as u32));
         if i != cfg.me.as_usize() {
-            swarm
-                .behaviour_mut()
-                .consensus
-                .add_address(peer, addr.clone());
-            swarm.behaviour_mut().sync.add_address(peer, addr.clone());
+            swarm.add_peer_address(*peer, addr.clone());
             // Stagger the first dials a little; both sides dialling is fine.
             redial.insert(*peer, (now, Duration::from_millis(500)));
         }
@@ -422,17 +418,15 @@ impl Net {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.connected.remove(&peer_id);
-                    self.outstanding.remove(&peer_id);
-                    if let Some((at, backoff)) = self.redial.get_mut(&peer_id) {
-                        *at = Instant::now() + *backoff;
-                    }
-                    self.publish_peers();
+                self.connected.remove(&peer_id);
+                self.outstanding.remove(&peer_id);
+                if let Some((at, backoff)) = self.redial.get_mut(&peer_id) {
+                    *at = Instant::now() + *backoff;
                 }
+                self.publish_peers();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Consensus(ev)) => self.on_consensus(ev).await,
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev).await,

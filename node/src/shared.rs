@@ -202,7 +202,9 @@ impl Shared {
         let sender = self.store.account(&tx.tx.from).ok().flatten();
         let result = self.mempool.insert(tx, hash, signature_ok, sender);
         match &result {
-            Ok(_) => self.metrics.mempool_size.set(self.mempool.len() as i64),
+            Ok(_) => {
+                self.metrics.mempool_size.set(self.mempool.len() as i64);
+            }
             Err(e) => self.metrics.rejected(e.code()),
         };
         result
@@ -211,10 +213,5 @@ impl Shared {
     /// Takes the client transactions waiting to be gossiped (driver only).
     pub fn take_outbox(&self) -> Vec<SignedTransaction> {
         std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Wakes the driver after a batch of inserts.
-    pub fn notify_new_txs(&self) {
-        self.new_txs.notify_one();
     }
 }

@@ -1,4 +1,3 @@
-#![cfg(feature = "runtime")]
 //! The `phalanx` binary's CLI without a running node: keys, init, testnet
 //! init, usage errors (exit code 2), and runtime errors (exit code 1) whose
 //! messages say what to do.

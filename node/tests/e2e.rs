@@ -1,4 +1,3 @@
-#![cfg(feature = "runtime")]
 //! End to end with real processes: `phalanx testnet init`, four `phalanx
 //! node`s on loopback, transfers through the CLI and the HTTP API, and a
 //! comparison of every node's chain and balances.

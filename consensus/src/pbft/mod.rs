@@ -82,8 +82,13 @@ pub struct Pbft {
     pub(crate) next_seq: Height,
     pub(crate) pending: VecDeque<Hash>,
     pub(crate) pending_txs: HashMap<Hash, SignedTransaction>,
-    /// Transactions in proposals not yet committed (not to be proposed again).
+    /// Pending transactions already in a proposal of this view that has not
+    /// committed (not to be proposed again). Always a subset of
+    /// `pending_txs`' keys, so `pending_txs.len() - proposed.len()` is the
+    /// number of transactions the primary can still propose.
     pub(crate) proposed: HashSet<Hash>,
+    /// Evidence ids already in a proposal of this view.
+    pub(crate) proposed_evidence: HashSet<Hash>,
     /// VIEW-CHANGE messages by target view and sender.
     pub(crate) view_changes: BTreeMap<u64, BTreeMap<ValidatorIndex, ViewChange>>,
     /// Every vote this validator signed (and did not prune): the save-before-send guard.
@@ -149,6 +154,7 @@ impl Pbft {
             pending: VecDeque::new(),
             pending_txs: HashMap::new(),
             proposed: HashSet::new(),
+            proposed_evidence: HashSet::new(),
             view_changes: BTreeMap::new(),
             signed: BTreeMap::new(),
             known_evidence: BTreeSet::new(),
@@ -489,6 +495,13 @@ impl Engine for Pbft {
         }
         if self.pending.len() < self.pending_txs.len() {
             return Err("pending order lost a transaction".into());
+        }
+        if let Some(h) = self
+            .proposed
+            .iter()
+            .find(|h| !self.pending_txs.contains_key(*h))
+        {
+            return Err(format!("proposed set holds {h}, which is not pending"));
         }
         for ((kind, view, seq), v) in &self.signed {
             if v.vote.kind != *kind

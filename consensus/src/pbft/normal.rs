@@ -311,7 +311,7 @@ impl Pbft {
         self.pending_evidence
             .retain(|e| !committed_ids.contains(&e.id()));
         for id in committed_ids {
-            self.proposed.remove(&id);
+            self.proposed_evidence.remove(&id);
             self.known_evidence.insert(id);
         }
         self.last_committed = payload.height;
@@ -348,7 +348,11 @@ impl Pbft {
                 return;
             }
             let available = self.pending_txs.len().saturating_sub(self.proposed.len());
-            if available == 0 && self.pending_evidence.is_empty() {
+            let evidence_waiting = self
+                .pending_evidence
+                .iter()
+                .any(|e| !self.proposed_evidence.contains(&e.id()));
+            if available == 0 && !evidence_waiting {
                 return;
             }
             let idle = self.last_committed.next() == seq;
@@ -378,7 +382,7 @@ impl Pbft {
             let evidence: Vec<_> = self
                 .pending_evidence
                 .iter()
-                .filter(|e| !self.proposed.contains(&e.id()))
+                .filter(|e| !self.proposed_evidence.contains(&e.id()))
                 .cloned()
                 .collect();
             if txs.is_empty() && evidence.is_empty() {
@@ -388,7 +392,7 @@ impl Pbft {
                 self.proposed.insert(tx.hash());
             }
             for e in &evidence {
-                self.proposed.insert(e.id());
+                self.proposed_evidence.insert(e.id());
             }
             let payload = Payload {
                 chain_id: self.cfg.chain_id.clone(),

@@ -300,6 +300,7 @@ impl Pbft {
         });
         self.view_changes.retain(|v, _| *v > view);
         self.proposed.clear();
+        self.proposed_evidence.clear();
         if plan.checkpoint.seq > self.stable.seq {
             self.make_stable(plan.checkpoint.clone(), out);
         }
@@ -311,11 +312,17 @@ impl Pbft {
             if seq <= self.stable.seq {
                 continue;
             }
+            // Only what is still pending: a re-proposed transaction this
+            // replica never saw (or already committed) must not count
+            // against what the primary can propose.
             for tx in &payload.txs {
-                self.proposed.insert(tx.hash());
+                let h = tx.hash();
+                if self.pending_txs.contains_key(&h) {
+                    self.proposed.insert(h);
+                }
             }
             for e in &payload.evidence {
-                self.proposed.insert(e.id());
+                self.proposed_evidence.insert(e.id());
             }
             self.accept_pre_prepare(pp, payload, out);
         }

@@ -31,7 +31,12 @@ home and the genesis in one step.",
 Examples:
   phalanx init --home ~/.phalanx --moniker alpha
   phalanx init --home ~/.phalanx --genesis genesis.json --chain-id phalanx-main
-  phalanx testnet init --validators 4 --output ./testnet-data   # a whole local testnet instead"
+  phalanx testnet init --validators 4 --output ./testnet-data   # a whole local testnet instead
+
+Without --genesis, init writes keys and config but no genesis: PBFT needs
+n >= 4 validators, so a genesis.json lists the keys of all of them. Share
+this node's public keys (`phalanx keys show`), build one genesis.json for
+every validator, then run init again with --genesis."
 )]
 pub struct InitArgs {
     /// The home directory to create or complete.
