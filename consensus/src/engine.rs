@@ -149,6 +149,32 @@ pub struct Restored {
     pub last_executed: Height,
     /// The hash of that block.
     pub last_block_hash: Hash,
+    /// Stored blocks above the last stable checkpoint among `records` (more
+    /// is fine: older ones are ignored). Their commit certificates go into
+    /// this replica's VIEW-CHANGEs after a restart, so a block it learnt by
+    /// catch-up (and never prepared) still binds the next view.
+    pub recent_blocks: Vec<phalanx_ledger::Block>,
+}
+
+impl Restored {
+    /// The heights whose blocks `recent_blocks` should hold, given the
+    /// records and the last stored height: above the last stable checkpoint
+    /// in `records`, at most `window` of them.
+    pub fn recent_heights(
+        records: &[Persisted],
+        last_executed: Height,
+        window: u64,
+    ) -> std::ops::RangeInclusive<u64> {
+        let stable = records
+            .iter()
+            .filter_map(|r| match r {
+                Persisted::StableCheckpoint { seq, .. } => Some(seq.0),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        stable + 1..=last_executed.0.min(stable.saturating_add(window))
+    }
 }
 
 /// A snapshot of an engine's progress, for status pages and checkers.

@@ -554,6 +554,7 @@ fn restart_never_double_signs() {
             records,
             last_executed: Height(0),
             last_block_hash: g.block().hash(),
+            recent_blocks: Vec::new(),
         },
     );
     r.handle(1, Input::Start);

@@ -162,8 +162,14 @@ impl Driver {
             latest.height(),
             latest.header.state_root
         );
-        let (wal, records) = Wal::open(store)?;
+        let (wal, records) = Wal::open(store.clone())?;
         let cfg = phalanx_consensus::Config::from_genesis(&shared.genesis, shared.me)?;
+        let mut recent_blocks = Vec::new();
+        for h in Restored::recent_heights(&records, latest.height(), cfg.params.watermark_window) {
+            if let Some(b) = store.block(Height(h))? {
+                recent_blocks.push(b);
+            }
+        }
         let engine = Pbft::restore(
             cfg,
             key,
@@ -171,6 +177,7 @@ impl Driver {
                 records,
                 last_executed: latest.height(),
                 last_block_hash: latest.hash(),
+                recent_blocks,
             },
         );
         let view = engine.status().view;

@@ -6,7 +6,9 @@
 
 use crate::config::Config;
 use phalanx_crypto::{Domain, Hash, Keypair, Signature};
-use phalanx_ledger::{Evidence, Height, Payload, SignedVote, ValidatorIndex, VoteKind};
+use phalanx_ledger::{
+    CommitCertificate, Evidence, Height, Payload, SignedVote, ValidatorIndex, VoteKind,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -65,6 +67,28 @@ pub struct PreparedCert {
     pub payload: Payload,
 }
 
+/// A committed slot in a VIEW-CHANGE: its commit certificate (quorum signed
+/// COMMITs) and the payload. Stronger than a prepared certificate; a replica
+/// that learnt a block by catch-up has this and no prepared certificate, and
+/// must still make the next view keep that block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedProof {
+    /// The commit certificate.
+    pub cert: CommitCertificate,
+    /// The committed payload.
+    pub payload: Payload,
+}
+
+impl CommittedProof {
+    /// Checks the certificate against the validator set and the payload.
+    pub fn verify(&self, cfg: &Config) -> Result<(), MessageError> {
+        self.cert
+            .verify(&cfg.chain_id, &cfg.validators, cfg.quorums.quorum)
+            .map_err(|_| MessageError::NoQuorum("commit certificate"))?;
+        check_payload(cfg, &self.payload, self.cert.seq, &self.cert.digest)
+    }
+}
+
 /// The signed part of a VIEW-CHANGE.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewChangeBody {
@@ -78,6 +102,9 @@ pub struct ViewChangeBody {
     pub checkpoint_proof: Vec<SignedVote>,
     /// Prepared certificates for sequence numbers above `stable_seq` (P).
     pub prepared: Vec<PreparedCert>,
+    /// Commit certificates for sequence numbers above `stable_seq`; a seq
+    /// appears here or in `prepared`, not both.
+    pub committed: Vec<CommittedProof>,
     /// The sender.
     pub voter: ValidatorIndex,
 }
@@ -288,6 +315,19 @@ impl ViewChange {
                 ));
             }
             p.verify(cfg)?;
+        }
+        for c in &b.committed {
+            let seq = c.cert.seq;
+            if c.cert.view >= b.new_view
+                || seq <= b.stable_seq
+                || seq.0 > b.stable_seq.0 + cfg.params.watermark_window
+            {
+                return Err(MessageError::Malformed("commit certificate out of range"));
+            }
+            if !seqs.insert(seq) {
+                return Err(MessageError::Malformed("two certificates for one seq"));
+            }
+            c.verify(cfg)?;
         }
         Ok(())
     }

@@ -130,6 +130,7 @@ impl Pbft {
                 records: Vec::new(),
                 last_executed: Height::GENESIS,
                 last_block_hash: genesis_hash,
+                recent_blocks: Vec::new(),
             },
         )
     }
@@ -204,6 +205,20 @@ impl Pbft {
             }
         }
         let stable = engine.stable.seq;
+        for block in restored.recent_blocks {
+            let h = block.height();
+            if h <= stable || h > restored.last_executed {
+                continue;
+            }
+            if let phalanx_ledger::Justification::Pbft(cert) = &block.justification {
+                let payload = block.payload();
+                if cert.seq == h && cert.digest == payload.digest() {
+                    let slot = engine.slots.entry(h).or_default();
+                    slot.payloads.insert(cert.digest, payload);
+                    slot.committed = Some(cert.clone());
+                }
+            }
+        }
         engine.slots.retain(|s, _| *s > stable);
         engine.signed.retain(|(_, _, s), _| *s > stable);
         // A restarted primary never proposes a second payload for a seq it

@@ -39,8 +39,17 @@ impl Pbft {
                 self.counters.invalid += 1;
                 break;
             }
+            // Keep the certificate (not just the block): until a stable
+            // checkpoint covers this height, our VIEW-CHANGEs must carry it,
+            // or a new view could fill the slot with something else.
+            if block.height() > self.stable.seq {
+                let slot = self.slots.entry(block.height()).or_default();
+                slot.payloads.insert(digest, payload.clone());
+                slot.committed = Some(cert.clone());
+            } else {
+                self.slots.remove(&block.height());
+            }
             let justification = block.justification.clone();
-            self.slots.remove(&block.height());
             self.hand_over(payload, justification, out);
             applied += 1;
         }

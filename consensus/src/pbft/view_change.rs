@@ -7,7 +7,9 @@
 //! Replicas accept NEW-VIEW only if recomputing it from the same VIEW-CHANGEs
 //! gives the same pre-prepares.
 
-use super::messages::{NewView, PbftMessage, PreparedCert, ViewChange, ViewChangeBody};
+use super::messages::{
+    CommittedProof, NewView, PbftMessage, PreparedCert, ViewChange, ViewChangeBody,
+};
 use super::{Pbft, PbftOutput, StableCheckpoint};
 use crate::config::Config;
 use crate::engine::{Output, Persisted, TimeoutKind};
@@ -55,23 +57,50 @@ pub fn plan_new_view(cfg: &Config, view: u64, vcs: &[ViewChange]) -> NewViewPlan
         },
     );
     let min_s = checkpoint.seq;
-    // For each seq, the prepared certificate with the highest view.
-    let mut chosen: BTreeMap<Height, &PreparedCert> = BTreeMap::new();
-    for cert in vcs.iter().flat_map(|vc| &vc.body.prepared) {
-        let (v, seq, _) = cert.slot();
+    // For each seq: a committed block if any view change proves one (it is
+    // decided; with at most f faulty no other digest can hold a certificate),
+    // else the prepared certificate with the highest view. Ties and the
+    // impossible case of two commit certificates resolve by (view, digest)
+    // so every replica recomputes the same plan.
+    let mut committed: BTreeMap<Height, &CommittedProof> = BTreeMap::new();
+    for c in vcs.iter().flat_map(|vc| &vc.body.committed) {
+        let seq = c.cert.seq;
         if seq <= min_s {
             continue;
         }
-        if chosen.get(&seq).is_none_or(|c| c.slot().0 < v) {
+        let key = (c.cert.view, c.cert.digest);
+        if committed
+            .get(&seq)
+            .is_none_or(|d| (d.cert.view, d.cert.digest) < key)
+        {
+            committed.insert(seq, c);
+        }
+    }
+    let mut chosen: BTreeMap<Height, &PreparedCert> = BTreeMap::new();
+    for cert in vcs.iter().flat_map(|vc| &vc.body.prepared) {
+        let (v, seq, d) = cert.slot();
+        if seq <= min_s {
+            continue;
+        }
+        if chosen
+            .get(&seq)
+            .is_none_or(|c| (c.slot().0, c.slot().2) < (v, d))
+        {
             chosen.insert(seq, cert);
         }
     }
-    let max_s = chosen.keys().next_back().copied().unwrap_or(min_s);
+    let max_s = chosen
+        .keys()
+        .chain(committed.keys())
+        .max()
+        .copied()
+        .unwrap_or(min_s);
     let entries = (min_s.0 + 1..=max_s.0)
         .map(Height)
-        .map(|seq| match chosen.get(&seq) {
-            Some(cert) => (seq, cert.slot().2, cert.payload.clone()),
-            None => {
+        .map(|seq| match (committed.get(&seq), chosen.get(&seq)) {
+            (Some(c), _) => (seq, c.cert.digest, c.payload.clone()),
+            (None, Some(cert)) => (seq, cert.slot().2, cert.payload.clone()),
+            (None, None) => {
                 let p = null_payload(cfg, view, seq);
                 (seq, p.digest(), p)
             }
@@ -101,18 +130,33 @@ impl Pbft {
             view: target,
             active: false,
         }));
-        let prepared: Vec<PreparedCert> = self
-            .slots
-            .range(self.stable.seq.next()..)
-            .filter_map(|(_, s)| s.prepared.clone())
-            .filter(|p| p.slot().0 < target)
-            .collect();
+        // P of the paper, plus commit certificates for committed slots (which
+        // a replica that caught up by sync may hold without having prepared).
+        // Only within the window, as receivers check.
+        let top = Height(self.stable.seq.0 + self.cfg.params.watermark_window);
+        let mut prepared: Vec<PreparedCert> = Vec::new();
+        let mut committed: Vec<CommittedProof> = Vec::new();
+        for (_, slot) in self.slots.range(self.stable.seq.next()..=top) {
+            if let Some((cert, payload)) = slot.committed_payload() {
+                if cert.view < target {
+                    committed.push(CommittedProof {
+                        cert: cert.clone(),
+                        payload: payload.clone(),
+                    });
+                    continue;
+                }
+            }
+            if let Some(p) = slot.prepared.as_ref().filter(|p| p.slot().0 < target) {
+                prepared.push(p.clone());
+            }
+        }
         let body = ViewChangeBody {
             new_view: target,
             stable_seq: self.stable.seq,
             stable_digest: self.stable.digest,
             checkpoint_proof: self.stable.proof.clone(),
             prepared,
+            committed,
             voter: self.me(),
         };
         let vc = ViewChange::sign(body, &self.cfg.chain_id, &self.key);

@@ -289,6 +289,7 @@ impl Cluster {
                 records: node.records.clone(),
                 last_executed: last.height(),
                 last_block_hash: last.hash(),
+                recent_blocks: node.blocks.clone(),
             },
         );
         node.timers.clear();
