@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use phalanx_consensus::pbft::messages::{PrePrepare, ViewChange};
+use phalanx_consensus::pbft::messages::{PrePrepare, ViewChange, ViewChangeBody};
 use phalanx_consensus::pbft::view_change::{null_payload, plan_new_view};
 use phalanx_consensus::{
     Config, Engine, Input, Output, Pbft, PbftMessage, Persisted, Restored, TimeoutKind,
@@ -444,30 +444,81 @@ fn s4_5_2_joins_on_f_plus_1_view_changes() {
     assert!(!e1.status().view_changing);
 }
 
-/// §4.5.2: timeouts double with consecutive view changes.
+/// A VIEW-CHANGE to `view` from `voter` with nothing prepared, at genesis.
+fn empty_view_change(view: u64, voter: usize) -> PbftMessage {
+    let g = genesis(4, params());
+    PbftMessage::ViewChange(ViewChange::sign(
+        ViewChangeBody {
+            new_view: view,
+            stable_seq: Height::GENESIS,
+            stable_digest: g.block().hash(),
+            checkpoint_proof: vec![],
+            prepared: vec![],
+            committed: vec![],
+            voter: ValidatorIndex(voter as u32),
+        },
+        CHAIN,
+        &validator_key(voter),
+    ))
+}
+
+fn view_change_timer(out: &[Output<PbftMessage>]) -> Option<(TimeoutKind, u64)> {
+    out.iter().find_map(|o| match o {
+        Output::ScheduleTimeout {
+            kind: k @ TimeoutKind::ViewChange { .. },
+            after_ms,
+        } => Some((*k, *after_ms)),
+        _ => None,
+    })
+}
+
+/// §4.5.2: when a quorum wanted a view and its NEW-VIEW does not come in
+/// time, the replica moves to the next view with the timeout doubled.
 #[test]
 fn s4_5_2_view_change_timeout_backs_off() {
-    let mut e = engine(4, 2);
+    let mut e = engine(4, 0);
     e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
-    let mut timeouts = Vec::new();
-    let mut kind = TimeoutKind::Progress { view: 0 };
-    for _ in 0..3 {
+    let out = e.handle(0, Input::Timeout(TimeoutKind::Progress { view: 0 }));
+    let (mut kind, first) = view_change_timer(&out).unwrap();
+    let mut timeouts = vec![first];
+    for target in 1..=2u64 {
+        // Two others want `target` too, but not its primary: no NEW-VIEW.
+        for voter in (1..4).filter(|v| *v as u64 != target % 4) {
+            e.handle(0, msg(voter, empty_view_change(target, voter)));
+        }
         let out = e.handle(0, Input::Timeout(kind));
-        let (k, after) = out
-            .iter()
-            .find_map(|o| match o {
-                Output::ScheduleTimeout {
-                    kind: k @ TimeoutKind::ViewChange { .. },
-                    after_ms,
-                } => Some((*k, *after_ms)),
-                _ => None,
-            })
-            .unwrap();
+        let (k, after) = view_change_timer(&out).unwrap();
+        assert_eq!(k, TimeoutKind::ViewChange { view: target + 1 });
         timeouts.push(after);
         kind = k;
     }
     assert_eq!(timeouts, vec![1000, 2000, 4000]);
     assert_eq!(e.status().view, 3);
+}
+
+/// §4.5.2 starts the view-change timer only once a quorum wants the view: a
+/// replica alone in a view change stays in it and resends its VIEW-CHANGE
+/// (so an isolated replica does not climb views nobody else is in).
+#[test]
+fn s4_5_2_a_replica_alone_in_a_view_change_waits_and_resends() {
+    let mut e = engine(4, 0);
+    e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
+    let out = e.handle(0, Input::Timeout(TimeoutKind::Progress { view: 0 }));
+    let own = broadcasts(&out)
+        .into_iter()
+        .find(|m| matches!(m, PbftMessage::ViewChange(_)))
+        .unwrap()
+        .clone();
+    let (kind, _) = view_change_timer(&out).unwrap();
+    // One other replica (f) is not a quorum either.
+    e.handle(0, msg(2, empty_view_change(1, 2)));
+    for _ in 0..3 {
+        let out = e.handle(0, Input::Timeout(kind));
+        assert_eq!(e.status().view, 1, "must not move on without a quorum");
+        assert!(e.status().view_changing);
+        assert!(broadcasts(&out).contains(&&own), "resends its VIEW-CHANGE");
+        assert_eq!(view_change_timer(&out).map(|t| t.0), Some(kind));
+    }
 }
 
 /// Every message is signed with a domain tag: a PREPARE signature replayed
@@ -597,6 +648,67 @@ fn sync_verifies_commit_certificates() {
         })
         .collect();
     assert_eq!(heights, (1..=good.len() as u64).collect::<Vec<_>>());
+}
+
+/// §4.4 safety with catch-up: a block a replica learnt by sync (so it never
+/// prepared it) still binds the next view. Its VIEW-CHANGE carries the commit
+/// certificate, also after a restart, and NEW-VIEW keeps the block instead
+/// of filling the slot with a null block (the simulator found this fork).
+#[test]
+fn s4_4_a_synced_block_is_carried_into_the_next_view() {
+    let mut c = Cluster::new(4, params());
+    c.submit((0..4).map(|k| transfer(0, 1, 1, k)).collect());
+    assert!(c.run_until(10_000, |c| (0..4).all(|i| c.committed_tx_count(i) == 4)));
+    let block = c.nodes[0].blocks[1].clone();
+    let digest = block.payload().digest();
+    let g = genesis(4, params());
+    let cfg = Config::from_genesis(&g, ValidatorIndex(3)).unwrap();
+
+    let own_view_change = |e: &mut Pbft| -> ViewChange {
+        // f+1 others want view 1: join it (§4.5.2) and send our VIEW-CHANGE.
+        e.handle(0, msg(0, empty_view_change(1, 0)));
+        let out = e.handle(0, msg(2, empty_view_change(1, 2)));
+        broadcasts(&out)
+            .into_iter()
+            .find_map(|m| match m {
+                PbftMessage::ViewChange(vc) => Some(vc.clone()),
+                _ => None,
+            })
+            .expect("joined view 1")
+    };
+
+    let mut synced = engine(4, 3);
+    let out = synced.handle(0, Input::SyncBlocks(vec![block.clone()]));
+    assert!(out.iter().any(|o| matches!(o, Output::Commit { .. })));
+    let restarted_from_store = Pbft::restore(
+        cfg.clone(),
+        validator_key(3),
+        Restored {
+            records: vec![],
+            last_executed: Height(1),
+            last_block_hash: block.hash(),
+            recent_blocks: vec![block.clone()],
+        },
+    );
+    for mut e in [synced, restarted_from_store] {
+        let vc = own_view_change(&mut e);
+        vc.verify(&cfg).unwrap();
+        assert_eq!(vc.body.committed.len(), 1);
+        assert_eq!(vc.body.committed[0].cert.digest, digest);
+        // The other two in the quorum report nothing: the block survives.
+        let (PbftMessage::ViewChange(a), PbftMessage::ViewChange(b)) =
+            (empty_view_change(1, 0), empty_view_change(1, 2))
+        else {
+            unreachable!()
+        };
+        let plan = plan_new_view(&cfg, 1, &[a, b, vc.clone()]);
+        assert_eq!(plan.entries.len(), 1);
+        assert_eq!(plan.entries[0].1, digest, "not a null block");
+        // A thinned certificate makes the VIEW-CHANGE invalid.
+        let mut thin = vc;
+        thin.body.committed[0].cert.commits.truncate(2);
+        assert!(thin.verify(&cfg).is_err());
+    }
 }
 
 /// Configuration is validated in one place: n ≥ 4, general n.

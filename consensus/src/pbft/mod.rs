@@ -365,8 +365,27 @@ impl Pbft {
             TimeoutKind::ViewChange { view } => {
                 if view == self.view && !self.view_active {
                     self.request_sync(out);
-                    // §4.5.2: no NEW-VIEW in time; try the next view.
-                    self.start_view_change(view + 1, out);
+                    let gathered = self.view_changes.get(&view).map_or(0, BTreeMap::len);
+                    if gathered >= self.cfg.quorums.quorum {
+                        // §4.5.2: a quorum wanted `view` and its primary sent
+                        // no NEW-VIEW in time; try the next view.
+                        self.start_view_change(view + 1, out);
+                    } else {
+                        // §4.5.2 starts the timer only at a quorum: a replica
+                        // that moves on alone climbs views nobody else is in
+                        // and, after a partition heals, the honest replicas
+                        // chase each other up the views. Stay, and resend our
+                        // VIEW-CHANGE in case it was lost.
+                        if let Some(own) =
+                            self.view_changes.get(&view).and_then(|m| m.get(&self.me()))
+                        {
+                            out.push(Output::Broadcast(PbftMessage::ViewChange(own.clone())));
+                        }
+                        out.push(Output::ScheduleTimeout {
+                            kind: TimeoutKind::ViewChange { view },
+                            after_ms: self.timeout_ms(),
+                        });
+                    }
                 }
             }
             TimeoutKind::Sync => {
