@@ -521,6 +521,43 @@ fn s4_5_2_a_replica_alone_in_a_view_change_waits_and_resends() {
     }
 }
 
+/// Liveness after a partition heals: a replica still asking for a view the
+/// others have left gets what moves it on. For a view we entered, the
+/// NEW-VIEW; for a view we gave up on, our own VIEW-CHANGE for it (so its
+/// quorum completes and its timer can move it up).
+#[test]
+fn s4_5_2_stragglers_get_the_new_view_or_our_view_change() {
+    let sends_to = |out: &[Output<PbftMessage>], to: usize| -> Vec<&'static str> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { to: t, message } if t.0 as usize == to => Some(message.kind()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Validator 1 leads view 1: it joins on f+1 and sends NEW-VIEW.
+    let mut primary = engine(4, 1);
+    primary.handle(0, msg(0, empty_view_change(1, 0)));
+    primary.handle(0, msg(2, empty_view_change(1, 2)));
+    assert_eq!(primary.status().view, 1);
+    assert!(!primary.status().view_changing);
+    let out = primary.handle(0, msg(3, empty_view_change(1, 3)));
+    assert_eq!(sends_to(&out, 3), vec!["new-view"]);
+
+    // Validator 0 went on to view 2; validator 3 still asks for view 1.
+    let mut ahead = engine(4, 0);
+    ahead.handle(0, msg(2, empty_view_change(1, 2)));
+    ahead.handle(0, msg(3, empty_view_change(1, 3)));
+    ahead.handle(0, msg(2, empty_view_change(2, 2)));
+    ahead.handle(0, msg(1, empty_view_change(2, 1)));
+    assert_eq!(ahead.status().view, 2);
+    let out = ahead.handle(0, msg(3, empty_view_change(1, 3)));
+    assert_eq!(sends_to(&out, 3), vec!["view-change"]);
+    // Nothing is sent for a view it never asked for.
+    let out = ahead.handle(0, msg(3, empty_view_change(0, 3)));
+    assert!(sends_to(&out, 3).is_empty());
+}
+
 /// Every message is signed with a domain tag: a PREPARE signature replayed
 /// as a COMMIT does not verify; the signer is checked against the validator
 /// set, not the transport sender.

@@ -18,7 +18,7 @@ pub mod view_change;
 use crate::config::Config;
 use crate::engine::{Engine, EngineStatus, Input, Output, Persisted, Restored, TimeoutKind};
 use log::Slot;
-use messages::{PbftMessage, ViewChange};
+use messages::{NewView, PbftMessage, ViewChange};
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
     Evidence, Height, SignedTransaction, SignedVote, ValidatorIndex, Vote, VoteKind,
@@ -89,6 +89,8 @@ pub struct Pbft {
     pub(crate) proposed: HashSet<Hash>,
     /// Evidence ids already in a proposal of this view.
     pub(crate) proposed_evidence: HashSet<Hash>,
+    /// The NEW-VIEW of the view we entered last (resent to stragglers).
+    pub(crate) last_new_view: Option<NewView>,
     /// VIEW-CHANGE messages by target view and sender.
     pub(crate) view_changes: BTreeMap<u64, BTreeMap<ValidatorIndex, ViewChange>>,
     /// Every vote this validator signed (and did not prune): the save-before-send guard.
@@ -156,6 +158,7 @@ impl Pbft {
             pending_txs: HashMap::new(),
             proposed: HashSet::new(),
             proposed_evidence: HashSet::new(),
+            last_new_view: None,
             view_changes: BTreeMap::new(),
             signed: BTreeMap::new(),
             known_evidence: BTreeSet::new(),

@@ -174,6 +174,36 @@ impl Pbft {
         self.maybe_send_new_view(out);
     }
 
+    /// A replica asks for a view we already left (or entered): it missed
+    /// messages. Send it what moves it on: the NEW-VIEW of the view we are
+    /// in, or our own VIEW-CHANGE for the view it wants (with its own and
+    /// the others' resends that completes its quorum, so its timer can move
+    /// it up instead of waiting for f+1 of us above it). Only messages we
+    /// already signed are sent; one answer per request.
+    fn help_straggler(&self, vc: &ViewChange, out: &mut Vec<PbftOutput>) {
+        let (to, target) = (vc.body.voter, vc.body.new_view);
+        if to == self.me() || self.cfg.key(to).is_none() {
+            return;
+        }
+        if target == self.view && self.view_active {
+            if let Some(nv) = self.last_new_view.as_ref().filter(|nv| nv.view == target) {
+                out.push(Output::Send {
+                    to,
+                    message: PbftMessage::NewView(nv.clone()),
+                });
+            }
+        } else if let Some(own) = self
+            .view_changes
+            .get(&target)
+            .and_then(|m| m.get(&self.me()))
+        {
+            out.push(Output::Send {
+                to,
+                message: PbftMessage::ViewChange(own.clone()),
+            });
+        }
+    }
+
     fn has_own_view_change(&self, view: u64) -> bool {
         self.view_changes
             .get(&view)
@@ -186,6 +216,7 @@ impl Pbft {
         let target = vc.body.new_view;
         if target < self.view || (target == self.view && self.view_active) {
             self.counters.stale += 1;
+            self.help_straggler(&vc, out);
             return;
         }
         if self
@@ -334,6 +365,7 @@ impl Pbft {
     /// prepare them, and replay messages buffered for this view.
     fn enter_view(&mut self, nv: NewView, plan: NewViewPlan, out: &mut Vec<PbftOutput>) {
         let view = nv.view;
+        self.last_new_view = Some(nv.clone());
         self.view = view;
         self.view_active = true;
         self.progress_mark = None;
