@@ -1,0 +1,373 @@
+//! The properties every schedule is checked against, after every step.
+//!
+//! - Agreement: no two honest validators commit different blocks at one
+//!   height (block hashes cover the payload and the state root).
+//! - Validity: an independent model of the ledger rules replays each honest
+//!   validator's chain; a transaction may succeed only if it is correctly
+//!   signed by its sender, for this chain, with the sender's next nonce and
+//!   enough funds, and a failed one must change nothing.
+//! - No honest double-signing, across restarts: every vote an honest
+//!   validator ever sends is remembered; two for one (kind, view, seq) with
+//!   different digests are a violation — and so is a vote sent before the
+//!   `Persist` that protects it (save before send).
+//! - Certificates, commit order, evidence: an honest validator commits each
+//!   height once, in order, with a quorum certificate for that payload, and
+//!   never accuses an honest validator of equivocation.
+//! - Liveness is checked by the world loop (it needs the clock).
+//!
+//! This module only observes; it never changes what the simulation does.
+
+use phalanx_consensus::PbftMessage;
+use phalanx_crypto::Hash;
+use phalanx_ledger::{
+    Account, Address, Block, Genesis, Height, Justification, Receipt, SignedTransaction,
+    SignedVote, State, ValidatorIndex, VoteKind,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Which property broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViolationKind {
+    /// Two honest validators committed different blocks at one height.
+    Agreement,
+    /// A transaction changed state it must not have (or a valid one failed).
+    Validity,
+    /// An honest validator signed two digests for one (kind, view, seq).
+    DoubleSign,
+    /// An honest validator sent a vote before persisting it.
+    SendBeforePersist,
+    /// Honest validators did not commit every valid transaction in time.
+    Liveness,
+    /// `Engine::check_invariants` failed on an honest engine.
+    Invariant,
+    /// An honest engine committed out of height order.
+    CommitOrder,
+    /// An honest engine committed without a valid quorum certificate.
+    Certificate,
+    /// An honest engine accused an honest validator.
+    FalseEvidence,
+    /// Something panicked.
+    Panic,
+    /// The schedule needed more events than any sane run (a message storm).
+    EventBudget,
+}
+
+impl ViolationKind {
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViolationKind::Agreement => "agreement",
+            ViolationKind::Validity => "validity",
+            ViolationKind::DoubleSign => "double-sign",
+            ViolationKind::SendBeforePersist => "send-before-persist",
+            ViolationKind::Liveness => "liveness",
+            ViolationKind::Invariant => "invariant",
+            ViolationKind::CommitOrder => "commit-order",
+            ViolationKind::Certificate => "certificate",
+            ViolationKind::FalseEvidence => "false-evidence",
+            ViolationKind::Panic => "panic",
+            ViolationKind::EventBudget => "event-budget",
+        }
+    }
+}
+
+/// One broken property, with when and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Which property.
+    pub kind: ViolationKind,
+    /// Simulated time.
+    pub at_ms: u64,
+    /// What exactly.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at {} ms: {}",
+            self.kind.name(),
+            self.at_ms,
+            self.detail
+        )
+    }
+}
+
+/// The own votes carried by a message `me` sends.
+pub fn own_votes(
+    me: ValidatorIndex,
+    primary_of: impl Fn(u64) -> ValidatorIndex,
+    m: &PbftMessage,
+) -> Vec<SignedVote> {
+    match m {
+        PbftMessage::PrePrepare(pp) => vec![pp.vote],
+        PbftMessage::Prepare(v) | PbftMessage::Commit(v) | PbftMessage::Checkpoint(v) => vec![*v],
+        PbftMessage::NewView(nv) if primary_of(nv.view) == me => nv.pre_prepares.clone(),
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .filter(|v| v.vote.voter == me)
+    .collect()
+}
+
+/// Cross-validator safety state: committed hashes by height and every vote
+/// honest validators sent.
+#[derive(Debug, Default)]
+pub struct Safety {
+    committed: BTreeMap<Height, (Hash, usize)>,
+    votes: BTreeMap<(ValidatorIndex, VoteKind, u64, Height), Hash>,
+}
+
+impl Safety {
+    /// Agreement: `block` committed by honest slot `slot`.
+    pub fn on_commit(&mut self, slot: usize, block: &Block) -> Option<String> {
+        let (height, hash) = (block.height(), block.hash());
+        match self.committed.get(&height) {
+            None => {
+                self.committed.insert(height, (hash, slot));
+                None
+            }
+            Some((h, _)) if *h == hash => None,
+            Some((h, other)) => Some(format!(
+                "height {height}: node {slot} committed block {}, node {other} committed {}",
+                short(&hash),
+                short(h)
+            )),
+        }
+    }
+
+    /// No double-signing: a vote sent by an honest validator.
+    pub fn on_vote_sent(&mut self, v: &SignedVote) -> Option<String> {
+        let key = (v.vote.voter, v.vote.kind, v.vote.view, v.vote.seq);
+        match self.votes.get(&key) {
+            None => {
+                self.votes.insert(key, v.vote.digest);
+                None
+            }
+            Some(d) if *d == v.vote.digest => None,
+            Some(d) => Some(format!(
+                "validator {} signed {:?} view {} seq {} for {} and for {}",
+                v.vote.voter,
+                v.vote.kind,
+                v.vote.view,
+                v.vote.seq,
+                short(d),
+                short(&v.vote.digest)
+            )),
+        }
+    }
+
+    /// The highest height some honest validator committed.
+    pub fn max_height(&self) -> Height {
+        self.committed
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// The first bytes of a hash, for messages.
+pub fn short(h: &Hash) -> String {
+    h.to_string()[..12].to_owned()
+}
+
+/// Checks a committed block's justification: a PBFT certificate for this
+/// height and payload, signed by a quorum.
+pub fn check_certificate(genesis: &Genesis, quorum: usize, block: &Block) -> Result<(), String> {
+    let Justification::Pbft(cert) = &block.justification else {
+        return Err(format!("height {}: not a PBFT certificate", block.height()));
+    };
+    let digest = block.header.payload_digest();
+    if cert.seq != block.height() || cert.digest != digest {
+        return Err(format!(
+            "height {}: certificate is for seq {} digest {}, block digest is {}",
+            block.height(),
+            cert.seq,
+            short(&cert.digest),
+            short(&digest)
+        ));
+    }
+    cert.verify(&genesis.chain_id, &genesis.validator_keys(), quorum)
+        .map_err(|e| format!("height {}: {e}", block.height()))
+}
+
+/// Memoised certificate verdicts: honest nodes usually commit the same block
+/// with the same certificate, which is checked once per schedule.
+#[derive(Debug, Default)]
+pub struct CertCache(BTreeMap<(Hash, Vec<u8>), Result<(), String>>);
+
+impl CertCache {
+    /// [`check_certificate`], remembered by block hash and justification.
+    pub fn check(&mut self, genesis: &Genesis, quorum: usize, block: &Block) -> Result<(), String> {
+        let key = (block.hash(), phalanx_crypto::encode(&block.justification));
+        self.0
+            .entry(key)
+            .or_insert_with(|| check_certificate(genesis, quorum, block))
+            .clone()
+    }
+}
+
+/// Memoised signature verdicts (a transaction is checked once per schedule).
+#[derive(Debug, Default)]
+pub struct SigCache(BTreeMap<Hash, bool>);
+
+impl SigCache {
+    /// Whether `tx` is correctly signed by its sender.
+    pub fn valid(&mut self, tx: &SignedTransaction) -> bool {
+        *self
+            .0
+            .entry(tx.hash())
+            .or_insert_with(|| tx.verify().is_ok())
+    }
+}
+
+/// An independent, deliberately simple model of the ledger's transfer rules.
+#[derive(Clone, Debug)]
+pub struct Model {
+    chain_id: String,
+    accounts: BTreeMap<Address, Account>,
+}
+
+impl Model {
+    /// The state at genesis.
+    pub fn new(genesis: &Genesis) -> Model {
+        Model {
+            chain_id: genesis.chain_id.clone(),
+            accounts: genesis
+                .accounts
+                .iter()
+                .map(|a| {
+                    (
+                        a.address,
+                        Account {
+                            balance: a.balance,
+                            nonce: 0,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Why `tx` must fail, or `None` if it must succeed.
+    fn reject(
+        &self,
+        tx: &SignedTransaction,
+        sig_ok: bool,
+        fee_to: &Address,
+    ) -> Option<&'static str> {
+        let t = &tx.tx;
+        if !sig_ok {
+            return Some("it is not signed by its sender");
+        }
+        if t.chain_id != self.chain_id {
+            return Some("it is for another chain");
+        }
+        let Some(sender) = self.accounts.get(&t.from) else {
+            return Some("its sender has no account");
+        };
+        if t.nonce != sender.nonce {
+            return Some("its nonce is not the sender's next nonce");
+        }
+        match t.amount.checked_add(t.fee) {
+            Some(cost) if cost <= sender.balance => {}
+            _ => return Some("the sender cannot pay for it"),
+        }
+        let credit = |who: &Address, units: u64| {
+            let base = if who == &t.from {
+                sender.balance - t.amount - t.fee
+            } else {
+                self.balance(who)
+            };
+            base.checked_add(units).is_none()
+        };
+        if credit(&t.to, t.amount) || credit(fee_to, t.fee) {
+            return Some("a balance would overflow");
+        }
+        None
+    }
+
+    fn balance(&self, a: &Address) -> u64 {
+        self.accounts.get(a).map_or(0, |x| x.balance)
+    }
+
+    fn apply(&mut self, tx: &SignedTransaction, fee_to: &Address) {
+        let t = &tx.tx;
+        let sender = self.accounts.entry(t.from).or_default();
+        sender.balance -= t.amount + t.fee;
+        sender.nonce += 1;
+        self.accounts.entry(t.to).or_default().balance += t.amount;
+        self.accounts.entry(*fee_to).or_default().balance += t.fee;
+    }
+
+    /// Replays a committed block against its receipts and the node's state
+    /// after it.
+    pub fn on_block(
+        &mut self,
+        block: &Block,
+        receipts: &[Receipt],
+        state: &State,
+        fee_to: &Address,
+        sigs: &mut SigCache,
+    ) -> Result<(), String> {
+        let h = block.height();
+        if receipts.len() != block.txs.len() {
+            return Err(format!(
+                "height {h}: {} receipts for {} transactions",
+                receipts.len(),
+                block.txs.len()
+            ));
+        }
+        let mut touched = BTreeSet::new();
+        for (i, (tx, r)) in block.txs.iter().zip(receipts).enumerate() {
+            if r.tx_hash != tx.hash() || r.index as usize != i || r.height != h {
+                return Err(format!(
+                    "height {h}: receipt {i} does not describe transaction {i}"
+                ));
+            }
+            touched.extend([tx.tx.from, tx.tx.to, *fee_to]);
+            let reason = self.reject(tx, sigs.valid(tx), fee_to);
+            match (reason, r.is_success()) {
+                (Some(why), true) => {
+                    return Err(format!(
+                        "height {h}: transaction {} succeeded although {why} (nonce {}, amount {})",
+                        short(&r.tx_hash),
+                        tx.tx.nonce,
+                        tx.tx.amount
+                    ))
+                }
+                (None, false) => {
+                    return Err(format!(
+                        "height {h}: valid transaction {} failed: {:?}",
+                        short(&r.tx_hash),
+                        r.status
+                    ))
+                }
+                (None, true) => self.apply(tx, fee_to),
+                (Some(_), false) => {
+                    if r.fee_paid != 0 {
+                        return Err(format!(
+                            "height {h}: failed transaction {} paid a fee",
+                            short(&r.tx_hash)
+                        ));
+                    }
+                }
+            }
+        }
+        for a in touched {
+            let model = self.accounts.get(&a).copied();
+            let node = state.account(&a).copied();
+            if model.unwrap_or_default() != node.unwrap_or_default() {
+                return Err(format!(
+                    "height {h}: account {a:?} is {node:?} on the node, {model:?} in the model"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,377 @@
+//! Each node's driver, as the real node's driver: feed the engine one input
+//! at a time and carry out its outputs in order — persist, send, arm
+//! timers, execute committed blocks (reporting `BlockExecuted` before any
+//! other input), fetch blocks for catch-up — with the checkers looking at
+//! every output of every honest engine as it is carried out.
+
+use super::checkers::{own_votes, ViolationKind};
+use super::hooks::TamperCtx;
+use super::world::{panic_message, Event, World};
+use phalanx_consensus::{Input, Output, PbftMessage};
+use phalanx_crypto::Hash;
+use phalanx_ledger::{make_block, Block, Height, Justification, Payload, ValidatorIndex};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+/// Most blocks in one catch-up answer (as the node's sync protocol).
+const SYNC_MAX_BLOCKS: usize = 32;
+
+impl World {
+    /// Feeds one input to a node, carries out its outputs in order, then
+    /// the inputs they cause (block executed), like the node's driver.
+    pub(super) fn step(&mut self, node: usize, input: Input<PbftMessage>) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let now = self.now;
+            let n = &mut self.nodes[node];
+            let Some(engine) = n.engine.as_mut() else {
+                return;
+            };
+            let handled = catch_unwind(AssertUnwindSafe(|| engine.handle(now, input)));
+            let broken = match &handled {
+                Ok(_) if n.honest => engine.check_invariants().err(),
+                _ => None,
+            };
+            let mut outputs = match handled {
+                Ok(o) => o,
+                Err(p) => {
+                    let detail = format!("node {node}'s engine panicked: {}", panic_message(&p));
+                    self.violation(ViolationKind::Panic, detail);
+                    self.nodes[node].crash();
+                    return;
+                }
+            };
+            if let Some(e) = broken {
+                self.violation(ViolationKind::Invariant, format!("node {node}: {e}"));
+            }
+            let n = &self.nodes[node];
+            if n.honest {
+                if let Some(t) = self.hooks.tamper.as_mut() {
+                    let ctx = TamperCtx {
+                        node,
+                        validator: n.endpoint.validator,
+                        now_ms: now,
+                        key: &n.key,
+                        chain_id: &self.scenario.genesis.chain_id,
+                    };
+                    t.outputs(&ctx, &mut outputs);
+                }
+            }
+            let limit = self.nodes[node].crash_after.take();
+            for (i, output) in outputs.into_iter().enumerate() {
+                if limit == Some(i) {
+                    break;
+                }
+                self.carry_out(node, output, &mut inputs);
+            }
+            if limit.is_some() {
+                self.stats.mid_output_crashes += 1;
+                self.crash(node);
+                return;
+            }
+        }
+    }
+
+    fn carry_out(
+        &mut self,
+        node: usize,
+        output: Output<PbftMessage>,
+        inputs: &mut VecDeque<Input<PbftMessage>>,
+    ) {
+        match output {
+            Output::Persist(record) => self.nodes[node].persist(record),
+            Output::Send { to, message } => self.send(node, vec![to], message),
+            Output::Broadcast(message) => {
+                let me = self.nodes[node].validator();
+                let dests = (0..self.scenario.n as u32)
+                    .map(ValidatorIndex)
+                    .filter(|v| *v != me)
+                    .collect();
+                self.send(node, dests, message);
+            }
+            Output::ScheduleTimeout { kind, after_ms } => {
+                let n = &mut self.nodes[node];
+                let generation = n.timers.get(&kind).map_or(0, |g| g + 1);
+                n.timers.insert(kind, generation);
+                let incarnation = n.incarnation;
+                self.push(
+                    self.now + after_ms,
+                    Event::Timer {
+                        node,
+                        incarnation,
+                        kind,
+                        generation,
+                    },
+                );
+            }
+            Output::Commit {
+                payload,
+                justification,
+            } => {
+                if let Some((height, block_hash)) = self.commit(node, payload, justification) {
+                    inputs.push_back(Input::BlockExecuted { height, block_hash });
+                }
+            }
+            Output::Evidence(e) => {
+                if self.nodes[node].honest {
+                    self.stats.evidence += 1;
+                    let offender = e.offender();
+                    if self.scenario.byzantine_plan(offender).is_none() {
+                        let detail = format!(
+                            "node {node} holds evidence against honest validator {offender}"
+                        );
+                        self.violation(ViolationKind::FalseEvidence, detail);
+                    }
+                }
+            }
+            Output::RequestSync { from } => self.request_sync(node, from),
+            Output::ViewChanged { view, .. } => {
+                if self.nodes[node].honest {
+                    self.stats.view_changes += 1;
+                    self.stats.max_view = self.stats.max_view.max(view);
+                }
+                self.trace
+                    .line(self.now, || format!("{node} enters view {view}"));
+            }
+        }
+    }
+
+    /// Sends an engine's message: checked (honest) or rewritten (Byzantine).
+    fn send(&mut self, node: usize, dests: Vec<ValidatorIndex>, message: PbftMessage) {
+        if self.nodes[node].honest {
+            self.check_send(node, &message);
+        }
+        let wire = match self.nodes[node].adversary.as_mut() {
+            Some(adv) => adv.outgoing(
+                &mut self.adversary_rng,
+                &mut self.collusion,
+                &mut self.stats.adversary,
+                self.now,
+                message,
+                dests,
+            ),
+            None => {
+                let message = Rc::new(message);
+                for to in dests {
+                    self.transmit_to_validator(node, to, message.clone());
+                }
+                return;
+            }
+        };
+        for (to, m) in wire {
+            self.transmit_to_validator(node, to, Rc::new(m));
+        }
+    }
+
+    /// Save before send and no double-signing, for an honest node's message.
+    fn check_send(&mut self, node: usize, message: &PbftMessage) {
+        let n = &self.nodes[node];
+        let me = n.validator();
+        let cfg = &n.cfg;
+        let mut problems = Vec::new();
+        for v in own_votes(me, |view| cfg.primary(view), message) {
+            let key = (v.vote.kind, v.vote.view, v.vote.seq, v.vote.digest);
+            if !n.persisted_votes.contains(&key) {
+                problems.push((
+                    ViolationKind::SendBeforePersist,
+                    format!(
+                        "node {node} sent {:?} view {} seq {} before persisting it",
+                        v.vote.kind, v.vote.view, v.vote.seq
+                    ),
+                ));
+            }
+            if let Some(d) = self.safety.on_vote_sent(&v) {
+                problems.push((ViolationKind::DoubleSign, d));
+            }
+        }
+        if let PbftMessage::ViewChange(vc) = message {
+            if vc.body.voter == me && !n.persisted_views.contains(&vc.body.new_view) {
+                problems.push((
+                    ViolationKind::SendBeforePersist,
+                    format!(
+                        "node {node} sent VIEW-CHANGE to view {} before persisting the view",
+                        vc.body.new_view
+                    ),
+                ));
+            }
+        }
+        for (kind, detail) in problems {
+            self.violation(kind, detail);
+        }
+    }
+
+    pub(super) fn transmit_to_validator(
+        &mut self,
+        from: usize,
+        to: ValidatorIndex,
+        message: Rc<PbftMessage>,
+    ) {
+        for target in self.nodes_of(to) {
+            if target == from {
+                continue;
+            }
+            let (a, b) = (self.nodes[from].endpoint, self.nodes[target].endpoint);
+            if !self.network.connected(self.now, a, b) {
+                self.network.stats.cut += 1;
+                continue;
+            }
+            for at in self.network.schedule(self.now, from, target) {
+                self.push(
+                    at,
+                    Event::Deliver {
+                        to: target,
+                        from,
+                        message: message.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Executes and stores a committed payload; checks it on honest nodes.
+    fn commit(
+        &mut self,
+        node: usize,
+        payload: Payload,
+        justification: Justification,
+    ) -> Option<(Height, Hash)> {
+        let honest = self.nodes[node].honest;
+        let expected = self.nodes[node].height().next();
+        if payload.height != expected {
+            if honest {
+                let detail = format!(
+                    "node {node} was handed height {} to execute after {}",
+                    payload.height,
+                    expected.0 - 1
+                );
+                self.violation(ViolationKind::CommitOrder, detail);
+            }
+            return None;
+        }
+        let genesis = &self.scenario.genesis;
+        let fee_to = genesis.fee_recipient(payload.proposer);
+        let n = &mut self.nodes[node];
+        let executed = (self.hooks.executor)(&n.state, &payload, &fee_to);
+        n.state.apply(&executed.diff);
+        let ok = executed.receipts.iter().filter(|r| r.is_success()).count() as u64;
+        n.succeeded += ok;
+        n.failed += executed.receipts.len() as u64 - ok;
+        let parent = n.chain.last().map(Block::hash).unwrap_or_default();
+        let block = make_block(payload, parent, executed.diff.root, justification);
+        let (height, hash) = (block.height(), block.hash());
+        for tx in &block.txs {
+            n.included.insert(tx.hash());
+        }
+        self.trace.words(&[
+            self.now,
+            10,
+            node as u64,
+            height.0,
+            u64::from_le_bytes(hash.0[..8].try_into().unwrap_or([0; 8])),
+        ]);
+        self.trace.line(self.now, || {
+            format!(
+                "{node} COMMITS height {height} ({} txs) {}",
+                block.txs.len(),
+                &hash.to_string()[..8]
+            )
+        });
+        if honest {
+            self.committed_since_check = true;
+            let mut problems = Vec::new();
+            let quorum = n.cfg.quorums.quorum;
+            if let Err(e) = self.certs.check(genesis, quorum, &block) {
+                problems.push((ViolationKind::Certificate, format!("node {node}: {e}")));
+            }
+            if let Some(e) = self.safety.on_commit(node, &block) {
+                problems.push((ViolationKind::Agreement, e));
+            }
+            if let Err(e) = n.model.on_block(
+                &block,
+                &executed.receipts,
+                &n.state,
+                &fee_to,
+                &mut self.sigs,
+            ) {
+                problems.push((ViolationKind::Validity, format!("node {node}: {e}")));
+            }
+            for (kind, detail) in problems {
+                self.violation(kind, detail);
+            }
+        }
+        self.nodes[node].chain.push(block);
+        Some((height, hash))
+    }
+
+    /// Asks the next peer in rotation for blocks from `from` on.
+    pub(super) fn request_sync(&mut self, node: usize, from: Height) {
+        self.stats.sync_requests += 1;
+        let me = self.nodes[node].validator();
+        let peers: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].validator() != me)
+            .collect();
+        let server = peers[self.nodes[node].sync_rotation % peers.len()];
+        self.nodes[node].sync_rotation += 1;
+        if !self.network.connected(
+            self.now,
+            self.nodes[node].endpoint,
+            self.nodes[server].endpoint,
+        ) {
+            return;
+        }
+        let incarnation = self.nodes[node].incarnation;
+        let at = self.now + self.network.rpc_delay();
+        self.push(
+            at,
+            Event::SyncServe {
+                server,
+                requester: node,
+                incarnation,
+                from,
+            },
+        );
+    }
+
+    pub(super) fn serve_sync(
+        &mut self,
+        server: usize,
+        requester: usize,
+        incarnation: u32,
+        from: Height,
+    ) {
+        let (a, b) = (self.nodes[server].endpoint, self.nodes[requester].endpoint);
+        if !self.nodes[server].is_up() || !self.network.connected(self.now, a, b) {
+            return;
+        }
+        let chain = &self.nodes[server].chain;
+        let start = (from.0 as usize).max(1);
+        let blocks: Vec<Block> = chain
+            .iter()
+            .skip(start)
+            .take(SYNC_MAX_BLOCKS)
+            .cloned()
+            .collect();
+        let blocks = match self.nodes[server].adversary.as_ref() {
+            Some(adv) => {
+                match adv.serve_sync(&mut self.adversary_rng, &mut self.stats.adversary, blocks) {
+                    Some(b) => b,
+                    None => return,
+                }
+            }
+            None => blocks,
+        };
+        if blocks.is_empty() {
+            return;
+        }
+        let at = self.now + self.network.rpc_delay();
+        self.push(
+            at,
+            Event::SyncReply {
+                requester,
+                incarnation,
+                blocks,
+            },
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! What a run is given besides its scenario — the engine factory, the
+//! executor, an optional output tamper — and what it returns.
+//!
+//! The hooks exist so that tests (and mutation runs of the engine) can hand
+//! the simulator something other than the shipped code without touching
+//! it: a mutant engine, a broken executor, a driver that misbehaves.
+
+use super::adversary::AdversaryStats;
+use super::checkers::Violation;
+use super::network::NetStats;
+use super::node::{pbft_factory, EngineFactory};
+use phalanx_consensus::{Output, PbftMessage};
+use phalanx_crypto::Keypair;
+use phalanx_ledger::{execute, Address, Executed, Payload, State, ValidatorIndex, VerifyAll};
+use serde::Serialize;
+
+/// Executes a committed payload on a state (the default is the ledger's
+/// `execute` with every signature checked). A test can hand in a broken one
+/// to see the validity checker object.
+pub type Executor = fn(&State, &Payload, &Address) -> Executed;
+
+/// The ledger's own execution.
+pub fn ledger_executor(state: &State, payload: &Payload, fee_to: &Address) -> Executed {
+    execute(state, payload, fee_to, &VerifyAll)
+}
+
+/// What a [`Tamper`] is told about the node whose outputs it sees.
+#[derive(Debug)]
+pub struct TamperCtx<'a> {
+    /// The node's position in the world.
+    pub node: usize,
+    /// Its validator.
+    pub validator: ValidatorIndex,
+    /// The simulated time.
+    pub now_ms: u64,
+    /// Its key (a tamper may sign with it).
+    pub key: &'a Keypair,
+    /// The chain id.
+    pub chain_id: &'a str,
+}
+
+/// Rewrites an honest engine's outputs before its driver carries them out:
+/// the hook tests use to plant violations the checkers must catch (it
+/// never touches the engine itself).
+pub trait Tamper {
+    /// Called with every output list of every honest node.
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage>>);
+}
+
+/// Everything about a run that is not the scenario: the engine under test,
+/// the executor, an optional tamper, and how to report.
+pub struct Hooks {
+    /// Builds engines.
+    pub engine: EngineFactory,
+    /// Executes committed payloads.
+    pub executor: Executor,
+    /// Rewrites honest outputs (tests only).
+    pub tamper: Option<Box<dyn Tamper>>,
+    /// Stop at the end of the first step that breaks a property (default);
+    /// false runs on to collect every violation.
+    pub stop_on_violation: bool,
+    /// Keep a readable trace.
+    pub verbose: bool,
+}
+
+impl Default for Hooks {
+    fn default() -> Hooks {
+        Hooks {
+            engine: pbft_factory(),
+            executor: ledger_executor,
+            tamper: None,
+            stop_on_violation: true,
+            verbose: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("tamper", &self.tamper.is_some())
+            .field("stop_on_violation", &self.stop_on_violation)
+            .field("verbose", &self.verbose)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened in one schedule, in numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Events carried out.
+    pub events: u64,
+    /// Messages handed to engines.
+    pub delivered: u64,
+    /// Network counters.
+    pub net: NetStats,
+    /// What the Byzantine validators did.
+    pub adversary: AdversaryStats,
+    /// Twin engines running.
+    pub twin_nodes: u64,
+    /// The highest height an honest node reached.
+    pub height: u64,
+    /// Transactions submitted (counting resubmissions once).
+    pub submitted: u64,
+    /// Successful transactions on the longest honest chain.
+    pub txs_succeeded: u64,
+    /// Failed (rejected at execution) transactions on the longest honest chain.
+    pub txs_failed: u64,
+    /// The highest view an honest node entered.
+    pub max_view: u64,
+    /// Views entered by honest nodes (`ViewChanged` outputs).
+    pub view_changes: u64,
+    /// Equivocation evidence honest engines reported.
+    pub evidence: u64,
+    /// Crashes of honest nodes (and those of them mid-way through outputs).
+    pub crashes: u64,
+    /// Of which struck between two outputs of one input.
+    pub mid_output_crashes: u64,
+    /// Restarts from persisted state.
+    pub restarts: u64,
+    /// Catch-up requests.
+    pub sync_requests: u64,
+    /// Catch-up answers delivered.
+    pub sync_answers: u64,
+    /// When the run ended (simulated ms).
+    pub end_ms: u64,
+    /// How long after healing every honest node had every valid transaction.
+    pub heal_to_live_ms: Option<u64>,
+}
+
+/// The result of one schedule.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Broken properties (empty: the schedule passed).
+    pub violations: Vec<Violation>,
+    /// The hash of the delivered-event trace.
+    pub trace_hash: u64,
+    /// Counters.
+    pub stats: Stats,
+    /// The readable trace (with `verbose`).
+    pub trace: Vec<String>,
+    /// Wall-clock milliseconds the schedule took (not part of the trace).
+    pub wall_ms: u64,
+}

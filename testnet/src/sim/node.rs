@@ -1,0 +1,175 @@
+//! One running engine in the simulation (a validator, or one of two twins)
+//! and what its driver keeps across crashes: the persisted records, the
+//! chain and the state. The engine itself is dropped on a crash and rebuilt
+//! with `restore` from exactly those.
+
+use super::adversary::Adversary;
+use super::checkers::Model;
+use super::network::Endpoint;
+use phalanx_consensus::{Config, Engine, PbftMessage, Persisted, Restored, TimeoutKind};
+use phalanx_crypto::{Hash, Keypair};
+use phalanx_ledger::{Block, Genesis, Height, State, ValidatorIndex, VoteKind};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The engine under test, behind the trait (so a test or a mutation run can
+/// hand the simulator any engine).
+pub type SimEngine = Box<dyn Engine<Message = PbftMessage>>;
+
+/// Builds (or rebuilds, after a crash) an engine from its configuration, key
+/// and restored state. The default is `Pbft::restore`.
+pub type EngineFactory = Arc<dyn Fn(Config, Keypair, Restored) -> SimEngine + Send + Sync>;
+
+/// The factory of the shipped PBFT engine.
+pub fn pbft_factory() -> EngineFactory {
+    Arc::new(|cfg, key, restored| Box::new(phalanx_consensus::Pbft::restore(cfg, key, restored)))
+}
+
+/// One running engine and its driver's durable state.
+pub struct Node {
+    /// Where it sits in the network.
+    pub endpoint: Endpoint,
+    /// Whether its validator is honest (checked) or Byzantine (not checked).
+    pub honest: bool,
+    /// The engine configuration.
+    pub cfg: Config,
+    /// The validator key.
+    pub key: Keypair,
+    /// The engine; `None` while crashed.
+    pub engine: Option<SimEngine>,
+    /// Bumped on every crash: events of an earlier life are ignored.
+    pub incarnation: u32,
+    /// The stored chain (survives crashes).
+    pub chain: Vec<Block>,
+    /// The state after the last block (survives crashes).
+    pub state: State,
+    /// Every persisted record, in order (survives crashes).
+    pub records: Vec<Persisted>,
+    /// Votes persisted, for the save-before-send check.
+    pub persisted_votes: BTreeSet<(VoteKind, u64, Height, Hash)>,
+    /// Views persisted, for the save-before-send check of VIEW-CHANGEs.
+    pub persisted_views: BTreeSet<u64>,
+    /// The armed generation of each timer (a later schedule replaces it).
+    pub timers: BTreeMap<TimeoutKind, u64>,
+    /// The independent ledger model (honest nodes).
+    pub model: Model,
+    /// Hashes of the transactions in `chain`.
+    pub included: BTreeSet<Hash>,
+    /// The Byzantine wrapper, if any.
+    pub adversary: Option<Adversary>,
+    /// Round-robin position for choosing whom to ask for blocks.
+    pub sync_rotation: usize,
+    /// A crash armed to strike after this many outputs of the next input.
+    pub crash_after: Option<usize>,
+    /// Transactions in `chain` that succeeded.
+    pub succeeded: u64,
+    /// Transactions in `chain` that failed.
+    pub failed: u64,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("validator", &self.endpoint.validator)
+            .field("twin", &self.endpoint.twin)
+            .field("honest", &self.honest)
+            .field("up", &self.engine.is_some())
+            .field("height", &self.height())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node at genesis (not started).
+    pub fn new(
+        genesis: &Genesis,
+        endpoint: Endpoint,
+        honest: bool,
+        cfg: Config,
+        key: Keypair,
+        adversary: Option<Adversary>,
+    ) -> Node {
+        Node {
+            endpoint,
+            honest,
+            cfg,
+            key,
+            engine: None,
+            incarnation: 0,
+            chain: vec![genesis.block()],
+            state: genesis.state(),
+            records: Vec::new(),
+            persisted_votes: BTreeSet::new(),
+            persisted_views: BTreeSet::new(),
+            timers: BTreeMap::new(),
+            model: Model::new(genesis),
+            included: BTreeSet::new(),
+            adversary,
+            sync_rotation: 0,
+            crash_after: None,
+            succeeded: 0,
+            failed: 0,
+        }
+    }
+
+    /// Its validator.
+    pub fn validator(&self) -> ValidatorIndex {
+        self.endpoint.validator
+    }
+
+    /// Whether it is running.
+    pub fn is_up(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    /// The height of its last stored block.
+    pub fn height(&self) -> Height {
+        self.chain.last().map_or(Height::GENESIS, Block::height)
+    }
+
+    /// (Re)builds the engine from the records and the stored chain.
+    pub fn boot(&mut self, factory: &EngineFactory) {
+        let last = self.chain.last().expect("the chain holds genesis");
+        let heights = Restored::recent_heights(
+            &self.records,
+            last.height(),
+            self.cfg.params.watermark_window,
+        );
+        let recent_blocks = self
+            .chain
+            .iter()
+            .filter(|b| heights.contains(&b.height().0))
+            .cloned()
+            .collect();
+        let restored = Restored {
+            records: self.records.clone(),
+            last_executed: last.height(),
+            last_block_hash: last.hash(),
+            recent_blocks,
+        };
+        self.engine = Some(factory(self.cfg.clone(), self.key.clone(), restored));
+    }
+
+    /// Loses everything volatile: the engine, its timers, an armed crash.
+    pub fn crash(&mut self) {
+        self.engine = None;
+        self.incarnation += 1;
+        self.timers.clear();
+        self.crash_after = None;
+    }
+
+    /// Makes a record durable.
+    pub fn persist(&mut self, record: Persisted) {
+        match &record {
+            Persisted::Vote(v) => {
+                self.persisted_votes
+                    .insert((v.vote.kind, v.vote.view, v.vote.seq, v.vote.digest));
+            }
+            Persisted::View { view, .. } => {
+                self.persisted_views.insert(*view);
+            }
+            Persisted::Prepared(_) | Persisted::StableCheckpoint { .. } => {}
+        }
+        self.records.push(record);
+    }
+}

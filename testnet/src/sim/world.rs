@@ -1,0 +1,663 @@
+//! The world loop of one schedule: a simulated clock, an event queue
+//! ordered by (time, insertion), the nodes, the network, the adversaries
+//! and the checkers. What each node's driver does with its engine's
+//! outputs lives in [`super::driver`].
+//!
+//! Nothing here reads a wall clock, iterates a `HashMap`, or depends on
+//! threads: the run is a pure function of the scenario.
+
+use super::adversary::{Adversary, Collusion};
+use super::checkers::{CertCache, Safety, SigCache, Violation, ViolationKind};
+use super::hooks::{Hooks, Outcome, Stats};
+use super::network::{Endpoint, Network};
+use super::node::Node;
+use super::rng::Rng;
+use super::scenario::{stream, validator_key, Scenario};
+use super::trace::{describe, fingerprint, Trace};
+use phalanx_consensus::{Config, Input, PbftMessage, TimeoutKind};
+use phalanx_crypto::Hash;
+use phalanx_ledger::{Block, Height, SignedTransaction, ValidatorIndex};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+/// Events one schedule may take. A healthy schedule takes a few thousand;
+/// one that takes this many is flooding the network, which is reported
+/// rather than left to eat the machine.
+pub const MAX_EVENTS: u64 = 1_000_000;
+
+pub(super) enum Event {
+    Start(usize),
+    Deliver {
+        to: usize,
+        from: usize,
+        message: Rc<PbftMessage>,
+    },
+    Timer {
+        node: usize,
+        incarnation: u32,
+        kind: TimeoutKind,
+        generation: u64,
+    },
+    Submit(usize),
+    Crash {
+        node: usize,
+        mid_handle: Option<usize>,
+    },
+    CrashNow {
+        node: usize,
+        incarnation: u32,
+    },
+    Restart(usize),
+    SyncServe {
+        server: usize,
+        requester: usize,
+        incarnation: u32,
+        from: Height,
+    },
+    SyncReply {
+        requester: usize,
+        incarnation: u32,
+        blocks: Vec<Block>,
+    },
+    Heal,
+    Tick(usize),
+    Deadline,
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+/// One schedule being run.
+pub struct World {
+    pub(super) scenario: Scenario,
+    pub(super) hooks: Hooks,
+    pub(super) now: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    pub(super) next_seq: u64,
+    pub(super) nodes: Vec<Node>,
+    pub(super) network: Network,
+    pub(super) adversary_rng: Rng,
+    pub(super) collusion: Collusion,
+    pub(super) safety: Safety,
+    pub(super) sigs: SigCache,
+    pub(super) certs: CertCache,
+    /// Correctly signed submitted transactions, in submission order: what
+    /// liveness demands.
+    pub(super) wanted: Vec<SignedTransaction>,
+    pub(super) wanted_set: BTreeSet<Hash>,
+    pub(super) healed: bool,
+    pub(super) live_at: Option<u64>,
+    pub(super) committed_since_check: bool,
+    pub(super) genesis_hash: Hash,
+    pub(super) trace: Trace,
+    pub(super) stats: Stats,
+    pub(super) violations: Vec<Violation>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("seed", &self.scenario.seed)
+            .field("now", &self.now)
+            .field("nodes", &self.nodes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs one schedule to its end and checks it.
+pub fn run_scenario(scenario: Scenario, hooks: Hooks) -> Outcome {
+    let started = std::time::Instant::now();
+    let mut outcome = run_caught(scenario, hooks);
+    outcome.wall_ms = started.elapsed().as_millis() as u64;
+    outcome
+}
+
+fn run_caught(scenario: Scenario, hooks: Hooks) -> Outcome {
+    let seed = scenario.seed;
+    let verbose = hooks.verbose;
+    match catch_unwind(AssertUnwindSafe(move || World::new(scenario, hooks).run())) {
+        Ok(outcome) => outcome,
+        Err(panic) => Outcome {
+            seed,
+            violations: vec![Violation {
+                kind: ViolationKind::Panic,
+                at_ms: 0,
+                detail: panic_message(&panic),
+            }],
+            trace_hash: 0,
+            stats: Stats::default(),
+            trace: if verbose {
+                vec!["(panicked)".into()]
+            } else {
+                Vec::new()
+            },
+            wall_ms: 0,
+        },
+    }
+}
+
+pub(super) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+impl World {
+    /// Sets up nodes, network and adversaries for `scenario`.
+    pub fn new(scenario: Scenario, hooks: Hooks) -> World {
+        let genesis = &scenario.genesis;
+        let mut nodes = Vec::new();
+        for i in 0..scenario.n {
+            let v = ValidatorIndex(i as u32);
+            let cfg = Config::from_genesis(genesis, v)
+                .expect("the simulator builds valid configurations");
+            let key = validator_key(i).clone();
+            match scenario.byzantine_plan(v) {
+                None => nodes.push(Node::new(
+                    genesis,
+                    Endpoint {
+                        validator: v,
+                        twin: 0,
+                    },
+                    true,
+                    cfg,
+                    key,
+                    None,
+                )),
+                Some(plan) if plan.twins => {
+                    for twin in [1, 2] {
+                        let ep = Endpoint { validator: v, twin };
+                        nodes.push(Node::new(
+                            genesis,
+                            ep,
+                            false,
+                            cfg.clone(),
+                            key.clone(),
+                            None,
+                        ));
+                    }
+                }
+                Some(plan) => {
+                    let adv = Adversary::new(cfg.clone(), key.clone(), plan.behaviours.clone());
+                    let ep = Endpoint {
+                        validator: v,
+                        twin: 0,
+                    };
+                    nodes.push(Node::new(genesis, ep, false, cfg, key, Some(adv)));
+                }
+            }
+        }
+        let net_rng = Rng::fork(run_seed(&scenario), stream::RUN_NETWORK);
+        let adversary_rng = Rng::fork(run_seed(&scenario), stream::RUN_ADVERSARY);
+        let network = Network::new(
+            scenario.net.clone(),
+            scenario.partitions.clone(),
+            scenario.twin_epochs.clone(),
+            scenario.heal_ms,
+            net_rng,
+        );
+        let genesis_hash = genesis.block().hash();
+        let twin_nodes = nodes.iter().filter(|n| n.endpoint.twin != 0).count() as u64;
+        let verbose = hooks.verbose;
+        World {
+            scenario,
+            hooks,
+            now: 0,
+            queue: BinaryHeap::new(),
+            next_seq: 0,
+            nodes,
+            network,
+            adversary_rng,
+            collusion: Collusion::default(),
+            safety: Safety::default(),
+            sigs: SigCache::default(),
+            certs: CertCache::default(),
+            wanted: Vec::new(),
+            wanted_set: BTreeSet::new(),
+            healed: false,
+            live_at: None,
+            committed_since_check: false,
+            genesis_hash,
+            trace: Trace::new(verbose),
+            stats: Stats {
+                twin_nodes,
+                ..Stats::default()
+            },
+            violations: Vec::new(),
+        }
+    }
+
+    pub(super) fn push(&mut self, at: u64, event: Event) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push(Reverse(Queued { at, seq, event }));
+    }
+
+    pub(super) fn violation(&mut self, kind: ViolationKind, detail: String) {
+        let at_ms = self.now;
+        self.trace
+            .line(at_ms, || format!("VIOLATION {}: {detail}", kind.name()));
+        if self.violations.len() < 100 {
+            self.violations.push(Violation {
+                kind,
+                at_ms,
+                detail,
+            });
+        }
+    }
+
+    pub(super) fn nodes_of(&self, v: ValidatorIndex) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].validator() == v)
+            .collect()
+    }
+
+    /// Runs the schedule.
+    pub fn run(mut self) -> Outcome {
+        if self.trace.is_verbose() {
+            for line in self.scenario.describe() {
+                self.trace.line(0, || line);
+            }
+            for (i, n) in self.nodes.iter().enumerate() {
+                let (v, t, h) = (n.validator(), n.endpoint.twin, n.honest);
+                self.trace.line(0, || {
+                    format!("node {i} = validator {v} twin {t} honest {h}")
+                });
+            }
+        }
+        for i in 0..self.nodes.len() {
+            self.push(0, Event::Start(i));
+        }
+        for i in 0..self.scenario.workload.len() {
+            let at = self.scenario.workload[i].at_ms;
+            self.push(at, Event::Submit(i));
+        }
+        for plan in self.scenario.crashes.clone() {
+            for node in self.nodes_of(plan.validator) {
+                self.push(
+                    plan.at_ms,
+                    Event::Crash {
+                        node,
+                        mid_handle: plan.mid_handle,
+                    },
+                );
+                self.push(plan.restart_ms, Event::Restart(node));
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i]
+                .adversary
+                .as_ref()
+                .is_some_and(Adversary::wants_ticks)
+            {
+                let at = self.adversary_rng.range(20, 80);
+                self.push(at, Event::Tick(i));
+            }
+        }
+        let heal = self.scenario.heal_ms;
+        let deadline = heal.saturating_add(self.scenario.liveness_bound_ms);
+        self.push(heal, Event::Heal);
+        self.push(deadline, Event::Deadline);
+        let mut end_at = u64::MAX;
+
+        while let Some(Reverse(q)) = self.queue.pop() {
+            if q.at > end_at {
+                break;
+            }
+            self.now = q.at;
+            self.stats.events += 1;
+            if self.stats.events > MAX_EVENTS {
+                let detail = format!(
+                    "more than {MAX_EVENTS} events ({} queued)",
+                    self.queue.len()
+                );
+                self.violation(ViolationKind::EventBudget, detail);
+                break;
+            }
+            let stop = self.handle_event(q.event);
+            if stop || (self.hooks.stop_on_violation && !self.violations.is_empty()) {
+                break;
+            }
+            if self.healed && self.live_at.is_none() && self.committed_since_check {
+                self.committed_since_check = false;
+                if self.missing().is_empty() {
+                    self.live_at = Some(self.now);
+                    self.stats.heal_to_live_ms = Some(self.now - heal);
+                    self.trace.line(self.now, || "liveness reached".into());
+                    end_at = self.now + self.scenario.settle_ms;
+                }
+            }
+        }
+        if self.live_at.is_none() && (self.violations.is_empty() || !self.hooks.stop_on_violation) {
+            self.report_liveness();
+        }
+        self.finish()
+    }
+
+    /// Honest nodes missing wanted transactions: (node, how many).
+    fn missing(&self) -> Vec<(usize, usize)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.honest)
+            .map(|(i, n)| {
+                (
+                    i,
+                    self.wanted_set
+                        .iter()
+                        .filter(|h| !n.included.contains(h))
+                        .count(),
+                )
+            })
+            .filter(|(_, k)| *k > 0)
+            .collect()
+    }
+
+    fn report_liveness(&mut self) {
+        let missing = self.missing();
+        if missing.is_empty() {
+            return;
+        }
+        let parts: Vec<String> = missing
+            .iter()
+            .map(|(i, k)| {
+                let n = &self.nodes[*i];
+                let status = n.engine.as_ref().map(|e| e.status());
+                let lacking: Vec<String> = self
+                    .wanted
+                    .iter()
+                    .map(SignedTransaction::hash)
+                    .filter(|h| !n.included.contains(h))
+                    .take(3)
+                    .map(|h| h.to_string()[..8].to_owned())
+                    .collect();
+                format!(
+                    "node {i} lacks {k} of {} transactions ({}) at height {}, view {}{}, {} pending in its engine",
+                    self.wanted_set.len(),
+                    lacking.join(" "),
+                    n.height(),
+                    status.as_ref().map_or(0, |s| s.view),
+                    if status.as_ref().is_some_and(|s| s.view_changing) { " (changing view)" } else { "" },
+                    status.as_ref().map_or(0, |s| s.pending_txs),
+                )
+            })
+            .collect();
+        let heights: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let view = n.engine.as_ref().map_or(0, |e| e.status().view);
+                format!("{}{}@v{view}", n.height(), if n.honest { "" } else { "b" })
+            })
+            .collect();
+        let detail = format!(
+            "{} ms after the network healed (bound {} ms): {} [heights {}]",
+            self.now.saturating_sub(self.scenario.heal_ms),
+            self.scenario.liveness_bound_ms,
+            parts.join("; "),
+            heights.join(" ")
+        );
+        self.violation(ViolationKind::Liveness, detail);
+    }
+
+    fn finish(mut self) -> Outcome {
+        let honest: Vec<&Node> = self.nodes.iter().filter(|n| n.honest).collect();
+        if let Some(longest) = honest.iter().max_by_key(|n| n.height()) {
+            self.stats.height = longest.height().0;
+            self.stats.txs_succeeded = longest.succeeded;
+            self.stats.txs_failed = longest.failed;
+        }
+        self.stats.end_ms = self.now;
+        self.stats.net = self.network.stats.clone();
+        Outcome {
+            seed: self.scenario.seed,
+            violations: self.violations,
+            trace_hash: self.trace.hash(),
+            stats: self.stats,
+            trace: self.trace.take_lines(),
+            wall_ms: 0,
+        }
+    }
+
+    /// Carries out one event; true to stop the run.
+    fn handle_event(&mut self, event: Event) -> bool {
+        match event {
+            Event::Start(i) => {
+                self.trace.words(&[self.now, 1, i as u64]);
+                self.trace.line(self.now, || format!("start node {i}"));
+                let factory = self.hooks.engine.clone();
+                self.nodes[i].boot(&factory);
+                self.step(i, Input::Start);
+            }
+            Event::Deliver { to, from, message } => {
+                let (a, b) = (self.nodes[from].endpoint, self.nodes[to].endpoint);
+                if !self.nodes[to].is_up() || !self.network.connected(self.now, a, b) {
+                    self.network.stats.cut += u64::from(self.nodes[to].is_up());
+                    return false;
+                }
+                let (k, v, s, w, sig) = fingerprint(&message);
+                self.trace
+                    .words(&[self.now, 2, to as u64, from as u64, k as u64, v, s, w, sig]);
+                self.trace.line(self.now, || {
+                    format!("{to} <- {from}  {}", describe(&message))
+                });
+                self.stats.delivered += 1;
+                if let Some(adv) = self.nodes[to].adversary.as_mut() {
+                    adv.incoming(self.now, &message);
+                }
+                let input = Input::Message {
+                    from: a.validator,
+                    message: (*message).clone(),
+                };
+                self.step(to, input);
+            }
+            Event::Timer {
+                node,
+                incarnation,
+                kind,
+                generation,
+            } => {
+                let n = &self.nodes[node];
+                if n.incarnation != incarnation || n.timers.get(&kind) != Some(&generation) {
+                    return false;
+                }
+                self.nodes[node].timers.remove(&kind);
+                self.trace
+                    .words(&[self.now, 3, node as u64, timer_word(kind)]);
+                self.trace
+                    .line(self.now, || format!("{node} timeout {kind:?}"));
+                self.step(node, Input::Timeout(kind));
+            }
+            Event::Submit(i) => {
+                let sub = self.scenario.workload[i].clone();
+                for tx in &sub.txs {
+                    if self.sigs.valid(tx) && self.wanted_set.insert(tx.hash()) {
+                        self.wanted.push(tx.clone());
+                    }
+                }
+                self.stats.submitted += sub.txs.len() as u64;
+                self.trace.words(&[self.now, 4, i as u64]);
+                for v in sub.targets {
+                    for node in self.nodes_of(v) {
+                        self.submit(node, sub.txs.clone());
+                    }
+                }
+            }
+            Event::Crash { node, mid_handle } => {
+                if !self.nodes[node].is_up() {
+                    return false;
+                }
+                match mid_handle {
+                    Some(k) => {
+                        self.nodes[node].crash_after = Some(k);
+                        let incarnation = self.nodes[node].incarnation;
+                        self.push(self.now + 50, Event::CrashNow { node, incarnation });
+                    }
+                    None => self.crash(node),
+                }
+            }
+            Event::CrashNow { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].is_up() {
+                    self.crash(node);
+                }
+            }
+            Event::Restart(node) => self.restart(node),
+            Event::SyncServe {
+                server,
+                requester,
+                incarnation,
+                from,
+            } => {
+                self.serve_sync(server, requester, incarnation, from);
+            }
+            Event::SyncReply {
+                requester,
+                incarnation,
+                blocks,
+            } => {
+                if self.nodes[requester].incarnation != incarnation
+                    || !self.nodes[requester].is_up()
+                {
+                    return false;
+                }
+                self.stats.sync_answers += 1;
+                let first = blocks.first().map_or(0, |b| b.height().0);
+                self.trace
+                    .words(&[self.now, 5, requester as u64, first, blocks.len() as u64]);
+                self.trace.line(self.now, || {
+                    format!("{requester} gets {} blocks from {first}", blocks.len())
+                });
+                self.step(requester, Input::SyncBlocks(blocks));
+            }
+            Event::Heal => self.heal(),
+            Event::Tick(node) => self.tick(node),
+            Event::Deadline => return true,
+        }
+        false
+    }
+
+    fn submit(&mut self, node: usize, txs: Vec<SignedTransaction>) {
+        if !self.nodes[node].is_up() {
+            return;
+        }
+        let txs: Vec<SignedTransaction> =
+            if self.nodes[node].honest && self.scenario.mempool_verifies {
+                txs.into_iter().filter(|t| self.sigs.valid(t)).collect()
+            } else {
+                txs
+            };
+        if !txs.is_empty() {
+            self.step(node, Input::Transactions(txs));
+        }
+    }
+
+    pub(super) fn crash(&mut self, node: usize) {
+        self.trace.words(&[self.now, 6, node as u64]);
+        self.trace.line(self.now, || format!("{node} CRASHES"));
+        self.stats.crashes += 1;
+        self.nodes[node].crash();
+    }
+
+    pub(super) fn restart(&mut self, node: usize) {
+        if self.nodes[node].is_up() {
+            return;
+        }
+        self.trace.words(&[self.now, 7, node as u64]);
+        self.trace.line(self.now, || {
+            format!("{node} restarts at height {}", self.nodes[node].height())
+        });
+        self.stats.restarts += 1;
+        let factory = self.hooks.engine.clone();
+        self.nodes[node].boot(&factory);
+        self.step(node, Input::Start);
+    }
+
+    /// The network heals and crashes stop: everyone is restarted, and the
+    /// clients hand every node the valid transactions its chain lacks (as
+    /// mempool gossip would).
+    fn heal(&mut self) {
+        self.healed = true;
+        self.committed_since_check = true;
+        self.trace.words(&[self.now, 8]);
+        self.trace.line(self.now, || "network heals".into());
+        for node in 0..self.nodes.len() {
+            self.restart(node);
+        }
+        for node in 0..self.nodes.len() {
+            let lacking: Vec<SignedTransaction> = self
+                .wanted
+                .iter()
+                .filter(|t| !self.nodes[node].included.contains(&t.hash()))
+                .cloned()
+                .collect();
+            if !lacking.is_empty() {
+                self.submit(node, lacking);
+            }
+        }
+    }
+
+    fn tick(&mut self, node: usize) {
+        let now = self.now;
+        let next = now + self.adversary_rng.range(30, 90);
+        self.push(next, Event::Tick(node));
+        let Some(view) = self.nodes[node].engine.as_ref().map(|e| e.status().view) else {
+            return;
+        };
+        let genesis_hash = self.genesis_hash;
+        let n = &mut self.nodes[node];
+        let Some(adv) = n.adversary.as_mut() else {
+            return;
+        };
+        let wire = adv.tick(
+            &mut self.adversary_rng,
+            &mut self.stats.adversary,
+            now,
+            view,
+            genesis_hash,
+        );
+        self.trace.words(&[now, 9, node as u64, wire.len() as u64]);
+        for (to, m) in wire {
+            self.transmit_to_validator(node, to, Rc::new(m));
+        }
+    }
+}
+
+fn timer_word(kind: TimeoutKind) -> u64 {
+    match kind {
+        TimeoutKind::Batch => 1,
+        TimeoutKind::Progress { view } => 2 | (view << 4),
+        TimeoutKind::ViewChange { view } => 3 | (view << 4),
+        TimeoutKind::Sync => 4,
+    }
+}
+
+/// Mixes the schedule's defining inputs for the run-time generators.
+fn run_seed(s: &Scenario) -> u64 {
+    s.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+        ^ ((s.n as u64) << 8)
+        ^ ((s.byzantine_count as u64) << 16)
+        ^ ((s.requested.bits() as u64) << 24)
+}

@@ -1,0 +1,579 @@
+//! Acceptance tests of the deterministic simulator (issue 3).
+//!
+//! - Sweeps: more than 1,000 seeded schedules over n ∈ {4, 7}, every fault,
+//!   up to f Byzantine validators, and no violation — plus proof that every
+//!   fault actually fired (a sweep that never equivocates proves nothing).
+//! - Replay: a seed gives the same trace hash every time, on any number of
+//!   threads, and the printed replay command reproduces it.
+//! - Teeth: violations planted through the wrapper layer (never by editing
+//!   the engine) are caught: a fork, honest double-signing, a vote sent
+//!   before it was persisted, a network that never heals, an executor that
+//!   lets a forged transaction through, and a mutated engine handed in
+//!   through the engine factory.
+//! - Engine regressions: one schedule per engine bug the simulator found
+//!   (see the report in the tests' docs); they pass once the bug is fixed.
+//!
+//! `cargo test -p phalanx-testnet --test sim -- --nocapture` prints each
+//! sweep's summary line with its schedules per second.
+
+use clap::Parser;
+use phalanx_consensus::{Engine, EngineStatus, Input, Output, PbftMessage, Persisted};
+use phalanx_crypto::Hash;
+use phalanx_ledger::{
+    execute, Address, Executed, Payload, SignatureCheck, SignedTransaction, State, Transaction,
+    ValidatorIndex, Vote,
+};
+use phalanx_testnet::sim::scenario::{
+    account, account_key, Behaviour, ByzantinePlan, SilentMode, Submission, CHAIN_ID,
+};
+use phalanx_testnet::sim::{
+    pbft_factory, run_scenario, sweep, Fault, FaultSet, Hooks, Outcome, Scenario, SimArgs,
+    SimEngine, Sweep, SweepConfig, Tamper, TamperCtx, ViolationKind,
+};
+use std::sync::Arc;
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+fn config(n: usize, byzantine: usize, faults: &str, start_seed: u64, seeds: u64) -> SweepConfig {
+    SweepConfig {
+        validators: n,
+        byzantine,
+        faults: faults.parse().expect("fault list"),
+        start_seed,
+        seeds,
+        threads: threads(),
+        verbose: false,
+    }
+}
+
+fn run_sweep(c: &SweepConfig) -> Sweep {
+    let s = sweep(c, &Hooks::default).expect("valid sweep");
+    print!("{}", phalanx_testnet::sim::sweep::report_text(&s));
+    s
+}
+
+fn assert_clean(s: &Sweep) {
+    assert_eq!(
+        s.totals.violation_count(),
+        0,
+        "violations found:\n{}",
+        phalanx_testnet::sim::sweep::report_text(s)
+    );
+}
+
+/// Every fault of `faults` was active in some schedules, and did something.
+fn assert_coverage(sweeps: &[&Sweep], faults: FaultSet) {
+    let sum = |f: &dyn Fn(&Sweep) -> u64| sweeps.iter().map(|s| f(s)).sum::<u64>();
+    for fault in faults.iter() {
+        let active = sum(&|s| s.totals.active(fault));
+        assert!(
+            active >= 10,
+            "{fault} was active in only {active} schedules"
+        );
+    }
+    let effects: [(&str, u64); 22] = [
+        ("blocks", sum(&|s| s.totals.blocks)),
+        ("successful transactions", sum(&|s| s.totals.txs_succeeded)),
+        ("rejected transactions", sum(&|s| s.totals.txs_failed)),
+        ("view changes", sum(&|s| s.totals.view_changes)),
+        ("lost messages", sum(&|s| s.totals.lost)),
+        ("duplicated messages", sum(&|s| s.totals.duplicated)),
+        ("delay spikes", sum(&|s| s.totals.spiked)),
+        ("partitioned messages", sum(&|s| s.totals.cut)),
+        ("crashes", sum(&|s| s.totals.crashes)),
+        (
+            "crashes between persist and send",
+            sum(&|s| s.totals.mid_output_crashes),
+        ),
+        ("catch-ups", sum(&|s| s.totals.sync_answers)),
+        ("equivocations", sum(&|s| s.totals.equivocations)),
+        ("conflicting votes", sum(&|s| s.totals.conflicting_votes)),
+        ("withheld messages", sum(&|s| s.totals.withheld)),
+        ("bad signatures", sum(&|s| s.totals.bad_signatures)),
+        ("stale replays", sum(&|s| s.totals.stale_replays)),
+        (
+            "forged view changes",
+            sum(&|s| s.totals.forged_view_changes),
+        ),
+        ("forged new views", sum(&|s| s.totals.forged_new_views)),
+        ("tampered catch-ups", sum(&|s| s.totals.bad_sync)),
+        ("twin engines", sum(&|s| s.totals.twin_nodes)),
+        ("equivocation evidence", sum(&|s| s.totals.evidence)),
+        (
+            "liveness reached",
+            sum(&|s| {
+                s.outcomes
+                    .iter()
+                    .filter(|o| o.stats.heal_to_live_ms.is_some())
+                    .count() as u64
+            }),
+        ),
+    ];
+    for (what, count) in effects {
+        assert!(count > 0, "the sweep produced no {what}");
+    }
+}
+
+// ---------------------------------------------------------------- sweeps
+
+/// 700 schedules with 4 validators: 600 with f = 1 Byzantine validator and
+/// 100 with none, drawing from every fault.
+#[test]
+fn seven_hundred_schedules_with_four_validators_have_no_violation() {
+    let byzantine = run_sweep(&config(4, 1, "all", 0, 600));
+    let honest = run_sweep(&config(4, 0, "all", 0, 100));
+    assert_clean(&byzantine);
+    assert_clean(&honest);
+    assert_coverage(&[&byzantine, &honest], FaultSet::all());
+}
+
+/// 350 schedules with 7 validators: 250 with f = 2 Byzantine validators and
+/// 100 with one, drawing from every fault.
+#[test]
+fn three_hundred_fifty_schedules_with_seven_validators_have_no_violation() {
+    let two = run_sweep(&config(7, 2, "all", 0, 250));
+    let one = run_sweep(&config(7, 1, "all", 0, 100));
+    assert_clean(&two);
+    assert_clean(&one);
+    assert_coverage(&[&two, &one], FaultSet::all());
+}
+
+/// Without network faults, crashes or Byzantine validators, every schedule
+/// reaches liveness within a second of the (no-op) heal. Clients still
+/// hand some transactions to some validators only, so backups may suspect
+/// a primary that never saw them and change views.
+#[test]
+fn fault_free_schedules_commit_every_transaction_promptly() {
+    let s = run_sweep(&config(4, 0, "none", 0, 20));
+    assert_clean(&s);
+    for o in &s.outcomes {
+        let ms = o.stats.heal_to_live_ms.expect("liveness reached");
+        assert!(ms <= 1_000, "seed {}: {ms} ms after healing", o.seed);
+        assert!(o.stats.txs_succeeded > 0, "seed {}", o.seed);
+    }
+}
+
+/// Any sweep, configured like `phalanx sim` by `PHALANX_SIM_ARGS` (for
+/// example `--validators 7 --seeds 500 --faults crash,twins --json`), for
+/// runs that should not wait for the node binary (mutation runs of the
+/// engine in a scratch branch):
+/// `PHALANX_SIM_ARGS="--seeds 2000" cargo test --release -p phalanx-testnet --test sim sweep_from_env -- --ignored --nocapture`
+#[test]
+#[ignore = "run by hand with PHALANX_SIM_ARGS"]
+fn sweep_from_env() {
+    let args = std::env::var("PHALANX_SIM_ARGS").unwrap_or_default();
+    let argv = ["phalanx", "sim"]
+        .into_iter()
+        .chain(args.split_whitespace());
+    let Command::Sim(args) = Cli::try_parse_from(argv)
+        .expect("PHALANX_SIM_ARGS parses")
+        .command;
+    assert!(
+        phalanx_testnet::sim::run(&args).expect("the sweep runs"),
+        "violations found"
+    );
+}
+
+// ---------------------------------------------------------------- replay
+
+fn scenario(seed: u64, n: usize, byzantine: usize, faults: &str) -> Scenario {
+    Scenario::generate(seed, n, byzantine, faults.parse().expect("fault list"))
+        .expect("valid scenario")
+}
+
+#[test]
+fn a_seed_replays_to_the_same_trace() {
+    for (seed, n, b) in [(3, 4, 1), (11, 7, 2)] {
+        let first = run_scenario(scenario(seed, n, b, "all"), Hooks::default());
+        let second = run_scenario(scenario(seed, n, b, "all"), Hooks::default());
+        assert_eq!(first.trace_hash, second.trace_hash, "seed {seed}");
+        assert_eq!(first.stats, second.stats, "seed {seed}");
+        assert_eq!(first.violations, second.violations, "seed {seed}");
+        let other = run_scenario(scenario(seed + 1, n, b, "all"), Hooks::default());
+        assert_ne!(
+            first.trace_hash,
+            other.trace_hash,
+            "seeds {seed} and {}",
+            seed + 1
+        );
+    }
+}
+
+#[test]
+fn thread_count_does_not_change_traces() {
+    let mut one = config(4, 1, "all", 100, 12);
+    one.threads = 1;
+    let mut three = one.clone();
+    three.threads = 3;
+    let a = sweep(&one, &Hooks::default).unwrap();
+    let b = sweep(&three, &Hooks::default).unwrap();
+    let hashes = |s: &Sweep| {
+        s.outcomes
+            .iter()
+            .map(|o| (o.seed, o.trace_hash))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hashes(&a), hashes(&b));
+    assert_eq!(a.combined_trace, b.combined_trace);
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    Sim(SimArgs),
+}
+
+#[test]
+fn the_printed_replay_command_reproduces_the_schedule() {
+    let original = sweep(
+        &config(7, 2, "loss,partition,equivocate,twins", 40, 3),
+        &Hooks::default,
+    )
+    .unwrap();
+    for o in &original.outcomes {
+        let command = original.config.replay_command(o.seed);
+        let Command::Sim(args) = Cli::try_parse_from(command.split_whitespace())
+            .expect("the command parses")
+            .command;
+        let replay = sweep(&args.sweep_config(), &Hooks::default).unwrap();
+        assert_eq!(replay.outcomes.len(), 1, "{command}");
+        assert_eq!(replay.outcomes[0].seed, o.seed, "{command}");
+        assert_eq!(replay.outcomes[0].trace_hash, o.trace_hash, "{command}");
+        assert!(
+            !replay.outcomes[0].trace.is_empty(),
+            "--verbose keeps the trace"
+        );
+    }
+}
+
+#[test]
+fn the_command_line_refuses_more_than_f_byzantine_validators() {
+    let Command::Sim(args) =
+        Cli::try_parse_from(["phalanx", "sim", "--validators", "4", "--byzantine", "2"])
+            .unwrap()
+            .command;
+    let err = phalanx_testnet::sim::run(&args).unwrap_err();
+    assert!(err.to_string().contains("at most f = 1"), "{err}");
+    assert!(Cli::try_parse_from(["phalanx", "sim", "--faults", "loss,flood"]).is_err());
+}
+
+// ---------------------------------------------------------------- teeth
+
+/// A fault-free four-validator schedule to plant violations into.
+fn calm(seed: u64) -> Scenario {
+    let mut s = scenario(seed, 4, 0, "none");
+    s.without_faults();
+    s
+}
+
+fn run_planted(s: Scenario, hooks: Hooks) -> Outcome {
+    run_scenario(
+        s,
+        Hooks {
+            stop_on_violation: false,
+            ..hooks
+        },
+    )
+}
+
+fn kinds(o: &Outcome) -> Vec<ViolationKind> {
+    let mut k: Vec<ViolationKind> = o.violations.iter().map(|v| v.kind).collect();
+    k.sort();
+    k.dedup();
+    k
+}
+
+/// A "node" whose driver executes another block at height 1 than the one
+/// its engine committed.
+struct ForkAtHeightOne;
+
+impl Tamper for ForkAtHeightOne {
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage>>) {
+        if ctx.validator != ValidatorIndex(2) {
+            return;
+        }
+        for o in outputs.iter_mut() {
+            if let Output::Commit { payload, .. } = o {
+                if payload.height.0 == 1 {
+                    payload.timestamp_ms += 1;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn teeth_a_fork_is_an_agreement_violation() {
+    let o = run_planted(
+        calm(5),
+        Hooks {
+            tamper: Some(Box::new(ForkAtHeightOne)),
+            ..Hooks::default()
+        },
+    );
+    assert!(
+        kinds(&o).contains(&ViolationKind::Agreement),
+        "{:?}",
+        o.violations
+    );
+    let clean = run_scenario(calm(5), Hooks::default());
+    assert!(clean.violations.is_empty(), "{:?}", clean.violations);
+}
+
+/// An honest validator that, once, signs a second COMMIT for the same slot
+/// (persisting it first, so only the double-signing is wrong).
+struct DoubleCommit {
+    done: bool,
+}
+
+impl Tamper for DoubleCommit {
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage>>) {
+        if self.done || ctx.validator != ValidatorIndex(1) {
+            return;
+        }
+        let found = outputs.iter().position(
+            |o| matches!(o, Output::Broadcast(PbftMessage::Commit(v)) if v.vote.voter == ctx.validator),
+        );
+        let Some(i) = found else {
+            return;
+        };
+        let Output::Broadcast(PbftMessage::Commit(v)) = &outputs[i] else {
+            return;
+        };
+        let other = Vote {
+            digest: Hash::digest(b"another block"),
+            ..v.vote
+        }
+        .sign(ctx.chain_id, ctx.key);
+        outputs.insert(i + 1, Output::Persist(Persisted::Vote(other)));
+        outputs.insert(i + 2, Output::Broadcast(PbftMessage::Commit(other)));
+        self.done = true;
+    }
+}
+
+#[test]
+fn teeth_two_commits_for_one_slot_are_double_signing() {
+    let o = run_planted(
+        calm(6),
+        Hooks {
+            tamper: Some(Box::new(DoubleCommit { done: false })),
+            ..Hooks::default()
+        },
+    );
+    let k = kinds(&o);
+    assert!(k.contains(&ViolationKind::DoubleSign), "{:?}", o.violations);
+    assert!(
+        !k.contains(&ViolationKind::SendBeforePersist),
+        "{:?}",
+        o.violations
+    );
+}
+
+/// A driver that persists each vote only after sending it.
+struct PersistAfterSend;
+
+impl Tamper for PersistAfterSend {
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage>>) {
+        if ctx.validator != ValidatorIndex(3) {
+            return;
+        }
+        let mut i = 0;
+        while i < outputs.len() {
+            let is_vote = matches!(outputs[i], Output::Persist(Persisted::Vote(_)));
+            let send = outputs[i + 1..]
+                .iter()
+                .position(|o| matches!(o, Output::Broadcast(_) | Output::Send { .. }));
+            match (is_vote, send) {
+                (true, Some(j)) => {
+                    let record = outputs.remove(i);
+                    outputs.insert(i + j + 1, record);
+                    i += j + 2;
+                }
+                _ => i += 1,
+            }
+        }
+    }
+}
+
+#[test]
+fn teeth_a_vote_sent_before_it_is_persisted_is_caught() {
+    let o = run_planted(
+        calm(7),
+        Hooks {
+            tamper: Some(Box::new(PersistAfterSend)),
+            ..Hooks::default()
+        },
+    );
+    assert_eq!(
+        kinds(&o),
+        vec![ViolationKind::SendBeforePersist],
+        "{:?}",
+        o.violations
+    );
+}
+
+#[test]
+fn teeth_a_network_that_never_heals_is_a_liveness_violation() {
+    let mut s = calm(8);
+    s.never_heal();
+    s.liveness_bound_ms = 5_000;
+    let o = run_planted(s, Hooks::default());
+    assert_eq!(
+        kinds(&o),
+        vec![ViolationKind::Liveness],
+        "{:?}",
+        o.violations
+    );
+    assert!(
+        o.violations[0].detail.contains("after the network healed"),
+        "{}",
+        o.violations[0]
+    );
+}
+
+/// Signature verdicts that trust every transaction.
+struct TrustAll;
+
+impl SignatureCheck for TrustAll {
+    fn verdicts(&self, txs: &[SignedTransaction]) -> Vec<bool> {
+        vec![true; txs.len()]
+    }
+}
+
+fn trusting_executor(state: &State, payload: &Payload, fee_to: &Address) -> Executed {
+    execute(state, payload, fee_to, &TrustAll)
+}
+
+/// A schedule whose only transaction is a transfer out of account 0 signed
+/// by account 1's key, handed to every engine unchecked.
+fn forged_transfer(seed: u64) -> Scenario {
+    let mut s = calm(seed);
+    s.mempool_verifies = false;
+    let forged = Transaction {
+        chain_id: CHAIN_ID.into(),
+        from: account(0),
+        to: account(1),
+        amount: 10,
+        nonce: 0,
+        fee: 1,
+    }
+    .sign(account_key(1));
+    s.workload = vec![Submission {
+        at_ms: 10,
+        targets: (0..4).map(ValidatorIndex).collect(),
+        txs: vec![forged],
+    }];
+    s
+}
+
+#[test]
+fn teeth_a_forged_transaction_changing_state_is_a_validity_violation() {
+    let honest = run_scenario(forged_transfer(9), Hooks::default());
+    assert!(honest.violations.is_empty(), "{:?}", honest.violations);
+    assert_eq!(
+        (honest.stats.txs_succeeded, honest.stats.txs_failed),
+        (0, 1)
+    );
+    let o = run_planted(
+        forged_transfer(9),
+        Hooks {
+            executor: trusting_executor,
+            ..Hooks::default()
+        },
+    );
+    assert!(
+        kinds(&o).contains(&ViolationKind::Validity),
+        "{:?}",
+        o.violations
+    );
+}
+
+/// A mutant engine, as a mutation run would hand one in through the
+/// factory: the shipped PBFT engine, optionally deaf to its timers, and
+/// optionally reporting a broken invariant once it has executed a block.
+struct Mutant {
+    inner: SimEngine,
+    deaf_to_timers: bool,
+    broken_after_first_block: bool,
+}
+
+impl Engine for Mutant {
+    type Message = PbftMessage;
+
+    fn handle(&mut self, now_ms: u64, input: Input<PbftMessage>) -> Vec<Output<PbftMessage>> {
+        match input {
+            Input::Timeout(_) if self.deaf_to_timers => Vec::new(),
+            other => self.inner.handle(now_ms, other),
+        }
+    }
+
+    fn status(&self) -> EngineStatus {
+        self.inner.status()
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        if self.broken_after_first_block && self.inner.status().last_executed.0 >= 1 {
+            return Err("planted: a block was executed".into());
+        }
+        self.inner.check_invariants()
+    }
+}
+
+fn mutant_hooks(deaf_to_timers: bool, broken_after_first_block: bool) -> Hooks {
+    let base = pbft_factory();
+    Hooks {
+        engine: Arc::new(move |cfg, key, restored| {
+            Box::new(Mutant {
+                inner: base(cfg, key, restored),
+                deaf_to_timers,
+                broken_after_first_block,
+            })
+        }),
+        stop_on_violation: false,
+        ..Hooks::default()
+    }
+}
+
+fn silent_first_primary(seed: u64) -> Scenario {
+    let mut s = calm(seed);
+    s.byzantine_count = 1;
+    s.active.insert(Fault::Silent);
+    s.byzantine = vec![ByzantinePlan {
+        validator: ValidatorIndex(0),
+        twins: false,
+        behaviours: vec![Behaviour::Silent(SilentMode::All)],
+    }];
+    s.liveness_bound_ms = 5_000;
+    s
+}
+
+#[test]
+fn teeth_a_mutant_engine_from_the_factory_is_caught() {
+    let shipped = run_scenario(silent_first_primary(10), Hooks::default());
+    assert!(shipped.violations.is_empty(), "{:?}", shipped.violations);
+    assert!(
+        shipped.stats.max_view >= 1,
+        "the silent primary was replaced"
+    );
+    let deaf = run_scenario(silent_first_primary(10), mutant_hooks(true, false));
+    assert_eq!(
+        kinds(&deaf),
+        vec![ViolationKind::Liveness],
+        "{:?}",
+        deaf.violations
+    );
+    let broken = run_scenario(calm(11), mutant_hooks(false, true));
+    assert_eq!(
+        kinds(&broken),
+        vec![ViolationKind::Invariant],
+        "{:?}",
+        broken.violations
+    );
+}
