@@ -141,6 +141,7 @@ pub struct Driver {
     committed_since_tick: u64,
     last_summary: Instant,
     view_at_last_event: u64,
+    vote_log: Option<std::io::BufWriter<std::fs::File>>,
 }
 
 impl Driver {
@@ -192,7 +193,45 @@ impl Driver {
             committed_since_tick: 0,
             last_summary: Instant::now(),
             view_at_last_event: view,
+            vote_log: None,
         })
+    }
+
+    /// Appends every vote sent from now on to `path` (`--vote-log`).
+    pub fn set_vote_log(&mut self, path: &std::path::Path) -> anyhow::Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open vote log {}: {e}", path.display()))?;
+        self.vote_log = Some(std::io::BufWriter::new(file));
+        Ok(())
+    }
+
+    /// Writes the votes in an outgoing message to the vote log, if any.
+    fn log_votes(&mut self, message: &PbftMessage) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let Some(log) = self.vote_log.as_mut() else {
+            return Ok(());
+        };
+        let votes: Vec<&phalanx_ledger::SignedVote> = match message {
+            PbftMessage::PrePrepare(pp) => vec![&pp.vote],
+            PbftMessage::Prepare(v) | PbftMessage::Commit(v) | PbftMessage::Checkpoint(v) => {
+                vec![v]
+            }
+            PbftMessage::NewView(nv) => nv.pre_prepares.iter().collect(),
+            PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) => Vec::new(),
+        };
+        for v in votes {
+            let v = &v.vote;
+            writeln!(
+                log,
+                "{} {:?} {} {} {}",
+                v.voter.0, v.kind, v.view, v.seq.0, v.digest
+            )?;
+        }
+        log.flush()?;
+        Ok(())
     }
 
     /// Runs until `shutdown` turns true.
@@ -262,6 +301,13 @@ impl Driver {
             }
             NetEvent::SyncBlocks(blocks) => self.step(Input::SyncBlocks(blocks))?,
             NetEvent::Peers(peers) => {
+                let before = self.shared.status().peers;
+                if peers.iter().any(|p| !before.contains(p)) {
+                    // A peer (re)connected: it may hold blocks we missed
+                    // (the engine verifies whatever comes back).
+                    let from = self.latest.height().next();
+                    let _ = self.net.try_send(NetCommand::Sync { from });
+                }
                 self.shared.metrics.peers.set(peers.len() as i64);
                 self.shared.set_status(|s| s.peers = peers);
             }
@@ -319,11 +365,13 @@ impl Driver {
             Output::Send { to, message } => {
                 // Save before send: flush every pending record first.
                 self.wal.flush()?;
+                self.log_votes(&message)?;
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 let _ = self.net.try_send(NetCommand::Send { to, bytes });
             }
             Output::Broadcast(message) => {
                 self.wal.flush()?;
+                self.log_votes(&message)?;
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 if self.net.try_send(NetCommand::Broadcast(bytes)).is_err() {
                     self.shared.metrics.dropped("net_queue_full");

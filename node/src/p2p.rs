@@ -264,7 +264,12 @@ pub fn spawn(
         .with_behaviour(|_| behaviour)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
-    swarm.listen_on(cfg.listen.clone())?;
+    swarm.listen_on(cfg.listen.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen for p2p on {} (port in use? another node running?): {e}",
+            cfg.listen
+        )
+    })?;
     let topic = gossipsub::IdentTopic::new(TX_TOPIC);
     swarm.behaviour_mut().gossip.subscribe(&topic)?;
     let mut index_of = HashMap::new();

@@ -35,6 +35,11 @@ pub struct NodeArgs {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `phalanx=debug`.
     #[arg(long, env = "PHALANX_LOG", default_value = "info")]
     pub log: String,
+    /// Append every vote this node sends to FILE, one line each
+    /// (`voter kind view seq digest`): an audit trail for checking that no
+    /// validator ever signed two different votes for one slot.
+    #[arg(long, value_name = "FILE")]
+    pub vote_log: Option<PathBuf>,
 }
 
 fn init_logging(args: &NodeArgs) {
@@ -42,7 +47,8 @@ fn init_logging(args: &NodeArgs) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match args.log_format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -164,7 +170,10 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
                 .await
         });
         tracing::info!(validator = me.0, api = %api_listen, "phalanx node started");
-        let driver = Driver::new(shared, validator_key, net)?;
+        let mut driver = Driver::new(shared, validator_key, net)?;
+        if let Some(path) = &args.vote_log {
+            driver.set_vote_log(path)?;
+        }
         let driver = tokio::spawn(driver.run(event_rx, shutdown_rx));
         wait_for_signal().await;
         tracing::info!("shutting down");

@@ -456,6 +456,13 @@ impl Pbft {
     }
 
     fn on_start(&mut self, out: &mut Vec<PbftOutput>) {
+        // Whatever was committed while we were down: ask, verify, apply.
+        // On an idle network nothing else would tell us we are behind. A
+        // one-off question (no outstanding flag, no timer): if it is lost,
+        // the usual signs of being behind still trigger a sync.
+        out.push(Output::RequestSync {
+            from: self.last_committed.next(),
+        });
         if !self.view_active {
             // Resend our VIEW-CHANGE (rebuilt from persisted certificates; the
             // same content gives the same deterministic signature).

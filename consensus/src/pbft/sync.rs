@@ -56,7 +56,10 @@ impl Pbft {
         if applied > 0 {
             // Slots we already hold above the synced range may now be executable.
             self.commit_in_order(out);
+            // A response is capped: keep asking until one brings nothing new.
+            self.request_sync(out);
+        } else {
+            self.check_behind(out);
         }
-        self.check_behind(out);
     }
 }
