@@ -67,20 +67,6 @@ count_homes() { ls -d "$dir"/node[0-9]* 2>/dev/null | wc -l; }
 up() {
   [ "$(running_nodes)" -eq 0 ] || die "a testnet is already running from $dir (see \`testnet/local.sh status\`; stop it with \`testnet/local.sh down\`)"
   build
-  if ! "$bin" node --help >/dev/null 2>&1; then
-    # The validator runtime is not in this build yet (node/Cargo.toml,
-    # feature `runtime`): run what exists — the PBFT engine in the simulator.
-    echo
-    echo "NOTE: this build of phalanx has no validator runtime yet (it is being verified);"
-    echo "see README.md."
-    echo "meanwhile, the Byzantine Generals with oral messages, n = $n, one traitor:"
-    echo
-    "$bin" generals byzantine --generals "$n" --traitors 1 --exhaustive | tail -n 4
-    echo
-    echo "and the PBFT engine's own tests (one per rule of Castro & Liskov):"
-    (cd "$root" && cargo test -q -p phalanx-consensus 2>&1 | grep -E "test result" || true)
-    return 0
-  fi
   if [ -d "$dir" ] && [ "$(count_homes)" -gt 0 ]; then
     n=$(count_homes)
     [ -f "$dir/base_port" ] && base_port=$(cat "$dir/base_port")
