@@ -553,6 +553,16 @@ fn s4_5_2_stragglers_get_the_new_view_or_our_view_change() {
     assert_eq!(ahead.status().view, 2);
     let out = ahead.handle(0, msg(3, empty_view_change(1, 3)));
     assert_eq!(sends_to(&out, 3), vec!["view-change"]);
+    // Once per view-change timeout (1 s here), not once per copy.
+    let out = ahead.handle(10, msg(3, empty_view_change(1, 3)));
+    assert!(sends_to(&out, 3).is_empty());
+    let out = ahead.handle(1_500, msg(3, empty_view_change(1, 3)));
+    assert_eq!(sends_to(&out, 3), vec!["view-change"]);
+    // Validator 1 already asked for view 2: an old VIEW-CHANGE of its is a
+    // late copy, not a straggler (answering would bounce between two
+    // replicas that both left view 1).
+    let out = ahead.handle(1_600, msg(1, empty_view_change(1, 1)));
+    assert!(sends_to(&out, 1).is_empty());
     // Nothing is sent for a view it never asked for.
     let out = ahead.handle(0, msg(3, empty_view_change(0, 3)));
     assert!(sends_to(&out, 3).is_empty());

@@ -91,6 +91,8 @@ pub struct Pbft {
     pub(crate) proposed_evidence: HashSet<Hash>,
     /// The NEW-VIEW of the view we entered last (resent to stragglers).
     pub(crate) last_new_view: Option<NewView>,
+    /// The last (view, time) we answered each straggler for (rate limit).
+    pub(crate) straggler_answers: BTreeMap<ValidatorIndex, (u64, u64)>,
     /// VIEW-CHANGE messages by target view and sender.
     pub(crate) view_changes: BTreeMap<u64, BTreeMap<ValidatorIndex, ViewChange>>,
     /// Every vote this validator signed (and did not prune): the save-before-send guard.
@@ -159,6 +161,7 @@ impl Pbft {
             proposed: HashSet::new(),
             proposed_evidence: HashSet::new(),
             last_new_view: None,
+            straggler_answers: BTreeMap::new(),
             view_changes: BTreeMap::new(),
             signed: BTreeMap::new(),
             known_evidence: BTreeSet::new(),

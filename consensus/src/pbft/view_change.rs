@@ -179,12 +179,31 @@ impl Pbft {
     /// in, or our own VIEW-CHANGE for the view it wants (with its own and
     /// the others' resends that completes its quorum, so its timer can move
     /// it up instead of waiting for f+1 of us above it). Only messages we
-    /// already signed are sent; one answer per request.
-    fn help_straggler(&self, vc: &ViewChange, out: &mut Vec<PbftOutput>) {
+    /// already signed are sent, at most one per straggler and view per
+    /// view-change timeout, and none to a replica we know moved past that
+    /// view (two replicas that both left a view must not bounce their old
+    /// VIEW-CHANGEs back and forth: the simulator found that storm).
+    fn help_straggler(&mut self, vc: &ViewChange, out: &mut Vec<PbftOutput>) {
         let (to, target) = (vc.body.voter, vc.body.new_view);
         if to == self.me() || self.cfg.key(to).is_none() {
             return;
         }
+        let moved_on = self
+            .view_changes
+            .range(target + 1..)
+            .any(|(_, m)| m.contains_key(&to));
+        if moved_on {
+            return;
+        }
+        let gap = self.cfg.params.view_change_timeout_ms;
+        if self
+            .straggler_answers
+            .get(&to)
+            .is_some_and(|(v, at)| *v == target && self.now_ms < at.saturating_add(gap))
+        {
+            return;
+        }
+        self.straggler_answers.insert(to, (target, self.now_ms));
         if target == self.view && self.view_active {
             if let Some(nv) = self.last_new_view.as_ref().filter(|nv| nv.view == target) {
                 out.push(Output::Send {
