@@ -2,6 +2,7 @@
 # A local Phalanx testnet: N validator processes on loopback.
 #
 #   testnet/local.sh up [-n 4] [--dir DIR] [--base-port P]   build, init, start, wait for commits
+#                                                             (restarts only stopped nodes if some run)
 #   testnet/local.sh status [--dir DIR]                       pids, heights, views, peers
 #   testnet/local.sh logs N [--dir DIR] [-f]                  one node's log
 #   testnet/local.sh down [--dir DIR]                         stop the nodes this script started
@@ -44,7 +45,11 @@ build() {
   (cd "$root" && cargo build --release --locked -p phalanx-node --bin phalanx)
 }
 
-pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# Alive and not a zombie (a killed node whose parent has not reaped it yet).
+pid_alive() {
+  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
+  [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != "Z" ]
+}
 
 node_pid() { cat "$dir/pids/node$1.pid" 2>/dev/null || true; }
 
@@ -62,26 +67,55 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 api() { echo "http://127.0.0.1:$((base_port + 100 + $1))"; }
 
+# A number field of `phalanx query status --json`.
+field() { echo "$2" | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p" | head -n 1; }
+
 count_homes() { ls -d "$dir"/node[0-9]* 2>/dev/null | wc -l; }
 
+# Some nodes of the testnet were stopped (kill -9, a crash): start just those.
+restart_stopped() {
+  [ -x "$bin" ] || build
+  [ -f "$dir/base_port" ] && base_port=$(cat "$dir/base_port")
+  local i
+  for i in $(seq 0 $(($(count_homes) - 1))); do
+    pid_alive "$(node_pid "$i")" && continue
+    echo "==> restarting node$i (it catches up from its peers)"
+    nohup "$bin" node --home "$dir/node$i" >>"$dir/logs/node$i.log" 2>&1 &
+    echo $! > "$dir/pids/node$i.pid"
+  done
+  echo "see \`testnet/local.sh status\`"
+}
+
 up() {
-  [ "$(running_nodes)" -eq 0 ] || die "a testnet is already running from $dir (see \`testnet/local.sh status\`; stop it with \`testnet/local.sh down\`)"
+  local running
+  running=$(running_nodes)
+  if [ "$running" -gt 0 ]; then
+    [ "$running" -lt "$(count_homes)" ] || die "a testnet is already running from $dir (see \`testnet/local.sh status\`; stop it with \`testnet/local.sh down\`)"
+    restart_stopped
+    return 0
+  fi
   build
+  local fresh=1
   if [ -d "$dir" ] && [ "$(count_homes)" -gt 0 ]; then
+    fresh=""
     n=$(count_homes)
     [ -f "$dir/base_port" ] && base_port=$(cat "$dir/base_port")
-    echo "==> restarting the existing $n-node testnet in $dir (remove the folder for a fresh chain)"
   else
     [ "$n" -ge 4 ] || die "PBFT needs at least 4 validators (n ≥ 3f+1); got -n $n"
-    echo "==> writing $n node homes to $dir"
-    "$bin" testnet init --validators "$n" --output "$dir" --base-port "$base_port"
-    echo "$base_port" > "$dir/base_port"
   fi
+  # Check the ports before writing anything.
   for i in $(seq 0 $((n - 1))); do
     for port in $((base_port + i)) $((base_port + 100 + i)); do
       port_busy "$port" && die "port $port is already in use (another testnet? try --base-port or \`testnet/local.sh down\`)"
     done
   done
+  if [ -n "$fresh" ]; then
+    echo "==> writing $n node homes to $dir"
+    "$bin" testnet init --validators "$n" --output "$dir" --base-port "$base_port" >/dev/null
+    echo "$base_port" > "$dir/base_port"
+  else
+    echo "==> restarting the existing $n-node testnet in $dir (remove the folder for a fresh chain)"
+  fi
   mkdir -p "$dir/pids" "$dir/logs"
   for i in $(seq 0 $((n - 1))); do
     nohup "$bin" node --home "$dir/node$i" >>"$dir/logs/node$i.log" 2>&1 &
@@ -133,7 +167,15 @@ status() {
     if pid_alive "$pid"; then state="running (pid $pid)"; else state="stopped"; fi
     printf 'node%s  %-22s ' "$i" "$state"
     if pid_alive "$pid" && [ -x "$bin" ]; then
-      "$bin" query status --node "$(api "$i")" 2>/dev/null | tr '\n' ' ' | cut -c1-150 || true
+      local json
+      if json=$("$bin" query status --node "$(api "$i")" --json 2>/dev/null); then
+        printf 'height %s  view %s  primary %s  peers %s  mempool %s  api %s' \
+          "$(field height "$json")" "$(field view "$json")" "$(field primary "$json")" \
+          "$(echo "$json" | tr -d ' \n' | sed -n 's/.*"peers":\[\([0-9,]*\)\].*/\1/p' | tr ',' '\n' | grep -c . || true)" \
+          "$(field mempool_size "$json")" "$(api "$i")"
+      else
+        printf 'not answering on %s' "$(api "$i")"
+      fi
     fi
     echo
   done
