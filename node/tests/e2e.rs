@@ -185,6 +185,19 @@ fn signed(key: &phalanx_crypto::Keypair, chain: &str, to: &str, amount: u64, non
     serde_json::to_value(&tx).unwrap()
 }
 
+/// Submits `tx` to node `via` and waits until every node has it in a block.
+fn submit_and_wait(t: &Testnet, via: usize, tx: &Value, what: &str) {
+    let (status, resp) = t.post_raw(via, &tx.to_string());
+    assert!(status < 300, "{resp}");
+    let hash = resp["tx_hash"].as_str().unwrap().to_owned();
+    t.wait_until(what, 60, || {
+        (0..t.nodes.len()).all(|i| {
+            t.get(i, &format!("/txs/{hash}"))
+                .is_some_and(|v| v["height"].is_u64())
+        })
+    });
+}
+
 /// Checks every node's vote log: no validator sent two different votes
 /// (kind, view, seq) for one slot, across kills and restarts.
 fn assert_no_double_signing(t: &Testnet) -> usize {
@@ -415,15 +428,7 @@ fn bad_input_is_refused_or_dropped_and_nothing_bad_is_committed() {
     );
     // A good transfer commits; replaying its nonce is refused.
     let good = signed(&key0, &chain, &a1, 5, 0);
-    let (s, resp) = t.post_raw(0, &good.to_string());
-    assert!(s < 300, "{resp}");
-    let good_hash = resp["tx_hash"].as_str().unwrap().to_owned();
-    t.wait_until("the good transfer to commit", 60, || {
-        (0..4).all(|i| {
-            t.get(i, &format!("/txs/{good_hash}"))
-                .is_some_and(|v| v["height"].is_u64())
-        })
-    });
+    submit_and_wait(&t, 0, &good, "the good transfer to commit");
     // Resubmitting it is harmless (it is not applied twice: checked below);
     // another transfer with its nonce is a replay.
     let _ = t.post_raw(1, &good.to_string());
@@ -461,15 +466,7 @@ fn bad_input_is_refused_or_dropped_and_nothing_bad_is_committed() {
     }
     // Another good transfer still commits everywhere after the garbage.
     let next = signed(&key0, &chain, &a1, 7, 1);
-    let (s, resp) = t.post_raw(3, &next.to_string());
-    assert!(s < 300, "{resp}");
-    let next_hash = resp["tx_hash"].as_str().unwrap().to_owned();
-    t.wait_until("a transfer after the garbage to commit", 60, || {
-        (0..4).all(|i| {
-            t.get(i, &format!("/txs/{next_hash}"))
-                .is_some_and(|v| v["height"].is_u64())
-        })
-    });
+    submit_and_wait(&t, 3, &next, "a transfer after the garbage to commit");
     // Refusals were counted by node 1, which received them.
     let metrics = ureq::get(&format!("{}/metrics", t.api(1)))
         .call()
