@@ -568,6 +568,47 @@ fn s4_5_2_stragglers_get_the_new_view_or_our_view_change() {
     assert!(sends_to(&out, 3).is_empty());
 }
 
+/// A replica that missed a view change (down or cut off while the others
+/// moved on) follows f+1 validators voting in a later view: it asks for that
+/// view, and whoever is in it answers with the NEW-VIEW.
+#[test]
+fn s4_5_2_votes_of_f_plus_1_validators_in_a_later_view_pull_a_replica_up() {
+    let mut e = engine(4, 3);
+    let d = payload(2, 1, 1).digest();
+    let out = e.handle(
+        0,
+        msg(1, PbftMessage::Prepare(vote(VoteKind::Prepare, 2, 1, d, 1))),
+    );
+    assert!(
+        broadcasts(&out).is_empty(),
+        "one validator (f) is not enough"
+    );
+    assert_eq!(e.status().view, 0);
+    let out = e.handle(
+        0,
+        msg(0, PbftMessage::Commit(vote(VoteKind::Commit, 2, 1, d, 0))),
+    );
+    let vc = broadcasts(&out)
+        .into_iter()
+        .find_map(|m| match m {
+            PbftMessage::ViewChange(vc) => Some(vc.clone()),
+            _ => None,
+        })
+        .expect("asks for view 2");
+    assert_eq!(vc.body.new_view, 2);
+    assert_eq!(e.status().view, 2);
+    // A replica in view 2 answers that VIEW-CHANGE with its NEW-VIEW.
+    let mut primary = engine(4, 2);
+    primary.handle(0, msg(0, empty_view_change(2, 0)));
+    primary.handle(0, msg(1, empty_view_change(2, 1)));
+    assert!(!primary.status().view_changing);
+    let out = primary.handle(0, msg(3, PbftMessage::ViewChange(vc)));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Send { to, message: PbftMessage::NewView(_) } if to.0 == 3
+    )));
+}
+
 /// Every message is signed with a domain tag: a PREPARE signature replayed
 /// as a COMMIT does not verify; the signer is checked against the validator
 /// set, not the transport sender.

@@ -101,6 +101,9 @@ pub struct Pbft {
     pub(crate) pending_evidence: Vec<Evidence>,
     pub(crate) faulty: BTreeSet<ValidatorIndex>,
     pub(crate) future: VecDeque<(ValidatorIndex, PbftMessage)>,
+    /// The highest view each validator voted in among `future` (to notice
+    /// that we missed a view change).
+    pub(crate) future_views: BTreeMap<ValidatorIndex, u64>,
     /// View changes since the last commit (timeouts back off with it).
     pub(crate) consecutive_view_changes: u32,
     /// `last_committed` when the progress timer was armed, if it is armed.
@@ -168,6 +171,7 @@ impl Pbft {
             pending_evidence: Vec::new(),
             faulty: BTreeSet::new(),
             future: VecDeque::new(),
+            future_views: BTreeMap::new(),
             consecutive_view_changes: 0,
             progress_mark: None,
             batch_timer_armed: false,
@@ -425,17 +429,55 @@ impl Pbft {
     }
 
     /// Keeps a message for a view this replica has not reached yet.
-    pub(crate) fn buffer_future(&mut self, from: ValidatorIndex, message: PbftMessage) {
+    pub(crate) fn buffer_future(
+        &mut self,
+        from: ValidatorIndex,
+        message: PbftMessage,
+        out: &mut Vec<PbftOutput>,
+    ) {
         if self.future.len() >= MAX_FUTURE_MESSAGES {
             self.future.pop_front();
             self.counters.invalid += 1;
         }
+        let vote = match &message {
+            PbftMessage::PrePrepare(pp) => Some(pp.vote.vote),
+            PbftMessage::Prepare(v) | PbftMessage::Commit(v) => Some(v.vote),
+            _ => None,
+        };
         self.future.push_back((from, message));
+        if let Some(v) = vote {
+            if v.view > self.view && v.voter != self.me() {
+                let h = self.future_views.entry(v.voter).or_default();
+                *h = (*h).max(v.view);
+                self.maybe_follow_higher_view(out);
+            }
+        }
+    }
+
+    /// A replica that missed a view change (it was down, or cut off, while
+    /// the others moved on) sees votes of a later view. Once f+1 validators
+    /// (so at least one honest) vote in views at or above some view w above
+    /// ours, ask for w: our VIEW-CHANGE makes those in w send us their
+    /// NEW-VIEW (see `help_straggler`). Like §4.5.2's rule for VIEW-CHANGEs,
+    /// applied to the (verified) votes we had to buffer.
+    fn maybe_follow_higher_view(&mut self, out: &mut Vec<PbftOutput>) {
+        let current = self.view;
+        let mut views: Vec<u64> = self
+            .future_views
+            .values()
+            .copied()
+            .filter(|v| *v > current)
+            .collect();
+        views.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(&target) = views.get(self.cfg.quorums.weak - 1) {
+            self.start_view_change(target, out);
+        }
     }
 
     /// Re-handles buffered messages after entering a view.
     pub(crate) fn replay_future(&mut self, out: &mut Vec<PbftOutput>) {
         let buffered = std::mem::take(&mut self.future);
+        self.future_views.clear();
         for (from, message) in buffered {
             self.on_message(from, message, out);
         }

@@ -62,7 +62,7 @@ impl Pbft {
         }
         match self.admit(v.view, v.seq) {
             Admit::Drop => return,
-            Admit::Later => return self.buffer_future(from, PbftMessage::PrePrepare(pp)),
+            Admit::Later => return self.buffer_future(from, PbftMessage::PrePrepare(pp), out),
             Admit::Now => {}
         }
         let slot = self.slots.entry(v.seq).or_default();
@@ -139,7 +139,7 @@ impl Pbft {
         }
         match self.admit(v.view, v.seq) {
             Admit::Drop => return,
-            Admit::Later => return self.buffer_future(from, PbftMessage::Prepare(vote)),
+            Admit::Later => return self.buffer_future(from, PbftMessage::Prepare(vote), out),
             Admit::Now => {}
         }
         match self.slots.entry(v.seq).or_default().prepares.insert(vote) {
@@ -173,7 +173,7 @@ impl Pbft {
         }
         match self.admit(v.view, v.seq) {
             Admit::Drop => return,
-            Admit::Later => return self.buffer_future(from, PbftMessage::Commit(vote)),
+            Admit::Later => return self.buffer_future(from, PbftMessage::Commit(vote), out),
             Admit::Now => {}
         }
         match self.slots.entry(v.seq).or_default().commits.insert(vote) {
