@@ -72,6 +72,12 @@ field() { echo "$2" | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p" | head -n 1; }
 
 count_homes() { ls -d "$dir"/node[0-9]* 2>/dev/null | wc -l; }
 
+# Starts node $1 in the background, one log file and one pid file each.
+start_node() {
+  nohup "$bin" node --home "$dir/node$1" >>"$dir/logs/node$1.log" 2>&1 &
+  echo $! > "$dir/pids/node$1.pid"
+}
+
 # Some nodes of the testnet were stopped (kill -9, a crash): start just those.
 restart_stopped() {
   [ -x "$bin" ] || build
@@ -80,8 +86,7 @@ restart_stopped() {
   for i in $(seq 0 $(($(count_homes) - 1))); do
     pid_alive "$(node_pid "$i")" && continue
     echo "==> restarting node$i (it catches up from its peers)"
-    nohup "$bin" node --home "$dir/node$i" >>"$dir/logs/node$i.log" 2>&1 &
-    echo $! > "$dir/pids/node$i.pid"
+    start_node "$i"
   done
   echo "see \`testnet/local.sh status\`"
 }
@@ -117,10 +122,7 @@ up() {
     echo "==> restarting the existing $n-node testnet in $dir (remove the folder for a fresh chain)"
   fi
   mkdir -p "$dir/pids" "$dir/logs"
-  for i in $(seq 0 $((n - 1))); do
-    nohup "$bin" node --home "$dir/node$i" >>"$dir/logs/node$i.log" 2>&1 &
-    echo $! > "$dir/pids/node$i.pid"
-  done
+  for i in $(seq 0 $((n - 1))); do start_node "$i"; done
   echo "==> started $n nodes (logs in $dir/logs); waiting for them to serve"
   for i in $(seq 0 $((n - 1))); do
     for _ in $(seq 1 100); do

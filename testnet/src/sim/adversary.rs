@@ -43,6 +43,20 @@ pub struct AdversaryStats {
     pub bad_sync: u64,
 }
 
+impl AdversaryStats {
+    /// Adds another schedule's counts.
+    pub fn add(&mut self, other: &AdversaryStats) {
+        self.equivocations += other.equivocations;
+        self.conflicting_votes += other.conflicting_votes;
+        self.withheld += other.withheld;
+        self.bad_signatures += other.bad_signatures;
+        self.stale_replays += other.stale_replays;
+        self.forged_view_changes += other.forged_view_changes;
+        self.forged_new_views += other.forged_new_views;
+        self.bad_sync += other.bad_sync;
+    }
+}
+
 /// Knowledge the Byzantine validators of one schedule share (they collude):
 /// the digests of equivocated proposals, so a conflicting voter can vote
 /// for the other version rather than for a random digest.

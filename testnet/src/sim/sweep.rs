@@ -2,6 +2,7 @@
 //! one thread from start to end, so threads never change a trace), results
 //! gathered in seed order, and the summary `phalanx sim` prints.
 
+use super::adversary::AdversaryStats;
 use super::checkers::ViolationKind;
 use super::faults::{Fault, FaultSet};
 use super::hooks::{Hooks, Outcome};
@@ -83,22 +84,9 @@ pub struct Totals {
     pub sync_answers: u64,
     /// Twin engines run.
     pub twin_nodes: u64,
-    /// Adversary actions.
-    pub equivocations: u64,
-    /// Conflicting votes sent.
-    pub conflicting_votes: u64,
-    /// Messages withheld.
-    pub withheld: u64,
-    /// Badly signed messages sent.
-    pub bad_signatures: u64,
-    /// Stale messages replayed.
-    pub stale_replays: u64,
-    /// Forged VIEW-CHANGEs.
-    pub forged_view_changes: u64,
-    /// Forged NEW-VIEWs.
-    pub forged_new_views: u64,
-    /// Tampered catch-up answers.
-    pub bad_sync: u64,
+    /// What the Byzantine validators did (flattened into the JSON report).
+    #[serde(flatten)]
+    pub adversary: AdversaryStats,
     /// The longest time from healing to liveness (ms).
     pub max_heal_to_live_ms: u64,
     /// Simulated milliseconds in all.
@@ -133,15 +121,7 @@ impl Totals {
         self.mid_output_crashes += s.mid_output_crashes;
         self.sync_answers += s.sync_answers;
         self.twin_nodes += s.twin_nodes;
-        let a = &s.adversary;
-        self.equivocations += a.equivocations;
-        self.conflicting_votes += a.conflicting_votes;
-        self.withheld += a.withheld;
-        self.bad_signatures += a.bad_signatures;
-        self.stale_replays += a.stale_replays;
-        self.forged_view_changes += a.forged_view_changes;
-        self.forged_new_views += a.forged_new_views;
-        self.bad_sync += a.bad_sync;
+        self.adversary.add(&s.adversary);
         self.max_heal_to_live_ms = self.max_heal_to_live_ms.max(s.heal_to_live_ms.unwrap_or(0));
         self.simulated_ms += s.end_ms;
     }
