@@ -181,13 +181,43 @@ impl PublicKey {
 
 /// Decodes a point, rejecting non-canonical encodings.
 fn decode_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
-    let point = CompressedEdwardsY(*bytes).decompress()?;
-    (point.compress().0 == *bytes).then_some(point)
+    if !is_canonical_encoding(bytes) {
+        return None;
+    }
+    CompressedEdwardsY(*bytes).decompress()
+}
+
+/// Whether decoding `bytes` and compressing the point again would give the
+/// same bytes, decided on the bytes alone (a re-compression costs a field
+/// inversion, a third of a verification's decoding work).
+///
+/// Decompression accepts two kinds of encodings that compress differently:
+/// `y ≥ p` (it reduces `y` mod `p = 2²⁵⁵ − 19`), and a set sign bit when
+/// `x = 0`, which happens exactly for `y = ±1` (`x² = (y² − 1)/(dy² + 1)`).
+fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
+    let sign = bytes[31] >> 7;
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    // p little-endian: ed ff … ff 7f. y ≥ p iff the top 31 bytes are all at
+    // their maximum and the lowest byte is ≥ 0xed.
+    let top_max = y[31] == 0x7f && y[1..31].iter().all(|&b| b == 0xff);
+    if top_max && y[0] >= 0xed {
+        return false;
+    }
+    if sign == 1 {
+        let is_one = y[0] == 1 && y[1..].iter().all(|&b| b == 0);
+        let is_minus_one = top_max && y[0] == 0xec;
+        if is_one || is_minus_one {
+            return false;
+        }
+    }
+    true
 }
 
 /// A signature after the encoding checks, with its challenge `k`.
 struct ParsedSig {
     r: EdwardsPoint,
+    r_bytes: [u8; 32],
     s: Scalar,
     k: Scalar,
 }
@@ -213,7 +243,7 @@ impl ParsedSig {
         h.update(key.bytes.0);
         h.update(message);
         let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-        Ok(ParsedSig { r, s, k })
+        Ok(ParsedSig { r, r_bytes, s, k })
     }
 }
 
@@ -284,7 +314,7 @@ fn batch_equation_holds(batch: &[(usize, EdwardsPoint, ParsedSig)]) -> bool {
     for (_, _, p) in batch {
         transcript.update(p.k.as_bytes());
         transcript.update(p.s.as_bytes());
-        transcript.update(p.r.compress().as_bytes());
+        transcript.update(p.r_bytes);
     }
     let seed = transcript.finalize();
     let weights: Vec<Scalar> = (0..batch.len() as u64)
@@ -311,4 +341,72 @@ fn batch_equation_holds(batch: &[(usize, EdwardsPoint, ParsedSig)]) -> bool {
     EdwardsPoint::vartime_multiscalar_mul(scalars, points)
         .mul_by_cofactor()
         .is_identity()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition the fast check replaces: decode, re-compress, compare.
+    fn roundtrips(bytes: &[u8; 32]) -> Option<bool> {
+        let point = CompressedEdwardsY(*bytes).decompress()?;
+        Some(point.compress().0 == *bytes)
+    }
+
+    fn le(low: u8, top: u8, fill: u8) -> [u8; 32] {
+        let mut b = [fill; 32];
+        b[0] = low;
+        b[31] = top;
+        b
+    }
+
+    /// Every encoding near the edges: y around 0, ±1 and p, with and without
+    /// the sign bit. The fast check must agree with the re-compression
+    /// wherever decompression succeeds.
+    #[test]
+    fn canonical_check_matches_recompression_at_the_edges() {
+        let mut cases = Vec::new();
+        for low in 0..=255u8 {
+            cases.push(le(low, 0x00, 0x00)); // y small (0, 1, 2, …)
+            cases.push(le(low, 0x7f, 0xff)); // y near p and above it
+        }
+        let mut checked = 0;
+        let mut rejected = 0;
+        for case in cases {
+            for sign in [0u8, 0x80] {
+                let mut b = case;
+                b[31] |= sign;
+                if let Some(expected) = roundtrips(&b) {
+                    checked += 1;
+                    assert_eq!(is_canonical_encoding(&b), expected, "{}", hex::encode(b));
+                    if !expected {
+                        rejected += 1;
+                    }
+                }
+            }
+        }
+        // y = 1 and y = p − 1 with the sign bit, and the y ≥ p encodings that
+        // decode, were all seen and rejected.
+        assert!(rejected >= 4, "only {rejected} non-canonical cases decoded");
+        assert!(checked > 100);
+    }
+
+    proptest! {
+        #[test]
+        fn canonical_check_matches_recompression(bytes in proptest::array::uniform32(any::<u8>())) {
+            if let Some(expected) = roundtrips(&bytes) {
+                prop_assert_eq!(is_canonical_encoding(&bytes), expected);
+            }
+        }
+
+        #[test]
+        fn real_keys_and_nonces_are_canonical(seed in proptest::array::uniform32(any::<u8>())) {
+            let key = Keypair::from_seed(seed);
+            prop_assert!(is_canonical_encoding(&key.public().0));
+            let sig = key.sign_bytes(b"m");
+            let r: [u8; 32] = sig.0[..32].try_into().unwrap();
+            prop_assert!(is_canonical_encoding(&r));
+        }
+    }
 }
