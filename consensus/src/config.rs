@@ -4,6 +4,9 @@
 //! f = ⌊(n−1)/3⌋ the quorum is ⌈(n+f+1)/2⌉, which is 2f+1 when n = 3f+1 and
 //! grows with n otherwise, so that any two quorums intersect in at least f+1
 //! validators, one of them honest (Castro & Liskov, TOCS 2002, §2–§4).
+//!
+//! The crash-fault-tolerant baseline tolerates f crashes out of n = 2f+1 with
+//! majority quorums ([`Quorums::crash`]).
 
 use phalanx_crypto::PublicKey;
 use phalanx_ledger::{ConsensusParams, Genesis, ValidatorIndex};
@@ -73,13 +76,15 @@ impl Quorums {
         })
     }
 
-    /// The crash-fault quorums (majority) for n validators; n ≥ 3.
+    /// The crash-fault quorums for n validators (n = 2f+1 tolerates f
+    /// crashes); n ≥ 1. The quorum is a majority, ⌊n/2⌋+1 — f+1 when n is
+    /// odd — so any two quorums share a validator (Ongaro & Ousterhout 2014,
+    /// §5.2, §5.4). n = 1 or 2 tolerates no crash but is a valid cluster.
     pub fn crash(n: usize) -> Result<Quorums, ConfigError> {
-        if n < 3 {
-            return Err(ConfigError::TooFewValidators {
-                engine: "CFT",
-                min: 3,
-                n,
+        if n < 1 {
+            return Err(ConfigError::BadParam {
+                name: "validators",
+                reason: "the CFT baseline needs at least 1 validator",
             });
         }
         let f = (n - 1) / 2;
@@ -118,6 +123,18 @@ impl Config {
         params: ConsensusParams,
     ) -> Result<Config, ConfigError> {
         let quorums = Quorums::byzantine(validators.len())?;
+        Config::with_quorums(chain_id, validators, me, params, quorums)
+    }
+
+    /// A validated configuration of the crash-fault-tolerant baseline
+    /// (majority quorums, n ≥ 1).
+    pub fn cft(
+        chain_id: &str,
+        validators: Vec<PublicKey>,
+        me: ValidatorIndex,
+        params: ConsensusParams,
+    ) -> Result<Config, ConfigError> {
+        let quorums = Quorums::crash(validators.len())?;
         Config::with_quorums(chain_id, validators, me, params, quorums)
     }
 
@@ -161,6 +178,16 @@ impl Config {
     /// The PBFT configuration of a genesis file for validator `me`.
     pub fn from_genesis(genesis: &Genesis, me: ValidatorIndex) -> Result<Config, ConfigError> {
         Config::pbft(
+            &genesis.chain_id,
+            genesis.validator_keys(),
+            me,
+            genesis.consensus.clone(),
+        )
+    }
+
+    /// The CFT configuration of a genesis file for validator `me`.
+    pub fn from_genesis_cft(genesis: &Genesis, me: ValidatorIndex) -> Result<Config, ConfigError> {
+        Config::cft(
             &genesis.chain_id,
             genesis.validator_keys(),
             me,
@@ -214,7 +241,26 @@ mod tests {
             let err = Quorums::byzantine(n).unwrap_err();
             assert!(err.to_string().contains("at least 4"), "{err}");
         }
-        assert_eq!(Quorums::crash(3).unwrap().quorum, 2);
-        assert!(Quorums::crash(2).is_err());
+    }
+
+    #[test]
+    fn crash_quorums_are_majorities() {
+        // (n, f, quorum)
+        for (n, f, q) in [
+            (1, 0, 1),
+            (2, 0, 2),
+            (3, 1, 2),
+            (4, 1, 3),
+            (5, 2, 3),
+            (7, 3, 4),
+        ] {
+            let qs = Quorums::crash(n).unwrap();
+            assert_eq!((qs.f, qs.quorum), (f, q), "n = {n}");
+            // Any two majorities intersect; f crashes leave a majority.
+            assert!(2 * qs.quorum > n, "n = {n}");
+            assert!(qs.quorum <= n - qs.f, "n = {n}");
+        }
+        let err = Quorums::crash(0).unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
     }
 }

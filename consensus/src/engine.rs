@@ -138,6 +138,9 @@ pub enum Persisted {
         /// Quorum CHECKPOINT votes.
         proof: Vec<SignedVote>,
     },
+    /// A record of the crash-fault-tolerant baseline (term and vote, log
+    /// entries, truncations, compaction).
+    Cft(crate::cft::messages::CftRecord),
 }
 
 /// What an engine restores from on restart.

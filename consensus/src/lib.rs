@@ -8,10 +8,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cft;
 pub mod config;
 pub mod engine;
 pub mod pbft;
 
+pub use cft::messages::{CftMessage, CftRecord};
+pub use cft::Cft;
 pub use config::{Config, ConfigError, Quorums};
 pub use engine::{Engine, EngineStatus, Input, Output, Persisted, Restored, TimeoutKind};
 pub use pbft::messages::PbftMessage;

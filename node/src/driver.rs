@@ -6,7 +6,7 @@
 use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
 use phalanx_consensus::{
-    Engine, Input, Output, Pbft, PbftMessage, Persisted, Restored, TimeoutKind,
+    CftRecord, Engine, Input, Output, Pbft, PbftMessage, Persisted, Restored, TimeoutKind,
 };
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
@@ -55,6 +55,20 @@ fn wal_key(record: &Persisted) -> (Option<Height>, Vec<u8>) {
             (Some(seq), k)
         }
         Persisted::StableCheckpoint { .. } => (None, b"stable".to_vec()),
+        // The CFT baseline: one hard state, entries by index (a rewrite of an
+        // index replaces the record; pruned at compaction), the last
+        // truncation. The engine restores them in any order (they carry a
+        // write counter).
+        Persisted::Cft(record) => match record {
+            CftRecord::HardState { .. } => (None, b"cft/hard".to_vec()),
+            CftRecord::Entry { payload, .. } => {
+                let mut k = b"cft/entry/".to_vec();
+                k.extend_from_slice(&payload.height.0.to_be_bytes());
+                (Some(payload.height), k)
+            }
+            CftRecord::Truncate { .. } => (None, b"cft/truncate".to_vec()),
+            CftRecord::Compacted { .. } => (None, b"cft/compacted".to_vec()),
+        },
     }
 }
 
@@ -91,8 +105,12 @@ impl Wal {
         if let Some(seq) = seq {
             self.keys_by_seq.entry(seq).or_default().push(key.clone());
         }
-        if let Persisted::StableCheckpoint { seq, .. } = record {
-            self.prune_up_to = Some(*seq);
+        match record {
+            Persisted::StableCheckpoint { seq, .. } => self.prune_up_to = Some(*seq),
+            Persisted::Cft(CftRecord::Compacted { index, .. }) => {
+                self.prune_up_to = Some(*index);
+            }
+            _ => {}
         }
         self.batch.push((key, phalanx_crypto::encode(record)));
     }

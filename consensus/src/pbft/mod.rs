@@ -212,6 +212,8 @@ impl Pbft {
                         engine.stable = StableCheckpoint { seq, digest, proof };
                     }
                 }
+                // Another engine's records: not ours to restore.
+                Persisted::Cft(_) => {}
             }
         }
         let stable = engine.stable.seq;

@@ -168,7 +168,7 @@ impl Node {
             Persisted::View { view, .. } => {
                 self.persisted_views.insert(*view);
             }
-            Persisted::Prepared(_) | Persisted::StableCheckpoint { .. } => {}
+            Persisted::Prepared(_) | Persisted::StableCheckpoint { .. } | Persisted::Cft(_) => {}
         }
         self.records.push(record);
     }
