@@ -471,6 +471,13 @@ impl Driver {
         }
         self.committed_since_tick += block.txs.len() as u64;
         let (height, hash) = (block.height(), block.hash());
+        self.shared.commits.push(crate::shared::CommitRecord {
+            height: height.0,
+            block_hash: hash,
+            proposed_at_ms: proposed_at,
+            committed_at_ms: now_ms(),
+            tx_hashes: block.txs.iter().map(SignedTransaction::hash).collect(),
+        });
         self.latest = block;
         self.publish_status();
         Ok((height, hash))

@@ -5,8 +5,8 @@
 
 #![forbid(unsafe_code)]
 
-// The validator runtime (feature `runtime`, off by default until verified).
 mod api;
+mod bench;
 mod cli;
 mod client;
 mod driver;
@@ -49,6 +49,9 @@ enum Command {
     /// Query a node's HTTP API.
     #[command(subcommand)]
     Query(cli::query::QueryCommand),
+    /// Measure throughput and latency: drive a testnet with pre-signed transfers,
+    /// write a Markdown/JSON/SVG report.
+    Bench(bench::BenchArgs),
     /// Run the deterministic simulator over many seeded hostile schedules.
     Sim(phalanx_testnet::sim::SimArgs),
     /// Two Generals and Byzantine Generals (OM(m), SM(m)) demonstrations.
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Testnet(cmd) => cli::testnet::run(cmd),
         Command::Tx(cmd) => cli::tx::run(cmd),
         Command::Query(cmd) => cli::query::run(cmd),
+        Command::Bench(args) => bench::run(args),
         Command::Sim(args) => match phalanx_testnet::sim::run(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),

@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Genesis, SignedTransaction, Store, ValidatorIndex};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 
@@ -64,6 +64,57 @@ impl VerifiedCache {
     }
 }
 
+/// One committed block as `GET /commits` reports it: when this node
+/// executed it and which transactions it holds (what a benchmark needs to
+/// time every transaction without fetching whole blocks).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    /// The height.
+    pub height: u64,
+    /// The block hash.
+    pub block_hash: Hash,
+    /// The proposer's timestamp (ms since the Unix epoch).
+    pub proposed_at_ms: u64,
+    /// When this node had executed and stored it (ms since the Unix epoch).
+    pub committed_at_ms: u64,
+    /// The transaction hashes, in block order.
+    pub tx_hashes: Vec<Hash>,
+}
+
+/// The most recent commits, bounded by block count and by transaction count.
+#[derive(Debug, Default)]
+pub struct CommitLog {
+    inner: Mutex<(VecDeque<CommitRecord>, usize)>,
+}
+
+/// Blocks kept in the commit log.
+pub const COMMIT_LOG_BLOCKS: usize = 20_000;
+/// Transaction hashes kept in the commit log (32 bytes each: 16 MB).
+pub const COMMIT_LOG_TXS: usize = 500_000;
+
+impl CommitLog {
+    /// Appends a commit, dropping the oldest beyond the bounds.
+    pub fn push(&self, record: CommitRecord) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.1 += record.tx_hashes.len();
+        g.0.push_back(record);
+        while g.0.len() > COMMIT_LOG_BLOCKS || (g.1 > COMMIT_LOG_TXS && g.0.len() > 1) {
+            if let Some(old) = g.0.pop_front() {
+                g.1 -= old.tx_hashes.len();
+            }
+        }
+    }
+
+    /// Up to `limit` records from height `from` on, and the lowest height
+    /// still kept (0 if none).
+    pub fn since(&self, from: u64, limit: usize) -> (Vec<CommitRecord>, u64) {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest = g.0.front().map_or(0, |r| r.height);
+        let skip = from.saturating_sub(oldest) as usize;
+        (g.0.iter().skip(skip).take(limit).cloned().collect(), oldest)
+    }
+}
+
 /// Shared node state.
 pub struct Shared {
     /// The chain.
@@ -80,6 +131,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Signature verdicts already computed.
     pub verified: VerifiedCache,
+    /// Recent commits with their local times (`GET /commits`).
+    pub commits: CommitLog,
     status: watch::Sender<NodeStatus>,
     new_txs: Notify,
     /// Transactions accepted from clients, to be gossiped by the driver.
@@ -122,6 +175,7 @@ impl Shared {
             mempool,
             metrics: Metrics::new(),
             verified: VerifiedCache::default(),
+            commits: CommitLog::default(),
             status: watch::Sender::new(status),
             new_txs: Notify::new(),
             outbox: Mutex::new(Vec::new()),
@@ -163,6 +217,33 @@ impl Shared {
             self.new_txs.notify_one();
         }
         result
+    }
+
+    /// [`Shared::submit`] for many transactions at once: one batch signature
+    /// check, one wake-up of the driver. One result per transaction, in order.
+    pub async fn submit_batch(
+        self: &Arc<Self>,
+        txs: Vec<SignedTransaction>,
+    ) -> Vec<Result<Hash, MempoolError>> {
+        let verdicts = self.clone().verify(txs.clone()).await;
+        let mut results = Vec::with_capacity(txs.len());
+        let mut accepted = Vec::new();
+        for (i, tx) in txs.into_iter().enumerate() {
+            let (hash, ok) = verdicts.get(i).copied().unwrap_or((tx.hash(), false));
+            let result = self.insert_verified(tx.clone(), hash, ok);
+            if result.is_ok() {
+                accepted.push(tx);
+            }
+            results.push(result);
+        }
+        if !accepted.is_empty() {
+            self.outbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(accepted);
+            self.new_txs.notify_one();
+        }
+        results
     }
 
     /// Verifies signatures off the async threads, skipping ones already

@@ -25,9 +25,13 @@ use std::sync::Arc;
 /// Largest request body accepted (a signed transfer is about 400 bytes of JSON).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Largest `POST /txs/batch` body (10,000 transfers of ~400 bytes).
+pub const MAX_BATCH_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 /// Routes, for error messages.
 const ROUTES: &str = "GET /status, /health, /blocks/latest, /blocks/{height|hash}, /txs/{hash}, \
-                      /accounts/{address}, /validators, /evidence, /metrics; POST /txs[?wait=true]";
+                      /accounts/{address}, /validators, /evidence, /commits?from=H, /metrics; \
+                      POST /txs[?wait=true], /txs/batch";
 
 /// The API's routes.
 pub fn router(shared: Arc<Shared>) -> axum::Router {
@@ -37,6 +41,12 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/blocks/latest", get(query::latest_block))
         .route("/blocks/{id}", get(query::block))
         .route("/txs", axum::routing::post(submit::submit_tx))
+        .route(
+            "/txs/batch",
+            axum::routing::post(submit::submit_batch)
+                .layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
+        )
+        .route("/commits", get(query::commits))
         .route("/txs/{hash}", get(query::tx))
         .route("/accounts/{address}", get(query::account))
         .route("/validators", get(query::validators))

@@ -227,3 +227,54 @@ mod tests {
         assert_eq!(parse_block_id(&"g".repeat(64)).unwrap_err().code, "bad_hex");
     }
 }
+
+/// The query string of `GET /commits`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CommitsParams {
+    /// First height wanted (default 1).
+    #[serde(default)]
+    from: Option<u64>,
+    /// Most records returned (default and cap 1000).
+    #[serde(default)]
+    limit: Option<usize>,
+    /// If nothing at `from` is committed yet, wait up to this long (cap 10 s).
+    #[serde(default)]
+    wait_ms: Option<u64>,
+}
+
+/// `GET /commits?from=H[&limit=L][&wait_ms=W]`: recent commits with the time
+/// this node executed each and its transaction hashes (for benchmarks and
+/// monitors); long-polls when `wait_ms` is given.
+pub(super) async fn commits(
+    State(shared): AppState,
+    params: Result<axum::extract::Query<CommitsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<super::types::CommitsResponse>, ApiError> {
+    let axum::extract::Query(params) = params.map_err(|e| {
+        ApiError::bad_request(
+            "bad_query",
+            format!(
+                "{}; parameters: from=HEIGHT, limit=N, wait_ms=MS",
+                e.body_text()
+            ),
+        )
+    })?;
+    let from = params.from.unwrap_or(1).max(1);
+    let limit = params.limit.unwrap_or(1000).clamp(1, 1000);
+    let wait = std::time::Duration::from_millis(params.wait_ms.unwrap_or(0).min(10_000));
+    let mut changes = shared.subscribe_status();
+    let deadline = tokio::time::Instant::now() + wait;
+    while changes.borrow_and_update().height < from {
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    let latest = shared.status().height;
+    let (commits, oldest_kept) = shared.commits.since(from, limit);
+    Ok(Json(super::types::CommitsResponse {
+        latest,
+        oldest_kept,
+        commits,
+    }))
+}

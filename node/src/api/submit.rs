@@ -3,7 +3,7 @@
 //! wait times out, so a client can keep asking with `GET /txs/{hash}`.
 
 use super::error::ApiError;
-use super::types::SubmitResponse;
+use super::types::{BatchRejection, BatchSubmitResponse, SubmitResponse};
 use crate::mempool::MempoolError;
 use crate::shared::Shared;
 use axum::body::Bytes;
@@ -175,4 +175,66 @@ mod tests {
             err.message
         );
     }
+}
+
+/// Most transactions in one `POST /txs/batch`.
+pub const MAX_BATCH: usize = 10_000;
+
+/// `POST /txs/batch`: a JSON array of signed transactions, checked with one
+/// batch signature verification and queued together. Refusals are per
+/// transaction; the request fails as a whole only if the body is not an array
+/// of transactions or holds more than [`MAX_BATCH`].
+pub(super) async fn submit_batch(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchSubmitResponse>, ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "malformed"
+            },
+            format!(
+                "cannot read the request body (at most {} bytes): {}",
+                super::MAX_BATCH_BODY_BYTES,
+                e.body_text()
+            ),
+        )
+    })?;
+    let txs: Vec<SignedTransaction> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "malformed",
+            format!("the body must be a JSON array of signed transactions: {e}"),
+        )
+    })?;
+    if txs.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{} transactions in one batch; at most {MAX_BATCH}",
+                txs.len()
+            ),
+        ));
+    }
+    let total = txs.len();
+    let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
+    let results = shared.submit_batch(txs).await;
+    let mut rejected = Vec::new();
+    for (index, (result, tx_hash)) in results.into_iter().zip(hashes).enumerate() {
+        if let Err(e) = result {
+            rejected.push(BatchRejection {
+                index,
+                tx_hash,
+                code: e.code().to_owned(),
+                message: e.to_string(),
+            });
+        }
+    }
+    Ok(Json(BatchSubmitResponse {
+        accepted: total - rejected.len(),
+        rejected,
+    }))
 }

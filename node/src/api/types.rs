@@ -174,3 +174,37 @@ pub struct EvidenceResponse {
     /// The two votes.
     pub evidence: Evidence,
 }
+
+/// `POST /txs/batch`: what happened to each transaction of the batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSubmitResponse {
+    /// Transactions queued in the mempool.
+    pub accepted: usize,
+    /// The refused ones (the rest were accepted), in batch order.
+    pub rejected: Vec<BatchRejection>,
+}
+
+/// One refused transaction of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRejection {
+    /// Its position in the batch.
+    pub index: usize,
+    /// Its hash.
+    pub tx_hash: Hash,
+    /// The error code (as `POST /txs` would answer).
+    pub code: String,
+    /// Why.
+    pub message: String,
+}
+
+/// `GET /commits?from=H`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitsResponse {
+    /// This node's latest height.
+    pub latest: u64,
+    /// The lowest height the node still remembers commit times for
+    /// (older ones can only be read with `GET /blocks/{height}`).
+    pub oldest_kept: u64,
+    /// Commits from `from` on, in height order.
+    pub commits: Vec<crate::shared::CommitRecord>,
+}

@@ -202,6 +202,17 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 fn init(args: &InitArgs) -> anyhow::Result<()> {
+    let plan = write(args)?;
+    print_summary(args, &plan);
+    Ok(())
+}
+
+/// Writes the testnet `args` describes without printing (for `phalanx bench`).
+pub fn write_quietly(args: &InitArgs) -> anyhow::Result<()> {
+    write(args).map(|_| ())
+}
+
+fn write(args: &InitArgs) -> anyhow::Result<Plan> {
     check_output(&args.output)?;
     let plan = plan(args)?;
     let genesis_json = plan.genesis.to_json();
@@ -220,7 +231,10 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
     for (j, key) in plan.accounts.iter().enumerate() {
         write_key_file(&account_file(&args.output, j), KeyKind::Account, key)?;
     }
+    Ok(plan)
+}
 
+fn print_summary(args: &InitArgs, plan: &Plan) {
     let out = args.output.display();
     println!(
         "wrote a {}-validator testnet (chain {:?}, tolerates f = {} Byzantine) to {out}",
@@ -253,7 +267,6 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
         "  phalanx query status --node http://{}",
         plan.genesis.validators[0].api_address
     );
-    Ok(())
 }
 
 fn account_file(dir: &Path, j: usize) -> PathBuf {
