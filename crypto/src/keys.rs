@@ -31,6 +31,8 @@ use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::Signer as _;
 use serde::Serialize;
 use sha2::{Digest as _, Sha512};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 byte_newtype!(
     /// An ed25519 public key (32 bytes, compressed Edwards y).
@@ -131,6 +133,58 @@ pub struct PreparedKey {
     point: EdwardsPoint,
 }
 
+/// Keys decoded before, shared by every verification in the process.
+/// Decoding a key costs a field square root, about a quarter of a batched
+/// verification, and the same accounts and validators sign again and again.
+/// Only keys that passed the checks are kept; cleared when full.
+static KEY_CACHE: Mutex<Option<HashMap<PublicKey, EdwardsPoint>>> = Mutex::new(None);
+
+/// Most keys [`KEY_CACHE`] holds (about 10 MB).
+const KEY_CACHE_MAX: usize = 65_536;
+
+/// [`PreparedKey::new`] for each key, through [`KEY_CACHE`] (one lock to
+/// look up, one to remember the new ones).
+fn prepare_keys<'a>(
+    keys: impl Iterator<Item = &'a PublicKey>,
+) -> Vec<Result<PreparedKey, SignatureError>> {
+    let keys: Vec<&PublicKey> = keys.collect();
+    let known: Vec<Option<EdwardsPoint>> = {
+        let guard = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        keys.iter()
+            .map(|k| guard.as_ref().and_then(|m| m.get(*k).copied()))
+            .collect()
+    };
+    let mut fresh = Vec::new();
+    let out: Vec<_> = keys
+        .iter()
+        .zip(known)
+        .map(|(key, known)| match known {
+            Some(point) => Ok(PreparedKey {
+                bytes: **key,
+                point,
+            }),
+            None => {
+                let prepared = PreparedKey::new(key);
+                if let Ok(p) = &prepared {
+                    fresh.push(*p);
+                }
+                prepared
+            }
+        })
+        .collect();
+    if !fresh.is_empty() {
+        let mut guard = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let map = guard.get_or_insert_with(HashMap::new);
+        if map.len() + fresh.len() > KEY_CACHE_MAX {
+            map.clear();
+        }
+        for p in fresh {
+            map.insert(p.bytes, p.point);
+        }
+    }
+    out
+}
+
 impl PreparedKey {
     /// The key these bytes encode, if it passes rules 2 and 3.
     pub fn new(key: &PublicKey) -> Result<PreparedKey, SignatureError> {
@@ -175,7 +229,9 @@ impl PublicKey {
         message: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        PreparedKey::new(self)?.verify_bytes(message, signature)
+        let key = prepare_keys(std::iter::once(self)).pop();
+        key.unwrap_or(Err(SignatureError::MalformedKey))?
+            .verify_bytes(message, signature)
     }
 }
 
@@ -267,8 +323,9 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Vec<bool> {
     let mut verdicts = vec![false; items.len()];
     // Parse everything first: encoding failures are per-item verdicts.
     let mut parsed: Vec<(usize, EdwardsPoint, ParsedSig)> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let Ok(key) = PreparedKey::new(item.key) else {
+    let keys = prepare_keys(items.iter().map(|item| item.key));
+    for (i, (item, key)) in items.iter().zip(keys).enumerate() {
+        let Ok(key) = key else {
             continue;
         };
         if let Ok(p) = ParsedSig::new(&key, item.message, item.signature) {
@@ -390,6 +447,45 @@ mod tests {
         // decode, were all seen and rejected.
         assert!(rejected >= 4, "only {rejected} non-canonical cases decoded");
         assert!(checked > 100);
+    }
+
+    /// Verdicts do not depend on whether a key came from the cache: a key
+    /// verifies the same before and after it is cached, a bad signature by a
+    /// cached key still fails, and a rejected key is never cached.
+    #[test]
+    fn cached_keys_give_the_same_verdicts() {
+        let key = Keypair::from_label("cache-test");
+        let public = key.public();
+        let good = key.sign_bytes(b"m");
+        let mut bad = good;
+        bad.0[40] ^= 1;
+        for _ in 0..3 {
+            assert_eq!(public.verify_bytes(b"m", &good), Ok(()));
+            assert!(public.verify_bytes(b"m", &bad).is_err());
+            assert!(public.verify_bytes(b"other", &good).is_err());
+        }
+        let cached = KEY_CACHE
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|m| m.contains_key(&public));
+        assert!(cached);
+        // The identity point: small order, refused every time, never cached.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = PublicKey(identity);
+        for _ in 0..2 {
+            assert_eq!(
+                weak.verify_bytes(b"m", &good),
+                Err(SignatureError::SmallOrderKey)
+            );
+        }
+        let cached = KEY_CACHE
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|m| m.contains_key(&weak));
+        assert!(!cached);
     }
 
     proptest! {
