@@ -143,40 +143,6 @@ fn parse_tx(body: &[u8]) -> Result<SignedTransaction, ApiError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use phalanx_crypto::Keypair;
-    use phalanx_ledger::{Address, Transaction};
-
-    #[test]
-    fn body_errors_are_classified() {
-        assert_eq!(parse_tx(b"").unwrap_err().code, "malformed");
-        assert_eq!(parse_tx(b"{\"tx\":").unwrap_err().code, "malformed");
-        assert_eq!(parse_tx(b"[1,2]").unwrap_err().code, "malformed");
-        let k = Keypair::from_label("a");
-        let tx = Transaction {
-            chain_id: "c".into(),
-            from: Address(k.public()),
-            to: Address(k.public()),
-            amount: 1,
-            nonce: 0,
-            fee: 0,
-        }
-        .sign(&k);
-        let good = serde_json::to_string(&tx).unwrap();
-        assert_eq!(parse_tx(good.as_bytes()).unwrap(), tx);
-        let bad = good.replace(&tx.signature.to_string(), "xyz");
-        let err = parse_tx(bad.as_bytes()).unwrap_err();
-        assert_eq!(
-            (err.code, err.status),
-            ("bad_hex", StatusCode::BAD_REQUEST),
-            "{}",
-            err.message
-        );
-    }
-}
-
 /// Most transactions in one `POST /txs/batch`.
 pub const MAX_BATCH: usize = 10_000;
 
@@ -237,4 +203,38 @@ pub(super) async fn submit_batch(
         accepted: total - rejected.len(),
         rejected,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_crypto::Keypair;
+    use phalanx_ledger::{Address, Transaction};
+
+    #[test]
+    fn body_errors_are_classified() {
+        assert_eq!(parse_tx(b"").unwrap_err().code, "malformed");
+        assert_eq!(parse_tx(b"{\"tx\":").unwrap_err().code, "malformed");
+        assert_eq!(parse_tx(b"[1,2]").unwrap_err().code, "malformed");
+        let k = Keypair::from_label("a");
+        let tx = Transaction {
+            chain_id: "c".into(),
+            from: Address(k.public()),
+            to: Address(k.public()),
+            amount: 1,
+            nonce: 0,
+            fee: 0,
+        }
+        .sign(&k);
+        let good = serde_json::to_string(&tx).unwrap();
+        assert_eq!(parse_tx(good.as_bytes()).unwrap(), tx);
+        let bad = good.replace(&tx.signature.to_string(), "xyz");
+        let err = parse_tx(bad.as_bytes()).unwrap_err();
+        assert_eq!(
+            (err.code, err.status),
+            ("bad_hex", StatusCode::BAD_REQUEST),
+            "{}",
+            err.message
+        );
+    }
 }

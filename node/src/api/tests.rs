@@ -578,3 +578,66 @@ fn cli_transfer_and_queries_against_a_served_node() {
     .unwrap_err();
     assert!(err.to_string().contains("unknown to this node"), "{err}");
 }
+
+#[test]
+fn batch_submit_refuses_per_transaction_and_queues_the_rest() {
+    let node = Node::start(1000);
+    let good0 = transfer(0, 5);
+    let mut forged = transfer(1, 5);
+    forged.signature.0[3] ^= 1;
+    let good1 = transfer(1, 6);
+    let body = serde_json::to_string(&vec![good0.clone(), forged, good1, good0]).unwrap();
+    let (status, answer) = node.raw("POST", "/txs/batch", Some(&body));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    let rejected = answer["rejected"].as_array().unwrap();
+    let got: Vec<(u64, &str)> = rejected
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, vec![(1, "bad_signature"), (3, "duplicate")]);
+    assert_eq!(node.shared.mempool.len(), 2);
+
+    // Not an array of transactions, or too many: the whole request fails.
+    let (status, answer) = node.raw("POST", "/txs/batch", Some("{\"tx\": 1}"));
+    assert_eq!((status, error_code(&answer)), (400, "malformed"));
+    let too_many = format!(
+        "[{}]",
+        vec![json(&transfer(2, 1)); super::submit::MAX_BATCH + 1].join(",")
+    );
+    let (status, answer) = node.raw("POST", "/txs/batch", Some(&too_many));
+    assert_eq!(
+        (status, error_code(&answer)),
+        (413, "too_large"),
+        "{answer}"
+    );
+    assert_eq!(node.shared.mempool.len(), 2);
+}
+
+#[test]
+fn commits_lists_recent_commits_and_long_polls() {
+    let node = Node::start(1000);
+    for h in 1..=3u64 {
+        node.shared.commits.push(crate::shared::CommitRecord {
+            height: h,
+            block_hash: phalanx_crypto::Hash([h as u8; 32]),
+            proposed_at_ms: 1,
+            committed_at_ms: 10 * h,
+            tx_hashes: vec![phalanx_crypto::Hash([9; 32]); h as usize],
+        });
+    }
+    node.shared.set_status(|s| s.height = 3);
+    let answer: crate::api::types::CommitsResponse = node.client().get("/commits?from=2").unwrap();
+    assert_eq!((answer.latest, answer.oldest_kept), (3, 1));
+    let heights: Vec<u64> = answer.commits.iter().map(|c| c.height).collect();
+    assert_eq!(heights, vec![2, 3]);
+    assert_eq!(answer.commits[1].tx_hashes.len(), 3);
+    // Nothing at height 9 yet: waits about wait_ms, then answers empty.
+    let started = std::time::Instant::now();
+    let answer: crate::api::types::CommitsResponse =
+        node.client().get("/commits?from=9&wait_ms=300").unwrap();
+    assert!(answer.commits.is_empty());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    let (status, answer) = node.raw("GET", "/commits?from=x", None);
+    assert_eq!((status, error_code(&answer)), (400, "bad_query"));
+}
