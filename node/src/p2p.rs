@@ -349,12 +349,22 @@ impl Net {
                 }
             }
             NetCommand::GossipTxs(data) => {
-                // NoPeersSubscribedToTopic before the mesh forms is expected.
-                let _ = self
+                // NoPeersSubscribedToTopic before the mesh forms is expected;
+                // anything else loses transactions for some peers: count it.
+                let result = self
                     .swarm
                     .behaviour_mut()
                     .gossip
                     .publish(self.topic.clone(), data);
+                let reason = match result {
+                    Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => None,
+                    Err(gossipsub::PublishError::AllQueuesFull(_)) => Some("gossip_queues_full"),
+                    Err(gossipsub::PublishError::Duplicate) => Some("gossip_duplicate"),
+                    Err(_) => Some("gossip_publish_failed"),
+                };
+                if let Some(reason) = reason {
+                    let _ = self.events.try_send(NetEvent::Dropped(reason));
+                }
             }
             NetCommand::Sync { from } => {
                 let peers: Vec<PeerId> = self.connected.keys().copied().collect();
