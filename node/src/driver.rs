@@ -6,12 +6,13 @@
 use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
 use phalanx_consensus::{
-    CftRecord, Engine, Input, Output, Pbft, PbftMessage, Persisted, Restored, TimeoutKind,
+    Cft, CftMessage, CftRecord, Config, ConfigError, Engine, Input, Output, Pbft, PbftMessage,
+    Persisted, Restored, TimeoutKind,
 };
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     execute, make_block, Block, Height, Justification, Payload, SignatureCheck, SignedTransaction,
-    State, Store,
+    State, Store, ValidatorIndex,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -147,10 +148,65 @@ impl SignatureCheck for CachedCheck<'_> {
     }
 }
 
+/// What the driver needs of an engine besides [`Engine`]: how to configure
+/// and restore it, and which votes its messages carry (for `--vote-log`).
+pub trait NodeEngine: Engine<Message: Send + 'static> + Send + 'static {
+    /// The engine's name in `/status` ("pbft", "cft").
+    const NAME: &'static str;
+    /// This validator's configuration from the genesis (fails on a bad one).
+    fn config(genesis: &phalanx_ledger::Genesis, me: ValidatorIndex)
+        -> Result<Config, ConfigError>;
+    /// The engine rebuilt from its persisted records.
+    fn restore(cfg: Config, key: phalanx_crypto::Keypair, restored: Restored) -> Self;
+    /// The signed votes in an outgoing message.
+    fn votes(message: &Self::Message) -> Vec<&phalanx_ledger::SignedVote>;
+}
+
+impl NodeEngine for Pbft {
+    const NAME: &'static str = "pbft";
+    fn config(
+        genesis: &phalanx_ledger::Genesis,
+        me: ValidatorIndex,
+    ) -> Result<Config, ConfigError> {
+        Config::from_genesis(genesis, me)
+    }
+    fn restore(cfg: Config, key: phalanx_crypto::Keypair, restored: Restored) -> Self {
+        Pbft::restore(cfg, key, restored)
+    }
+    fn votes(message: &PbftMessage) -> Vec<&phalanx_ledger::SignedVote> {
+        match message {
+            PbftMessage::PrePrepare(pp) => vec![&pp.vote],
+            PbftMessage::Prepare(v) | PbftMessage::Commit(v) | PbftMessage::Checkpoint(v) => {
+                vec![v]
+            }
+            PbftMessage::NewView(nv) => nv.pre_prepares.iter().collect(),
+            PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) => Vec::new(),
+        }
+    }
+}
+
+impl NodeEngine for Cft {
+    const NAME: &'static str = "cft";
+    fn config(
+        genesis: &phalanx_ledger::Genesis,
+        me: ValidatorIndex,
+    ) -> Result<Config, ConfigError> {
+        Config::from_genesis_cft(genesis, me)
+    }
+    fn restore(cfg: Config, key: phalanx_crypto::Keypair, restored: Restored) -> Self {
+        Cft::restore(cfg, key, restored)
+    }
+    /// CFT messages carry no PBFT votes (a crash-fault model signs, but
+    /// nobody checks for equivocation).
+    fn votes(_message: &CftMessage) -> Vec<&phalanx_ledger::SignedVote> {
+        Vec::new()
+    }
+}
+
 /// The driver's state.
-pub struct Driver {
+pub struct Driver<E: NodeEngine> {
     shared: Arc<Shared>,
-    engine: Pbft,
+    engine: E,
     wal: Wal,
     state: State,
     latest: Block,
@@ -162,13 +218,13 @@ pub struct Driver {
     vote_log: Option<std::io::BufWriter<std::fs::File>>,
 }
 
-impl Driver {
+impl<E: NodeEngine> Driver<E> {
     /// Builds the driver around a restored engine.
     pub fn new(
         shared: Arc<Shared>,
         key: phalanx_crypto::Keypair,
         net: mpsc::Sender<NetCommand>,
-    ) -> anyhow::Result<Driver> {
+    ) -> anyhow::Result<Driver<E>> {
         let store = shared.store.clone();
         let latest = store
             .latest_block()?
@@ -182,14 +238,14 @@ impl Driver {
             latest.header.state_root
         );
         let (wal, records) = Wal::open(store.clone())?;
-        let cfg = phalanx_consensus::Config::from_genesis(&shared.genesis, shared.me)?;
+        let cfg = E::config(&shared.genesis, shared.me)?;
         let mut recent_blocks = Vec::new();
         for h in Restored::recent_heights(&records, latest.height(), cfg.params.watermark_window) {
             if let Some(b) = store.block(Height(h))? {
                 recent_blocks.push(b);
             }
         }
-        let engine = Pbft::restore(
+        let engine = E::restore(
             cfg,
             key,
             Restored {
@@ -227,20 +283,12 @@ impl Driver {
     }
 
     /// Writes the votes in an outgoing message to the vote log, if any.
-    fn log_votes(&mut self, message: &PbftMessage) -> anyhow::Result<()> {
+    fn log_votes(&mut self, message: &E::Message) -> anyhow::Result<()> {
         use std::io::Write as _;
         let Some(log) = self.vote_log.as_mut() else {
             return Ok(());
         };
-        let votes: Vec<&phalanx_ledger::SignedVote> = match message {
-            PbftMessage::PrePrepare(pp) => vec![&pp.vote],
-            PbftMessage::Prepare(v) | PbftMessage::Commit(v) | PbftMessage::Checkpoint(v) => {
-                vec![v]
-            }
-            PbftMessage::NewView(nv) => nv.pre_prepares.iter().collect(),
-            PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) => Vec::new(),
-        };
-        for v in votes {
+        for v in E::votes(message) {
             let v = &v.vote;
             writeln!(
                 log,
@@ -300,7 +348,7 @@ impl Driver {
     async fn on_net_event(&mut self, event: NetEvent) -> anyhow::Result<()> {
         match event {
             NetEvent::Consensus { from, bytes } => {
-                match phalanx_crypto::decode::<PbftMessage>(&bytes) {
+                match phalanx_crypto::decode::<E::Message>(&bytes) {
                     Ok(message) => self.step(Input::Message { from, message })?,
                     Err(_) => self.shared.metrics.dropped("malformed_consensus"),
                 }
@@ -360,7 +408,7 @@ impl Driver {
     }
 
     /// Feeds one input and carries out the outputs (and the inputs they cause).
-    fn step(&mut self, input: Input<PbftMessage>) -> anyhow::Result<()> {
+    fn step(&mut self, input: Input<E::Message>) -> anyhow::Result<()> {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let outputs = self.engine.handle(now_ms(), input);
@@ -375,8 +423,8 @@ impl Driver {
 
     fn carry_out(
         &mut self,
-        output: Output<PbftMessage>,
-        inputs: &mut VecDeque<Input<PbftMessage>>,
+        output: Output<E::Message>,
+        inputs: &mut VecDeque<Input<E::Message>>,
     ) -> anyhow::Result<()> {
         match output {
             Output::Persist(record) => self.wal.push(&record),

@@ -1,12 +1,13 @@
 //! `phalanx node --home DIR`: load the home, open the store, start the
 //! network, the HTTP API and the driver; stop cleanly on SIGINT/SIGTERM.
 
-use crate::driver::Driver;
+use crate::driver::{Driver, NodeEngine};
 use crate::home::Home;
 use crate::shared::Shared;
 use anyhow::Context as _;
+use phalanx_consensus::{Cft, Pbft};
 use phalanx_crypto::{read_key_file, KeyKind};
-use phalanx_ledger::{Genesis, Height, RocksStore, State, Store, ValidatorIndex};
+use phalanx_ledger::{EngineKind, Genesis, Height, RocksStore, State, Store, ValidatorIndex};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -118,7 +119,15 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         me
     );
     // Refuse bad configurations before touching the database.
-    phalanx_consensus::Config::from_genesis(&genesis, me)?;
+    let engine = genesis.consensus.engine;
+    match engine {
+        EngineKind::Pbft => drop(<Pbft as NodeEngine>::config(&genesis, me)?),
+        EngineKind::Cft => drop(<Cft as NodeEngine>::config(&genesis, me)?),
+        EngineKind::Pow | EngineKind::Pos => anyhow::bail!(
+            "the genesis asks for consensus engine {engine:?}, which this node does not run yet \
+             (it runs pbft and cft)"
+        ),
+    }
     let store = open_store(&home, &genesis)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -170,11 +179,13 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
                 .await
         });
         tracing::info!(validator = me.0, api = %api_listen, "phalanx node started");
-        let mut driver = Driver::new(shared, validator_key, net)?;
-        if let Some(path) = &args.vote_log {
-            driver.set_vote_log(path)?;
-        }
-        let driver = tokio::spawn(driver.run(event_rx, shutdown_rx));
+        let vote_log = args.vote_log.as_deref();
+        let driver = match engine {
+            EngineKind::Cft => {
+                start_driver::<Cft>(shared, validator_key, net, vote_log, event_rx, shutdown_rx)?
+            }
+            _ => start_driver::<Pbft>(shared, validator_key, net, vote_log, event_rx, shutdown_rx)?,
+        };
         wait_for_signal().await;
         tracing::info!("shutting down");
         let _ = shutdown_tx.send(true);
@@ -182,6 +193,23 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         let _ = api.await;
         anyhow::Ok(())
     })
+}
+
+/// Builds the driver around engine `E` and spawns its loop.
+fn start_driver<E: NodeEngine>(
+    shared: Arc<Shared>,
+    key: phalanx_crypto::Keypair,
+    net: mpsc::Sender<crate::p2p::NetCommand>,
+    vote_log: Option<&std::path::Path>,
+    events: mpsc::Receiver<crate::p2p::NetEvent>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    shared.set_status(|s| s.consensus = E::NAME.into());
+    let mut driver = Driver::<E>::new(shared, key, net)?;
+    if let Some(path) = vote_log {
+        driver.set_vote_log(path)?;
+    }
+    Ok(tokio::spawn(driver.run(events, shutdown)))
 }
 
 async fn wait_for_signal() {

@@ -113,3 +113,29 @@ fn bench_refuses_nonsense_arguments() {
         assert!(!run.stderr.is_empty());
     }
 }
+
+/// The crash-fault-tolerant baseline runs in real nodes too: a 3-validator
+/// CFT testnet commits every accepted transfer on every node, one chain.
+#[test]
+fn quick_bench_runs_the_cft_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    let run = Command::new(BIN)
+        .args(["bench", "--quick", "--rate", "300", "--min-tps", "50"])
+        .args(["--validators", "3", "--consensus", "cft"])
+        .args(["--base-port", &(base_port() + 20).to_string()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let r = &report["runs"][0];
+    assert_eq!(r["validators"], 3);
+    assert!(r["divergence"].is_null(), "{r}");
+    assert!(r["accepted"].as_u64().unwrap() > 0);
+    assert_eq!(r["committed"], r["accepted"], "{r}");
+}

@@ -2,7 +2,7 @@
 //! `phalanx testnet init`, one `phalanx node` process per validator), or one
 //! already running that `testnet/local.sh up` made.
 
-use crate::cli::testnet::InitArgs;
+use crate::cli::testnet::{Consensus, InitArgs};
 use crate::client::Client;
 use crate::home::Home;
 use crate::shared::NodeStatus;
@@ -29,7 +29,13 @@ pub struct Cluster {
 impl Cluster {
     /// Writes a fresh `n`-validator testnet into `dir` with `accounts` funded
     /// accounts and starts every node (logs in `dir/logs/`).
-    pub fn launch(n: u32, dir: &Path, base_port: u16, accounts: u32) -> anyhow::Result<Cluster> {
+    pub fn launch(
+        n: u32,
+        consensus: Consensus,
+        dir: &Path,
+        base_port: u16,
+        accounts: u32,
+    ) -> anyhow::Result<Cluster> {
         for port in (0..n).flat_map(|i| [base_port + i as u16, base_port + 100 + i as u16]) {
             std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
                 format!(
@@ -40,6 +46,7 @@ impl Cluster {
         }
         crate::cli::testnet::write_quietly(&InitArgs {
             validators: n,
+            consensus,
             output: dir.to_path_buf(),
             base_port,
             chain_id: "phalanx-bench".into(),

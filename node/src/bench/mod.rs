@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// driving the running one in --testnet).
     #[arg(long, short = 'n', value_name = "N")]
     pub validators: Option<u32>,
+    /// The consensus engine of launched testnets.
+    #[arg(long, value_enum, default_value_t = crate::cli::testnet::Consensus::Pbft)]
+    pub consensus: crate::cli::testnet::Consensus,
     /// The running testnet to drive (the directory `testnet/local.sh up` made).
     #[arg(long, value_name = "DIR", default_value = "testnet-data")]
     pub testnet: PathBuf,
@@ -256,7 +259,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 .out
                 .join(format!("testnet-n{n}-{}", load::unix_ms() as u64));
             eprintln!("==> launching a {n}-validator testnet in {}", dir.display());
-            let mut cluster = Cluster::launch(n, &dir, args.base_port, args.accounts)?;
+            let mut cluster =
+                Cluster::launch(n, args.consensus, &dir, args.base_port, args.accounts)?;
             cluster.wait_ready(Duration::from_secs(60))?;
             for pace in &paces {
                 let result = run_once(&mut cluster, &args, *pace)?;

@@ -8,7 +8,7 @@
 use crate::home::{ApiConfig, Home, NodeConfig, P2pConfig};
 use anyhow::Context as _;
 use phalanx_crypto::{write_key_file, KeyKind, Keypair};
-use phalanx_ledger::{ConsensusParams, Genesis, GenesisAccount, ValidatorInfo};
+use phalanx_ledger::{ConsensusParams, EngineKind, Genesis, GenesisAccount, ValidatorInfo};
 use std::path::{Path, PathBuf};
 
 /// The API port is this far above the P2P port.
@@ -35,12 +35,25 @@ Examples:
     Init(InitArgs),
 }
 
+/// The engines `phalanx testnet init --consensus` offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Consensus {
+    /// PBFT: tolerates f Byzantine validators out of n ≥ 3f+1.
+    Pbft,
+    /// Raft-style baseline: tolerates f crashed validators out of n ≥ 2f+1.
+    Cft,
+}
+
 /// `phalanx testnet init` arguments.
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Number of validators (PBFT needs at least 4: n ≥ 3f+1 with f ≥ 1).
+    /// Number of validators (PBFT needs at least 4: n ≥ 3f+1 with f ≥ 1; CFT at least 1).
     #[arg(long, short = 'n', default_value_t = 4)]
     pub validators: u32,
+    /// The consensus engine written into the genesis: pbft (Byzantine faults,
+    /// n ≥ 3f+1) or cft (the crash-fault-tolerant baseline, n ≥ 2f+1).
+    #[arg(long, value_enum, default_value_t = Consensus::Pbft)]
+    pub consensus: Consensus,
     /// The directory to create (it must not exist or be empty).
     #[arg(long, short, value_name = "DIR")]
     pub output: PathBuf,
@@ -79,11 +92,18 @@ struct NodePlan {
 }
 
 fn check_args(args: &InitArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.validators >= 4,
-        "PBFT needs at least 4 validators (n ≥ 3f+1 with f ≥ 1), got --validators {}",
-        args.validators
-    );
+    match args.consensus {
+        Consensus::Pbft => anyhow::ensure!(
+            args.validators >= 4,
+            "PBFT needs at least 4 validators (n ≥ 3f+1 with f ≥ 1), got --validators {}",
+            args.validators
+        ),
+        Consensus::Cft => anyhow::ensure!(
+            args.validators >= 1,
+            "CFT needs at least 1 validator, got --validators {}",
+            args.validators
+        ),
+    }
     anyhow::ensure!(
         args.validators <= u32::from(API_PORT_OFFSET),
         "at most {API_PORT_OFFSET} validators (node i's API port is base-port + {API_PORT_OFFSET} + i, so more would collide with P2P ports), got {}",
@@ -158,7 +178,13 @@ fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
                 balance: args.balance,
             })
             .collect(),
-        consensus: ConsensusParams::default(),
+        consensus: ConsensusParams {
+            engine: match args.consensus {
+                Consensus::Pbft => EngineKind::Pbft,
+                Consensus::Cft => EngineKind::Cft,
+            },
+            ..ConsensusParams::default()
+        },
     };
     genesis
         .validate()
@@ -237,10 +263,16 @@ fn write(args: &InitArgs) -> anyhow::Result<Plan> {
 fn print_summary(args: &InitArgs, plan: &Plan) {
     let out = args.output.display();
     println!(
-        "wrote a {}-validator testnet (chain {:?}, tolerates f = {} Byzantine) to {out}",
+        "wrote a {}-validator testnet (chain {:?}, {}) to {out}",
         plan.nodes.len(),
         plan.genesis.chain_id,
-        (plan.nodes.len() - 1) / 3
+        match args.consensus {
+            Consensus::Pbft => format!(
+                "PBFT, tolerates f = {} Byzantine",
+                (plan.nodes.len() - 1) / 3
+            ),
+            Consensus::Cft => format!("CFT, tolerates f = {} crashed", (plan.nodes.len() - 1) / 2),
+        }
     );
     for (i, v) in plan.genesis.validators.iter().enumerate() {
         println!(
@@ -280,6 +312,7 @@ mod tests {
     fn args(n: u32) -> InitArgs {
         InitArgs {
             validators: n,
+            consensus: Consensus::Pbft,
             output: PathBuf::from("unused"),
             base_port: 26000,
             chain_id: "t".into(),
@@ -307,6 +340,18 @@ mod tests {
     fn bad_arguments_say_why() {
         let msg = |a: InitArgs| plan(&a).err().map(|e| format!("{e:#}")).unwrap_or_default();
         assert!(msg(args(3)).contains("at least 4 validators"));
+        // The crash-fault-tolerant baseline runs with 3 (f = 1) and writes cft.
+        let cft = plan(&InitArgs {
+            consensus: Consensus::Cft,
+            ..args(3)
+        })
+        .unwrap();
+        assert_eq!(cft.genesis.consensus.engine, EngineKind::Cft);
+        assert!(msg(InitArgs {
+            consensus: Consensus::Cft,
+            ..args(0)
+        })
+        .contains("at least 1 validator"));
         assert!(msg(InitArgs {
             base_port: 65500,
             ..args(4)
