@@ -197,6 +197,11 @@ impl Shared {
         self.status.send_modify(f);
     }
 
+    /// Tells the driver that transactions were added to the mempool.
+    pub fn wake_driver(&self) {
+        self.new_txs.notify_one();
+    }
+
     /// Resolves when transactions were added (driver only).
     pub async fn new_txs(&self) {
         self.new_txs.notified().await
