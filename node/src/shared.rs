@@ -211,35 +211,30 @@ impl Shared {
     /// (on a blocking thread), then the mempool pre-checks against committed
     /// state. Returns the transaction hash.
     pub async fn submit(self: &Arc<Self>, tx: SignedTransaction) -> Result<Hash, MempoolError> {
-        let mut verdicts = self.clone().verify(vec![tx.clone()]).await;
-        let (hash, ok) = verdicts.pop().unwrap_or((tx.hash(), false));
-        let result = self.insert_verified(tx.clone(), hash, ok);
-        if result.is_ok() {
-            self.outbox
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(tx);
-            self.new_txs.notify_one();
-        }
-        result
+        let hash = tx.hash();
+        self.submit_batch(vec![tx])
+            .await
+            .pop()
+            .map_or(Err(MempoolError::BadSignature), |(_, r)| r.map(|()| hash))
     }
 
     /// [`Shared::submit`] for many transactions at once: one batch signature
-    /// check, one wake-up of the driver. One result per transaction, in order.
+    /// check, one wake-up of the driver. One (hash, result) per transaction,
+    /// in order.
     pub async fn submit_batch(
         self: &Arc<Self>,
         txs: Vec<SignedTransaction>,
-    ) -> Vec<Result<Hash, MempoolError>> {
+    ) -> Vec<(Hash, Result<(), MempoolError>)> {
         let verdicts = self.clone().verify(txs.clone()).await;
         let mut results = Vec::with_capacity(txs.len());
         let mut accepted = Vec::new();
         for (i, tx) in txs.into_iter().enumerate() {
             let (hash, ok) = verdicts.get(i).copied().unwrap_or((tx.hash(), false));
-            let result = self.insert_verified(tx.clone(), hash, ok);
+            let result = self.insert_verified(tx.clone(), hash, ok).map(|_| ());
             if result.is_ok() {
                 accepted.push(tx);
             }
-            results.push(result);
+            results.push((hash, result));
         }
         if !accepted.is_empty() {
             self.outbox

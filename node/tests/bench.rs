@@ -12,23 +12,30 @@ fn base_port() -> u16 {
     12_000 + (std::process::id() % 35) as u16 * 200
 }
 
+/// Runs `phalanx bench --quick` with `args` into `out`; asserts it
+/// succeeded and returns its stdout and the parsed `bench.json`.
+fn quick_bench(args: &[&str], port: u16, out: &std::path::Path) -> (String, Value) {
+    let run = Command::new(BIN)
+        .args(["bench", "--quick", "--min-tps", "50"])
+        .args(args)
+        .args(["--base-port", &port.to_string()])
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let report =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    (stdout, report)
+}
+
 #[test]
 fn quick_bench_commits_on_every_node_and_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
-    let run = Command::new(BIN)
-        .args(["bench", "--quick", "--rate", "400", "--min-tps", "50"])
-        .args(["--base-port", &base_port().to_string()])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
-
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let (stdout, report) = quick_bench(&["--rate", "400"], base_port(), &out);
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     let r = &runs[0];
@@ -120,19 +127,11 @@ fn bench_refuses_nonsense_arguments() {
 fn quick_bench_runs_the_cft_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
-    let run = Command::new(BIN)
-        .args(["bench", "--quick", "--rate", "300", "--min-tps", "50"])
-        .args(["--validators", "3", "--consensus", "cft"])
-        .args(["--base-port", &(base_port() + 20).to_string()])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let (_, report) = quick_bench(
+        &["--rate", "300", "--validators", "3", "--consensus", "cft"],
+        base_port() + 20,
+        &out,
+    );
     let r = &report["runs"][0];
     assert_eq!(r["validators"], 3);
     assert!(r["divergence"].is_null(), "{r}");

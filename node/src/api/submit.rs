@@ -186,10 +186,9 @@ pub(super) async fn submit_batch(
         ));
     }
     let total = txs.len();
-    let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
     let results = shared.submit_batch(txs).await;
     let mut rejected = Vec::new();
-    for (index, (result, tx_hash)) in results.into_iter().zip(hashes).enumerate() {
+    for (index, (tx_hash, result)) in results.into_iter().enumerate() {
         if let Err(e) = result {
             rejected.push(BatchRejection {
                 index,
