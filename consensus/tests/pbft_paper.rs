@@ -521,6 +521,111 @@ fn s4_5_2_a_replica_alone_in_a_view_change_waits_and_resends() {
     }
 }
 
+/// §4.5.2 liveness when a view can no longer complete: this replica and one
+/// other want view 1, a third has moved on to view 2 (it gathered a quorum
+/// for view 1 earlier, and a crash cost it its own VIEW-CHANGE for view 1).
+/// Two for view 1 are not a quorum and views never go back, so at its
+/// timer the replica joins view 2, which someone is already in. With only
+/// the voter of view 1 above it, it stays (no climbing alone).
+#[test]
+fn s4_5_2_a_view_that_cannot_complete_is_left_for_one_a_replica_is_in() {
+    let start_in_view_1 = || {
+        let g = genesis(4, params());
+        let cfg = Config::from_genesis(&g, ValidatorIndex(3)).unwrap();
+        let mut e = Pbft::restore(
+            cfg,
+            validator_key(3),
+            Restored {
+                records: vec![Persisted::View {
+                    view: 1,
+                    active: false,
+                }],
+                last_executed: Height(0),
+                last_block_hash: g.block().hash(),
+                recent_blocks: Vec::new(),
+            },
+        );
+        e.handle(0, Input::Start);
+        e.handle(0, msg(1, empty_view_change(1, 1)));
+        e
+    };
+    let wants = |out: &[Output<PbftMessage>], view: u64| {
+        broadcasts(out)
+            .iter()
+            .any(|m| matches!(m, PbftMessage::ViewChange(vc) if vc.body.new_view == view))
+    };
+    let timer = TimeoutKind::ViewChange { view: 1 };
+
+    let mut e = start_in_view_1();
+    // One replica above is not f+1: no join on arrival.
+    let out = e.handle(0, msg(2, empty_view_change(2, 2)));
+    assert_eq!(e.status().view, 1);
+    assert!(!wants(&out, 2));
+    // {3, 1} in view 1 and {2} in view 2 make a quorum: view 1 is dead.
+    let out = e.handle(0, Input::Timeout(timer));
+    assert_eq!(e.status().view, 2);
+    assert!(wants(&out, 2), "{out:?}");
+
+    // Control: the only voter above also asked for view 1. Three distinct
+    // replicas are not in sight, so it waits and resends.
+    let mut e = start_in_view_1();
+    e.handle(0, msg(1, empty_view_change(2, 1)));
+    let out = e.handle(0, Input::Timeout(timer));
+    assert_eq!(e.status().view, 1);
+    assert!(wants(&out, 1) && !wants(&out, 2), "{out:?}");
+}
+
+/// A replica can persist a stable checkpoint it has not executed up to (a
+/// quorum proved it while it lagged). Restarted as primary, it must not
+/// propose at or below that checkpoint: the record of what it signed there
+/// is garbage-collected, so a proposal could be its second PRE-PREPARE for
+/// the slot (the 100,000-schedule simulator run found exactly that). It
+/// catches up by sync, retried on a timer, and proposes above the
+/// checkpoint.
+#[test]
+fn s4_3_restart_behind_its_stable_checkpoint_never_proposes_below_it() {
+    let g = genesis(4, params());
+    let cfg = Config::from_genesis(&g, ValidatorIndex(0)).unwrap();
+    let mut e = Pbft::restore(
+        cfg,
+        validator_key(0),
+        Restored {
+            records: vec![Persisted::StableCheckpoint {
+                seq: Height(4),
+                digest: Hash::ZERO,
+                proof: vec![],
+            }],
+            last_executed: Height(2),
+            last_block_hash: g.block().hash(),
+            recent_blocks: Vec::new(),
+        },
+    );
+    let out = e.handle(0, Input::Start);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::RequestSync { from } if *from == Height(3))));
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::ScheduleTimeout {
+                kind: TimeoutKind::Sync,
+                ..
+            }
+        )),
+        "the sync is retried until the blocks arrive: {out:?}"
+    );
+    let mut out = e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
+    out.extend(e.handle(0, Input::Timeout(TimeoutKind::Batch)));
+    let proposed: Vec<u64> = broadcasts(&out)
+        .iter()
+        .filter_map(|m| match m {
+            PbftMessage::PrePrepare(pp) => Some(pp.vote.vote.seq.0),
+            _ => None,
+        })
+        .collect();
+    assert!(proposed.iter().all(|s| *s > 4), "proposed {proposed:?}");
+}
+
 /// Liveness after a partition heals: a replica still asking for a view the
 /// others have left gets what moves it on. For a view we entered, the
 /// NEW-VIEW; for a view we gave up on, our own VIEW-CHANGE for it (so its

@@ -185,6 +185,28 @@ fn sweep_from_env() {
     );
 }
 
+/// The 16 schedules (n = 4, one Byzantine validator, every fault) that the
+/// first 100,000-schedule run failed, by the engine bug they found:
+/// - a primary restarted behind a stable checkpoint it had persisted
+///   proposed at the checkpoint again: a second PRE-PREPARE for the slot
+///   (honest double-sign) and a slot kept below the low watermark;
+/// - honest replicas resending VIEW-CHANGE(v) forever while one that had
+///   crashed (and so lost its VIEW-CHANGE(v)) waited in v+1: 30 s after the
+///   heal nothing was committed.
+#[test]
+fn the_failing_seeds_of_the_first_100k_run_pass() {
+    const DOUBLE_SIGN: [u64; 4] = [3023, 36033, 74073, 84764];
+    const INVARIANT: [u64; 1] = [76649];
+    const LIVENESS: [u64; 11] = [
+        16712, 23175, 37919, 47789, 53423, 57984, 63889, 71414, 78242, 91450, 96240,
+    ];
+    for seed in DOUBLE_SIGN.into_iter().chain(INVARIANT).chain(LIVENESS) {
+        let o = run_scenario(scenario(seed, 4, 1, "all"), Hooks::default());
+        assert!(o.violations.is_empty(), "seed {seed}: {:?}", o.violations);
+        assert!(o.stats.heal_to_live_ms.is_some(), "seed {seed} not live");
+    }
+}
+
 // ---------------------------------------------------------------- replay
 
 fn scenario(seed: u64, n: usize, byzantine: usize, faults: &str) -> Scenario {

@@ -233,6 +233,13 @@ impl Pbft {
         }
         engine.slots.retain(|s, _| *s > stable);
         engine.signed.retain(|(_, _, s), _| *s > stable);
+        // A replica may have persisted a stable checkpoint beyond what it
+        // executed (2f+1 others proved it while this one lagged). Slots up
+        // to it are gone, together with the record of what this replica
+        // signed for them, so it must never propose there again: it catches
+        // up by sync instead (the simulator found a restarted primary
+        // signing a second PRE-PREPARE for the checkpointed slot).
+        engine.next_seq = engine.next_seq.max(stable.next());
         // A restarted primary never proposes a second payload for a seq it
         // already pre-prepared in this view.
         let view = engine.view;
@@ -382,6 +389,16 @@ impl Pbft {
                         // §4.5.2: a quorum wanted `view` and its primary sent
                         // no NEW-VIEW in time; try the next view.
                         self.start_view_change(view + 1, out);
+                    } else if let Some(higher) = self.view_is_abandoned(view) {
+                        // Too few want `view` and enough have moved above it
+                        // that it can never gather a quorum: join the lowest
+                        // view someone is already in (never a fresh one, so
+                        // replicas do not chase each other up the views).
+                        // The simulator found two honest replicas resending
+                        // VIEW-CHANGE(v) forever while the third, which had
+                        // crashed and so lost its own VIEW-CHANGE(v), waited
+                        // in v+1.
+                        self.start_view_change(higher, out);
                     } else {
                         // §4.5.2 starts the timer only at a quorum: a replica
                         // that moves on alone climbs views nobody else is in
@@ -507,9 +524,15 @@ impl Pbft {
         // On an idle network nothing else would tell us we are behind. A
         // one-off question (no outstanding flag, no timer): if it is lost,
         // the usual signs of being behind still trigger a sync.
-        out.push(Output::RequestSync {
-            from: self.last_committed.next(),
-        });
+        if self.stable.seq > self.last_committed {
+            // Provably behind (a stable checkpoint we never executed up to):
+            // keep asking until the blocks arrive.
+            self.request_sync(out);
+        } else {
+            out.push(Output::RequestSync {
+                from: self.last_committed.next(),
+            });
+        }
         if !self.view_active {
             // Resend our VIEW-CHANGE (rebuilt from persisted certificates; the
             // same content gives the same deterministic signature).

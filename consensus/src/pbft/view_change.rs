@@ -223,6 +223,26 @@ impl Pbft {
         }
     }
 
+    /// `Some(w)` when the replicas that want `view` or a later view make up a
+    /// quorum but those that want `view` itself do not: the ones above never
+    /// come back (views only grow), so `view` cannot complete. `w` is the
+    /// lowest later view some other replica asked for.
+    pub(crate) fn view_is_abandoned(&self, view: u64) -> Option<u64> {
+        let here = self.view_changes.get(&view).map_or(0, BTreeMap::len);
+        if here >= self.cfg.quorums.quorum {
+            return None;
+        }
+        let mut voters: BTreeSet<ValidatorIndex> = BTreeSet::new();
+        let mut lowest_above = None;
+        for (v, m) in self.view_changes.range(view..) {
+            voters.extend(m.keys().copied());
+            if *v > view && m.keys().any(|voter| *voter != self.me()) {
+                lowest_above.get_or_insert(*v);
+            }
+        }
+        lowest_above.filter(|_| voters.len() >= self.cfg.quorums.quorum)
+    }
+
     fn has_own_view_change(&self, view: u64) -> bool {
         self.view_changes
             .get(&view)
