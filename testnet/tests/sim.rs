@@ -17,6 +17,8 @@
 //! sweep's summary line with its schedules per second.
 
 use clap::Parser;
+use phalanx_consensus::cft::messages::{CftBody, CftMessage};
+use phalanx_consensus::CftRecord;
 use phalanx_consensus::{Engine, EngineStatus, Input, Output, PbftMessage, Persisted};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
@@ -27,8 +29,9 @@ use phalanx_testnet::sim::scenario::{
     account, account_key, Behaviour, ByzantinePlan, SilentMode, Submission, CHAIN_ID,
 };
 use phalanx_testnet::sim::{
-    pbft_factory, run_scenario, sweep, Fault, FaultSet, Hooks, Outcome, Scenario, SimArgs,
-    SimEngine, Sweep, SweepConfig, Tamper, TamperCtx, ViolationKind,
+    pbft_factory, run_scenario, run_scenario_with, sweep, Fault, FaultSet, Hooks, Outcome,
+    Scenario, SimArgs, SimConsensus, SimEngine, Sweep, SweepConfig, Tamper, TamperCtx,
+    ViolationKind,
 };
 use std::sync::Arc;
 
@@ -45,6 +48,7 @@ fn config(n: usize, byzantine: usize, faults: &str, start_seed: u64, seeds: u64)
         seeds,
         threads: threads(),
         verbose: false,
+        consensus: SimConsensus::Pbft,
     }
 }
 
@@ -205,6 +209,158 @@ fn the_failing_seeds_of_the_first_100k_run_pass() {
         assert!(o.violations.is_empty(), "seed {seed}: {:?}", o.violations);
         assert!(o.stats.heal_to_live_ms.is_some(), "seed {seed} not live");
     }
+}
+
+// ------------------------------------------------ the CFT baseline (issue 6)
+
+fn cft_config(n: usize, seeds: u64) -> SweepConfig {
+    SweepConfig {
+        consensus: SimConsensus::Cft,
+        ..config(n, 0, "all", 0, seeds)
+    }
+}
+
+/// The crash-fault-tolerant baseline in the same simulator: 3 and 5
+/// validators, every crash-model fault (delay, loss, duplication,
+/// reordering, partitions, crashes mid-output and restarts), no violation
+/// of agreement, validity, one vote per term, one entry per (term, index),
+/// save before send, or liveness after the heal.
+#[test]
+fn cft_schedules_with_crashes_and_network_faults_have_no_violation() {
+    let three = run_sweep(&cft_config(3, 120));
+    let five = run_sweep(&cft_config(5, 60));
+    assert_clean(&three);
+    assert_clean(&five);
+    let crash_model: FaultSet = "delay,loss,dup,reorder,partition,crash"
+        .parse()
+        .expect("fault list");
+    let sum = |f: &dyn Fn(&Sweep) -> u64| f(&three) + f(&five);
+    for fault in crash_model.iter() {
+        let active = sum(&|s| s.totals.active(fault));
+        assert!(
+            active >= 10,
+            "{fault} was active in only {active} schedules"
+        );
+    }
+    for fault in FaultSet::all().byzantine().iter() {
+        assert_eq!(sum(&|s| s.totals.active(fault)), 0, "{fault} in a CFT run");
+    }
+    let effects = [
+        ("blocks", sum(&|s| s.totals.blocks)),
+        ("successful transactions", sum(&|s| s.totals.txs_succeeded)),
+        ("rejected transactions", sum(&|s| s.totals.txs_failed)),
+        ("elections", sum(&|s| s.totals.view_changes)),
+        ("lost messages", sum(&|s| s.totals.lost)),
+        ("duplicated messages", sum(&|s| s.totals.duplicated)),
+        ("partitioned messages", sum(&|s| s.totals.cut)),
+        ("crashes", sum(&|s| s.totals.crashes)),
+        (
+            "crashes between persist and send",
+            sum(&|s| s.totals.mid_output_crashes),
+        ),
+        ("catch-ups", sum(&|s| s.totals.sync_answers)),
+    ];
+    for (what, count) in effects {
+        assert!(count > 0, "the CFT sweep produced no {what}");
+    }
+    for o in three.outcomes.iter().chain(&five.outcomes) {
+        assert!(
+            o.stats.heal_to_live_ms.is_some(),
+            "seed {} not live",
+            o.seed
+        );
+    }
+}
+
+#[test]
+fn cft_a_seed_replays_to_the_same_trace_and_byzantine_validators_are_refused() {
+    let cft = |seed| {
+        Scenario::generate_for(SimConsensus::Cft, seed, 3, 0, FaultSet::all()).expect("valid")
+    };
+    let a = run_scenario(cft(5), Hooks::default());
+    let b = run_scenario(cft(5), Hooks::default());
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert!(a.violations.is_empty(), "{:?}", a.violations);
+    assert!(a.stats.height > 0);
+    // Byzantine validators are refused: the baseline assumes crash faults.
+    assert!(Scenario::generate_for(SimConsensus::Cft, 5, 3, 1, FaultSet::all()).is_err());
+    assert!(Scenario::generate_for(SimConsensus::Cft, 5, 2, 0, FaultSet::all()).is_err());
+}
+
+fn calm_cft(seed: u64) -> Scenario {
+    let mut s = Scenario::generate_for(SimConsensus::Cft, seed, 3, 0, FaultSet::NONE)
+        .expect("valid scenario");
+    s.without_faults();
+    s
+}
+
+/// A CFT driver that grants each vote it casts twice: once as the engine
+/// decided and once, re-signed, for another candidate in the same term.
+struct CftDoubleVote;
+
+impl Tamper<CftMessage> for CftDoubleVote {
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<CftMessage>>) {
+        let mut extra = Vec::new();
+        for o in outputs.iter() {
+            if let Output::Send { message, .. } | Output::Broadcast(message) = o {
+                if let CftBody::Vote(v) = &message.body {
+                    if v.granted && v.voter == ctx.validator {
+                        let mut other = v.clone();
+                        other.candidate = ValidatorIndex((v.candidate.0 + 1) % 3);
+                        extra.push(Output::Broadcast(CftMessage::sign(
+                            CftBody::Vote(other),
+                            ctx.chain_id,
+                            ctx.key,
+                        )));
+                    }
+                }
+            }
+        }
+        outputs.extend(extra);
+    }
+}
+
+/// A CFT driver that drops its hard state records (term and vote).
+struct CftForgetsItsVote;
+
+impl Tamper<CftMessage> for CftForgetsItsVote {
+    fn outputs(&mut self, _ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<CftMessage>>) {
+        outputs.retain(|o| {
+            !matches!(
+                o,
+                Output::Persist(Persisted::Cft(CftRecord::HardState { .. }))
+            )
+        });
+    }
+}
+
+#[test]
+fn teeth_cft_checkers_catch_a_double_vote_and_an_unpersisted_vote() {
+    let run = |tamper: Box<dyn Tamper<CftMessage>>| {
+        run_scenario_with(
+            calm_cft(3),
+            Hooks {
+                tamper: Some(tamper),
+                stop_on_violation: false,
+                ..Hooks::default()
+            },
+        )
+    };
+    let o = run(Box::new(CftDoubleVote));
+    assert!(
+        kinds(&o).contains(&ViolationKind::DoubleSign),
+        "{:?}",
+        o.violations
+    );
+    let o = run(Box::new(CftForgetsItsVote));
+    assert!(
+        kinds(&o).contains(&ViolationKind::SendBeforePersist),
+        "{:?}",
+        o.violations
+    );
+    // And untampered, the same schedule is clean.
+    let o = run_scenario(calm_cft(3), Hooks::default());
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
 }
 
 // ---------------------------------------------------------------- replay

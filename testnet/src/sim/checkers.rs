@@ -17,6 +17,7 @@
 //!
 //! This module only observes; it never changes what the simulation does.
 
+use super::protocol::SimConsensus;
 use phalanx_consensus::PbftMessage;
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
@@ -120,6 +121,7 @@ pub fn own_votes(
 pub struct Safety {
     committed: BTreeMap<Height, (Hash, usize)>,
     votes: BTreeMap<(ValidatorIndex, VoteKind, u64, Height), Hash>,
+    promises: BTreeMap<(ValidatorIndex, &'static str, u64, u64), Hash>,
 }
 
 impl Safety {
@@ -161,6 +163,27 @@ impl Safety {
         }
     }
 
+    /// Records a promise other than a PBFT vote (`what` at `round`, `slot`
+    /// with `value`); returns the earlier value if it differs.
+    pub fn on_promise(
+        &mut self,
+        voter: ValidatorIndex,
+        what: &'static str,
+        round: u64,
+        slot: u64,
+        value: Hash,
+    ) -> Option<Hash> {
+        match self.promises.entry((voter, what, round, slot)) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(value);
+                None
+            }
+            std::collections::btree_map::Entry::Occupied(e) => {
+                Some(*e.get()).filter(|prev| *prev != value)
+            }
+        }
+    }
+
     /// The highest height some honest validator committed.
     pub fn max_height(&self) -> Height {
         self.committed
@@ -177,8 +200,28 @@ pub fn short(h: &Hash) -> String {
 }
 
 /// Checks a committed block's justification: a PBFT certificate for this
-/// height and payload, signed by a quorum.
-pub fn check_certificate(genesis: &Genesis, quorum: usize, block: &Block) -> Result<(), String> {
+/// height and payload, signed by a quorum (or, for the CFT baseline, a
+/// leader that is a validator).
+pub fn check_certificate(
+    genesis: &Genesis,
+    quorum: usize,
+    block: &Block,
+    consensus: SimConsensus,
+) -> Result<(), String> {
+    if let (SimConsensus::Cft, Justification::Cft { leader, .. }) =
+        (consensus, &block.justification)
+    {
+        // A crash-fault model commits on the leader's word: all a block can
+        // show is a leader from the validator set.
+        return if (leader.0 as usize) < genesis.validators.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "height {}: leader {leader} is not a validator",
+                block.height()
+            ))
+        };
+    }
     let Justification::Pbft(cert) = &block.justification else {
         return Err(format!("height {}: not a PBFT certificate", block.height()));
     };
@@ -203,11 +246,17 @@ pub struct CertCache(BTreeMap<(Hash, Vec<u8>), Result<(), String>>);
 
 impl CertCache {
     /// [`check_certificate`], remembered by block hash and justification.
-    pub fn check(&mut self, genesis: &Genesis, quorum: usize, block: &Block) -> Result<(), String> {
+    pub fn check(
+        &mut self,
+        genesis: &Genesis,
+        quorum: usize,
+        block: &Block,
+        consensus: SimConsensus,
+    ) -> Result<(), String> {
         let key = (block.hash(), phalanx_crypto::encode(&block.justification));
         self.0
             .entry(key)
-            .or_insert_with(|| check_certificate(genesis, quorum, block))
+            .or_insert_with(|| check_certificate(genesis, quorum, block, consensus))
             .clone()
     }
 }

@@ -4,10 +4,11 @@
 //! other input), fetch blocks for catch-up — with the checkers looking at
 //! every output of every honest engine as it is carried out.
 
-use super::checkers::{own_votes, ViolationKind};
+use super::checkers::ViolationKind;
 use super::hooks::TamperCtx;
+use super::protocol::SimMessage;
 use super::world::{panic_message, Event, World};
-use phalanx_consensus::{Input, Output, PbftMessage};
+use phalanx_consensus::{Input, Output};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{make_block, Block, Height, Justification, Payload, ValidatorIndex};
 use std::collections::VecDeque;
@@ -17,10 +18,10 @@ use std::rc::Rc;
 /// Most blocks in one catch-up answer (as the node's sync protocol).
 const SYNC_MAX_BLOCKS: usize = 32;
 
-impl World {
+impl<M: SimMessage> World<M> {
     /// Feeds one input to a node, carries out its outputs in order, then
     /// the inputs they cause (block executed), like the node's driver.
-    pub(super) fn step(&mut self, node: usize, input: Input<PbftMessage>) {
+    pub(super) fn step(&mut self, node: usize, input: Input<M>) {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let now = self.now;
@@ -73,12 +74,7 @@ impl World {
         }
     }
 
-    fn carry_out(
-        &mut self,
-        node: usize,
-        output: Output<PbftMessage>,
-        inputs: &mut VecDeque<Input<PbftMessage>>,
-    ) {
+    fn carry_out(&mut self, node: usize, output: Output<M>, inputs: &mut VecDeque<Input<M>>) {
         match output {
             Output::Persist(record) => self.nodes[node].persist(record),
             Output::Send { to, message } => self.send(node, vec![to], message),
@@ -138,12 +134,13 @@ impl World {
     }
 
     /// Sends an engine's message: checked (honest) or rewritten (Byzantine).
-    fn send(&mut self, node: usize, dests: Vec<ValidatorIndex>, message: PbftMessage) {
+    fn send(&mut self, node: usize, dests: Vec<ValidatorIndex>, message: M) {
         if self.nodes[node].honest {
             self.check_send(node, &message);
         }
         let wire = match self.nodes[node].adversary.as_mut() {
-            Some(adv) => adv.outgoing(
+            Some(adv) => M::byzantine_outgoing(
+                adv,
                 &mut self.adversary_rng,
                 &mut self.collusion,
                 &mut self.stats.adversary,
@@ -165,37 +162,8 @@ impl World {
     }
 
     /// Save before send and no double-signing, for an honest node's message.
-    fn check_send(&mut self, node: usize, message: &PbftMessage) {
-        let n = &self.nodes[node];
-        let me = n.validator();
-        let cfg = &n.cfg;
-        let mut problems = Vec::new();
-        for v in own_votes(me, |view| cfg.primary(view), message) {
-            let key = (v.vote.kind, v.vote.view, v.vote.seq, v.vote.digest);
-            if !n.persisted_votes.contains(&key) {
-                problems.push((
-                    ViolationKind::SendBeforePersist,
-                    format!(
-                        "node {node} sent {:?} view {} seq {} before persisting it",
-                        v.vote.kind, v.vote.view, v.vote.seq
-                    ),
-                ));
-            }
-            if let Some(d) = self.safety.on_vote_sent(&v) {
-                problems.push((ViolationKind::DoubleSign, d));
-            }
-        }
-        if let PbftMessage::ViewChange(vc) = message {
-            if vc.body.voter == me && !n.persisted_views.contains(&vc.body.new_view) {
-                problems.push((
-                    ViolationKind::SendBeforePersist,
-                    format!(
-                        "node {node} sent VIEW-CHANGE to view {} before persisting the view",
-                        vc.body.new_view
-                    ),
-                ));
-            }
-        }
+    fn check_send(&mut self, node: usize, message: &M) {
+        let problems = M::check_send(node, &self.nodes[node], &mut self.safety, message);
         for (kind, detail) in problems {
             self.violation(kind, detail);
         }
@@ -205,7 +173,7 @@ impl World {
         &mut self,
         from: usize,
         to: ValidatorIndex,
-        message: Rc<PbftMessage>,
+        message: Rc<M>,
     ) {
         for target in self.nodes_of(to) {
             if target == from {
@@ -281,7 +249,7 @@ impl World {
             self.committed_since_check = true;
             let mut problems = Vec::new();
             let quorum = n.cfg.quorums.quorum;
-            if let Err(e) = self.certs.check(genesis, quorum, &block) {
+            if let Err(e) = self.certs.check(genesis, quorum, &block, M::CONSENSUS) {
                 problems.push((ViolationKind::Certificate, format!("node {node}: {e}")));
             }
             if let Some(e) = self.safety.on_commit(node, &block) {

@@ -8,7 +8,8 @@
 use super::adversary::AdversaryStats;
 use super::checkers::Violation;
 use super::network::NetStats;
-use super::node::{pbft_factory, EngineFactory};
+use super::node::EngineFactory;
+use super::protocol::SimMessage;
 use phalanx_consensus::{Output, PbftMessage};
 use phalanx_crypto::Keypair;
 use phalanx_ledger::{execute, Address, Executed, Payload, State, ValidatorIndex, VerifyAll};
@@ -42,20 +43,20 @@ pub struct TamperCtx<'a> {
 /// Rewrites an honest engine's outputs before its driver carries them out:
 /// the hook tests use to plant violations the checkers must catch (it
 /// never touches the engine itself).
-pub trait Tamper {
+pub trait Tamper<M = PbftMessage> {
     /// Called with every output list of every honest node.
-    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage>>);
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<M>>);
 }
 
 /// Everything about a run that is not the scenario: the engine under test,
 /// the executor, an optional tamper, and how to report.
-pub struct Hooks {
+pub struct Hooks<M = PbftMessage> {
     /// Builds engines.
-    pub engine: EngineFactory,
+    pub engine: EngineFactory<M>,
     /// Executes committed payloads.
     pub executor: Executor,
     /// Rewrites honest outputs (tests only).
-    pub tamper: Option<Box<dyn Tamper>>,
+    pub tamper: Option<Box<dyn Tamper<M>>>,
     /// Stop at the end of the first step that breaks a property (default);
     /// false runs on to collect every violation.
     pub stop_on_violation: bool,
@@ -63,10 +64,10 @@ pub struct Hooks {
     pub verbose: bool,
 }
 
-impl Default for Hooks {
-    fn default() -> Hooks {
+impl<M: SimMessage> Default for Hooks<M> {
+    fn default() -> Hooks<M> {
         Hooks {
-            engine: pbft_factory(),
+            engine: M::factory(),
             executor: ledger_executor,
             tamper: None,
             stop_on_violation: true,
@@ -75,7 +76,7 @@ impl Default for Hooks {
     }
 }
 
-impl std::fmt::Debug for Hooks {
+impl<M> std::fmt::Debug for Hooks<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")
             .field("tamper", &self.tamper.is_some())

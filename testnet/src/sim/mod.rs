@@ -56,6 +56,12 @@
 //! returns), [`world`] (the event loop) and its drivers, [`sweep`]
 //! (many seeds on many threads, and the report).
 //!
+//! The same world runs the crash-fault-tolerant baseline (`--consensus
+//! cft`, [`protocol`]): n ≥ 3, no Byzantine validators, the network faults
+//! and crashes above, and the same agreement, validity and liveness
+//! checkers. Its promises are Raft's: one granted vote per term and one
+//! entry per (term, index) from a leader, each persisted before it is sent.
+//!
 //! The simulator must never modify the engine to inject a fault: faults wrap
 //! an engine's inputs and outputs, or live in the network. The engine under
 //! test comes from an [`EngineFactory`], so a mutated engine can be handed in.
@@ -69,6 +75,7 @@ mod forge;
 pub mod hooks;
 pub mod network;
 pub mod node;
+pub mod protocol;
 pub mod rng;
 pub mod scenario;
 pub mod sweep;
@@ -80,14 +87,19 @@ pub use checkers::{Violation, ViolationKind};
 pub use faults::{Fault, FaultSet};
 pub use hooks::{ledger_executor, Executor, Hooks, Outcome, Stats, Tamper, TamperCtx};
 pub use node::{pbft_factory, EngineFactory, SimEngine};
+pub use protocol::{SimConsensus, SimMessage};
 pub use scenario::{Scenario, LIVENESS_BOUND_MS, VIEW_CHANGE_TIMEOUT_MS};
 pub use sweep::{sweep, Sweep, SweepConfig, Totals};
-pub use world::run_scenario;
+pub use world::{run_scenario, run_scenario_with};
 
 /// `phalanx sim` arguments.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SimArgs {
-    /// Validators in every schedule (at least 4).
+    /// The engine under test: `pbft`, or `cft` (the crash-fault-tolerant
+    /// baseline: no Byzantine validators, network faults and crashes only).
+    #[arg(long, value_enum, default_value = "pbft")]
+    pub consensus: SimConsensus,
+    /// Validators in every schedule (at least 4 for PBFT, 3 for CFT).
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
     /// How many schedules (seeds) to run.
@@ -96,8 +108,8 @@ pub struct SimArgs {
     /// The first seed; schedules use start-seed, start-seed+1, ...
     #[arg(long, default_value_t = 0)]
     pub start_seed: u64,
-    /// Byzantine validators per schedule, at most f = (n-1)/3 [default: f].
-    /// Twins count as one.
+    /// Byzantine validators per schedule, at most f = (n-1)/3 [default: f;
+    /// 0 with `--consensus cft`]. Twins count as one.
     #[arg(long)]
     pub byzantine: Option<usize>,
     /// Faults each schedule draws from: `all`, or a comma-separated list of
@@ -127,9 +139,10 @@ impl SimArgs {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             })
         };
-        let byzantine = self
-            .byzantine
-            .unwrap_or_else(|| scenario::max_faulty(self.validators.max(4)));
+        let byzantine = self.byzantine.unwrap_or(match self.consensus {
+            SimConsensus::Pbft => scenario::max_faulty(self.validators.max(4)),
+            SimConsensus::Cft => 0,
+        });
         SweepConfig {
             validators: self.validators,
             byzantine,
@@ -138,6 +151,7 @@ impl SimArgs {
             seeds: self.seeds,
             threads,
             verbose: self.verbose,
+            consensus: self.consensus,
         }
     }
 }

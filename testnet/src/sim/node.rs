@@ -6,7 +6,7 @@
 use super::adversary::Adversary;
 use super::checkers::Model;
 use super::network::Endpoint;
-use phalanx_consensus::{Config, Engine, PbftMessage, Persisted, Restored, TimeoutKind};
+use phalanx_consensus::{CftRecord, Config, Engine, PbftMessage, Persisted, Restored, TimeoutKind};
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{Block, Genesis, Height, State, ValidatorIndex, VoteKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,19 +14,20 @@ use std::sync::Arc;
 
 /// The engine under test, behind the trait (so a test or a mutation run can
 /// hand the simulator any engine).
-pub type SimEngine = Box<dyn Engine<Message = PbftMessage>>;
+pub type SimEngine<M = PbftMessage> = Box<dyn Engine<Message = M>>;
 
 /// Builds (or rebuilds, after a crash) an engine from its configuration, key
 /// and restored state. The default is `Pbft::restore`.
-pub type EngineFactory = Arc<dyn Fn(Config, Keypair, Restored) -> SimEngine + Send + Sync>;
+pub type EngineFactory<M = PbftMessage> =
+    Arc<dyn Fn(Config, Keypair, Restored) -> SimEngine<M> + Send + Sync>;
 
 /// The factory of the shipped PBFT engine.
 pub fn pbft_factory() -> EngineFactory {
-    Arc::new(|cfg, key, restored| Box::new(phalanx_consensus::Pbft::restore(cfg, key, restored)))
+    <PbftMessage as super::protocol::SimMessage>::factory()
 }
 
 /// One running engine and its driver's durable state.
-pub struct Node {
+pub struct Node<M = PbftMessage> {
     /// Where it sits in the network.
     pub endpoint: Endpoint,
     /// Whether its validator is honest (checked) or Byzantine (not checked).
@@ -36,7 +37,7 @@ pub struct Node {
     /// The validator key.
     pub key: Keypair,
     /// The engine; `None` while crashed.
-    pub engine: Option<SimEngine>,
+    pub engine: Option<SimEngine<M>>,
     /// Bumped on every crash: events of an earlier life are ignored.
     pub incarnation: u32,
     /// The stored chain (survives crashes).
@@ -49,6 +50,12 @@ pub struct Node {
     pub persisted_votes: BTreeSet<(VoteKind, u64, Height, Hash)>,
     /// Views persisted, for the save-before-send check of VIEW-CHANGEs.
     pub persisted_views: BTreeSet<u64>,
+    /// CFT hard states persisted (term, voted for), for the save-before-send
+    /// check of votes.
+    pub persisted_hard: BTreeSet<(u64, Option<ValidatorIndex>)>,
+    /// CFT log entries persisted (index, payload digest), for the
+    /// save-before-send check of a leader's appends.
+    pub persisted_entries: BTreeSet<(u64, Hash)>,
     /// The armed generation of each timer (a later schedule replaces it).
     pub timers: BTreeMap<TimeoutKind, u64>,
     /// The independent ledger model (honest nodes).
@@ -67,7 +74,7 @@ pub struct Node {
     pub failed: u64,
 }
 
-impl std::fmt::Debug for Node {
+impl<M> std::fmt::Debug for Node<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("validator", &self.endpoint.validator)
@@ -79,7 +86,7 @@ impl std::fmt::Debug for Node {
     }
 }
 
-impl Node {
+impl<M> Node<M> {
     /// A node at genesis (not started).
     pub fn new(
         genesis: &Genesis,
@@ -88,7 +95,7 @@ impl Node {
         cfg: Config,
         key: Keypair,
         adversary: Option<Adversary>,
-    ) -> Node {
+    ) -> Node<M> {
         Node {
             endpoint,
             honest,
@@ -101,6 +108,8 @@ impl Node {
             records: Vec::new(),
             persisted_votes: BTreeSet::new(),
             persisted_views: BTreeSet::new(),
+            persisted_hard: BTreeSet::new(),
+            persisted_entries: BTreeSet::new(),
             timers: BTreeMap::new(),
             model: Model::new(genesis),
             included: BTreeSet::new(),
@@ -128,7 +137,7 @@ impl Node {
     }
 
     /// (Re)builds the engine from the records and the stored chain.
-    pub fn boot(&mut self, factory: &EngineFactory) {
+    pub fn boot(&mut self, factory: &EngineFactory<M>) {
         let last = self.chain.last().expect("the chain holds genesis");
         let heights = Restored::recent_heights(
             &self.records,
@@ -168,7 +177,16 @@ impl Node {
             Persisted::View { view, .. } => {
                 self.persisted_views.insert(*view);
             }
-            Persisted::Prepared(_) | Persisted::StableCheckpoint { .. } | Persisted::Cft(_) => {}
+            Persisted::Cft(CftRecord::HardState { term, voted_for }) => {
+                self.persisted_hard.insert((*term, *voted_for));
+            }
+            Persisted::Cft(CftRecord::Entry { payload, .. }) => {
+                self.persisted_entries
+                    .insert((payload.height.0, payload.digest()));
+            }
+            Persisted::Prepared(_)
+            | Persisted::StableCheckpoint { .. }
+            | Persisted::Cft(CftRecord::Truncate { .. } | CftRecord::Compacted { .. }) => {}
         }
         self.records.push(record);
     }

@@ -9,6 +9,7 @@
 //! particular situation (a partition that never heals, no faults at all).
 
 use super::faults::{Fault, FaultSet};
+use super::protocol::SimConsensus;
 use super::rng::Rng;
 use phalanx_crypto::Keypair;
 use phalanx_ledger::{Address, ConsensusParams, Genesis, SignedTransaction, ValidatorIndex};
@@ -250,6 +251,8 @@ pub struct Scenario {
     pub liveness_bound_ms: u64,
     /// Simulated time run after liveness is reached.
     pub settle_ms: u64,
+    /// The engine under test.
+    pub consensus: SimConsensus,
 }
 
 /// Why a scenario cannot be built.
@@ -258,6 +261,14 @@ pub enum ScenarioError {
     /// n is out of range.
     #[error("--validators {0}: the simulator runs PBFT with 4 to {MAX_VALIDATORS} validators")]
     Validators(usize),
+    /// n is out of range for the CFT baseline.
+    #[error("--validators {0}: the simulator runs CFT with 3 to {MAX_VALIDATORS} validators")]
+    CftValidators(usize),
+    /// The CFT baseline assumes crash faults only.
+    #[error(
+        "--byzantine {0}: the CFT baseline assumes crash faults only; use --byzantine 0 (or PBFT)"
+    )]
+    ByzantineInCft(usize),
     /// More Byzantine validators than PBFT tolerates.
     #[error("--byzantine {byzantine}: PBFT with {n} validators tolerates at most f = {f} Byzantine validators")]
     TooManyByzantine {
@@ -300,15 +311,39 @@ pub(crate) mod stream {
 }
 
 impl Scenario {
-    /// The script for (seed, n, Byzantine count, faults).
+    /// The PBFT script for (seed, n, Byzantine count, faults).
     pub fn generate(
         seed: u64,
         n: usize,
         byzantine_count: usize,
         requested: FaultSet,
     ) -> Result<Scenario, ScenarioError> {
-        if !(4..=MAX_VALIDATORS).contains(&n) {
-            return Err(ScenarioError::Validators(n));
+        Scenario::generate_for(SimConsensus::Pbft, seed, n, byzantine_count, requested)
+    }
+
+    /// The script for (engine, seed, n, Byzantine count, faults). The CFT
+    /// baseline takes no Byzantine validators, so its schedules draw only
+    /// the network faults and crashes of `requested`; the same seed and n
+    /// give it the same network, crashes and workload as PBFT without
+    /// Byzantine validators.
+    pub fn generate_for(
+        consensus: SimConsensus,
+        seed: u64,
+        n: usize,
+        byzantine_count: usize,
+        requested: FaultSet,
+    ) -> Result<Scenario, ScenarioError> {
+        match consensus {
+            SimConsensus::Pbft if !(4..=MAX_VALIDATORS).contains(&n) => {
+                return Err(ScenarioError::Validators(n));
+            }
+            SimConsensus::Cft if !(3..=MAX_VALIDATORS).contains(&n) => {
+                return Err(ScenarioError::CftValidators(n));
+            }
+            SimConsensus::Cft if byzantine_count > 0 => {
+                return Err(ScenarioError::ByzantineInCft(byzantine_count));
+            }
+            _ => {}
         }
         let f = max_faulty(n);
         if byzantine_count > f {
@@ -373,14 +408,15 @@ impl Scenario {
             heal_ms,
             liveness_bound_ms: LIVENESS_BOUND_MS,
             settle_ms: SETTLE_MS,
+            consensus,
         })
     }
 
     /// A readable summary of the script (for `--verbose`).
     pub fn describe(&self) -> Vec<String> {
         let mut out = vec![format!(
-            "seed {} n={} byzantine={} active faults: {} (requested {}); heal at {} ms; mempool verifies: {}",
-            self.seed, self.n, self.byzantine_count, self.active, self.requested, self.heal_ms, self.mempool_verifies
+            "seed {} {} n={} byzantine={} active faults: {} (requested {}); heal at {} ms; mempool verifies: {}",
+            self.seed, self.consensus.name(), self.n, self.byzantine_count, self.active, self.requested, self.heal_ms, self.mempool_verifies
         )];
         let p = &self.params;
         out.push(format!(

@@ -6,6 +6,7 @@ use super::adversary::AdversaryStats;
 use super::checkers::ViolationKind;
 use super::faults::{Fault, FaultSet};
 use super::hooks::{Hooks, Outcome};
+use super::protocol::SimConsensus;
 use super::scenario::{Scenario, ScenarioError};
 use super::world::run_scenario;
 use serde::Serialize;
@@ -31,13 +32,19 @@ pub struct SweepConfig {
     pub threads: usize,
     /// Keep readable traces.
     pub verbose: bool,
+    /// The engine under test.
+    pub consensus: SimConsensus,
 }
 
 impl SweepConfig {
     /// The command that replays `seed` of this sweep exactly.
     pub fn replay_command(&self, seed: u64) -> String {
+        let engine = match self.consensus {
+            SimConsensus::Pbft => String::new(),
+            other => format!("--consensus {} ", other.name()),
+        };
         format!(
-            "phalanx sim --validators {} --byzantine {} --faults {} --seeds 1 --start-seed {seed} --verbose",
+            "phalanx sim {engine}--validators {} --byzantine {} --faults {} --seeds 1 --start-seed {seed} --verbose",
             self.validators, self.byzantine, self.faults
         )
     }
@@ -190,7 +197,8 @@ pub fn sweep(
     make_hooks: &(dyn Fn() -> Hooks + Sync),
 ) -> Result<Sweep, ScenarioError> {
     // Fail early on a bad configuration rather than in every worker.
-    Scenario::generate(
+    Scenario::generate_for(
+        config.consensus,
         config.start_seed,
         config.validators,
         config.byzantine,
@@ -210,9 +218,14 @@ pub fn sweep(
                     break;
                 }
                 let seed = config.start_seed.wrapping_add(i);
-                let scenario =
-                    Scenario::generate(seed, config.validators, config.byzantine, config.faults)
-                        .expect("validated above");
+                let scenario = Scenario::generate_for(
+                    config.consensus,
+                    seed,
+                    config.validators,
+                    config.byzantine,
+                    config.faults,
+                )
+                .expect("validated above");
                 let active = scenario.active;
                 let mut hooks = make_hooks();
                 hooks.verbose |= config.verbose;
@@ -295,8 +308,12 @@ pub fn report_text(s: &Sweep) -> String {
         out.push_str(&format!("violations by kind: {}\n", kinds.join(", ")));
     }
     out.push_str(&format!(
-        "phalanx sim: {} schedules (n={}, byzantine={}, faults={}, seeds {}..={}), {} violations in {} schedules, {:.1} schedules/s ({:.2} s on {} threads), traces {:016x}\n",
+        "phalanx sim: {} schedules ({}n={}, byzantine={}, faults={}, seeds {}..={}), {} violations in {} schedules, {:.1} schedules/s ({:.2} s on {} threads), traces {:016x}\n",
         t.schedules,
+        match c.consensus {
+            SimConsensus::Pbft => "",
+            SimConsensus::Cft => "cft, ",
+        },
         c.validators,
         c.byzantine,
         c.faults,
@@ -354,6 +371,7 @@ pub fn report_json(s: &Sweep) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({
+        "consensus": c.consensus.name(),
         "validators": c.validators,
         "byzantine": c.byzantine,
         "faults": c.faults,

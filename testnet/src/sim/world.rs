@@ -11,10 +11,11 @@ use super::checkers::{CertCache, Safety, SigCache, Violation, ViolationKind};
 use super::hooks::{Hooks, Outcome, Stats};
 use super::network::{Endpoint, Network};
 use super::node::Node;
+use super::protocol::{SimConsensus, SimMessage};
 use super::rng::Rng;
 use super::scenario::{stream, validator_key, Scenario};
-use super::trace::{describe, fingerprint, Trace};
-use phalanx_consensus::{Config, Input, PbftMessage, TimeoutKind};
+use super::trace::Trace;
+use phalanx_consensus::{CftMessage, Input, PbftMessage, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Block, Height, SignedTransaction, ValidatorIndex};
 use std::cmp::Reverse;
@@ -27,12 +28,12 @@ use std::rc::Rc;
 /// rather than left to eat the machine.
 pub const MAX_EVENTS: u64 = 1_000_000;
 
-pub(super) enum Event {
+pub(super) enum Event<M> {
     Start(usize),
     Deliver {
         to: usize,
         from: usize,
-        message: Rc<PbftMessage>,
+        message: Rc<M>,
     },
     Timer {
         node: usize,
@@ -66,37 +67,37 @@ pub(super) enum Event {
     Deadline,
 }
 
-struct Queued {
+struct Queued<M> {
     at: u64,
     seq: u64,
-    event: Event,
+    event: Event<M>,
 }
 
-impl PartialEq for Queued {
+impl<M> PartialEq for Queued<M> {
     fn eq(&self, o: &Self) -> bool {
         (self.at, self.seq) == (o.at, o.seq)
     }
 }
-impl Eq for Queued {}
-impl PartialOrd for Queued {
+impl<M> Eq for Queued<M> {}
+impl<M> PartialOrd for Queued<M> {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Queued {
+impl<M> Ord for Queued<M> {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         (self.at, self.seq).cmp(&(o.at, o.seq))
     }
 }
 
 /// One schedule being run.
-pub struct World {
+pub struct World<M: SimMessage = PbftMessage> {
     pub(super) scenario: Scenario,
-    pub(super) hooks: Hooks,
+    pub(super) hooks: Hooks<M>,
     pub(super) now: u64,
-    queue: BinaryHeap<Reverse<Queued>>,
+    queue: BinaryHeap<Reverse<Queued<M>>>,
     pub(super) next_seq: u64,
-    pub(super) nodes: Vec<Node>,
+    pub(super) nodes: Vec<Node<M>>,
     pub(super) network: Network,
     pub(super) adversary_rng: Rng,
     pub(super) collusion: Collusion,
@@ -116,7 +117,7 @@ pub struct World {
     pub(super) violations: Vec<Violation>,
 }
 
-impl std::fmt::Debug for World {
+impl<M: SimMessage> std::fmt::Debug for World<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("World")
             .field("seed", &self.scenario.seed)
@@ -126,15 +127,34 @@ impl std::fmt::Debug for World {
     }
 }
 
-/// Runs one schedule to its end and checks it.
+/// Runs one schedule to its end and checks it. A CFT scenario runs the
+/// shipped CFT engine with the hooks' executor and flags (engine factories
+/// and tampers are typed to PBFT messages; use [`run_scenario_with`] to
+/// hand in CFT ones).
 pub fn run_scenario(scenario: Scenario, hooks: Hooks) -> Outcome {
+    match scenario.consensus {
+        SimConsensus::Pbft => run_scenario_with(scenario, hooks),
+        SimConsensus::Cft => {
+            let cft: Hooks<CftMessage> = Hooks {
+                executor: hooks.executor,
+                stop_on_violation: hooks.stop_on_violation,
+                verbose: hooks.verbose,
+                ..Hooks::default()
+            };
+            run_scenario_with(scenario, cft)
+        }
+    }
+}
+
+/// Runs one schedule with an engine speaking `M`.
+pub fn run_scenario_with<M: SimMessage>(scenario: Scenario, hooks: Hooks<M>) -> Outcome {
     let started = std::time::Instant::now();
     let mut outcome = run_caught(scenario, hooks);
     outcome.wall_ms = started.elapsed().as_millis() as u64;
     outcome
 }
 
-fn run_caught(scenario: Scenario, hooks: Hooks) -> Outcome {
+fn run_caught<M: SimMessage>(scenario: Scenario, hooks: Hooks<M>) -> Outcome {
     let seed = scenario.seed;
     let verbose = hooks.verbose;
     match catch_unwind(AssertUnwindSafe(move || World::new(scenario, hooks).run())) {
@@ -165,15 +185,14 @@ pub(super) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-impl World {
+impl<M: SimMessage> World<M> {
     /// Sets up nodes, network and adversaries for `scenario`.
-    pub fn new(scenario: Scenario, hooks: Hooks) -> World {
+    pub fn new(scenario: Scenario, hooks: Hooks<M>) -> World<M> {
         let genesis = &scenario.genesis;
         let mut nodes = Vec::new();
         for i in 0..scenario.n {
             let v = ValidatorIndex(i as u32);
-            let cfg = Config::from_genesis(genesis, v)
-                .expect("the simulator builds valid configurations");
+            let cfg = M::config(genesis, v).expect("the simulator builds valid configurations");
             let key = validator_key(i).clone();
             match scenario.byzantine_plan(v) {
                 None => nodes.push(Node::new(
@@ -250,7 +269,7 @@ impl World {
         }
     }
 
-    pub(super) fn push(&mut self, at: u64, event: Event) {
+    pub(super) fn push(&mut self, at: u64, event: Event<M>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.push(Reverse(Queued { at, seq, event }));
@@ -424,7 +443,7 @@ impl World {
     }
 
     fn finish(mut self) -> Outcome {
-        let honest: Vec<&Node> = self.nodes.iter().filter(|n| n.honest).collect();
+        let honest: Vec<&Node<M>> = self.nodes.iter().filter(|n| n.honest).collect();
         if let Some(longest) = honest.iter().max_by_key(|n| n.height()) {
             self.stats.height = longest.height().0;
             self.stats.txs_succeeded = longest.succeeded;
@@ -443,7 +462,7 @@ impl World {
     }
 
     /// Carries out one event; true to stop the run.
-    fn handle_event(&mut self, event: Event) -> bool {
+    fn handle_event(&mut self, event: Event<M>) -> bool {
         match event {
             Event::Start(i) => {
                 self.trace.words(&[self.now, 1, i as u64]);
@@ -458,15 +477,15 @@ impl World {
                     self.network.stats.cut += u64::from(self.nodes[to].is_up());
                     return false;
                 }
-                let (k, v, s, w, sig) = fingerprint(&message);
+                let (k, v, s, w, sig) = message.fingerprint();
                 self.trace
                     .words(&[self.now, 2, to as u64, from as u64, k as u64, v, s, w, sig]);
                 self.trace.line(self.now, || {
-                    format!("{to} <- {from}  {}", describe(&message))
+                    format!("{to} <- {from}  {}", message.describe())
                 });
                 self.stats.delivered += 1;
                 if let Some(adv) = self.nodes[to].adversary.as_mut() {
-                    adv.incoming(self.now, &message);
+                    M::byzantine_incoming(adv, self.now, &message);
                 }
                 let input = Input::Message {
                     from: a.validator,
@@ -631,7 +650,8 @@ impl World {
         let Some(adv) = n.adversary.as_mut() else {
             return;
         };
-        let wire = adv.tick(
+        let wire = M::byzantine_tick(
+            adv,
             &mut self.adversary_rng,
             &mut self.stats.adversary,
             now,
