@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod behaviour;
 mod bench;
 mod cli;
 mod client;
@@ -33,7 +34,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a validator node from its home directory.
+    /// Run a validator node from its home directory (alias: run).
+    #[command(visible_alias = "run")]
     Node(run::NodeArgs),
     /// Create a node home directory (keys, config, genesis).
     Init(cli::init::InitArgs),
