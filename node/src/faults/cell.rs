@@ -315,6 +315,8 @@ pub fn run(
                 }
                 let phase = if t < args.warmup {
                     "warm-up"
+                } else if fault == Fault::None {
+                    "no fault"
                 } else if !injected_done {
                     "before the fault"
                 } else if healed {
