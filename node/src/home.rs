@@ -78,6 +78,29 @@ pub struct NodeConfig {
     pub api: ApiConfig,
     /// Mempool limits.
     pub mempool: MempoolConfig,
+    /// Fault injection (test networks only).
+    pub faults: FaultsConfig,
+}
+
+/// `[faults]`: how a test validator misbehaves (`phalanx node --behaviour`
+/// and `--allow-fault-injection` override these).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultsConfig {
+    /// honest, silent, equivocate, bad-sig, stale-replay or delay:MS.
+    pub behaviour: crate::behaviour::Behaviour,
+    /// Whether `POST /admin/*` may change the behaviour, partition the node
+    /// or add latency.
+    pub allow_fault_injection: bool,
+}
+
+impl Default for FaultsConfig {
+    fn default() -> Self {
+        FaultsConfig {
+            behaviour: crate::behaviour::Behaviour::Honest,
+            allow_fault_injection: false,
+        }
+    }
 }
 
 /// `[p2p]`.
@@ -121,6 +144,7 @@ impl Default for NodeConfig {
             p2p: P2pConfig::default(),
             api: ApiConfig::default(),
             mempool: MempoolConfig::default(),
+            faults: FaultsConfig::default(),
         }
     }
 }

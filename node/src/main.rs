@@ -6,10 +6,12 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod behaviour;
 mod bench;
 mod cli;
 mod client;
 mod driver;
+mod faults;
 mod home;
 mod mempool;
 mod metrics;
@@ -33,7 +35,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a validator node from its home directory.
+    /// Run a validator node from its home directory (alias: run).
+    #[command(visible_alias = "run")]
     Node(run::NodeArgs),
     /// Create a node home directory (keys, config, genesis).
     Init(cli::init::InitArgs),
@@ -52,6 +55,9 @@ enum Command {
     /// Measure throughput and latency: drive a testnet with pre-signed transfers,
     /// write a Markdown/JSON/SVG report.
     Bench(bench::BenchArgs),
+    /// Break real nodes on purpose: PBFT and the CFT baseline under crashes,
+    /// pauses, Byzantine behaviours and partitions; a Markdown/JSON/SVG report.
+    Faults(faults::FaultsArgs),
     /// Run the deterministic simulator over many seeded hostile schedules.
     Sim(phalanx_testnet::sim::SimArgs),
     /// Two Generals and Byzantine Generals (OM(m), SM(m)) demonstrations.
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         Command::Tx(cmd) => cli::tx::run(cmd),
         Command::Query(cmd) => cli::query::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Faults(args) => faults::run(args),
         Command::Sim(args) => match phalanx_testnet::sim::run(args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),

@@ -51,6 +51,10 @@ pub enum NetCommand {
         /// First height wanted.
         from: Height,
     },
+    /// Fault injection (a partition): close every connection to these
+    /// validators and refuse new ones; validators left out are allowed
+    /// again. An empty list heals.
+    Block(Vec<ValidatorIndex>),
 }
 
 /// What the network reports to the driver.
@@ -366,6 +370,7 @@ impl Net {
                     let _ = self.events.try_send(NetEvent::Dropped(reason));
                 }
             }
+            NetCommand::Block(blocked) => self.set_blocked(&blocked),
             NetCommand::Sync { from } => {
                 let peers: Vec<PeerId> = self.connected.keys().copied().collect();
                 if peers.is_empty() {
@@ -383,6 +388,23 @@ impl Net {
                     .behaviour_mut()
                     .sync
                     .send_request(&peer, Arc::new(req));
+            }
+        }
+    }
+
+    /// A partition at the transport: the allow-list drops blocked peers'
+    /// connections and refuses new ones; a healed peer is redialled at once.
+    fn set_blocked(&mut self, blocked: &[ValidatorIndex]) {
+        let now = Instant::now();
+        for (i, (peer, _)) in self.cfg.validators.iter().enumerate() {
+            if i == self.cfg.me.as_usize() {
+                continue;
+            }
+            let allow = &mut self.swarm.behaviour_mut().allow;
+            if blocked.contains(&ValidatorIndex(i as u32)) {
+                allow.disallow_peer(*peer);
+            } else if allow.allow_peer(*peer) {
+                self.redial.insert(*peer, (now, Duration::from_millis(500)));
             }
         }
     }

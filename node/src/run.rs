@@ -41,6 +41,19 @@ pub struct NodeArgs {
     /// validator ever signed two different votes for one slot.
     #[arg(long, value_name = "FILE")]
     pub vote_log: Option<PathBuf>,
+    /// How this validator behaves (fault injection for test networks):
+    /// honest; silent (sends no consensus messages); equivocate (conflicting
+    /// proposals and votes to two halves of the validators); bad-sig
+    /// (invalid signatures); stale-replay (resends old messages); delay:MS
+    /// (everything it sends leaves MS milliseconds late). Overrides
+    /// `[faults] behaviour` in config.toml.
+    #[arg(long, value_name = "BEHAVIOUR")]
+    pub behaviour: Option<crate::behaviour::Behaviour>,
+    /// Let `POST /admin/behaviour`, `/admin/partition` and `/admin/latency`
+    /// change this node at run time (what `phalanx faults` drives). Never
+    /// on a production node.
+    #[arg(long)]
+    pub allow_fault_injection: bool,
 }
 
 fn init_logging(args: &NodeArgs) {
@@ -162,14 +175,37 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
             peer_queue: config.p2p.peer_queue,
         };
         let api_listen = config.api.listen.clone();
+        let behaviour = args.behaviour.unwrap_or(config.faults.behaviour);
+        let control = Arc::new(crate::behaviour::FaultControl::new(
+            behaviour,
+            args.allow_fault_injection || config.faults.allow_fault_injection,
+        ));
+        let n = genesis.validators.len();
         let shared = Arc::new(Shared::new(genesis, me, config, store.clone()));
         let (event_tx, event_rx) = mpsc::channel(8192);
         let net = crate::p2p::spawn(net_cfg, store, event_tx)?;
+        // Honest PBFT nodes echo each PRE-PREPARE vote so that an
+        // equivocating primary is caught (see behaviour/echo.rs).
+        let event_rx = match engine {
+            EngineKind::Pbft => crate::behaviour::echo::interpose(
+                <Pbft as NodeEngine>::config(&shared.genesis, me)?,
+                net.clone(),
+                event_rx,
+            ),
+            _ => event_rx,
+        };
         let listener = tokio::net::TcpListener::bind(&api_listen)
             .await
             .with_context(|| format!("cannot listen for the API on {api_listen} (port in use?)"))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let router = crate::api::router(shared.clone());
+        let router = crate::api::router(shared.clone()).merge(crate::behaviour::admin::router(
+            crate::behaviour::admin::AdminState {
+                control: control.clone(),
+                net: net.clone(),
+                n,
+                me,
+            },
+        ));
         let mut api_shutdown = shutdown_rx.clone();
         let api = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -178,13 +214,36 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
                 })
                 .await
         });
-        tracing::info!(validator = me.0, api = %api_listen, "phalanx node started");
+        tracing::info!(
+            validator = me.0,
+            api = %api_listen,
+            behaviour = %behaviour,
+            fault_injection = control.allow_injection,
+            "phalanx node started"
+        );
+        if behaviour != crate::behaviour::Behaviour::Honest {
+            tracing::warn!(%behaviour, "this validator is Byzantine on purpose (--behaviour)");
+        }
         let vote_log = args.vote_log.as_deref();
         let driver = match engine {
-            EngineKind::Cft => {
-                start_driver::<Cft>(shared, validator_key, net, vote_log, event_rx, shutdown_rx)?
-            }
-            _ => start_driver::<Pbft>(shared, validator_key, net, vote_log, event_rx, shutdown_rx)?,
+            EngineKind::Cft => start_driver::<Cft>(
+                shared,
+                validator_key,
+                net,
+                control,
+                vote_log,
+                event_rx,
+                shutdown_rx,
+            )?,
+            _ => start_driver::<Pbft>(
+                shared,
+                validator_key,
+                net,
+                control,
+                vote_log,
+                event_rx,
+                shutdown_rx,
+            )?,
         };
         wait_for_signal().await;
         tracing::info!("shutting down");
@@ -195,16 +254,25 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Builds the driver around engine `E` and spawns its loop.
+/// Builds the driver around engine `E` and spawns its loop; its outgoing
+/// messages pass the fault wrapper (a no-op for an honest node).
 fn start_driver<E: NodeEngine>(
     shared: Arc<Shared>,
     key: phalanx_crypto::Keypair,
     net: mpsc::Sender<crate::p2p::NetCommand>,
+    control: Arc<crate::behaviour::FaultControl>,
     vote_log: Option<&std::path::Path>,
     events: mpsc::Receiver<crate::p2p::NetEvent>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>>
+where
+    E::Message: crate::behaviour::WireMessage,
+{
     shared.set_status(|s| s.consensus = E::NAME.into());
+    let cfg = E::config(&shared.genesis, shared.me)?;
+    let wrapper_key = phalanx_crypto::Keypair::from_seed(key.seed());
+    let net =
+        crate::behaviour::interpose::<E::Message>(control, shared.clone(), cfg, wrapper_key, net);
     let mut driver = Driver::<E>::new(shared, key, net)?;
     if let Some(path) = vote_log {
         driver.set_vote_log(path)?;

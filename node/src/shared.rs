@@ -36,6 +36,14 @@ pub struct NodeStatus {
     pub mempool_size: usize,
     /// The consensus engine ("pbft").
     pub consensus: String,
+    /// How this node behaves towards its peers ("honest" unless started
+    /// with `--behaviour` or changed by fault injection).
+    #[serde(default)]
+    pub behaviour: String,
+    /// Validators this node has proven faulty (equivocation evidence) and
+    /// whose consensus messages it ignores.
+    #[serde(default)]
+    pub faulty_peers: Vec<u32>,
 }
 
 /// Hashes of transactions whose signatures this node has verified, so that
@@ -165,6 +173,7 @@ impl Shared {
             moniker: config.moniker.clone(),
             validator_index: me.0,
             consensus: "pbft".into(),
+            behaviour: "honest".into(),
             ..NodeStatus::default()
         };
         Shared {

@@ -24,6 +24,8 @@ pub struct Cluster {
     /// The chain id.
     pub chain_id: String,
     children: Vec<Child>,
+    /// How each launched node was started (for restarts).
+    commands: Vec<Vec<std::ffi::OsString>>,
 }
 
 impl Cluster {
@@ -35,6 +37,19 @@ impl Cluster {
         dir: &Path,
         base_port: u16,
         accounts: u32,
+    ) -> anyhow::Result<Cluster> {
+        Cluster::launch_with(n, consensus, dir, base_port, accounts, &[])
+    }
+
+    /// [`Cluster::launch`], with `extra` appended to every node's
+    /// `phalanx node` command line.
+    pub fn launch_with(
+        n: u32,
+        consensus: Consensus,
+        dir: &Path,
+        base_port: u16,
+        accounts: u32,
+        extra: &[&str],
     ) -> anyhow::Result<Cluster> {
         for port in (0..n).flat_map(|i| [base_port + i as u16, base_port + 100 + i as u16]) {
             std::net::TcpListener::bind(("127.0.0.1", port)).with_context(|| {
@@ -53,24 +68,21 @@ impl Cluster {
             accounts,
             balance: 1_000_000_000_000,
         })?;
-        let exe = std::env::current_exe().context("cannot find the phalanx binary")?;
-        let logs = dir.join("logs");
-        std::fs::create_dir_all(&logs)?;
+        std::fs::create_dir_all(dir.join("logs"))?;
         let mut children = Vec::new();
         let mut pids = Vec::new();
+        let mut commands = Vec::new();
         for i in 0..n {
-            let log = std::fs::File::create(logs.join(format!("node{i}.log")))?;
-            let child = Command::new(&exe)
-                .arg("node")
-                .arg("--home")
-                .arg(dir.join(format!("node{i}")))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("cannot start {}", exe.display()))?;
+            let mut command: Vec<std::ffi::OsString> = vec![
+                "node".into(),
+                "--home".into(),
+                dir.join(format!("node{i}")).into(),
+            ];
+            command.extend(extra.iter().map(Into::into));
+            let child = spawn_node(dir, i as usize, &command)?;
             pids.push(Some(child.id()));
             children.push(child);
+            commands.push(command);
         }
         let apis = (0..n)
             .map(|i| format!("http://127.0.0.1:{}", base_port + 100 + i as u16))
@@ -81,6 +93,7 @@ impl Cluster {
             pids,
             chain_id: "phalanx-bench".into(),
             children,
+            commands,
         })
     }
 
@@ -114,6 +127,7 @@ impl Cluster {
             pids,
             chain_id: status.chain_id,
             children: Vec::new(),
+            commands: Vec::new(),
         })
     }
 
@@ -146,6 +160,48 @@ impl Cluster {
         }
     }
 
+    /// SIGKILLs launched node `i` (a crash: no chance to flush anything).
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        let child = self
+            .children
+            .get_mut(i)
+            .with_context(|| format!("node{i} was not launched by this cluster"))?;
+        let _ = child.kill();
+        let _ = child.wait();
+        self.pids[i] = None;
+        Ok(())
+    }
+
+    /// Starts launched node `i` again, as it was first started (its log is
+    /// appended to).
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let command = self
+            .commands
+            .get(i)
+            .with_context(|| format!("node{i} was not launched by this cluster"))?;
+        let child = spawn_node(&self.dir, i, command)?;
+        self.pids[i] = Some(child.id());
+        self.children[i] = child;
+        Ok(())
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to launched node `i`.
+    pub fn signal(&self, i: usize, signal: &str) -> anyhow::Result<()> {
+        let pid = self
+            .pids
+            .get(i)
+            .copied()
+            .flatten()
+            .with_context(|| format!("node{i} is not running"))?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .context("cannot run kill(1) to signal a node")?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
+    }
+
     /// A launched node that has exited, if any.
     pub fn exited(&mut self) -> Option<usize> {
         self.children
@@ -172,6 +228,10 @@ impl Cluster {
     /// Stops the nodes this cluster launched (SIGKILL: the benchmark is over
     /// and their data is thrown away).
     pub fn stop(&mut self) {
+        // A paused node must run again to die of SIGKILL promptly.
+        for i in 0..self.children.len() {
+            let _ = self.signal(i, "CONT");
+        }
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
@@ -184,6 +244,23 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts `phalanx <command>` for node `i` of the testnet in `dir`, its
+/// output appended to `dir/logs/node<i>.log`.
+fn spawn_node(dir: &Path, i: usize, command: &[std::ffi::OsString]) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the phalanx binary")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("logs/node{i}.log")))?;
+    Command::new(&exe)
+        .args(command)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))
 }
 
 /// CPU time (user + system) and peak resident memory of a process, from /proc.

@@ -7,9 +7,9 @@
 //! executed its block; its latency runs from the start of the request that
 //! carried it to that moment. The warm-up is excluded from every figure.
 
-mod cluster;
-mod load;
-mod observe;
+pub(crate) mod cluster;
+pub(crate) mod load;
+pub(crate) mod observe;
 mod report;
 
 use cluster::{sample, sample_self, Cluster, ProcSample};
@@ -184,7 +184,8 @@ pub struct Machine {
 }
 
 impl Machine {
-    fn detect() -> Machine {
+    /// This machine.
+    pub fn detect() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()

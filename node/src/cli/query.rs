@@ -157,6 +157,17 @@ fn format_status(s: &NodeStatus) -> String {
     let _ = writeln!(out, "latest:     {}", s.latest_block_hash);
     let _ = writeln!(out, "mempool:    {} transactions", s.mempool_size);
     let _ = writeln!(out, "consensus:  {}", s.consensus);
+    if !s.behaviour.is_empty() && s.behaviour != "honest" {
+        let _ = writeln!(out, "behaviour:  {} (fault injection)", s.behaviour);
+    }
+    if !s.faulty_peers.is_empty() {
+        let list: Vec<String> = s.faulty_peers.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            out,
+            "faulty:     validators {} (proven equivocators, ignored)",
+            list.join(", ")
+        );
+    }
     out
 }
 

@@ -1,0 +1,171 @@
+//! The fault-injection admin routes a harness drives:
+//!
+//! - `GET  /admin/faults`     what this node does: behaviour, blocked peers, added latency, counts
+//! - `POST /admin/behaviour`  `{"behaviour": "equivocate"}` (any of [`super::BEHAVIOURS`])
+//! - `POST /admin/partition`  `{"blocked": [2, 3]}`: drop every connection to these
+//!   validators and refuse new ones; `{"blocked": []}` heals
+//! - `POST /admin/latency`    `{"ms": 100}`: added latency on everything this node sends
+//!
+//! Changes are refused (403) unless the node was started with
+//! `--allow-fault-injection`: a production node must never let an HTTP
+//! client make it lie.
+
+use super::{Behaviour, FaultControl, MischiefStats};
+use crate::api::error::ApiError;
+use crate::p2p::NetCommand;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Json;
+use phalanx_ledger::ValidatorIndex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What the admin routes act on.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    /// The node's fault state.
+    pub control: Arc<FaultControl>,
+    /// The network task (for partitions).
+    pub net: mpsc::Sender<NetCommand>,
+    /// Validators in the set.
+    pub n: usize,
+    /// This validator.
+    pub me: ValidatorIndex,
+}
+
+/// `GET /admin/faults`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultsView {
+    /// Whether the admin routes may change anything.
+    pub allow_fault_injection: bool,
+    /// The current behaviour.
+    pub behaviour: Behaviour,
+    /// Validators this node is cut off from.
+    pub blocked: Vec<u32>,
+    /// Latency added to everything this node sends, ms.
+    pub latency_ms: u64,
+    /// What the wrapper did so far.
+    pub stats: MischiefStats,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BehaviourBody {
+    behaviour: Behaviour,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartitionBody {
+    blocked: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatencyBody {
+    ms: u64,
+}
+
+/// The admin routes.
+pub fn router(state: AdminState) -> axum::Router {
+    axum::Router::new()
+        .route("/admin/faults", get(view))
+        .route("/admin/behaviour", post(set_behaviour))
+        .route("/admin/partition", post(partition))
+        .route("/admin/latency", post(latency))
+        .with_state(state)
+}
+
+fn snapshot(c: &FaultControl) -> FaultsView {
+    FaultsView {
+        allow_fault_injection: c.allow_injection,
+        behaviour: c.behaviour(),
+        blocked: c.blocked().into_iter().collect(),
+        latency_ms: c.latency_ms(),
+        stats: c.stats(),
+    }
+}
+
+async fn view(State(s): State<AdminState>) -> Json<FaultsView> {
+    Json(snapshot(&s.control))
+}
+
+fn allowed(s: &AdminState) -> Result<(), ApiError> {
+    if s.control.allow_injection {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "fault_injection_disabled",
+            "fault injection is disabled on this node; start it with \
+             `phalanx node --allow-fault-injection` (test networks only)",
+        ))
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes, example: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("bad_request", format!("{e}; expected JSON like {example}"))
+    })
+}
+
+async fn set_behaviour(
+    State(s): State<AdminState>,
+    body: Bytes,
+) -> Result<Json<FaultsView>, ApiError> {
+    allowed(&s)?;
+    let b: BehaviourBody = parse(&body, r#"{"behaviour": "silent"}"#)?;
+    tracing::warn!(behaviour = %b.behaviour, "fault injection: behaviour set over the admin API");
+    s.control.set_behaviour(b.behaviour);
+    Ok(Json(snapshot(&s.control)))
+}
+
+async fn partition(State(s): State<AdminState>, body: Bytes) -> Result<Json<FaultsView>, ApiError> {
+    allowed(&s)?;
+    let p: PartitionBody = parse(&body, r#"{"blocked": [2, 3]}"#)?;
+    let mut set = BTreeSet::new();
+    for v in p.blocked {
+        if v as usize >= s.n || v == s.me.0 {
+            return Err(ApiError::bad_request(
+                "bad_validator",
+                format!(
+                    "cannot block validator {v}: the set has validators 0..{} and this node is {}",
+                    s.n, s.me.0
+                ),
+            ));
+        }
+        set.insert(v);
+    }
+    tracing::warn!(blocked = ?set, "fault injection: partition set over the admin API");
+    s.net
+        .send(NetCommand::Block(
+            set.iter().map(|v| ValidatorIndex(*v)).collect(),
+        ))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the network task has stopped",
+            )
+        })?;
+    s.control.set_blocked(set);
+    Ok(Json(snapshot(&s.control)))
+}
+
+async fn latency(State(s): State<AdminState>, body: Bytes) -> Result<Json<FaultsView>, ApiError> {
+    allowed(&s)?;
+    let l: LatencyBody = parse(&body, r#"{"ms": 100}"#)?;
+    if l.ms > 60_000 {
+        return Err(ApiError::bad_request(
+            "bad_latency",
+            "latency must be at most 60000 ms",
+        ));
+    }
+    s.control.set_latency_ms(l.ms);
+    Ok(Json(snapshot(&s.control)))
+}

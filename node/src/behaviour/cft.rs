@@ -1,0 +1,278 @@
+//! Misbehaviour of a validator running the crash-fault-tolerant baseline.
+//! The CFT engine believes every correctly signed message, so a leader that
+//! signs two different entries for one index makes its followers commit
+//! different blocks: the fork the crash-vs-Byzantine comparison shows.
+
+use super::{flip, second_half, Behaviour, Mischief, MischiefStats, WireMessage};
+use phalanx_consensus::cft::messages::CftBody;
+use phalanx_consensus::{CftMessage, Config};
+use phalanx_crypto::Keypair;
+use phalanx_ledger::{Payload, ValidatorIndex};
+use std::collections::VecDeque;
+
+/// Messages kept for stale replays.
+const HISTORY: usize = 128;
+
+impl WireMessage for CftMessage {
+    fn mischief(
+        behaviour: Behaviour,
+        cfg: &Config,
+        key: &Keypair,
+        _seed: u64,
+    ) -> Option<Box<dyn Mischief<CftMessage>>> {
+        let key = Keypair::from_seed(key.seed());
+        let me = cfg.me;
+        let chain_id = cfg.chain_id.clone();
+        let others: Vec<ValidatorIndex> = (0..cfg.n() as u32)
+            .map(ValidatorIndex)
+            .filter(|v| *v != me)
+            .collect();
+        match behaviour {
+            Behaviour::Equivocate => Some(Box::new(Equivocate {
+                key,
+                chain_id,
+                others,
+            })),
+            Behaviour::BadSig => Some(Box::new(BadSig)),
+            Behaviour::StaleReplay => Some(Box::new(StaleReplay {
+                history: VecDeque::new(),
+                others,
+                turn: 0,
+            })),
+            _ => None,
+        }
+    }
+
+    fn is_evidence_bytes(_bytes: &[u8]) -> bool {
+        false
+    }
+
+    /// A crash-fault model has no notion of equivocation evidence.
+    fn evidence_offender(&self) -> Option<ValidatorIndex> {
+        None
+    }
+}
+
+/// The other version of an entry: one transaction fewer (or, for an empty
+/// entry, another timestamp). A pure function of the entry, so a resent
+/// AppendEntries carries the same lie as the first.
+pub fn variant(p: &Payload) -> Payload {
+    let mut q = p.clone();
+    if q.txs.pop().is_none() {
+        q.timestamp_ms += 1;
+    }
+    q
+}
+
+/// Leader: the honest entries to the first half of the followers, re-signed
+/// variants to the second half. Follower: grants every vote it is asked for.
+struct Equivocate {
+    key: Keypair,
+    chain_id: String,
+    others: Vec<ValidatorIndex>,
+}
+
+impl Mischief<CftMessage> for Equivocate {
+    fn outgoing(
+        &mut self,
+        _now_ms: u64,
+        message: CftMessage,
+        dests: Vec<ValidatorIndex>,
+        stats: &mut MischiefStats,
+    ) -> Vec<(ValidatorIndex, CftMessage)> {
+        match &message.body {
+            CftBody::AppendEntries(ae) if !ae.entries.is_empty() => dests
+                .into_iter()
+                .map(|to| {
+                    if second_half(&self.others, to) {
+                        let mut lie = ae.clone();
+                        lie.entries = ae.entries.iter().map(variant).collect();
+                        stats.equivocations += 1;
+                        let body = CftBody::AppendEntries(lie);
+                        (to, CftMessage::sign(body, &self.chain_id, &self.key))
+                    } else {
+                        (to, message.clone())
+                    }
+                })
+                .collect(),
+            CftBody::Vote(v) if !v.granted => {
+                let mut yes = v.clone();
+                yes.granted = true;
+                stats.conflicting_votes += 1;
+                let m = CftMessage::sign(CftBody::Vote(yes), &self.chain_id, &self.key);
+                dests.into_iter().map(|to| (to, m.clone())).collect()
+            }
+            _ => dests.into_iter().map(|to| (to, message.clone())).collect(),
+        }
+    }
+}
+
+/// Every message goes out with one signature bit flipped.
+struct BadSig;
+
+impl Mischief<CftMessage> for BadSig {
+    fn outgoing(
+        &mut self,
+        _now_ms: u64,
+        mut message: CftMessage,
+        dests: Vec<ValidatorIndex>,
+        stats: &mut MischiefStats,
+    ) -> Vec<(ValidatorIndex, CftMessage)> {
+        flip(&mut message.signature);
+        stats.bad_signatures += dests.len() as u64;
+        dests.into_iter().map(|to| (to, message.clone())).collect()
+    }
+}
+
+/// Sends what the engine sends, and keeps resending old messages.
+struct StaleReplay {
+    history: VecDeque<(u64, CftMessage)>,
+    others: Vec<ValidatorIndex>,
+    turn: usize,
+}
+
+impl Mischief<CftMessage> for StaleReplay {
+    fn outgoing(
+        &mut self,
+        now_ms: u64,
+        message: CftMessage,
+        dests: Vec<ValidatorIndex>,
+        _stats: &mut MischiefStats,
+    ) -> Vec<(ValidatorIndex, CftMessage)> {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((now_ms, message.clone()));
+        dests.into_iter().map(|to| (to, message.clone())).collect()
+    }
+
+    fn tick(
+        &mut self,
+        now_ms: u64,
+        term: u64,
+        stats: &mut MischiefStats,
+    ) -> Vec<(ValidatorIndex, CftMessage)> {
+        let stale: Vec<&CftMessage> = self
+            .history
+            .iter()
+            .filter(|(at, m)| m.body.term() < term || at + 1_000 < now_ms)
+            .map(|(_, m)| m)
+            .collect();
+        if stale.is_empty() || self.others.is_empty() {
+            return Vec::new();
+        }
+        self.turn = self.turn.wrapping_add(1);
+        let m = stale[self.turn % stale.len()].clone();
+        let to = self.others[self.turn % self.others.len()];
+        stats.stale_replays += 1;
+        vec![(to, m)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_consensus::cft::messages::{AppendEntries, VoteReply};
+    use phalanx_ledger::Height;
+
+    fn setup(n: usize) -> (Config, Vec<Keypair>) {
+        let keys: Vec<Keypair> = (0..n)
+            .map(|i| Keypair::from_label(&format!("cft-behaviour-{i}")))
+            .collect();
+        let cfg = Config::cft(
+            "cft-test",
+            keys.iter().map(Keypair::public).collect(),
+            ValidatorIndex(0),
+            phalanx_ledger::ConsensusParams::default(),
+        )
+        .unwrap();
+        (cfg, keys)
+    }
+
+    fn append(cfg: &Config, key: &Keypair) -> CftMessage {
+        let entry = Payload {
+            chain_id: cfg.chain_id.clone(),
+            height: Height(1),
+            round: 1,
+            proposer: ValidatorIndex(0),
+            timestamp_ms: 5,
+            txs: Vec::new(),
+            evidence: Vec::new(),
+        };
+        CftMessage::sign(
+            CftBody::AppendEntries(AppendEntries {
+                term: 1,
+                leader: ValidatorIndex(0),
+                prev_log_index: Height(0),
+                prev_log_term: 0,
+                entries: vec![entry],
+                leader_commit: Height(0),
+            }),
+            &cfg.chain_id,
+            key,
+        )
+    }
+
+    #[test]
+    fn an_equivocating_leader_sends_another_validly_signed_entry_to_half_the_followers() {
+        let (cfg, keys) = setup(5);
+        let mut m = CftMessage::mischief(Behaviour::Equivocate, &cfg, &keys[0], 0).unwrap();
+        let mut stats = MischiefStats::default();
+        let honest = append(&cfg, &keys[0]);
+        let mut sent = Vec::new();
+        // The engine sends AppendEntries to each follower separately.
+        for to in 1..5 {
+            sent.extend(m.outgoing(0, honest.clone(), vec![ValidatorIndex(to)], &mut stats));
+        }
+        for (_, msg) in &sent {
+            msg.verify(&cfg).expect("re-signed with its own key");
+        }
+        let lied: Vec<u32> = sent
+            .iter()
+            .filter(|(_, msg)| *msg != honest)
+            .map(|(to, _)| to.0)
+            .collect();
+        assert_eq!(lied, vec![3, 4]);
+        assert_eq!(stats.equivocations, 2);
+        // A resend carries the same lie.
+        let again = m.outgoing(0, honest.clone(), vec![ValidatorIndex(4)], &mut stats);
+        assert_eq!(again[0].1, sent[3].1);
+    }
+
+    #[test]
+    fn an_equivocating_follower_grants_every_vote() {
+        let (cfg, keys) = setup(3);
+        let mut m = CftMessage::mischief(Behaviour::Equivocate, &cfg, &keys[0], 0).unwrap();
+        let no = CftMessage::sign(
+            CftBody::Vote(VoteReply {
+                term: 2,
+                voter: ValidatorIndex(0),
+                candidate: ValidatorIndex(2),
+                granted: false,
+            }),
+            &cfg.chain_id,
+            &keys[0],
+        );
+        let mut stats = MischiefStats::default();
+        let out = m.outgoing(0, no, vec![ValidatorIndex(2)], &mut stats);
+        let CftBody::Vote(v) = &out[0].1.body else {
+            panic!()
+        };
+        assert!(v.granted);
+        out[0].1.verify(&cfg).unwrap();
+    }
+
+    #[test]
+    fn bad_sig_messages_fail_verification() {
+        let (cfg, keys) = setup(3);
+        let mut m = CftMessage::mischief(Behaviour::BadSig, &cfg, &keys[0], 0).unwrap();
+        let mut stats = MischiefStats::default();
+        let out = m.outgoing(
+            0,
+            append(&cfg, &keys[0]),
+            vec![ValidatorIndex(1)],
+            &mut stats,
+        );
+        assert!(out[0].1.verify(&cfg).is_err());
+    }
+}

@@ -1,0 +1,666 @@
+//! One cell of the fault matrix: launch a testnet, load it, break f nodes
+//! at 30 % of the measured window, heal at 65 %, and measure.
+//!
+//! "Live" nodes are the ones the fault never touches: load goes to them,
+//! and throughput and latency count a transaction once every live node has
+//! executed it. The safety verdict compares the chains of every honest node
+//! still running at the end (paused, restarted and partitioned nodes
+//! included; Byzantine ones not), height by height.
+
+use super::{Fault, FaultsArgs, Setup};
+use crate::api::types::{CommitsResponse, EvidenceResponse};
+use crate::bench::cluster::Cluster;
+use crate::bench::load::{self, Live, Pace};
+use crate::bench::observe::{self, Percentiles};
+use crate::client::Client;
+use crate::shared::{CommitRecord, NodeStatus};
+use phalanx_crypto::Hash;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where the fault comes and goes, as fractions of the measured window.
+const FAULT_AT: f64 = 0.30;
+const HEAL_AT: f64 = 0.65;
+/// Width of a timeline bucket, seconds.
+const BUCKET_S: f64 = 0.5;
+
+/// The first height where two honest nodes hold different blocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fork {
+    /// The height.
+    pub height: u64,
+    /// One node and its block hash there.
+    pub a: (usize, Hash),
+    /// Another node and its different block hash.
+    pub b: (usize, Hash),
+}
+
+/// What one cell measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct CellResult {
+    /// The testnet.
+    pub setup: Setup,
+    /// The fault.
+    pub fault: Fault,
+    /// Faults the engine tolerates.
+    pub f: u32,
+    /// The nodes the fault hit (the primary/leader first).
+    pub faulty_nodes: Vec<usize>,
+    /// What was done to them.
+    pub injected: String,
+    /// Seconds after the load started when the fault came, and when it was healed.
+    pub fault_at_s: f64,
+    /// When it was healed (None: it stays).
+    pub heal_at_s: Option<f64>,
+    /// Transactions committed on every live node in the measured window, per second.
+    pub committed_tps: f64,
+    /// Submit → committed-on-every-live-node latency of transactions sent in the window, ms.
+    pub latency_ms: Percentiles,
+    /// Transactions the latency figures are over.
+    pub latency_samples: usize,
+    /// Views (PBFT) or terms (CFT) moved through during the cell.
+    pub view_changes: u64,
+    /// From the fault to the moment every live node had committed a block
+    /// proposed after it, ms (None: never within the cell).
+    pub recovery_ms: Option<f64>,
+    /// Equivocation evidence pieces stored (most on any honest node).
+    pub evidence: usize,
+    /// Validators the honest nodes marked faulty.
+    pub marked_faulty: Vec<u32>,
+    /// Honest nodes whose chains were compared.
+    pub nodes_compared: Vec<usize>,
+    /// Heights compared.
+    pub heights_compared: u64,
+    /// The first divergence between honest nodes, if any.
+    pub fork: Option<Fork>,
+    /// Transactions sent, accepted, and committed on every live node.
+    pub sent: u64,
+    /// Accepted by the nodes.
+    pub accepted: u64,
+    /// Committed on every live node by the end.
+    pub committed: u64,
+    /// (seconds relative to the fault, committed tx/s on every live node).
+    pub timeline: Vec<(f64, f64)>,
+}
+
+impl CellResult {
+    /// "one chain" or "FORK at h".
+    pub fn verdict(&self) -> String {
+        match &self.fork {
+            None => format!("one chain ({} heights)", self.heights_compared),
+            Some(f) => format!(
+                "FORK at {}: node{} {} vs node{} {}",
+                f.height,
+                f.a.0,
+                short(&f.a.1),
+                f.b.0,
+                short(&f.b.1)
+            ),
+        }
+    }
+}
+
+/// The first 12 hex digits of a hash.
+pub fn short(h: &Hash) -> String {
+    h.to_string().chars().take(12).collect()
+}
+
+fn status(api: &str) -> anyhow::Result<NodeStatus> {
+    Ok(Client::new(api)?.get("/status")?)
+}
+
+/// The primary (PBFT) or leader (CFT) most nodes agree on, once they do.
+fn current_primary(apis: &[String], consensus_cft: bool, wait: Duration) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let statuses: Vec<NodeStatus> = apis.iter().filter_map(|a| status(a).ok()).collect();
+        let mut votes: BTreeMap<u32, usize> = BTreeMap::new();
+        for s in &statuses {
+            if !s.view_changing && (!consensus_cft || s.view > 0) {
+                *votes.entry(s.primary).or_default() += 1;
+            }
+        }
+        if let Some((p, count)) = votes.iter().max_by_key(|(_, c)| **c) {
+            if *count > apis.len() / 2 {
+                return Ok(*p as usize);
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the nodes did not agree on a primary/leader within {wait:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn admin(api: &str, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
+    let _: serde_json::Value = Client::new(api)?
+        .post(path, &body, Duration::from_secs(10))
+        .map_err(|e| anyhow::anyhow!("{api}{path}: {e}"))?;
+    Ok(())
+}
+
+/// Every block the node at `api` executed from height `from` on.
+fn chain(api: &str, from: u64) -> anyhow::Result<Vec<(u64, Hash)>> {
+    let client = Client::new(api)?;
+    let mut next = from;
+    let mut out = Vec::new();
+    loop {
+        let r: CommitsResponse =
+            client.get(&format!("/commits?from={next}&limit=1000&wait_ms=0"))?;
+        if r.commits.is_empty() {
+            return Ok(out);
+        }
+        for c in r.commits {
+            next = c.height + 1;
+            out.push((c.height, c.block_hash));
+        }
+    }
+}
+
+/// Compares chains height by height; the first height with two hashes.
+pub fn compare(chains: &[(usize, Vec<(u64, Hash)>)]) -> (u64, Option<Fork>) {
+    let mut at: BTreeMap<u64, Vec<(usize, Hash)>> = BTreeMap::new();
+    for (node, chain) in chains {
+        for (h, hash) in chain {
+            at.entry(*h).or_default().push((*node, *hash));
+        }
+    }
+    let mut compared = 0;
+    for (h, seen) in &at {
+        if seen.len() >= 2 {
+            compared += 1;
+        }
+        if let Some(b) = seen.iter().find(|(_, x)| *x != seen[0].1) {
+            return (
+                compared,
+                Some(Fork {
+                    height: *h,
+                    a: seen[0],
+                    b: *b,
+                }),
+            );
+        }
+    }
+    (compared, None)
+}
+
+/// Runs one cell on ports from `base`.
+pub fn run(
+    args: &FaultsArgs,
+    setup: Setup,
+    fault: Fault,
+    base: u16,
+    label: &str,
+) -> anyhow::Result<CellResult> {
+    let dir = args
+        .out
+        .join("testnets")
+        .join(format!("{}-{}", setup.name(), fault.name()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", dir.display()))?;
+    }
+    let n = setup.n as usize;
+    let f = setup.f() as usize;
+    let mut cluster = Cluster::launch_with(
+        setup.n,
+        setup.consensus,
+        &dir,
+        base,
+        args.accounts,
+        &["--allow-fault-injection"],
+    )?;
+    cluster.wait_ready(Duration::from_secs(60))?;
+    let cft = setup.consensus == crate::cli::testnet::Consensus::Cft;
+    let primary = current_primary(&cluster.apis, cft, Duration::from_secs(20))?;
+    let targets: Vec<usize> = if fault == Fault::None {
+        Vec::new()
+    } else {
+        (0..f).map(|k| (primary + k) % n).collect()
+    };
+    let live_nodes: Vec<usize> = (0..n).filter(|i| !targets.contains(i)).collect();
+    let live_apis: Vec<String> = live_nodes
+        .iter()
+        .map(|i| cluster.apis[*i].clone())
+        .collect();
+
+    let accounts = cluster.accounts()?;
+    let nonces = load::next_nonces(&live_apis[0], &accounts)?;
+    let seconds = args.warmup + args.duration;
+    let total = (args.rate * seconds).ceil() as usize;
+    let batch = ((args.rate / 200.0) as usize).clamp(10, 500);
+    let batches = load::presign(&accounts, &nonces, &cluster.chain_id, total, batch);
+    let before: Vec<NodeStatus> = live_apis
+        .iter()
+        .map(|a| status(a))
+        .collect::<anyhow::Result<_>>()?;
+    let from = before.iter().map(|s| s.height).max().unwrap_or(0) + 1;
+    let view_before = before.iter().map(|s| s.view).max().unwrap_or(0);
+
+    let fault_at_s = args.warmup + args.duration * FAULT_AT;
+    let heal_at_s = match fault {
+        Fault::Pause | Fault::Partition => Some(args.warmup + args.duration * HEAL_AT),
+        Fault::Crash => args.restart_after.map(|r| fault_at_s + r),
+        _ => None,
+    };
+    let live = Live::default();
+    let counts: Vec<AtomicU64> = live_nodes.iter().map(|_| AtomicU64::new(0)).collect();
+    let observers_stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let start_ms = load::unix_ms();
+    let measure_to = start + Duration::from_secs_f64(seconds);
+    let mut injected = String::from("nothing");
+    let mut fault_ms = start_ms + fault_at_s * 1000.0;
+
+    let (submitted, per_node) = std::thread::scope(|s| -> anyhow::Result<_> {
+        let observers: Vec<_> = live_apis
+            .iter()
+            .enumerate()
+            .map(|(k, api)| {
+                let (live, counts, stop) = (&live, &counts, &observers_stop);
+                s.spawn(move || {
+                    let r = observe::observe(api, from, stop, &counts[k], || {
+                        observe::update_min(live, counts)
+                    });
+                    if r.is_err() {
+                        live.stop.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        let submitter = {
+            let (batches, apis, live) = (&batches, &live_apis, &live);
+            s.spawn(move || {
+                load::submit(
+                    batches,
+                    apis,
+                    Pace::Rate(args.rate),
+                    2,
+                    start,
+                    measure_to,
+                    live,
+                )
+            })
+        };
+        let progress = Progress::new(label, seconds);
+        let mut injected_done = false;
+        let mut healed = false;
+        let mut last = (Instant::now(), 0u64);
+        let mut rate = 0.0;
+        let result = (|| -> anyhow::Result<()> {
+            while !submitter.is_finished() {
+                std::thread::sleep(Duration::from_millis(100));
+                observe::update_min(&live, &counts);
+                let t = start.elapsed().as_secs_f64();
+                if !injected_done && t >= fault_at_s {
+                    injected_done = true;
+                    fault_ms = load::unix_ms();
+                    injected = inject(&mut cluster, fault, &targets, &live_nodes)?;
+                }
+                if injected_done && !healed && heal_at_s.is_some_and(|h| t >= h) {
+                    healed = true;
+                    heal(&mut cluster, fault, &targets, &live_nodes)?;
+                }
+                let now = Instant::now();
+                if now.duration_since(last.0) >= Duration::from_secs(1) {
+                    let c = live.committed.load(Ordering::Relaxed);
+                    rate =
+                        c.saturating_sub(last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+                    last = (now, c);
+                }
+                let phase = if t < args.warmup {
+                    "warm-up"
+                } else if fault == Fault::None {
+                    "no fault"
+                } else if !injected_done {
+                    "before the fault"
+                } else if healed {
+                    "healed"
+                } else {
+                    "FAULT"
+                };
+                progress.show(t, rate, phase);
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            live.stop.store(true, Ordering::Relaxed);
+        }
+        let submitted = submitter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the submitter thread panicked"))?;
+        // Drain: accepted transactions get a few seconds to commit everywhere.
+        let drain_until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < drain_until
+            && live.committed.load(Ordering::Relaxed) < submitted.accepted
+            && !live.stop.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+            observe::update_min(&live, &counts);
+        }
+        progress.done();
+        observers_stop.store(true, Ordering::Relaxed);
+        let mut per_node = Vec::new();
+        for o in observers {
+            per_node.push(
+                o.join()
+                    .map_err(|_| anyhow::anyhow!("an observer thread panicked"))??,
+            );
+        }
+        result?;
+        Ok((submitted, per_node))
+    })?;
+    if heal_at_s.is_none() && fault == Fault::Pause {
+        let _ = heal(&mut cluster, fault, &targets, &live_nodes);
+    }
+
+    // Safety: every honest node still running, chain against chain.
+    let honest: Vec<usize> = (0..n)
+        .filter(|i| !(fault.byzantine() && targets.contains(i)))
+        .filter(|i| cluster.pids[*i].is_some())
+        .collect();
+    let mut chains = Vec::new();
+    for i in &honest {
+        if let Ok(c) = chain(&cluster.apis[*i], 1) {
+            chains.push((*i, c));
+        }
+    }
+    let (heights_compared, fork) = compare(&chains);
+    let nodes_compared: Vec<usize> = chains.iter().map(|(i, _)| *i).collect();
+    let mut evidence = 0;
+    let mut marked_faulty: Vec<u32> = Vec::new();
+    let mut view_after = view_before;
+    for api in &live_apis {
+        if let Ok(e) = Client::new(api).and_then(|c| c.get::<Vec<EvidenceResponse>>("/evidence")) {
+            evidence = evidence.max(e.len());
+        }
+        if let Ok(s) = status(api) {
+            view_after = view_after.max(s.view);
+            marked_faulty.extend(s.faulty_peers);
+        }
+    }
+    marked_faulty.sort_unstable();
+    marked_faulty.dedup();
+    cluster.stop();
+    if !args.keep_testnets {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    let mut sent_at = HashMap::new();
+    let mut sent = 0u64;
+    for (t, b) in submitted.sent_at.iter().zip(&batches) {
+        if let Some(t) = t {
+            sent += b.hashes.len() as u64;
+            for h in &b.hashes {
+                sent_at.insert(*h, *t);
+            }
+        }
+    }
+    // When each block was on every live node; after a fork, the first
+    // live node's own view (there is no common chain to time).
+    let blocks: Vec<(f64, Vec<Hash>)> = match observe::merge(&per_node) {
+        Ok(m) => m
+            .into_iter()
+            .map(|b| (b.all_committed_at, b.tx_hashes))
+            .collect(),
+        Err(_) => per_node
+            .first()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| (r.committed_at_ms as f64, r.tx_hashes.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let window = (start_ms + args.warmup * 1000.0, start_ms + seconds * 1000.0);
+    let mut latencies = Vec::new();
+    let mut committed = 0u64;
+    let mut in_window = 0u64;
+    let mut buckets: BTreeMap<i64, u64> = BTreeMap::new();
+    for (at, txs) in &blocks {
+        for h in txs {
+            let Some(t) = sent_at.get(h) else { continue };
+            committed += 1;
+            if *at >= window.0 && *at < window.1 {
+                in_window += 1;
+            }
+            if *t >= window.0 && *t < window.1 {
+                latencies.push(at - t);
+            }
+            let b = ((at - fault_ms) / 1000.0 / BUCKET_S).floor() as i64;
+            *buckets.entry(b).or_default() += 1;
+        }
+    }
+    let first_bucket = ((start_ms - fault_ms) / 1000.0 / BUCKET_S).floor() as i64;
+    let last_bucket = ((window.1 - fault_ms) / 1000.0 / BUCKET_S).ceil() as i64;
+    let timeline = (first_bucket..=last_bucket)
+        .map(|b| {
+            (
+                b as f64 * BUCKET_S,
+                *buckets.get(&b).unwrap_or(&0) as f64 / BUCKET_S,
+            )
+        })
+        .collect();
+    Ok(CellResult {
+        setup,
+        fault,
+        f: setup.f(),
+        faulty_nodes: targets,
+        injected,
+        fault_at_s: (fault_ms - start_ms) / 1000.0,
+        heal_at_s,
+        committed_tps: in_window as f64 / args.duration,
+        latency_samples: latencies.len(),
+        latency_ms: observe::percentiles(&mut latencies),
+        view_changes: view_after.saturating_sub(view_before),
+        recovery_ms: recovery(&per_node, fault_ms),
+        evidence,
+        marked_faulty,
+        nodes_compared,
+        heights_compared,
+        fork,
+        sent,
+        accepted: submitted.accepted,
+        committed,
+        timeline,
+    })
+}
+
+/// From `fault_ms` until every live node had committed a block proposed
+/// after it.
+pub fn recovery(per_node: &[Vec<CommitRecord>], fault_ms: f64) -> Option<f64> {
+    let mut worst: f64 = 0.0;
+    for records in per_node {
+        let first = records
+            .iter()
+            .find(|r| r.proposed_at_ms as f64 > fault_ms)?;
+        worst = worst.max(first.committed_at_ms as f64 - fault_ms);
+    }
+    (!per_node.is_empty()).then_some(worst)
+}
+
+fn inject(
+    cluster: &mut Cluster,
+    fault: Fault,
+    targets: &[usize],
+    live: &[usize],
+) -> anyhow::Result<String> {
+    let names = targets
+        .iter()
+        .map(|t| format!("node{t}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(match fault {
+        Fault::None => "nothing".into(),
+        Fault::Crash => {
+            for t in targets {
+                cluster.kill(*t)?;
+            }
+            format!("SIGKILL {names}")
+        }
+        Fault::Pause => {
+            for t in targets {
+                cluster.signal(*t, "STOP")?;
+            }
+            format!("SIGSTOP {names}, SIGCONT at heal")
+        }
+        Fault::Silent | Fault::Equivocate | Fault::BadSig => {
+            for t in targets {
+                admin(
+                    &cluster.apis[*t],
+                    "/admin/behaviour",
+                    serde_json::json!({ "behaviour": fault.name() }),
+                )?;
+            }
+            format!("{names}: behaviour {}", fault.name())
+        }
+        Fault::Partition => {
+            partition(cluster, targets, live)?;
+            format!("{{{names}}} cut off from the rest (transport level)")
+        }
+    })
+}
+
+fn partition(cluster: &Cluster, side: &[usize], rest: &[usize]) -> anyhow::Result<()> {
+    for t in side {
+        admin(
+            &cluster.apis[*t],
+            "/admin/partition",
+            serde_json::json!({ "blocked": rest }),
+        )?;
+    }
+    for l in rest {
+        admin(
+            &cluster.apis[*l],
+            "/admin/partition",
+            serde_json::json!({ "blocked": side }),
+        )?;
+    }
+    Ok(())
+}
+
+fn heal(
+    cluster: &mut Cluster,
+    fault: Fault,
+    targets: &[usize],
+    live: &[usize],
+) -> anyhow::Result<()> {
+    match fault {
+        Fault::Pause => {
+            for t in targets {
+                cluster.signal(*t, "CONT")?;
+            }
+        }
+        Fault::Partition => {
+            let all: Vec<usize> = targets.iter().chain(live).copied().collect();
+            for i in all {
+                admin(
+                    &cluster.apis[i],
+                    "/admin/partition",
+                    serde_json::json!({ "blocked": [] }),
+                )?;
+            }
+        }
+        Fault::Crash => {
+            for t in targets {
+                cluster.restart(*t)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A one-line progress bar on a terminal, a line every 5 s otherwise.
+struct Progress<'a> {
+    label: &'a str,
+    total_s: f64,
+    tty: bool,
+    last_line: std::cell::Cell<f64>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(label: &'a str, total_s: f64) -> Progress<'a> {
+        let tty = std::io::stderr().is_terminal();
+        if !tty {
+            eprintln!("{label}");
+        }
+        Progress {
+            label,
+            total_s,
+            tty,
+            last_line: std::cell::Cell::new(-10.0),
+        }
+    }
+
+    fn show(&self, elapsed: f64, committed_per_s: f64, phase: &str) {
+        let width = 24usize;
+        let done = ((elapsed / self.total_s).min(1.0) * width as f64) as usize;
+        let bar = format!(
+            "[{}{}] {:>4.1}/{:.0} s  committed {:>6.0} tx/s  {phase:<16}",
+            "#".repeat(done),
+            " ".repeat(width - done),
+            elapsed,
+            self.total_s,
+            committed_per_s,
+        );
+        if self.tty {
+            eprint!("\r{} {bar}", self.label);
+            let _ = std::io::stderr().flush();
+        } else if elapsed - self.last_line.get() >= 5.0 {
+            self.last_line.set(elapsed);
+            eprintln!("    {bar}");
+        }
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(height: u64, proposed: u64, committed: u64) -> CommitRecord {
+        CommitRecord {
+            height,
+            block_hash: Hash([height as u8; 32]),
+            proposed_at_ms: proposed,
+            committed_at_ms: committed,
+            tx_hashes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn compare_finds_the_first_divergent_height_and_both_hashes() {
+        let a = vec![(1, Hash([1; 32])), (2, Hash([2; 32])), (3, Hash([3; 32]))];
+        let mut b = a.clone();
+        b[1].1 = Hash([9; 32]);
+        b[2].1 = Hash([8; 32]);
+        let (_, fork) = compare(&[(0, a.clone()), (2, b)]);
+        let fork = fork.unwrap();
+        assert_eq!(fork.height, 2);
+        assert_eq!(fork.a, (0, Hash([2; 32])));
+        assert_eq!(fork.b, (2, Hash([9; 32])));
+        // Chains of different lengths agree where they overlap.
+        let (compared, fork) = compare(&[(0, a.clone()), (1, a[..2].to_vec())]);
+        assert_eq!((compared, fork), (2, None));
+    }
+
+    #[test]
+    fn recovery_waits_for_the_slowest_live_node() {
+        let a = vec![rec(1, 900, 950), rec(2, 1_100, 1_300)];
+        let b = vec![rec(1, 900, 960), rec(2, 1_100, 1_700)];
+        assert_eq!(recovery(&[a.clone(), b], 1_000.0), Some(700.0));
+        // A node that never committed anything proposed after the fault.
+        assert_eq!(recovery(&[a, vec![rec(1, 900, 950)]], 1_000.0), None);
+    }
+}

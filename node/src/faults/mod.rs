@@ -1,0 +1,396 @@
+//! `phalanx faults`: break real nodes on purpose and measure what Byzantine
+//! tolerance buys. The same signed-transfer workload runs over a matrix of
+//! {PBFT n = 4, 7; CFT n = 3, 5} × {no fault, f crashed, f paused then
+//! resumed, f silent, f equivocating, f invalid-signature, a partition that
+//! heals}; each cell reports throughput, latency, view changes or
+//! elections, recovery time, evidence and a safety verdict from comparing
+//! every honest node's chain height by height.
+//!
+//! The cells launch testnets with `phalanx bench`'s cluster, load and
+//! observers; faults come from outside the nodes (SIGKILL, SIGSTOP/SIGCONT)
+//! or through each node's fault-injection admin routes (behaviours,
+//! transport-level partitions). This module never changes how an honest
+//! node works.
+
+mod cell;
+mod report;
+
+use crate::cli::testnet::Consensus;
+use serde::Serialize;
+use std::path::PathBuf;
+
+pub use cell::CellResult;
+
+/// One testnet shape of the matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Setup {
+    /// The engine.
+    #[serde(serialize_with = "consensus_name")]
+    pub consensus: Consensus,
+    /// Validators.
+    pub n: u32,
+}
+
+fn consensus_name<S: serde::Serializer>(c: &Consensus, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(engine_name(*c))
+}
+
+fn engine_name(c: Consensus) -> &'static str {
+    match c {
+        Consensus::Pbft => "pbft",
+        Consensus::Cft => "cft",
+    }
+}
+
+impl Setup {
+    /// Faults tolerated: ⌊(n−1)/3⌋ for PBFT, ⌊(n−1)/2⌋ for CFT.
+    pub fn f(&self) -> u32 {
+        match self.consensus {
+            Consensus::Pbft => (self.n - 1) / 3,
+            Consensus::Cft => (self.n - 1) / 2,
+        }
+    }
+
+    /// `pbft-4`, `cft-3`, ...
+    pub fn name(&self) -> String {
+        format!("{}-{}", engine_name(self.consensus), self.n)
+    }
+
+    /// `PBFT n=4`, for tables and charts.
+    pub fn label(&self) -> String {
+        format!(
+            "{} n={}",
+            engine_name(self.consensus).to_uppercase(),
+            self.n
+        )
+    }
+}
+
+impl std::str::FromStr for Setup {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Setup, String> {
+        let bad = || {
+            format!(
+                "setup {s:?}: write ENGINE-N, e.g. pbft-4, pbft-7, cft-3, cft-5 \
+                 (PBFT needs n >= 4, CFT n >= 3)"
+            )
+        };
+        let (engine, n) = s.trim().split_once('-').ok_or_else(bad)?;
+        let n: u32 = n.parse().map_err(|_| bad())?;
+        let consensus = match engine {
+            "pbft" if (4..=16).contains(&n) => Consensus::Pbft,
+            "cft" if (3..=16).contains(&n) => Consensus::Cft,
+            _ => return Err(bad()),
+        };
+        Ok(Setup { consensus, n })
+    }
+}
+
+/// One fault of the matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// Nothing breaks (the baseline).
+    None,
+    /// f nodes SIGKILLed (restarted after `--restart-after`, if given).
+    Crash,
+    /// f nodes SIGSTOPped, SIGCONTed later.
+    Pause,
+    /// f nodes stop sending consensus messages.
+    Silent,
+    /// f nodes equivocate (the primary/leader among them).
+    Equivocate,
+    /// f nodes sign everything wrongly.
+    BadSig,
+    /// The f nodes with the primary/leader are cut off from the rest, then healed.
+    Partition,
+}
+
+/// Every fault, in table order.
+pub const ALL_FAULTS: [Fault; 7] = [
+    Fault::None,
+    Fault::Crash,
+    Fault::Pause,
+    Fault::Silent,
+    Fault::Equivocate,
+    Fault::BadSig,
+    Fault::Partition,
+];
+
+impl Fault {
+    /// The name on the command line and in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::None => "none",
+            Fault::Crash => "crash",
+            Fault::Pause => "pause",
+            Fault::Silent => "silent",
+            Fault::Equivocate => "equivocate",
+            Fault::BadSig => "bad-sig",
+            Fault::Partition => "partition",
+        }
+    }
+
+    /// What the cell does, for the table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Fault::None => "no fault",
+            Fault::Crash => "f crashed",
+            Fault::Pause => "f paused, resumed",
+            Fault::Silent => "f silent",
+            Fault::Equivocate => "f equivocating",
+            Fault::BadSig => "f invalid signatures",
+            Fault::Partition => "partition, healed",
+        }
+    }
+
+    /// Whether the faulty nodes are Byzantine (their chains are not
+    /// compared: a liar's own chain proves nothing).
+    pub fn byzantine(self) -> bool {
+        matches!(self, Fault::Silent | Fault::Equivocate | Fault::BadSig)
+    }
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fault, String> {
+        ALL_FAULTS
+            .into_iter()
+            .find(|f| f.name() == s.trim())
+            .ok_or_else(|| {
+                format!(
+                    "unknown fault {s:?}; choose from none, crash, pause, silent, equivocate, \
+                     bad-sig, partition"
+                )
+            })
+    }
+}
+
+/// `phalanx faults` arguments.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Examples:
+  phalanx faults                                   the whole matrix (28 cells, about 17 minutes)
+  phalanx faults --quick                           3 cells in well under a minute (what CI runs)
+  phalanx faults --setups pbft-4,cft-3 --faults none,crash,equivocate --duration 10
+
+Faults are injected on real processes: SIGKILL (crash), SIGSTOP/SIGCONT (pause), and
+behaviours and partitions switched through each node's admin API (nodes are started
+with --allow-fault-injection). Partitions are cut at the transport (libp2p refuses the
+peers), because this machine offers network namespaces but no tc netem or iptables.
+
+Output (--out, default ./faults-results): faults.md, faults.json, throughput.svg,
+latency.svg, timeline-<setup>.svg. Exit status 1 if any PBFT cell loses agreement
+or the CFT equivocation cell does not fork.")]
+pub struct FaultsArgs {
+    /// A short run for CI: PBFT n=4 crash and equivocate, CFT n=3 equivocate.
+    #[arg(long)]
+    pub quick: bool,
+    /// Testnet shapes to run (ENGINE-N, comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pbft-4,pbft-7,cft-3,cft-5"
+    )]
+    pub setups: Vec<Setup>,
+    /// Faults to run (comma-separated): none, crash, pause, silent,
+    /// equivocate, bad-sig, partition.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "none,crash,pause,silent,equivocate,bad-sig,partition"
+    )]
+    pub faults: Vec<Fault>,
+    /// Measured seconds per cell (the fault comes at 30 %, heals at 65 %).
+    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub warmup: f64,
+    /// Offered load, transactions per second (open loop, to the nodes that
+    /// stay correct).
+    #[arg(long, value_name = "TX/S", default_value_t = 500.0)]
+    pub rate: f64,
+    /// Restart crashed nodes this many seconds after the crash (default: they stay down).
+    #[arg(long, value_name = "SECS")]
+    pub restart_after: Option<f64>,
+    /// Funded accounts of each testnet.
+    #[arg(long, default_value_t = 64)]
+    pub accounts: u32,
+    /// Where to write the report.
+    #[arg(long, value_name = "DIR", default_value = "faults-results")]
+    pub out: PathBuf,
+    /// P2P port of node0 (node i: base+i, API base+100+i; cells rotate
+    /// through base..base+49 and base+100..base+149).
+    #[arg(long, default_value_t = 27500)]
+    pub base_port: u16,
+    /// Keep each cell's testnet directory (data and logs).
+    #[arg(long)]
+    pub keep_testnets: bool,
+}
+
+/// Everything `phalanx faults` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultsReport {
+    /// The command line.
+    pub command: String,
+    /// Where it ran.
+    pub machine: crate::bench::Machine,
+    /// How partitions were made.
+    pub partition_method: String,
+    /// Offered load, tx/s.
+    pub rate: f64,
+    /// Measured seconds per cell.
+    pub duration_s: f64,
+    /// One per cell.
+    pub cells: Vec<CellResult>,
+}
+
+/// How partitions are made on this machine (checked, not assumed).
+fn partition_method() -> String {
+    let tc = std::process::Command::new("tc")
+        .args(["qdisc", "show"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let netem = std::path::Path::new("/sys/module/sch_netem").exists();
+    format!(
+        "transport level: each node's libp2p allow-list drops and refuses the peers on the \
+         other side (POST /admin/partition); network namespaces are available here but tc \
+         {} and netem {} and iptables {}, so real packet-level partitions and delays were \
+         not used",
+        if tc { "exists" } else { "is missing" },
+        if netem {
+            "is loaded"
+        } else {
+            "is not available"
+        },
+        if which("iptables") || which("nft") {
+            "exists"
+        } else {
+            "is missing"
+        }
+    )
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The cells the arguments ask for.
+pub fn plan(args: &FaultsArgs) -> Vec<(Setup, Fault)> {
+    if args.quick {
+        let pbft = Setup {
+            consensus: Consensus::Pbft,
+            n: 4,
+        };
+        let cft = Setup {
+            consensus: Consensus::Cft,
+            n: 3,
+        };
+        return vec![
+            (pbft, Fault::Crash),
+            (pbft, Fault::Equivocate),
+            (cft, Fault::Equivocate),
+        ];
+    }
+    args.setups
+        .iter()
+        .flat_map(|s| args.faults.iter().map(move |f| (*s, *f)))
+        .collect()
+}
+
+/// Runs `phalanx faults`.
+pub fn run(args: &FaultsArgs) -> anyhow::Result<()> {
+    let mut args = args.clone();
+    if args.quick {
+        args.duration = 8.0;
+        args.warmup = 1.0;
+        args.rate = args.rate.min(300.0);
+        args.accounts = args.accounts.min(32);
+    }
+    anyhow::ensure!(
+        args.duration >= 3.0,
+        "--duration must be at least 3 seconds (the fault comes at 30 % of it)"
+    );
+    anyhow::ensure!(
+        args.warmup >= 0.0 && args.warmup.is_finite(),
+        "--warmup must not be negative"
+    );
+    anyhow::ensure!(
+        args.rate > 0.0 && args.rate <= 20_000.0,
+        "--rate must be between 1 and 20000 tx/s"
+    );
+    anyhow::ensure!(args.accounts > 0, "--accounts must be at least 1");
+    anyhow::ensure!(
+        args.base_port >= 1024 && args.base_port <= 65_000,
+        "--base-port must be between 1024 and 65000"
+    );
+    if let Some(r) = args.restart_after {
+        anyhow::ensure!(
+            r >= 0.0 && r.is_finite(),
+            "--restart-after must not be negative"
+        );
+    }
+    let cells = plan(&args);
+    anyhow::ensure!(
+        !cells.is_empty(),
+        "no cells to run (--setups or --faults is empty)"
+    );
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
+    let method = partition_method();
+    let per_cell = args.warmup + args.duration + 12.0;
+    eprintln!(
+        "==> {} cells, about {:.0} s each ({:.1} minutes); partitions: transport level",
+        cells.len(),
+        per_cell,
+        cells.len() as f64 * per_cell / 60.0
+    );
+    let mut report = FaultsReport {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: crate::bench::Machine::detect(),
+        partition_method: method,
+        rate: args.rate,
+        duration_s: args.duration,
+        cells: Vec::new(),
+    };
+    for (k, (setup, fault)) in cells.iter().enumerate() {
+        let label = format!(
+            "[{}/{}] {} · {}",
+            k + 1,
+            cells.len(),
+            setup.label(),
+            fault.describe()
+        );
+        let base = args.base_port + (k as u16 % 5) * 10;
+        let result = cell::run(&args, *setup, *fault, base, &label)?;
+        eprintln!("    {}", report::one_line(&result));
+        report.cells.push(result);
+        // Write as we go: a long run interrupted still leaves a report.
+        report::write(&report, &args.out)?;
+    }
+    let summary = report::write(&report, &args.out)?;
+    println!("{summary}");
+    let mut failures = Vec::new();
+    for c in &report.cells {
+        if c.setup.consensus == Consensus::Pbft {
+            if let Some(fork) = &c.fork {
+                failures.push(format!(
+                    "SAFETY: {} {}: honest nodes committed different blocks at height {}",
+                    c.setup.label(),
+                    c.fault.describe(),
+                    fork.height
+                ));
+            }
+        }
+        if c.setup.consensus == Consensus::Cft && c.fault == Fault::Equivocate && c.fork.is_none() {
+            failures.push(format!(
+                "{} with an equivocating leader did not fork: the comparison expects it to",
+                c.setup.label()
+            ));
+        }
+    }
+    anyhow::ensure!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The fault report: `faults.md` (the table and what it means), `faults.json`,
+//! `throughput.svg`, `latency.svg` and one `timeline-<setup>.svg` per setup.
+
+use super::cell::{short, CellResult};
+use super::{Fault, FaultsReport, Setup, ALL_FAULTS};
+use crate::cli::testnet::Consensus;
+use phalanx_testnet::chart::{BarChart, BarGroup, LineChart, Series};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One line per finished cell, for the console.
+pub fn one_line(c: &CellResult) -> String {
+    format!(
+        "{} · {}: {:.0} tx/s, p50 {:.0} ms, p99 {:.0} ms, {} view changes, recovery {}, \
+         evidence {}, {}",
+        c.setup.label(),
+        c.fault.describe(),
+        c.committed_tps,
+        c.latency_ms.p50,
+        c.latency_ms.p99,
+        c.view_changes,
+        recovery(c),
+        c.evidence,
+        c.verdict()
+    )
+}
+
+fn recovery(c: &CellResult) -> String {
+    match c.recovery_ms {
+        Some(ms) => format!("{ms:.0} ms"),
+        None => "never".into(),
+    }
+}
+
+fn setups(r: &FaultsReport) -> Vec<Setup> {
+    let mut out: Vec<Setup> = Vec::new();
+    for c in &r.cells {
+        if !out.contains(&c.setup) {
+            out.push(c.setup);
+        }
+    }
+    out
+}
+
+fn faults(r: &FaultsReport) -> Vec<Fault> {
+    ALL_FAULTS
+        .into_iter()
+        .filter(|f| r.cells.iter().any(|c| c.fault == *f))
+        .collect()
+}
+
+fn cell(r: &FaultsReport, s: Setup, f: Fault) -> Option<&CellResult> {
+    r.cells.iter().find(|c| c.setup == s && c.fault == f)
+}
+
+/// The Markdown table.
+pub fn table(r: &FaultsReport) -> String {
+    let mut out = String::from(
+        "| setup | fault | faulty nodes | committed tx/s | p50 ms | p99 ms | view changes / elections | fault → commit ms | evidence | safety |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in &r.cells {
+        let faulty = if c.faulty_nodes.is_empty() {
+            "-".to_owned()
+        } else {
+            c.faulty_nodes
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} |",
+            c.setup.label(),
+            c.fault.describe(),
+            faulty,
+            c.committed_tps,
+            c.latency_ms.p50,
+            c.latency_ms.p99,
+            c.view_changes,
+            recovery(c),
+            c.evidence,
+            c.verdict()
+        );
+    }
+    out
+}
+
+/// The plain sentences under the table, from what was measured.
+fn explain(r: &FaultsReport) -> String {
+    let mut out = String::new();
+    let pbft: Vec<&CellResult> = r
+        .cells
+        .iter()
+        .filter(|c| c.setup.consensus == Consensus::Pbft)
+        .collect();
+    let cft: Vec<&CellResult> = r
+        .cells
+        .iter()
+        .filter(|c| c.setup.consensus == Consensus::Cft)
+        .collect();
+    if !pbft.is_empty() {
+        let forks = pbft.iter().filter(|c| c.fork.is_some()).count();
+        let live = pbft
+            .iter()
+            .filter(|c| c.fault != Fault::None && c.recovery_ms.is_some())
+            .count();
+        let faulted = pbft.iter().filter(|c| c.fault != Fault::None).count();
+        let _ = writeln!(
+            out,
+            "* **PBFT keeps one chain.** With n > 3f, a quorum is 2f+1 of 3f+1 validators, and any \
+             two quorums share at least f+1 validators, so at least one honest one, which never \
+             signs two different blocks for one height: two conflicting blocks can never both be \
+             certified. Measured: {} of {} PBFT cells kept one chain on every honest node, and \
+             {} of {} cells with f faulty nodes committed new blocks after the fault.",
+            pbft.len() - forks,
+            pbft.len(),
+            live,
+            faulted
+        );
+        let evid: Vec<&&CellResult> = pbft
+            .iter()
+            .filter(|c| c.fault == Fault::Equivocate)
+            .collect();
+        if let Some(c) = evid.first() {
+            let _ = writeln!(
+                out,
+                "* **Equivocation is caught, not just survived.** The equivocating primary sent two \
+                 PRE-PREPAREs to two halves; neither gathered a quorum, honest replicas compared the \
+                 primary's signed votes (the PRE-PREPARE echo), stored the two signatures as \
+                 evidence ({} piece(s) in {}), put it into a block, marked validator(s) {:?} \
+                 faulty and moved to a new view ({} view change(s)).",
+                c.evidence,
+                c.setup.label(),
+                c.marked_faulty,
+                c.view_changes
+            );
+        }
+    }
+    if !cft.is_empty() {
+        if let Some(c) = cft.iter().find(|c| c.fault == Fault::Equivocate) {
+            let what = match &c.fork {
+                Some(f) => format!(
+                    "honest followers committed different blocks at height {} (node{} {} vs \
+                     node{} {})",
+                    f.height,
+                    f.a.0,
+                    short(&f.a.1),
+                    f.b.0,
+                    short(&f.b.1)
+                ),
+                None => "no fork was observed this time (unexpected)".into(),
+            };
+            let _ = writeln!(
+                out,
+                "* **CFT forks under a lying leader.** Raft-style majorities (f+1 of 2f+1) \
+                 intersect in one validator, enough to survive crashes, but that one may be the \
+                 liar: an equivocating leader sent one entry to half its followers and another to \
+                 the other half, each half acknowledged, and {what}. CFT has no signatures to \
+                 compare and no notion of evidence, so nobody noticed."
+            );
+        }
+        let crashes: Vec<&&CellResult> = cft
+            .iter()
+            .filter(|c| matches!(c.fault, Fault::Crash | Fault::Pause))
+            .collect();
+        let crash_ok = crashes
+            .iter()
+            .all(|c| c.fork.is_none() && c.recovery_ms.is_some());
+        if !crashes.is_empty() {
+            let _ = writeln!(
+            out,
+            "* **CFT is enough for crashes.** Crashed and paused nodes {} (an election replaces \
+             a dead leader); CFT needs only a majority and one round trip per entry.",
+            if crash_ok {
+                "cost a leader election and nothing else: one chain, commits resumed"
+            } else {
+                "did not all recover in this run (see the table)"
+            }
+        );
+        }
+    }
+    let base_p = r
+        .cells
+        .iter()
+        .find(|c| c.setup.consensus == Consensus::Pbft && c.fault == Fault::None);
+    let base_c = r
+        .cells
+        .iter()
+        .find(|c| c.setup.consensus == Consensus::Cft && c.fault == Fault::None);
+    if let (Some(p), Some(c)) = (base_p, base_c) {
+        let _ = writeln!(
+            out,
+            "* **What Byzantine tolerance costs.** Without faults, {} committed {:.0} tx/s with \
+             p50 {:.0} ms, {} {:.0} tx/s with p50 {:.0} ms (same offered load {:.0} tx/s): PBFT \
+             spends three message rounds and 2f+1 signatures per block where CFT spends one round.",
+            p.setup.label(),
+            p.committed_tps,
+            p.latency_ms.p50,
+            c.setup.label(),
+            c.committed_tps,
+            c.latency_ms.p50,
+            r.rate
+        );
+    }
+    if r.cells.iter().any(|c| c.fault == Fault::Partition) {
+        let _ = writeln!(
+            out,
+            "* **Partitions: which side halts, which side diverges (CAP).** The f validators \
+             with the primary/leader were cut off from the other n−f. The n−f side still holds \
+             a quorum, elects or views-changes to a new leader and keeps committing; the f side \
+             cannot form a quorum and halts — it chooses consistency over availability. Nobody \
+             diverges; after the heal the cut-off nodes fetch the certified blocks they missed. \
+             Partitions here are cut at the transport ({}).",
+            r.partition_method
+        );
+    }
+    out
+}
+
+/// Writes every file; returns the Markdown summary.
+pub fn write(r: &FaultsReport, out: &Path) -> anyhow::Result<String> {
+    let mut md =
+        String::from("# Phalanx under faults: PBFT beside a crash-fault-tolerant baseline\n\n");
+    let _ = writeln!(md, "Command: `{}`  ", r.command);
+    let _ = writeln!(
+        md,
+        "Machine: {} ({} cores, {:.0} GiB, {} build); every node and the load generator on it.  ",
+        r.machine.cpu, r.machine.cores, r.machine.memory_gib, r.machine.build
+    );
+    let _ = writeln!(
+        md,
+        "Workload: signed transfers at {:.0} tx/s to the nodes the fault does not touch, \
+         {:.0} s measured per cell; the fault comes at 30 % of the window and heals (pause, \
+         partition) at 65 %. f = ⌊(n−1)/3⌋ for PBFT, ⌊(n−1)/2⌋ for CFT; the first faulty \
+         node is the primary/leader.  ",
+        r.rate, r.duration_s
+    );
+    let _ = writeln!(md, "Partitions: {}.\n", r.partition_method);
+    md.push_str(&table(r));
+    md.push_str(
+        "\nCommitted tx/s and latency count a transaction once every node the fault did not touch \
+         has executed it. \"fault → commit\" runs from the fault until every such node committed \
+         a block proposed after it. Safety compares the chains of every honest node still \
+         running at the end (paused, restarted and partitioned nodes included, Byzantine ones \
+         not), height by height.\n\n## What the cells show\n\n",
+    );
+    md.push_str(&explain(r));
+    md.push_str(
+        "\nCharts: `throughput.svg`, `latency.svg`, `timeline-<setup>.svg` (commits around the fault).\n",
+    );
+    write_file(&out.join("faults.md"), &md)?;
+    write_file(&out.join("faults.json"), &serde_json::to_string_pretty(r)?)?;
+
+    let setups = setups(r);
+    let faults = faults(r);
+    let bars = |title: &str, y: &str, value: &dyn Fn(&CellResult) -> f64| BarChart {
+        title: title.into(),
+        y_label: y.into(),
+        series_names: setups.iter().map(Setup::label).collect(),
+        groups: faults
+            .iter()
+            .map(|f| BarGroup {
+                label: f.describe().into(),
+                values: setups
+                    .iter()
+                    .map(|s| cell(r, *s, *f).map_or(f64::NAN, value))
+                    .collect(),
+            })
+            .collect(),
+        decimals: 0,
+    };
+    write_file(
+        &out.join("throughput.svg"),
+        &bars(
+            "Committed throughput per cell",
+            "tx/s committed on every live node",
+            &|c| c.committed_tps,
+        )
+        .to_svg(),
+    )?;
+    write_file(
+        &out.join("latency.svg"),
+        &bars(
+            "p99 latency per cell (submit to committed everywhere)",
+            "ms",
+            &|c| c.latency_ms.p99,
+        )
+        .to_svg(),
+    )?;
+    for s in &setups {
+        let cells: Vec<&CellResult> = r.cells.iter().filter(|c| c.setup == *s).collect();
+        let mut markers = vec![(0.0, "fault".to_owned())];
+        if let Some(c) = cells.iter().find(|c| c.heal_at_s.is_some()) {
+            if let Some(h) = c.heal_at_s {
+                markers.push((h - c.fault_at_s, "heal".into()));
+            }
+        }
+        let chart = LineChart {
+            title: format!("{}: commits around the fault", s.label()),
+            x_label: "seconds since the fault".into(),
+            y_label: "tx/s committed on every live node".into(),
+            series: cells
+                .iter()
+                .map(|c| Series::new(c.fault.describe(), c.timeline.clone()))
+                .collect(),
+            markers,
+            y_from_zero: true,
+        };
+        write_file(
+            &out.join(format!("timeline-{}.svg", s.name())),
+            &chart.to_svg(),
+        )?;
+    }
+
+    let mut summary = String::from("\n");
+    summary.push_str(&table(r));
+    summary.push('\n');
+    summary.push_str(&explain(r));
+    let _ = write!(summary, "\nReport: {}", out.join("faults.md").display());
+    Ok(summary)
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}

@@ -1,0 +1,160 @@
+//! `phalanx faults --quick` end to end, on real node processes: PBFT n = 4
+//! with its primary crashed, PBFT n = 4 with its primary equivocating, and
+//! the CFT baseline (n = 3) with its leader equivocating. PBFT must keep one
+//! chain and keep committing; CFT must fork; the report must be complete.
+
+use serde_json::Value;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
+
+/// Ports from the pid, apart from the bench test's (12000 + pid%35*200).
+fn base_port() -> u16 {
+    20_000 + (std::process::id() % 40) as u16 * 250
+}
+
+fn well_formed_svg(text: &str) -> bool {
+    let t = text.trim();
+    let opens = t.matches("<svg").count();
+    let closes = t.matches("</svg>").count();
+    (t.starts_with("<svg") || t.starts_with("<?xml"))
+        && t.ends_with("</svg>")
+        && opens == closes
+        && opens >= 1
+        && t.matches("<text").count() == t.matches("</text>").count()
+        && !t.contains("NaN")
+}
+
+#[test]
+fn quick_fault_matrix_pbft_survives_and_cft_forks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    let run = Command::new(BIN)
+        .args(["faults", "--quick", "--base-port", &base_port().to_string()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "faults failed:\n{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("faults.json")).unwrap()).unwrap();
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3, "{report}");
+    assert!(report["partition_method"]
+        .as_str()
+        .unwrap()
+        .contains("transport"));
+
+    for c in cells {
+        let engine = c["setup"]["consensus"].as_str().unwrap();
+        let fault = c["fault"].as_str().unwrap();
+        assert_eq!(c["faulty_nodes"].as_array().unwrap().len(), 1, "{c}");
+        if engine == "pbft" {
+            // One chain on every honest node, compared height by height.
+            assert!(c["fork"].is_null(), "PBFT forked: {c}");
+            assert!(c["heights_compared"].as_u64().unwrap() > 5, "{c}");
+            assert!(c["nodes_compared"].as_array().unwrap().len() >= 3, "{c}");
+            // It keeps committing with f = 1 faulty node: blocks proposed
+            // after the fault commit on every live node, after one view
+            // change away from the faulty primary.
+            assert!(
+                c["recovery_ms"].as_f64().is_some(),
+                "no commit after the fault: {c}"
+            );
+            assert!(c["view_changes"].as_u64().unwrap() >= 1, "{c}");
+            assert!(c["committed_tps"].as_f64().unwrap() > 20.0, "{c}");
+            let after_fault: f64 = c["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p[0].as_f64().unwrap() > 0.0)
+                .map(|p| p[1].as_f64().unwrap())
+                .sum();
+            assert!(after_fault > 0.0, "nothing committed after the fault: {c}");
+            if fault == "equivocate" {
+                // Caught: evidence stored and the primary marked faulty.
+                assert!(c["evidence"].as_u64().unwrap() >= 1, "{c}");
+                let faulty = &c["faulty_nodes"][0];
+                assert!(
+                    c["marked_faulty"].as_array().unwrap().contains(faulty),
+                    "{c}"
+                );
+            } else {
+                assert_eq!(fault, "crash");
+                assert_eq!(c["evidence"], 0, "a crash is no equivocation: {c}");
+            }
+        } else {
+            assert_eq!((engine, fault), ("cft", "equivocate"));
+            let fork = &c["fork"];
+            assert!(
+                fork.is_object(),
+                "CFT did not fork under a lying leader: {c}"
+            );
+            assert!(fork["height"].as_u64().unwrap() >= 1);
+            assert_ne!(fork["a"][1], fork["b"][1]);
+            // The fork is between the two honest followers.
+            let liar = &c["faulty_nodes"][0];
+            assert_ne!(&fork["a"][0], liar);
+            assert_ne!(&fork["b"][0], liar);
+        }
+    }
+
+    let md = std::fs::read_to_string(out.join("faults.md")).unwrap();
+    for needle in [
+        "| setup | fault |",
+        "PBFT n=4",
+        "CFT n=3",
+        "FORK at",
+        "one chain",
+        "quorum",
+        "n > 3f",
+    ] {
+        assert!(md.contains(needle), "faults.md lacks {needle:?}:\n{md}");
+    }
+    assert!(stdout.contains("| setup | fault |"), "{stdout}");
+    for svg in [
+        "throughput.svg",
+        "latency.svg",
+        "timeline-pbft-4.svg",
+        "timeline-cft-3.svg",
+    ] {
+        let text = std::fs::read_to_string(out.join(svg)).unwrap();
+        assert!(well_formed_svg(&text), "{svg} is not a well-formed SVG");
+        assert!(!text.contains("no data"), "{svg} is empty");
+    }
+    // The cells' testnets were stopped and removed.
+    let left = out.join("testnets");
+    let leftovers = std::fs::read_dir(&left).map_or(0, |d| d.count());
+    assert_eq!(leftovers, 0);
+}
+
+#[test]
+fn bad_fault_arguments_are_refused_with_a_clear_message() {
+    for (args, expect) in [
+        (&["faults", "--setups", "pbft-3"][..], "pbft-4"),
+        (&["faults", "--faults", "meteor"], "unknown fault"),
+        (&["faults", "--duration", "1"], "--duration"),
+        (&["faults", "--rate", "0"], "--rate"),
+        (
+            &["node", "--home", "/nonexistent", "--behaviour", "lying"],
+            "honest, silent",
+        ),
+        (
+            &[
+                "node",
+                "--home",
+                "/nonexistent",
+                "--behaviour",
+                "delay:soon",
+            ],
+            "delay:200",
+        ),
+    ] {
+        let run = Command::new(BIN).args(args).output().unwrap();
+        assert!(!run.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
