@@ -248,7 +248,10 @@ impl<M: SimMessage> World<M> {
         if honest {
             self.committed_since_check = true;
             let mut problems = Vec::new();
-            let quorum = n.cfg.quorums.quorum;
+            // The checker's own quorum, not the engine's configuration: a
+            // mutation of the engine's quorum must not lower the bar its
+            // certificates are checked against (the mutation runs found it).
+            let quorum = M::CONSENSUS.quorum(self.scenario.n);
             if let Err(e) = self.certs.check(genesis, quorum, &block, M::CONSENSUS) {
                 problems.push((ViolationKind::Certificate, format!("node {node}: {e}")));
             }

@@ -48,6 +48,16 @@ impl SimConsensus {
         }
     }
 
+    /// The quorum a commit needs with `n` validators, computed here rather
+    /// than read from the engine under test: ⌈(n+f+1)/2⌉ for PBFT (2f+1
+    /// when n = 3f+1), a majority for CFT.
+    pub fn quorum(self, n: usize) -> usize {
+        match self {
+            SimConsensus::Pbft => (n + self.max_faulty(n) + 1).div_ceil(2),
+            SimConsensus::Cft => n / 2 + 1,
+        }
+    }
+
     /// Faulty validators tolerated with `n` (Byzantine for PBFT, crashed
     /// for CFT).
     pub fn max_faulty(self, n: usize) -> usize {
@@ -350,5 +360,20 @@ impl SimMessage for CftMessage {
         _genesis_hash: Hash,
     ) -> Vec<(ValidatorIndex, Self)> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SimConsensus;
+
+    #[test]
+    fn checker_quorums_are_the_papers() {
+        let pbft: Vec<usize> = [4, 5, 6, 7, 10, 16]
+            .map(|n| SimConsensus::Pbft.quorum(n))
+            .into();
+        assert_eq!(pbft, vec![3, 4, 4, 5, 7, 11]);
+        let cft: Vec<usize> = [1, 2, 3, 4, 5].map(|n| SimConsensus::Cft.quorum(n)).into();
+        assert_eq!(cft, vec![1, 2, 2, 3, 3]);
     }
 }
