@@ -25,7 +25,7 @@ pub use state::{Account, State, StateDiff};
 #[cfg(feature = "rocksdb")]
 pub use store::RocksStore;
 pub use store::{MemoryStore, Store, StoreError, TxLocation};
-pub use tx::{verify_transactions, SignedTransaction, Transaction};
+pub use tx::{verify_transactions, SignedTransaction, SignedTransactionData, Transaction};
 pub use types::{Address, Height, ValidatorIndex};
 pub use vote::{CommitCertificate, Evidence, ProofError, SignedVote, Vote, VoteKind};
 

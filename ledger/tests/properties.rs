@@ -63,7 +63,7 @@ fn transaction() -> impl Strategy<Value = Transaction> {
 fn signed_transaction() -> impl Strategy<Value = SignedTransaction> {
     prop_oneof![
         (transaction(), signature())
-            .prop_map(|(tx, signature)| SignedTransaction { tx, signature }),
+            .prop_map(|(tx, signature)| SignedTransaction::new(tx, signature)),
         // Really signed, by a key whose address is `from`.
         (any::<[u8; 32]>(), transaction()).prop_map(|(seed, mut tx)| {
             let key = Keypair::from_seed(seed);
@@ -485,7 +485,7 @@ proptest! {
         let mut changed = tx.clone();
         change.apply(&mut changed);
         prop_assert_ne!(&changed, &tx);
-        let forged = SignedTransaction { tx: changed, signature: signed.signature };
+        let forged = SignedTransaction::new(changed, signed.signature);
         prop_assert!(forged.verify().is_err(), "{:?} kept the signature valid", change);
         prop_assert_ne!(forged.hash(), signed.hash());
         // The batch path agrees, in any position.

@@ -22,6 +22,8 @@ use tokio::time::Instant;
 
 /// Most transactions decoded from one gossip message.
 const MAX_GOSSIP_BATCH: usize = 20_000;
+/// Most transactions in one re-gossip message.
+const REGOSSIP_BATCH: usize = 2_000;
 
 /// Milliseconds since the Unix epoch (the engine's clock input).
 pub fn now_ms() -> u64 {
@@ -362,6 +364,7 @@ impl<E: NodeEngine> Driver<E> {
                 tokio::spawn(async move {
                     match phalanx_crypto::decode::<Vec<SignedTransaction>>(&bytes) {
                         Ok(txs) if txs.len() <= MAX_GOSSIP_BATCH => {
+                            shared.metrics.gossip_txs.inc_by(txs.len() as u64);
                             let verdicts = shared.clone().verify(txs.clone()).await;
                             for (tx, (hash, ok)) in txs.into_iter().zip(verdicts) {
                                 let _ = shared.insert_verified(tx, hash, ok);
@@ -555,6 +558,18 @@ impl<E: NodeEngine> Driver<E> {
 
     fn on_tick(&mut self) {
         self.publish_status();
+        let shared = &self.shared;
+        let again = shared.regossip.due(now_ms(), |h| shared.mempool.get(h));
+        if !again.is_empty() {
+            shared.metrics.regossiped_txs.inc_by(again.len() as u64);
+            for chunk in again.chunks(REGOSSIP_BATCH) {
+                let _ = self
+                    .net
+                    .try_send(NetCommand::GossipTxs(phalanx_crypto::encode(chunk)));
+            }
+        }
+        let waiting = self.shared.mempool.waiting();
+        self.shared.metrics.mempool_waiting.set(waiting as i64);
         let elapsed = self.last_summary.elapsed();
         if elapsed >= Duration::from_secs(5) {
             let st = self.engine.status();
@@ -565,6 +580,7 @@ impl<E: NodeEngine> Driver<E> {
                 primary = st.primary.0,
                 peers = status.peers.len(),
                 mempool = self.shared.mempool.len(),
+                waiting,
                 tx_per_s = format!(
                     "{:.1}",
                     self.committed_since_tick as f64 / elapsed.as_secs_f64()

@@ -128,6 +128,11 @@ impl Mempool {
         self.len() == 0
     }
 
+    /// A held transaction, by hash.
+    pub fn get(&self, hash: &Hash) -> Option<SignedTransaction> {
+        self.lock().txs.get(hash).map(|(tx, _)| tx.clone())
+    }
+
     /// Whether a transaction is held.
     pub fn contains(&self, hash: &Hash) -> bool {
         self.lock().txs.contains_key(hash)
@@ -219,6 +224,21 @@ impl Mempool {
         ready
     }
 
+    /// Transactions held back because an earlier nonce of their sender is
+    /// missing here (queued, not yet released to the engine). A large,
+    /// lasting figure means transactions are not reaching this node.
+    pub fn waiting(&self) -> usize {
+        let inner = self.lock();
+        inner
+            .by_account
+            .iter()
+            .map(|(from, queue)| {
+                let next = inner.release_from.get(from).copied().unwrap_or(0);
+                queue.range(next..).count()
+            })
+            .sum()
+    }
+
     /// Prunes after a commit: the block's transactions, and every queued
     /// transaction whose nonce is now used. `account` gives committed state.
     pub fn on_commit(
@@ -288,11 +308,13 @@ mod tests {
         }
         let ready: Vec<u64> = m.take_ready().iter().map(|t| t.tx.nonce).collect();
         assert_eq!(ready, vec![0], "1 is missing, so 2 and 3 wait");
+        assert_eq!(m.waiting(), 2);
         let t1 = tx(1, 1);
         m.insert(t1.clone(), t1.hash(), true, acct(0)).unwrap();
         let ready: Vec<u64> = m.take_ready().iter().map(|t| t.tx.nonce).collect();
         assert_eq!(ready, vec![1, 2, 3]);
         assert!(m.take_ready().is_empty(), "released once");
+        assert_eq!(m.waiting(), 0);
         m.on_commit(&[tx(0, 1), t1], |_| acct(2));
         assert_eq!(m.len(), 2);
     }

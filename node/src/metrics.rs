@@ -28,6 +28,13 @@ pub struct Metrics {
     pub committed_txs: Counter,
     /// Transactions in the mempool.
     pub mempool_size: Gauge,
+    /// Mempool transactions held back behind a missing earlier nonce of
+    /// their sender (not released to consensus until the gap fills).
+    pub mempool_waiting: Gauge,
+    /// Transactions received in gossip batches (before any check).
+    pub gossip_txs: Counter,
+    /// Client transactions gossiped again because they stayed pending.
+    pub regossiped_txs: Counter,
     /// Connected validator peers.
     pub peers: Gauge,
     /// Equivocation evidence recorded.
@@ -62,6 +69,9 @@ impl Metrics {
             view_changes: Counter::default(),
             committed_txs: Counter::default(),
             mempool_size: Gauge::default(),
+            mempool_waiting: Gauge::default(),
+            gossip_txs: Counter::default(),
+            regossiped_txs: Counter::default(),
             peers: Gauge::default(),
             evidence: Counter::default(),
             round_duration: Histogram::new([
@@ -83,6 +93,21 @@ impl Metrics {
             "mempool_size",
             "Transactions in the mempool",
             m.mempool_size.clone(),
+        );
+        registry.register(
+            "mempool_waiting_txs",
+            "Mempool transactions waiting for an earlier nonce of their sender",
+            m.mempool_waiting.clone(),
+        );
+        registry.register(
+            "gossip_received_txs",
+            "Transactions received by gossip",
+            m.gossip_txs.clone(),
+        );
+        registry.register(
+            "regossiped_txs",
+            "Client transactions gossiped again because they stayed pending",
+            m.regossiped_txs.clone(),
         );
         registry.register("peers", "Connected validator peers", m.peers.clone());
         registry.register(

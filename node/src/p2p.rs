@@ -29,6 +29,8 @@ use tokio::sync::mpsc;
 const CONSENSUS_PROTOCOL: &str = "/phalanx/consensus/1";
 const SYNC_PROTOCOL: &str = "/phalanx/sync/1";
 const TX_TOPIC: &str = "phalanx/txs/1";
+/// How long a gossip message may wait in a peer's send queue.
+const GOSSIP_QUEUE_DURATION: Duration = Duration::from_secs(30);
 /// Most blocks in one sync response.
 const SYNC_MAX_BLOCKS: u64 = 64;
 
@@ -213,6 +215,14 @@ pub fn spawn(
     events: mpsc::Sender<NetEvent>,
 ) -> anyhow::Result<mpsc::Sender<NetCommand>> {
     let max = cfg.max_message_bytes;
+    // Every validator is connected to every other and a publisher floods its
+    // batch to all of them, so mesh forwarding only adds copies: with the
+    // default mesh of 6, each batch reached each node about six times (at
+    // n = 16 on two cores that is most of the gossip work). No mesh; lost
+    // batches are recovered by IHAVE/IWANT and by the driver's re-gossip.
+    // A starved peer (16 nodes on two cores) may take seconds to read:
+    // gossipsub drops what waits longer than its queue durations (5 s for
+    // a publish, 1 s for a forward by default), which lost transactions.
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::None)
         .message_id_fn(|m: &gossipsub::Message| {
@@ -220,6 +230,15 @@ pub fn spawn(
         })
         .max_transmit_size(max)
         .heartbeat_interval(Duration::from_millis(500))
+        .mesh_outbound_min(0)
+        .mesh_n_low(0)
+        .mesh_n(0)
+        .mesh_n_high(0)
+        .publish_queue_duration(GOSSIP_QUEUE_DURATION)
+        .forward_queue_duration(GOSSIP_QUEUE_DURATION)
+        // Long enough to cover IHAVE/IWANT (history of 5 heartbeats), short
+        // enough that the driver's re-gossip of an identical batch passes.
+        .duplicate_cache_time(Duration::from_secs(10))
         .build()
         .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
     let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
@@ -361,7 +380,10 @@ impl Net {
                     .gossip
                     .publish(self.topic.clone(), data);
                 let reason = match result {
-                    Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => None,
+                    Ok(_) => None,
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        Some("gossip_no_subscribers")
+                    }
                     Err(gossipsub::PublishError::AllQueuesFull(_)) => Some("gossip_queues_full"),
                     Err(gossipsub::PublishError::Duplicate) => Some("gossip_duplicate"),
                     Err(_) => Some("gossip_publish_failed"),
@@ -472,6 +494,17 @@ impl Net {
                 ..
             })) => {
                 let _ = self.events.send(NetEvent::Txs(message.data)).await;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::SlowPeer {
+                failed_messages,
+                ..
+            })) => {
+                // Gossip that sat too long in a peer's send queue, or found
+                // it full, is dropped by gossipsub: those transactions never
+                // reach that peer (unless another peer forwards them).
+                for _ in 0..failed_messages.priority + failed_messages.non_priority {
+                    let _ = self.events.try_send(NetEvent::Dropped("gossip_slow_peer"));
+                }
             }
             SwarmEvent::IncomingConnectionError { .. } => {
                 let _ = self

@@ -7,7 +7,8 @@ use crate::metrics::Metrics;
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Genesis, SignedTransaction, Store, ValidatorIndex};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 
@@ -123,6 +124,64 @@ impl CommitLog {
     }
 }
 
+/// First re-gossip of a client transaction still pending after this long.
+pub const REGOSSIP_AFTER_MS: u64 = 8_000;
+/// The longest wait between re-gossips of one transaction.
+const REGOSSIP_MAX_MS: u64 = 60_000;
+
+/// Client transactions this node accepted, by when to gossip them again if
+/// they are still pending then. Gossip is best effort: a batch a peer did
+/// not get (dropped in a full queue, a connection reset) leaves a nonce gap
+/// there that holds back every later transaction of the sender, and if that
+/// peer is the primary, nobody proposes them. The node a client chose
+/// gossips its transactions again until they commit, waiting twice as long
+/// each time.
+#[derive(Debug, Default)]
+pub struct Regossip {
+    /// (due ms, wait ms, hash), soonest first.
+    heap: Mutex<BinaryHeap<Reverse<(u64, u64, Hash)>>>,
+}
+
+impl Regossip {
+    /// Schedules the first re-gossip of `hashes` accepted at `now_ms`
+    /// (beyond `cap` scheduled transactions, newer ones are not tracked).
+    pub fn schedule(&self, hashes: impl IntoIterator<Item = Hash>, now_ms: u64, cap: usize) {
+        let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+        for h in hashes {
+            if heap.len() >= cap {
+                break;
+            }
+            heap.push(Reverse((now_ms + REGOSSIP_AFTER_MS, REGOSSIP_AFTER_MS, h)));
+        }
+    }
+
+    /// The transactions due at `now_ms` that `pending` still returns (the
+    /// rest committed or left the mempool and are forgotten); each is
+    /// scheduled again after twice its last wait.
+    pub fn due(
+        &self,
+        now_ms: u64,
+        pending: impl Fn(&Hash) -> Option<SignedTransaction>,
+    ) -> Vec<SignedTransaction> {
+        let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+        let mut again = Vec::new();
+        let mut out = Vec::new();
+        while let Some(Reverse((due, wait, hash))) = heap.peek().copied() {
+            if due > now_ms {
+                break;
+            }
+            heap.pop();
+            if let Some(tx) = pending(&hash) {
+                out.push(tx);
+                let wait = (wait * 2).min(REGOSSIP_MAX_MS);
+                again.push(Reverse((now_ms + wait, wait, hash)));
+            }
+        }
+        heap.extend(again);
+        out
+    }
+}
+
 /// Shared node state.
 pub struct Shared {
     /// The chain.
@@ -141,6 +200,11 @@ pub struct Shared {
     pub verified: VerifiedCache,
     /// Recent commits with their local times (`GET /commits`).
     pub commits: CommitLog,
+    /// Client transactions to gossip again while they stay pending.
+    pub regossip: Regossip,
+    /// Signature batches checked at once: one core is left for the rest
+    /// (with one per core, n = 16 under `--max` still stalled).
+    verifiers: tokio::sync::Semaphore,
     status: watch::Sender<NodeStatus>,
     new_txs: Notify,
     /// Transactions accepted from clients, to be gossiped by the driver.
@@ -185,6 +249,11 @@ impl Shared {
             metrics: Metrics::new(),
             verified: VerifiedCache::default(),
             commits: CommitLog::default(),
+            regossip: Regossip::default(),
+            verifiers: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            ),
             status: watch::Sender::new(status),
             new_txs: Notify::new(),
             outbox: Mutex::new(Vec::new()),
@@ -237,15 +306,22 @@ impl Shared {
         let verdicts = self.clone().verify(txs.clone()).await;
         let mut results = Vec::with_capacity(txs.len());
         let mut accepted = Vec::new();
+        let mut accepted_hashes = Vec::new();
         for (i, tx) in txs.into_iter().enumerate() {
             let (hash, ok) = verdicts.get(i).copied().unwrap_or((tx.hash(), false));
             let result = self.insert_verified(tx.clone(), hash, ok).map(|_| ());
             if result.is_ok() {
                 accepted.push(tx);
+                accepted_hashes.push(hash);
             }
             results.push((hash, result));
         }
         if !accepted.is_empty() {
+            self.regossip.schedule(
+                accepted_hashes,
+                crate::driver::now_ms(),
+                self.config.mempool.max_txs,
+            );
             self.outbox
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -257,7 +333,17 @@ impl Shared {
 
     /// Verifies signatures off the async threads, skipping ones already
     /// verified; returns (hash, valid) per transaction.
+    ///
+    /// At most [`Shared::verifiers`] batches are checked at once. Unbounded,
+    /// a burst of gossip and client batches became as many blocking threads,
+    /// all runnable, and the driver got a sliver of the CPU: at n = 16 under
+    /// `phalanx bench --max` no vote got through in time, views changed and
+    /// nothing committed. Waiting here also slows clients down (the answer
+    /// to `POST /txs/batch` comes after the check) instead of queueing
+    /// without bound.
     pub async fn verify(self: Arc<Self>, txs: Vec<SignedTransaction>) -> Vec<(Hash, bool)> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.verifiers.acquire().await.ok();
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.verify_now(&txs))
             .await
@@ -289,6 +375,11 @@ impl Shared {
         hash: Hash,
         signature_ok: bool,
     ) -> Result<Hash, MempoolError> {
+        if self.mempool.contains(&hash) {
+            // Gossiped again, or by several peers: skip the store lookup.
+            self.metrics.rejected(MempoolError::Duplicate(hash).code());
+            return Err(MempoolError::Duplicate(hash));
+        }
         let sender = self.store.account(&tx.tx.from).ok().flatten();
         let result = self.mempool.insert(tx, hash, signature_ok, sender);
         match &result {
@@ -303,5 +394,74 @@ impl Shared {
     /// Takes the client transactions waiting to be gossiped (driver only).
     pub fn take_outbox(&self) -> Vec<SignedTransaction> {
         std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_crypto::Keypair;
+    use phalanx_ledger::{Address, Transaction};
+
+    fn tx(nonce: u64) -> SignedTransaction {
+        let k = Keypair::from_label("regossip");
+        Transaction {
+            chain_id: "c".into(),
+            from: Address(k.public()),
+            to: Address(k.public()),
+            amount: 1,
+            nonce,
+            fee: 1,
+        }
+        .sign(&k)
+    }
+
+    #[test]
+    fn regossips_pending_transactions_with_doubling_waits_and_forgets_committed_ones() {
+        let (a, b) = (tx(0), tx(1));
+        let r = Regossip::default();
+        r.schedule([a.hash(), b.hash()], 1_000, 10);
+        let both = |h: &Hash| [&a, &b].into_iter().find(|t| t.hash() == *h).cloned();
+        assert!(
+            r.due(1_000 + REGOSSIP_AFTER_MS - 1, both).is_empty(),
+            "not yet due"
+        );
+        let t1 = 1_000 + REGOSSIP_AFTER_MS;
+        let mut again = r.due(t1, both);
+        again.sort_by_key(|t| t.tx.nonce);
+        assert_eq!(again, vec![a.clone(), b.clone()]);
+        // Next time after twice the wait; `a` committed meanwhile.
+        let only_b = |h: &Hash| (*h == b.hash()).then(|| b.clone());
+        assert!(r.due(t1 + 2 * REGOSSIP_AFTER_MS - 1, only_b).is_empty());
+        let t2 = t1 + 2 * REGOSSIP_AFTER_MS;
+        assert_eq!(r.due(t2, only_b), vec![b.clone()]);
+        // `a` was forgotten: even if it were pending again it is not re-sent.
+        assert_eq!(r.due(t2 + 4 * REGOSSIP_AFTER_MS, both), vec![b.clone()]);
+        // Once nothing is pending, nothing is left scheduled.
+        assert!(r.due(u64::MAX / 2, |_| None).is_empty());
+        assert!(r.due(u64::MAX / 2, both).is_empty());
+    }
+
+    #[test]
+    fn regossip_waits_are_capped_and_the_schedule_is_bounded() {
+        let a = tx(0);
+        let r = Regossip::default();
+        r.schedule([a.hash(), tx(1).hash(), tx(2).hash()], 0, 1);
+        let pending = |h: &Hash| (*h == a.hash()).then(|| a.clone());
+        let mut now = 0;
+        let mut sends = Vec::new();
+        while now < 10 * REGOSSIP_MAX_MS {
+            now += 500;
+            if !r.due(now, pending).is_empty() {
+                sends.push(now);
+            }
+        }
+        let gaps: Vec<u64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|g| *g <= REGOSSIP_MAX_MS), "{gaps:?}");
+        assert_eq!(gaps.last(), Some(&REGOSSIP_MAX_MS));
+        assert!(
+            gaps.windows(2).all(|w| w[0] <= w[1]),
+            "waits never shrink: {gaps:?}"
+        );
     }
 }

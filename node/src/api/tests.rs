@@ -330,10 +330,10 @@ fn submission_refusals_have_codes_and_statuses() {
             "wrong_chain_id",
         ),
         (
-            json(&SignedTransaction {
-                signature: Signature([7; 64]),
-                ..transfer(1, 1)
-            }),
+            json(&SignedTransaction::new(
+                transfer(1, 1).tx.clone(),
+                Signature([7; 64]),
+            )),
             422,
             "bad_signature",
         ),

@@ -40,18 +40,37 @@ pub fn next_nonces(api: &str, accounts: &[Keypair]) -> anyhow::Result<Vec<u64>> 
         .collect()
 }
 
-/// Signs `total` transfers, round-robin over the accounts (each account's
-/// nonces consecutive from `nonces`), and packs them into batches of
-/// `batch_size` in submission order. Signing runs on every core.
+/// Signs `total` transfers and packs them into batches of `batch_size`, in
+/// submission order, for `nodes` nodes: batch k goes to node k mod `nodes`.
+///
+/// Each account sends through one node only (account i through node
+/// i mod `nodes`), as a wallet talks to its own node, and each node's
+/// batches interleave its accounts round-robin with every account's nonces
+/// consecutive from `nonces`. (Spreading one account's consecutive nonces
+/// over every node made each transaction wait for the gossip of all the
+/// others before the mempool could release it: at n = 16 one lost gossip
+/// message held an account back everywhere.) Signing runs on every core.
 pub fn presign(
     accounts: &[Keypair],
     nonces: &[u64],
     chain_id: &str,
     total: usize,
     batch_size: usize,
+    nodes: usize,
 ) -> Vec<Batch> {
     let a = accounts.len().max(1);
+    // The caller gives every node at least one account; fewer accounts
+    // would leave nodes idle and break "batch k to node k mod nodes".
+    let nodes = nodes.clamp(1, a);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Node j's accounts j, j + nodes, ... share node j's part of `total`.
+    let node_total = |j: usize| total / nodes + usize::from(j < total % nodes);
+    let accounts_of = |j: usize| (a - j).div_ceil(nodes);
+    let count_of = |i: usize| {
+        let (j, rank) = (i % nodes, i / nodes);
+        let (t, m) = (node_total(j), accounts_of(j));
+        t / m + usize::from(rank < t % m)
+    };
     // Per account, its transactions in nonce order.
     let per_account: Vec<Vec<SignedTransaction>> = std::thread::scope(|s| {
         let chunks: Vec<_> = (0..threads)
@@ -60,10 +79,9 @@ pub fn presign(
                     (t..a)
                         .step_by(threads)
                         .map(|i| {
-                            let count = total / a + usize::from(i < total % a);
                             let key = &accounts[i];
                             let to = Address(accounts[(i + 1) % a].public());
-                            (0..count as u64)
+                            (0..count_of(i) as u64)
                                 .map(|j| {
                                     Transaction {
                                         chain_id: chain_id.to_owned(),
@@ -89,30 +107,41 @@ pub fn presign(
         }
         out
     });
+    // Per node, its accounts round-robin, cut into batches.
     let mut iters: Vec<_> = per_account.into_iter().map(Vec::into_iter).collect();
-    let mut order = Vec::with_capacity(total);
-    'outer: loop {
-        let mut any = false;
-        for it in &mut iters {
-            if let Some(tx) = it.next() {
-                order.push(tx);
-                any = true;
-                if order.len() == total {
-                    break 'outer;
+    let mut per_node: Vec<std::collections::VecDeque<Batch>> = (0..nodes)
+        .map(|j| {
+            let mut order = Vec::with_capacity(node_total(j));
+            loop {
+                let mut any = false;
+                for it in iters.iter_mut().skip(j).step_by(nodes) {
+                    if let Some(tx) = it.next() {
+                        order.push(tx);
+                        any = true;
+                    }
+                }
+                if !any {
+                    break;
                 }
             }
-        }
-        if !any {
-            break;
+            order
+                .chunks(batch_size.max(1))
+                .map(|chunk| Batch {
+                    body: serde_json::to_vec(chunk).expect("transactions encode"),
+                    hashes: chunk.iter().map(SignedTransaction::hash).collect(),
+                })
+                .collect()
+        })
+        .collect();
+    // Batch k for node k mod nodes, while every node has batches left (the
+    // pacing and the lanes of `submit` rely on that assignment).
+    let mut batches = Vec::new();
+    while per_node.iter().all(|q| !q.is_empty()) {
+        for q in &mut per_node {
+            batches.extend(q.pop_front());
         }
     }
-    order
-        .chunks(batch_size.max(1))
-        .map(|chunk| Batch {
-            body: serde_json::to_vec(chunk).expect("transactions encode"),
-            hashes: chunk.iter().map(SignedTransaction::hash).collect(),
-        })
-        .collect()
+    batches
 }
 
 /// How to pace submissions.
@@ -258,46 +287,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn presigned_batches_interleave_accounts_with_consecutive_nonces() {
-        let accounts: Vec<Keypair> = (0..3)
+    fn each_account_goes_through_one_node_with_consecutive_nonces() {
+        let accounts: Vec<Keypair> = (0..4)
             .map(|i| Keypair::from_label(&format!("bench-test-{i}")))
             .collect();
-        let batches = presign(&accounts, &[5, 0, 9], "c", 10, 4);
-        assert_eq!(batches.iter().map(|b| b.hashes.len()).sum::<usize>(), 10);
-        assert_eq!(batches.len(), 3);
-        let txs: Vec<SignedTransaction> = batches
-            .iter()
-            .flat_map(|b| serde_json::from_slice::<Vec<SignedTransaction>>(&b.body).unwrap())
-            .collect();
-        // Round-robin: account 0, 1, 2, 0, 1, 2, ...; nonces consecutive per account.
-        let seen: Vec<(usize, u64)> = txs
-            .iter()
-            .map(|t| {
-                let a = accounts
-                    .iter()
-                    .position(|k| Address(k.public()) == t.tx.from)
-                    .unwrap();
-                (a, t.tx.nonce)
-            })
-            .collect();
-        assert_eq!(
-            seen,
-            vec![
-                (0, 5),
-                (1, 0),
-                (2, 9),
-                (0, 6),
-                (1, 1),
-                (2, 10),
-                (0, 7),
-                (1, 2),
-                (2, 11),
-                (0, 8)
-            ]
-        );
-        for (t, h) in txs.iter().zip(batches.iter().flat_map(|b| &b.hashes)) {
-            assert!(t.verify().is_ok());
-            assert_eq!(t.hash(), *h);
+        // Two nodes: accounts 0 and 2 through node 0, 1 and 3 through node 1.
+        let batches = presign(&accounts, &[5, 0, 9, 2], "c", 12, 2, 2);
+        assert_eq!(batches.len(), 6);
+        let account_of = |t: &SignedTransaction| {
+            accounts
+                .iter()
+                .position(|k| Address(k.public()) == t.tx.from)
+                .unwrap()
+        };
+        let mut seen: Vec<Vec<(usize, u64)>> = vec![Vec::new(); 2];
+        for (k, b) in batches.iter().enumerate() {
+            let txs: Vec<SignedTransaction> = serde_json::from_slice(&b.body).unwrap();
+            assert_eq!(txs.len(), 2);
+            for (t, h) in txs.iter().zip(&b.hashes) {
+                assert!(t.verify().is_ok());
+                assert_eq!(t.hash(), *h);
+                seen[k % 2].push((account_of(t), t.tx.nonce));
+            }
         }
+        // Round-robin over the node's accounts; nonces consecutive per account.
+        assert_eq!(
+            seen[0],
+            vec![(0, 5), (2, 9), (0, 6), (2, 10), (0, 7), (2, 11)]
+        );
+        assert_eq!(
+            seen[1],
+            vec![(1, 0), (3, 2), (1, 1), (3, 3), (1, 2), (3, 4)]
+        );
     }
 }

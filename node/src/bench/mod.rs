@@ -256,6 +256,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             vec![args.validators.unwrap_or(4)]
         };
         for n in counts {
+            anyhow::ensure!(
+                args.accounts >= n,
+                "--accounts {} is below --validators {n}: each account sends through one \
+                 node, so every node needs at least one",
+                args.accounts
+            );
             let dir = args
                 .out
                 .join(format!("testnet-n{n}-{}", load::unix_ms() as u64));
@@ -315,6 +321,13 @@ fn batch_size(args: &BenchArgs, pace: Pace) -> usize {
 fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Result<RunResult> {
     let n = cluster.apis.len();
     let accounts = cluster.accounts()?;
+    anyhow::ensure!(
+        accounts.len() >= n,
+        "the testnet has {} funded accounts for {n} validators: the benchmark sends each \
+         account's transfers through one node, so it needs at least one account per node \
+         (launch with --accounts {n} or more)",
+        accounts.len()
+    );
     let nonces = load::next_nonces(&cluster.apis[0], &accounts)?;
     let seconds = args.warmup + args.duration;
     let batch = batch_size(args, pace);
@@ -333,7 +346,7 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
         "==> n = {n}: signing {total} transfers from {} accounts ahead of the run",
         accounts.len()
     );
-    let batches = load::presign(&accounts, &nonces, &cluster.chain_id, total, batch);
+    let batches = load::presign(&accounts, &nonces, &cluster.chain_id, total, batch, n);
     let statuses: Vec<crate::shared::NodeStatus> = cluster
         .apis
         .iter()
