@@ -233,7 +233,14 @@ pub fn run(
     let seconds = args.warmup + args.duration;
     let total = (args.rate * seconds).ceil() as usize;
     let batch = ((args.rate / 200.0) as usize).clamp(10, 500);
-    let batches = load::presign(&accounts, &nonces, &cluster.chain_id, total, batch);
+    let batches = load::presign(
+        &accounts,
+        &nonces,
+        &cluster.chain_id,
+        total,
+        batch,
+        live_apis.len(),
+    );
     let before: Vec<NodeStatus> = live_apis
         .iter()
         .map(|a| status(a))
