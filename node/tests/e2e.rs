@@ -330,7 +330,11 @@ fn four_nodes_agree_on_500_transfers_and_survive_kill_9_of_a_backup_and_the_prim
     });
 
     // kill -9 the primary: a view change, and the rest keep committing.
-    let view_before = t.status(via).unwrap()["view"].as_u64().unwrap();
+    // The primary is read again: a loaded machine may have changed views
+    // while the backup was down.
+    let status = t.status(via).unwrap();
+    let view_before = status["view"].as_u64().unwrap();
+    let primary = status["primary"].as_u64().unwrap() as usize;
     t.kill(primary);
     let via = live(primary)[0];
     load(&t, 30, via, &mut nonces);
