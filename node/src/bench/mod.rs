@@ -417,23 +417,10 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
             .join()
             .map_err(|_| anyhow::anyhow!("the submitter thread panicked"))?;
         // Drain: give accepted transactions time to commit everywhere.
-        let drain_until = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < drain_until
-            && live.committed.load(Ordering::Relaxed) < submitted.accepted
-            && !live.stop.load(Ordering::Relaxed)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-            observe::update_min(&live, &counts);
-        }
+        observe::drain(&live, &counts, submitted.accepted, Duration::from_secs(15));
         progress.done();
         observers_stop.store(true, Ordering::Relaxed);
-        let mut per_node = Vec::new();
-        for o in observers {
-            per_node.push(
-                o.join()
-                    .map_err(|_| anyhow::anyhow!("an observer thread panicked"))??,
-            );
-        }
+        let per_node = observe::join_observers(observers)?;
         Ok((submitted, per_node))
     })?;
 

@@ -63,6 +63,33 @@ pub fn observe(
 }
 
 /// Keeps `live.committed` at the slowest node's count.
+/// Waits up to `wait` for every accepted transaction to commit on every
+/// observed node (the load has ended); returns early once they have, or
+/// when an observer gave up.
+pub fn drain(live: &Live, counts: &[AtomicU64], accepted: u64, wait: Duration) {
+    let until = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < until
+        && live.committed.load(Ordering::Relaxed) < accepted
+        && !live.stop.load(Ordering::Relaxed)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        update_min(live, counts);
+    }
+}
+
+/// Joins the observer threads, in node order, with their commit records.
+pub fn join_observers(
+    observers: Vec<std::thread::ScopedJoinHandle<'_, anyhow::Result<Vec<CommitRecord>>>>,
+) -> anyhow::Result<Vec<Vec<CommitRecord>>> {
+    observers
+        .into_iter()
+        .map(|o| {
+            o.join()
+                .map_err(|_| anyhow::anyhow!("an observer thread panicked"))?
+        })
+        .collect()
+}
+
 pub fn update_min(live: &Live, counts: &[AtomicU64]) {
     let min = counts
         .iter()

@@ -345,23 +345,10 @@ pub fn run(
         // as soon as they have, so it only costs time when a view change is
         // still under way (slow on a loaded machine: a CI run once needed
         // more than 6 s after a crashed primary).
-        let drain_until = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < drain_until
-            && live.committed.load(Ordering::Relaxed) < submitted.accepted
-            && !live.stop.load(Ordering::Relaxed)
-        {
-            std::thread::sleep(Duration::from_millis(50));
-            observe::update_min(&live, &counts);
-        }
+        observe::drain(&live, &counts, submitted.accepted, Duration::from_secs(20));
         progress.done();
         observers_stop.store(true, Ordering::Relaxed);
-        let mut per_node = Vec::new();
-        for o in observers {
-            per_node.push(
-                o.join()
-                    .map_err(|_| anyhow::anyhow!("an observer thread panicked"))??,
-            );
-        }
+        let per_node = observe::join_observers(observers)?;
         result?;
         Ok((submitted, per_node))
     })?;
