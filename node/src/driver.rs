@@ -12,7 +12,7 @@ use phalanx_consensus::{
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     execute, make_block, Block, Height, Justification, Payload, SignatureCheck, SignedTransaction,
-    State, Store, ValidatorIndex,
+    Store, ValidatorIndex,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -210,7 +210,6 @@ pub struct Driver<E: NodeEngine> {
     shared: Arc<Shared>,
     engine: E,
     wal: Wal,
-    state: State,
     latest: Block,
     net: mpsc::Sender<NetCommand>,
     timers: BTreeMap<TimeoutKind, Instant>,
@@ -239,6 +238,7 @@ impl<E: NodeEngine> Driver<E> {
             latest.height(),
             latest.header.state_root
         );
+        *shared.state_mut() = state;
         let (wal, records) = Wal::open(store.clone())?;
         let cfg = E::config(&shared.genesis, shared.me)?;
         let mut recent_blocks = Vec::new();
@@ -262,7 +262,6 @@ impl<E: NodeEngine> Driver<E> {
             shared,
             engine,
             wal,
-            state,
             latest,
             net,
             timers: BTreeMap::new(),
@@ -500,7 +499,12 @@ impl<E: NodeEngine> Driver<E> {
     ) -> anyhow::Result<(Height, Hash)> {
         let fee_to = self.shared.genesis.fee_recipient(payload.proposer);
         let proposed_at = payload.timestamp_ms;
-        let executed = execute(&self.state, &payload, &fee_to, &CachedCheck(&self.shared));
+        let executed = execute(
+            &self.shared.state(),
+            &payload,
+            &fee_to,
+            &CachedCheck(&self.shared),
+        );
         let block = make_block(
             payload,
             self.latest.hash(),
@@ -510,16 +514,18 @@ impl<E: NodeEngine> Driver<E> {
         self.shared
             .store
             .append_block(&block, &executed.receipts, &executed.diff)?;
-        self.state.apply(&executed.diff);
+        self.shared.state_mut().apply(&executed.diff);
         for e in &block.evidence {
             if self.shared.store.put_evidence(e)? {
                 self.shared.metrics.evidence.inc();
             }
         }
-        let state = &self.state;
-        self.shared
-            .mempool
-            .on_commit(&block.txs, |a| state.account(a).copied());
+        {
+            let state = self.shared.state();
+            self.shared
+                .mempool
+                .on_commit(&block.txs, |a| state.account(a).copied());
+        }
         let m = &self.shared.metrics;
         m.height.set(block.height().0 as i64);
         m.committed_txs.inc_by(block.txs.len() as u64);

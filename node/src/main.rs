@@ -18,6 +18,7 @@ mod metrics;
 mod p2p;
 mod run;
 mod shared;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
