@@ -108,6 +108,22 @@ pub struct NodeUsage {
     pub peak_rss_mib: Option<f64>,
 }
 
+/// The stages of submit→commit latency, each the median over the
+/// transactions sent in the window (the medians need not add up to the
+/// median of the whole).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LatencySplit {
+    /// From the request to the proposal of the block that holds the
+    /// transaction (signature check, mempool, gossip to the primary, and
+    /// the primary's batching). The proposer's clock; all on one machine here.
+    pub to_proposal: f64,
+    /// From the proposal to the first node that executed the block
+    /// (the consensus rounds).
+    pub proposal_to_first_commit: f64,
+    /// From the first node to the last node that executed it.
+    pub first_to_last_commit: f64,
+}
+
 /// The figures of one run (one rate on one testnet).
 #[derive(Clone, Debug, Serialize)]
 pub struct RunResult {
@@ -125,6 +141,8 @@ pub struct RunResult {
     pub latency_ms: Percentiles,
     /// Transactions the latency figures are over.
     pub latency_samples: usize,
+    /// Where the median transaction's time went, ms (medians of each stage).
+    pub latency_split_ms: LatencySplit,
     /// Blocks committed per second in the window.
     pub blocks_per_s: f64,
     /// Mean transactions per block in the window.
@@ -493,6 +511,7 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
         Err(d) => (Vec::new(), Some(d)),
     };
     let mut latencies = Vec::new();
+    let mut split: [Vec<f64>; 3] = Default::default();
     let mut committed = 0u64;
     let mut committed_in_window = 0u64;
     let mut blocks_in_window = 0u64;
@@ -512,6 +531,9 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
             }
             if *t >= window.0 && *t < window.1 {
                 latencies.push(b.all_committed_at - t);
+                split[0].push(b.proposed_at - t);
+                split[1].push(b.first_committed_at - b.proposed_at);
+                split[2].push(b.all_committed_at - b.first_committed_at);
             }
             let second = ((b.all_committed_at - start_ms) / 1000.0).max(0.0) as u64;
             *timeline.entry(second).or_default() += 1;
@@ -531,6 +553,11 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
         committed_tps: committed_in_window as f64 / args.duration,
         latency_samples: latencies.len(),
         latency_ms: observe::percentiles(&mut latencies),
+        latency_split_ms: LatencySplit {
+            to_proposal: observe::percentiles(&mut split[0]).p50,
+            proposal_to_first_commit: observe::percentiles(&mut split[1]).p50,
+            first_to_last_commit: observe::percentiles(&mut split[2]).p50,
+        },
         blocks_per_s: blocks_in_window as f64 / args.duration,
         mean_block_txs: if blocks_in_window == 0 {
             0.0

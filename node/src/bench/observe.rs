@@ -113,6 +113,10 @@ pub struct Divergence {
 pub struct MergedBlock {
     /// When the last node had it (Unix ms).
     pub all_committed_at: f64,
+    /// When the first node had it (Unix ms).
+    pub first_committed_at: f64,
+    /// The proposer's timestamp (Unix ms, the proposer's clock).
+    pub proposed_at: f64,
     /// Its transactions.
     pub tx_hashes: Vec<Hash>,
 }
@@ -146,6 +150,11 @@ pub fn merge(per_node: &[Vec<CommitRecord>]) -> Result<Vec<MergedBlock>, Diverge
                     .iter()
                     .map(|(_, r)| r.committed_at_ms as f64)
                     .fold(0.0, f64::max),
+                first_committed_at: at
+                    .iter()
+                    .map(|(_, r)| r.committed_at_ms as f64)
+                    .fold(f64::INFINITY, f64::min),
+                proposed_at: at[0].1.proposed_at_ms as f64,
                 tx_hashes: at[0].1.tx_hashes.clone(),
             });
         }

@@ -19,7 +19,8 @@ pub const FILES: [&str; 5] = [
 pub fn one_line(r: &RunResult) -> String {
     format!(
         "n = {:>2} {:>12}: committed {:>7.0} tx/s (sent {:>7.0}), latency p50 {:>5.0} ms p99 {:>6.0} ms, \
-         {:.1} blocks/s of {:.0} txs, {} view changes{}",
+         {:.1} blocks/s of {:.0} txs, {} view changes{}\n        \
+         p50 split: {:.0} ms to the proposal, {:.0} ms to the first commit, {:.0} ms to the last node",
         r.validators,
         offered(r),
         r.committed_tps,
@@ -33,7 +34,10 @@ pub fn one_line(r: &RunResult) -> String {
             "  FORK!"
         } else {
             ""
-        }
+        },
+        r.latency_split_ms.to_proposal,
+        r.latency_split_ms.proposal_to_first_commit,
+        r.latency_split_ms.first_to_last_commit,
     )
 }
 
@@ -125,6 +129,23 @@ pub fn markdown(report: &BenchReport) -> String {
         report.runs.first().map_or(0.0, |r| r.duration_s),
         report.runs.first().map_or(0.0, |r| r.warmup_s),
     );
+    let _ = writeln!(
+        s,
+        "\nWhere the latency goes (medians of each stage, ms; the proposer's clock marks the \
+         proposal):\n\n| n | offered | request → proposal | proposal → first node executed | \
+         first → last node |\n|---|---|---|---|---|"
+    );
+    for r in &report.runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:.0} | {:.0} |",
+            r.validators,
+            offered(r),
+            r.latency_split_ms.to_proposal,
+            r.latency_split_ms.proposal_to_first_commit,
+            r.latency_split_ms.first_to_last_commit,
+        );
+    }
     s
 }
 
