@@ -215,11 +215,14 @@ pub fn spawn(
     events: mpsc::Sender<NetEvent>,
 ) -> anyhow::Result<mpsc::Sender<NetCommand>> {
     let max = cfg.max_message_bytes;
-    // Gossipsub keeps its default mesh. A mesh-less configuration (publishers
-    // flood to every validator anyway) saved copies at n = 16, but one lost
-    // batch then had no second route: at n = 4 and 2,500 tx/s open loop the
-    // nonce gaps it left cut throughput to ~770 tx/s with three view changes
-    // (2,499 tx/s, p50 63 ms with the mesh).
+    // Gossipsub keeps its default mesh, although publishers flood every
+    // batch to every validator and each receiver forwards it again (at
+    // n = 4 a batch crosses the wire 9 times instead of 3). Both smaller
+    // setups lost batches: without a mesh, at n = 4 and 2,500 tx/s open
+    // loop, the nonce gaps cut throughput to ~770 tx/s with three view
+    // changes; with a mesh of 2 (IHAVE/IWANT for the rest) one run in two
+    // at 2,500 tx/s fell to 684 tx/s with two view changes, although the
+    // other reached p50 100 ms at 5,000 tx/s.
     // A starved peer (16 nodes on two cores) may take seconds to read:
     // gossipsub drops what waits longer than its queue durations (5 s for
     // a publish, 1 s for a forward by default), which lost transactions.
@@ -245,7 +248,11 @@ pub fn spawn(
     }
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(cfg.max_connections))
-        .with_max_established_per_peer(Some(2))
+        // Both sides dialling makes two; a validator key run twice (a
+        // Twin, e.g. an operator's failover gone wrong) makes up to four,
+        // and the honest nodes must hear both processes to prove the
+        // double signing.
+        .with_max_established_per_peer(Some(4))
         .with_max_pending_incoming(Some(cfg.max_connections));
     let rr_config = request_response::Config::default()
         .with_request_timeout(Duration::from_secs(10))

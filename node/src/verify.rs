@@ -186,7 +186,11 @@ mod tests {
             t.await.unwrap();
         }
         let sizes = sizes.lock().unwrap().clone();
-        assert_eq!(sizes.iter().sum::<usize>(), 160, "every signature checked once");
+        assert_eq!(
+            sizes.iter().sum::<usize>(),
+            160,
+            "every signature checked once"
+        );
         assert!(
             calls.load(Ordering::SeqCst) < 16,
             "16 batches queued behind a slow check were not coalesced: sizes {sizes:?}"

@@ -158,3 +158,46 @@ fn bad_fault_arguments_are_refused_with_a_clear_message() {
         assert!(err.contains(expect), "{args:?}: {err}");
     }
 }
+
+/// Twins: the primary's keys run in a second process started mid-run.
+/// PBFT must keep one chain on the honest nodes and keep committing.
+#[test]
+fn pbft_keeps_one_chain_when_its_primary_runs_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    // Below the ephemeral range and clear of the other tests' ports.
+    let base = 3_000 + (std::process::id() % 20) as u16 * 400;
+    let run = Command::new(BIN)
+        .args(["faults", "--setups", "pbft-4", "--faults", "twins"])
+        .args(["--duration", "8", "--warmup", "1", "--rate", "300"])
+        .args(["--base-port", &base.to_string(), "--keep-testnets"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "faults failed:\n{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("faults.json")).unwrap()).unwrap();
+    let c = &report["cells"][0];
+    assert_eq!(c["fault"], "twins", "{c}");
+    assert_eq!(c["faulty_nodes"], serde_json::json!([0]), "{c}");
+    assert!(c["fork"].is_null(), "PBFT forked under Twins: {c}");
+    assert!(c["nodes_compared"].as_array().unwrap().len() >= 3, "{c}");
+    assert!(c["heights_compared"].as_u64().unwrap() > 5, "{c}");
+    let after_fault: f64 = c["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[0].as_f64().unwrap() > 0.0)
+        .map(|p| p[1].as_f64().unwrap())
+        .sum();
+    assert!(after_fault > 0.0, "nothing committed after the twin: {c}");
+    // The twin really ran, as validator 0.
+    let log = std::fs::read_to_string(out.join("testnets/pbft-4-twins/logs/node0-twin.log"))
+        .expect("the twin's log");
+    assert!(log.contains("phalanx node started validator=0"), "{log}");
+    let md = std::fs::read_to_string(out.join("faults.md")).unwrap();
+    assert!(md.contains("Twins: one key, two processes"), "{md}");
+}

@@ -26,6 +26,8 @@ pub struct Cluster {
     children: Vec<Child>,
     /// How each launched node was started (for restarts).
     commands: Vec<Vec<std::ffi::OsString>>,
+    /// Twins started next to launched nodes (validator index, process).
+    twins: Vec<(usize, Child)>,
 }
 
 impl Cluster {
@@ -94,6 +96,7 @@ impl Cluster {
             chain_id: "phalanx-bench".into(),
             children,
             commands,
+            twins: Vec::new(),
         })
     }
 
@@ -128,6 +131,7 @@ impl Cluster {
             chain_id: status.chain_id,
             children: Vec::new(),
             commands: Vec::new(),
+            twins: Vec::new(),
         })
     }
 
@@ -185,6 +189,33 @@ impl Cluster {
         Ok(())
     }
 
+    /// Starts a Twin of launched node `i`: a second process with its keys
+    /// (`phalanx testnet twin`), an empty database, P2P on `p2p_port` and
+    /// the API on `api_port`, started like the original. Returns its API.
+    pub fn start_twin(&mut self, i: usize, p2p_port: u16, api_port: u16) -> anyhow::Result<String> {
+        let mut command = self
+            .commands
+            .get(i)
+            .with_context(|| format!("node{i} was not launched by this cluster"))?
+            .clone();
+        let home = self.dir.join(format!("node{i}-twin"));
+        let api = crate::cli::testnet::write_twin(&crate::cli::testnet::TwinArgs {
+            home: self.dir.join(format!("node{i}")),
+            output: home.clone(),
+            p2p_port,
+            api_port,
+        })?;
+        // The same command line, another home.
+        if let Some(k) = command.iter().position(|a| a == "--home") {
+            if let Some(h) = command.get_mut(k + 1) {
+                *h = home.into();
+            }
+        }
+        let child = spawn_logged(&self.dir, &format!("node{i}-twin"), &command)?;
+        self.twins.push((i, child));
+        Ok(api)
+    }
+
     /// Sends a signal (`STOP`, `CONT`, ...) to launched node `i`.
     pub fn signal(&self, i: usize, signal: &str) -> anyhow::Result<()> {
         let pid = self
@@ -232,11 +263,16 @@ impl Cluster {
         for i in 0..self.children.len() {
             let _ = self.signal(i, "CONT");
         }
-        for c in &mut self.children {
+        for c in self
+            .children
+            .iter_mut()
+            .chain(self.twins.iter_mut().map(|(_, c)| c))
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
         self.children.clear();
+        self.twins.clear();
     }
 }
 
@@ -249,11 +285,16 @@ impl Drop for Cluster {
 /// Starts `phalanx <command>` for node `i` of the testnet in `dir`, its
 /// output appended to `dir/logs/node<i>.log`.
 fn spawn_node(dir: &Path, i: usize, command: &[std::ffi::OsString]) -> anyhow::Result<Child> {
+    spawn_logged(dir, &format!("node{i}"), command)
+}
+
+/// Starts `phalanx <command>`, its output appended to `dir/logs/<name>.log`.
+fn spawn_logged(dir: &Path, name: &str, command: &[std::ffi::OsString]) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find the phalanx binary")?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join(format!("logs/node{i}.log")))?;
+        .open(dir.join(format!("logs/{name}.log")))?;
     Command::new(&exe)
         .args(command)
         .stdin(Stdio::null())

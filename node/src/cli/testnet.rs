@@ -33,6 +33,78 @@ Examples:
   phalanx testnet init --validators 7 --output /tmp/t7 --base-port 27000 --accounts 10 --balance 1000000
   phalanx node --home ./testnet-data/node0        # then start every node (testnet/local.sh up does it all)")]
     Init(InitArgs),
+    /// Make a Twin of a validator: a second home holding the same validator
+    /// and node keys with its own ports and an empty database. Started
+    /// next to the original, the two sign conflicting messages with one key:
+    /// the Byzantine fault of an operator whose failover started a backup
+    /// while the primary still ran. For test networks only.
+    #[command(after_help = "\
+Examples:
+  phalanx testnet twin --home ./testnet-data/node0 --output ./testnet-data/node0-twin \\
+      --p2p-port 26050 --api-port 26150
+  phalanx node --home ./testnet-data/node0-twin    # now validator 0 runs twice
+
+The twin syncs the chain from the other validators, who accept it because it holds
+validator 0's node key, and spread their messages for validator 0 over both
+processes. PBFT stays safe (a quorum counts distinct keys) and records evidence when
+the two sign different proposals for one slot; `phalanx faults --faults twins`
+measures it beside the CFT baseline.")]
+    Twin(TwinArgs),
+}
+
+/// `phalanx testnet twin` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TwinArgs {
+    /// The home of the validator to copy (its config/ is read).
+    #[arg(long, value_name = "DIR")]
+    pub home: PathBuf,
+    /// The twin's home (must not exist or be empty).
+    #[arg(long, short, value_name = "DIR")]
+    pub output: PathBuf,
+    /// The twin's P2P port (on 127.0.0.1).
+    #[arg(long)]
+    pub p2p_port: u16,
+    /// The twin's HTTP API port (on 127.0.0.1).
+    #[arg(long)]
+    pub api_port: u16,
+}
+
+/// Writes the twin home `args` describes; returns its API address.
+pub fn write_twin(args: &TwinArgs) -> anyhow::Result<String> {
+    let original = Home::new(&args.home);
+    for file in [
+        original.genesis_file(),
+        original.node_key_file(),
+        original.validator_key_file(),
+    ] {
+        anyhow::ensure!(
+            file.is_file(),
+            "{} is not a node home: {} is missing",
+            args.home.display(),
+            file.display()
+        );
+    }
+    anyhow::ensure!(
+        args.p2p_port >= 1024 && args.api_port >= 1024 && args.p2p_port != args.api_port,
+        "--p2p-port and --api-port must be two different ports from 1024 up"
+    );
+    check_output(&args.output)?;
+    let mut config = original.load_config()?;
+    config.moniker = format!("{}-twin", config.moniker);
+    config.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", args.p2p_port);
+    config.api.listen = format!("127.0.0.1:{}", args.api_port);
+    let twin = Home::new(&args.output);
+    write_file(&twin.config_file(), &config.to_toml())?;
+    for (from, to) in [
+        (original.genesis_file(), twin.genesis_file()),
+        (original.node_key_file(), twin.node_key_file()),
+        (original.validator_key_file(), twin.validator_key_file()),
+    ] {
+        // A copy keeps the key files' 0600 mode.
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    }
+    Ok(format!("http://{}", config.api.listen))
 }
 
 /// The engines `phalanx testnet init --consensus` offers.
@@ -75,6 +147,20 @@ pub struct InitArgs {
 pub fn run(cmd: &TestnetCommand) -> anyhow::Result<()> {
     match cmd {
         TestnetCommand::Init(args) => init(args),
+        TestnetCommand::Twin(args) => {
+            let api = write_twin(args)?;
+            println!(
+                "Wrote a twin of {} into {} (API {api}).\n\
+                 Start it with: phalanx node --home {}\n\
+                 WARNING: the twin signs with the same validator key as the original. \
+                 Running both is a Byzantine fault (double signing); never do it on a \
+                 network you care about.",
+                args.home.display(),
+                args.output.display(),
+                args.output.display()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -374,5 +460,56 @@ mod tests {
         })
         .contains("chain_id"));
         assert!(msg(args(101)).contains("at most 100"));
+    }
+
+    #[test]
+    fn a_twin_holds_the_same_keys_with_its_own_ports_and_no_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("net");
+        write_quietly(&InitArgs {
+            output: net.clone(),
+            ..args(4)
+        })
+        .unwrap();
+        let twin_args = TwinArgs {
+            home: net.join("node2"),
+            output: net.join("node2-twin"),
+            p2p_port: 26050,
+            api_port: 26150,
+        };
+        let api = write_twin(&twin_args).unwrap();
+        assert_eq!(api, "http://127.0.0.1:26150");
+        let (original, twin) = (
+            Home::new(net.join("node2")),
+            Home::new(net.join("node2-twin")),
+        );
+        for (a, b) in [
+            (original.validator_key_file(), twin.validator_key_file()),
+            (original.node_key_file(), twin.node_key_file()),
+            (original.genesis_file(), twin.genesis_file()),
+        ] {
+            assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+        }
+        let config = twin.load_config().unwrap();
+        assert_eq!(config.moniker, "node2-twin");
+        assert_eq!(config.p2p.listen, "/ip4/127.0.0.1/tcp/26050");
+        assert_eq!(config.api.listen, "127.0.0.1:26150");
+        assert!(
+            !twin.data_dir().exists(),
+            "a twin starts from an empty store"
+        );
+        // Never over an existing home, never from something that is not one.
+        let again = write_twin(&twin_args).unwrap_err();
+        assert!(format!("{again:#}").contains("not empty"), "{again:#}");
+        let nothing = write_twin(&TwinArgs {
+            home: net.join("node9"),
+            output: net.join("node9-twin"),
+            ..twin_args.clone()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{nothing:#}").contains("not a node home"),
+            "{nothing:#}"
+        );
     }
 }

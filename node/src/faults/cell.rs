@@ -307,7 +307,7 @@ pub fn run(
                 if !injected_done && t >= fault_at_s {
                     injected_done = true;
                     fault_ms = load::unix_ms();
-                    injected = inject(&mut cluster, fault, &targets, &live_nodes)?;
+                    injected = inject(&mut cluster, base, fault, &targets, &live_nodes)?;
                 }
                 if injected_done && !healed && heal_at_s.is_some_and(|h| t >= h) {
                     healed = true;
@@ -481,8 +481,15 @@ pub fn recovery(per_node: &[Vec<CommitRecord>], fault_ms: f64) -> Option<f64> {
     (!per_node.is_empty()).then_some(worst)
 }
 
+/// A twin's P2P port: clear of the cells' node ports (base..base+49 and
+/// base+100..base+149); its API port is 100 above.
+fn twin_p2p_port(base: u16, node: usize) -> u16 {
+    base + 200 + node as u16
+}
+
 fn inject(
     cluster: &mut Cluster,
+    base: u16,
     fault: Fault,
     targets: &[usize],
     live: &[usize],
@@ -519,6 +526,12 @@ fn inject(
         Fault::Partition => {
             partition(cluster, targets, live)?;
             format!("{{{names}}} cut off from the rest (transport level)")
+        }
+        Fault::Twins => {
+            for t in targets {
+                cluster.start_twin(*t, twin_p2p_port(base, *t), twin_p2p_port(base, *t) + 100)?;
+            }
+            format!("{names}: a second process with the same keys and an empty database")
         }
     })
 }

@@ -104,10 +104,13 @@ pub enum Fault {
     BadSig,
     /// The f nodes with the primary/leader are cut off from the rest, then healed.
     Partition,
+    /// f validators (the primary/leader first) start a second process
+    /// with the same keys and an empty database (Twins).
+    Twins,
 }
 
 /// Every fault, in table order.
-pub const ALL_FAULTS: [Fault; 7] = [
+pub const ALL_FAULTS: [Fault; 8] = [
     Fault::None,
     Fault::Crash,
     Fault::Pause,
@@ -115,6 +118,7 @@ pub const ALL_FAULTS: [Fault; 7] = [
     Fault::Equivocate,
     Fault::BadSig,
     Fault::Partition,
+    Fault::Twins,
 ];
 
 impl Fault {
@@ -128,6 +132,7 @@ impl Fault {
             Fault::Equivocate => "equivocate",
             Fault::BadSig => "bad-sig",
             Fault::Partition => "partition",
+            Fault::Twins => "twins",
         }
     }
 
@@ -141,13 +146,17 @@ impl Fault {
             Fault::Equivocate => "f equivocating",
             Fault::BadSig => "f invalid signatures",
             Fault::Partition => "partition, healed",
+            Fault::Twins => "f run twice (twins)",
         }
     }
 
     /// Whether the faulty nodes are Byzantine (their chains are not
     /// compared: a liar's own chain proves nothing).
     pub fn byzantine(self) -> bool {
-        matches!(self, Fault::Silent | Fault::Equivocate | Fault::BadSig)
+        matches!(
+            self,
+            Fault::Silent | Fault::Equivocate | Fault::BadSig | Fault::Twins
+        )
     }
 }
 
@@ -160,7 +169,7 @@ impl std::str::FromStr for Fault {
             .ok_or_else(|| {
                 format!(
                     "unknown fault {s:?}; choose from none, crash, pause, silent, equivocate, \
-                     bad-sig, partition"
+                     bad-sig, partition, twins"
                 )
             })
     }
@@ -194,7 +203,8 @@ pub struct FaultsArgs {
     )]
     pub setups: Vec<Setup>,
     /// Faults to run (comma-separated): none, crash, pause, silent,
-    /// equivocate, bad-sig, partition.
+    /// equivocate, bad-sig, partition, twins (twins is not in the default
+    /// matrix, which keeps the full run within 20 minutes).
     #[arg(
         long,
         value_delimiter = ',',
@@ -221,7 +231,8 @@ pub struct FaultsArgs {
     #[arg(long, value_name = "DIR", default_value = "faults-results")]
     pub out: PathBuf,
     /// P2P port of node0 (node i: base+i, API base+100+i; cells rotate
-    /// through base..base+49 and base+100..base+149).
+    /// through base..base+49 and base+100..base+149; twins use
+    /// base+200..base+249 and base+300..base+349).
     #[arg(long, default_value_t = 27500)]
     pub base_port: u16,
     /// Keep each cell's testnet directory (data and logs).

@@ -216,6 +216,36 @@ fn explain(r: &FaultsReport) -> String {
             r.partition_method
         );
     }
+    let twins: Vec<&CellResult> = r.cells.iter().filter(|c| c.fault == Fault::Twins).collect();
+    if !twins.is_empty() {
+        let each: Vec<String> = twins
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {}, {} evidence, {} view change(s)/election(s), {:.0} tx/s",
+                    c.setup.label(),
+                    c.verdict(),
+                    c.evidence,
+                    c.view_changes,
+                    c.committed_tps
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "* **Twins: one key, two processes.** f validators (the primary/leader first) get a \
+             second process with the same keys and an empty database, as a failover gone wrong \
+             would start. The twin syncs the chain and runs the honest code; the other nodes \
+             see one peer with two connections and spread its messages over both, so each \
+             process hears part of the conversation. Safety needs nothing new: a PBFT quorum \
+             is 2f+1 distinct validator keys however many processes hold one, and two \
+             different proposals signed for one slot are evidence (a twin still catching up \
+             proposes for slots already decided, which are dropped, so there may be none). \
+             The cost is liveness: the original misses part of its gossip and waits on nonce \
+             gaps, and a twinned primary proposes less until a view change. Measured: {}.",
+            each.join("; ")
+        );
+    }
     out
 }
 
