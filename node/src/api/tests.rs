@@ -154,6 +154,8 @@ impl Node {
         store
             .append_block(&block, &executed.receipts, &executed.diff)
             .unwrap();
+        // As the driver does: the in-memory state follows the store.
+        self.shared.state_mut().apply(&executed.diff);
         self.shared
             .mempool
             .on_commit(&block.txs, |a| store.account(a).ok().flatten());
