@@ -396,7 +396,7 @@ impl<E: NodeEngine> Driver<E> {
         if !outbox.is_empty() {
             let _ = self
                 .net
-                .try_send(NetCommand::GossipTxs(phalanx_crypto::encode(&outbox)));
+                .try_send(NetCommand::PushTxs(phalanx_crypto::encode(&outbox)));
         }
         self.release_ready()
     }
@@ -571,7 +571,7 @@ impl<E: NodeEngine> Driver<E> {
             for chunk in again.chunks(REGOSSIP_BATCH) {
                 let _ = self
                     .net
-                    .try_send(NetCommand::GossipTxs(phalanx_crypto::encode(chunk)));
+                    .try_send(NetCommand::PushTxs(phalanx_crypto::encode(chunk)));
             }
         }
         let waiting = self.shared.mempool.waiting();

@@ -18,6 +18,7 @@ mod metrics;
 mod p2p;
 mod run;
 mod shared;
+mod txpush;
 mod verify;
 
 use clap::{Parser, Subcommand};

@@ -3,21 +3,22 @@
 //! - Only the validators named in genesis may connect (allow-list by peer id).
 //! - Consensus messages go point to point over request-response
 //!   (`/phalanx/consensus/1`, acknowledged with an empty response).
-//! - Transactions spread by gossipsub in batches, with content-hash message
-//!   ids and without libp2p's per-message signing (transactions carry their
-//!   own signatures).
+//! - Transaction batches go from the node that accepted them straight to
+//!   every other validator over request-response (`/phalanx/txs/1`),
+//!   acknowledged and retried (see `txpush.rs`); transactions carry their
+//!   own signatures, so nothing else signs them.
 //! - Block sync is request-response (`/phalanx/sync/1`), served from the store.
 //! - Dropped connections are redialled with exponential backoff.
 //! - Caps: message size, connections, outstanding messages per peer.
 //!
 //! This task never interprets consensus messages; it hands bytes to the driver.
 
+use crate::txpush::PushQueues;
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    allow_block_list, connection_limits, gossipsub, noise, tcp, yamux, Multiaddr, PeerId,
-    StreamProtocol,
+    allow_block_list, connection_limits, noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol,
 };
 use phalanx_ledger::{Block, Height, Store, ValidatorIndex};
 use serde::{Deserialize, Serialize};
@@ -28,9 +29,7 @@ use tokio::sync::mpsc;
 
 const CONSENSUS_PROTOCOL: &str = "/phalanx/consensus/1";
 const SYNC_PROTOCOL: &str = "/phalanx/sync/1";
-const TX_TOPIC: &str = "phalanx/txs/1";
-/// How long a gossip message may wait in a peer's send queue.
-const GOSSIP_QUEUE_DURATION: Duration = Duration::from_secs(30);
+const TXS_PROTOCOL: &str = "/phalanx/txs/1";
 /// Most blocks in one sync response.
 const SYNC_MAX_BLOCKS: u64 = 64;
 
@@ -46,8 +45,8 @@ pub enum NetCommand {
     },
     /// Send consensus bytes to every other validator.
     Broadcast(Arc<Vec<u8>>),
-    /// Gossip an encoded batch of transactions.
-    GossipTxs(Vec<u8>),
+    /// Push an encoded batch of transactions to every other validator.
+    PushTxs(Vec<u8>),
     /// Fetch certified blocks from `from` upwards from some peer.
     Sync {
         /// First height wanted.
@@ -69,7 +68,7 @@ pub enum NetEvent {
         /// Encoded message.
         bytes: Vec<u8>,
     },
-    /// An encoded batch of gossiped transactions.
+    /// An encoded batch of transactions pushed by a validator.
     Txs(Vec<u8>),
     /// Blocks from a sync response (untrusted; the engine verifies them).
     SyncBlocks(Vec<Block>),
@@ -163,7 +162,7 @@ impl request_response::Codec for BytesCodec {
 struct Behaviour {
     allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     limits: connection_limits::Behaviour,
-    gossip: gossipsub::Behaviour,
+    txs: request_response::Behaviour<BytesCodec>,
     consensus: request_response::Behaviour<BytesCodec>,
     sync: request_response::Behaviour<BytesCodec>,
 }
@@ -204,7 +203,7 @@ struct Net {
     connected: HashMap<PeerId, usize>,
     outstanding: HashMap<PeerId, usize>,
     redial: HashMap<PeerId, (Instant, Duration)>,
-    topic: gossipsub::IdentTopic,
+    push: PushQueues<PeerId, OutboundRequestId>,
     sync_rotation: usize,
 }
 
@@ -215,31 +214,6 @@ pub fn spawn(
     events: mpsc::Sender<NetEvent>,
 ) -> anyhow::Result<mpsc::Sender<NetCommand>> {
     let max = cfg.max_message_bytes;
-    // Gossipsub keeps its default mesh, although publishers flood every
-    // batch to every validator and each receiver forwards it again (at
-    // n = 4 a batch crosses the wire 9 times instead of 3). Both smaller
-    // setups lost batches: without a mesh, at n = 4 and 2,500 tx/s open
-    // loop, the nonce gaps cut throughput to ~770 tx/s with three view
-    // changes; with a mesh of 2 (IHAVE/IWANT for the rest) one run in two
-    // at 2,500 tx/s fell to 684 tx/s with two view changes, although the
-    // other reached p50 100 ms at 5,000 tx/s.
-    // A starved peer (16 nodes on two cores) may take seconds to read:
-    // gossipsub drops what waits longer than its queue durations (5 s for
-    // a publish, 1 s for a forward by default), which lost transactions.
-    let gossip_config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::None)
-        .message_id_fn(|m: &gossipsub::Message| {
-            gossipsub::MessageId::from(phalanx_crypto::Hash::digest(&m.data).0.to_vec())
-        })
-        .max_transmit_size(max)
-        .heartbeat_interval(Duration::from_millis(500))
-        .publish_queue_duration(GOSSIP_QUEUE_DURATION)
-        .forward_queue_duration(GOSSIP_QUEUE_DURATION)
-        // Long enough to cover IHAVE/IWANT (history of 5 heartbeats), short
-        // enough that the driver's re-gossip of an identical batch passes.
-        .duplicate_cache_time(Duration::from_secs(10))
-        .build()
-        .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
     let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
     for (i, (peer, _)) in cfg.validators.iter().enumerate() {
         if i != cfg.me.as_usize() {
@@ -257,13 +231,14 @@ pub fn spawn(
     let rr_config = request_response::Config::default()
         .with_request_timeout(Duration::from_secs(10))
         .with_max_concurrent_streams(1024);
-    let gossip =
-        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)
-            .map_err(|e| anyhow::anyhow!("gossipsub: {e}"))?;
     let behaviour = Behaviour {
         allow,
         limits: connection_limits::Behaviour::new(limits),
-        gossip,
+        txs: request_response::Behaviour::with_codec(
+            BytesCodec { max },
+            [(StreamProtocol::new(TXS_PROTOCOL), ProtocolSupport::Full)],
+            rr_config.clone(),
+        ),
         consensus: request_response::Behaviour::with_codec(
             BytesCodec { max },
             [(
@@ -296,8 +271,6 @@ pub fn spawn(
             cfg.listen
         )
     })?;
-    let topic = gossipsub::IdentTopic::new(TX_TOPIC);
-    swarm.behaviour_mut().gossip.subscribe(&topic)?;
     let mut index_of = HashMap::new();
     let mut redial = HashMap::new();
     let now = Instant::now();
@@ -319,7 +292,7 @@ pub fn spawn(
         connected: HashMap::new(),
         outstanding: HashMap::new(),
         redial,
-        topic,
+        push: PushQueues::default(),
         sync_rotation: 0,
     };
     tokio::spawn(net.run(rx));
@@ -374,25 +347,19 @@ impl Net {
                     self.send_to(p, bytes.clone());
                 }
             }
-            NetCommand::GossipTxs(data) => {
-                // NoPeersSubscribedToTopic before the mesh forms is expected;
-                // anything else loses transactions for some peers: count it.
-                let result = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossip
-                    .publish(self.topic.clone(), data);
-                let reason = match result {
-                    Ok(_) => None,
-                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
-                        Some("gossip_no_subscribers")
+            NetCommand::PushTxs(data) => {
+                let data = Arc::new(data);
+                let me = self.cfg.me.as_usize();
+                let peers: Vec<PeerId> = (0..self.cfg.validators.len())
+                    .filter(|i| *i != me)
+                    .filter_map(|i| self.peer(ValidatorIndex(i as u32)))
+                    .collect();
+                for peer in peers {
+                    // Queued for unreachable peers too: sent once they connect.
+                    for _ in 0..self.push.enqueue(peer, data.clone()) {
+                        let _ = self.events.try_send(NetEvent::Dropped("txs_queue_full"));
                     }
-                    Err(gossipsub::PublishError::AllQueuesFull(_)) => Some("gossip_queues_full"),
-                    Err(gossipsub::PublishError::Duplicate) => Some("gossip_duplicate"),
-                    Err(_) => Some("gossip_publish_failed"),
-                };
-                if let Some(reason) = reason {
-                    let _ = self.events.try_send(NetEvent::Dropped(reason));
+                    self.pump_txs(peer);
                 }
             }
             NetCommand::Block(blocked) => self.set_blocked(&blocked),
@@ -458,6 +425,50 @@ impl Net {
         }
     }
 
+    /// Sends the batches waiting for `peer` if it is connected.
+    fn pump_txs(&mut self, peer: PeerId) {
+        if !self.connected.contains_key(&peer) {
+            return;
+        }
+        let txs = &mut self.swarm.behaviour_mut().txs;
+        self.push
+            .pump(&peer, |bytes| txs.send_request(&peer, bytes));
+    }
+
+    async fn on_txs(&mut self, ev: request_response::Event<Arc<Vec<u8>>, Vec<u8>>) {
+        match ev {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .txs
+                        .send_response(channel, Vec::new());
+                    let bytes = Arc::try_unwrap(request).unwrap_or_else(|a| (*a).clone());
+                    let _ = self.events.send(NetEvent::Txs(bytes)).await;
+                }
+                request_response::Message::Response { request_id, .. } => {
+                    self.push.acked(&peer, &request_id);
+                    self.pump_txs(peer);
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer, request_id, ..
+            } => {
+                if !self.push.failed(&peer, &request_id) {
+                    let _ = self.events.try_send(NetEvent::Dropped("txs_send_failed"));
+                }
+                self.pump_txs(peer);
+            }
+            request_response::Event::InboundFailure { .. } => {
+                let _ = self.events.try_send(NetEvent::Dropped("inbound_failure"));
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
     fn publish_peers(&self) {
         let mut peers: Vec<u32> = self
             .connected
@@ -477,6 +488,7 @@ impl Net {
                     *backoff = Duration::from_millis(500);
                 }
                 self.publish_peers();
+                self.pump_txs(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -492,23 +504,7 @@ impl Net {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Consensus(ev)) => self.on_consensus(ev).await,
             SwarmEvent::Behaviour(BehaviourEvent::Sync(ev)) => self.on_sync(ev).await,
-            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
-                message,
-                ..
-            })) => {
-                let _ = self.events.send(NetEvent::Txs(message.data)).await;
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::SlowPeer {
-                failed_messages,
-                ..
-            })) => {
-                // Gossip that sat too long in a peer's send queue, or found
-                // it full, is dropped by gossipsub: those transactions never
-                // reach that peer (unless another peer forwards them).
-                for _ in 0..failed_messages.priority + failed_messages.non_priority {
-                    let _ = self.events.try_send(NetEvent::Dropped("gossip_slow_peer"));
-                }
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Txs(ev)) => self.on_txs(ev).await,
             SwarmEvent::IncomingConnectionError { .. } => {
                 let _ = self
                     .events
