@@ -109,7 +109,7 @@ impl Default for FaultsConfig {
 pub struct P2pConfig {
     /// Multiaddr to listen on.
     pub listen: String,
-    /// Largest consensus or gossip message accepted, in bytes.
+    /// Largest consensus message or transaction batch accepted, in bytes.
     pub max_message_bytes: usize,
     /// Most established connections.
     pub max_connections: u32,

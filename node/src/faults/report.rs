@@ -251,8 +251,9 @@ fn explain(r: &FaultsReport) -> String {
              is 2f+1 distinct validator keys however many processes hold one, and two \
              different proposals signed for one slot are evidence (a twin still catching up \
              proposes for slots already decided, which are dropped, so there may be none). \
-             The cost is liveness: the original misses part of its gossip and waits on nonce \
-             gaps, and a twinned primary proposes less until a view change. Measured: {}.",
+             The cost is liveness: the original misses part of the transaction batches and \
+             waits on nonce gaps, and a twinned primary proposes less until a view change. \
+             Measured: {}.",
             each.join("; ")
         );
     }
