@@ -18,6 +18,8 @@ mod metrics;
 mod p2p;
 mod run;
 mod shared;
+#[cfg(test)]
+mod testutil;
 mod txpush;
 mod verify;
 

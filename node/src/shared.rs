@@ -438,20 +438,9 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phalanx_crypto::Keypair;
-    use phalanx_ledger::{Address, Transaction};
 
     fn tx(nonce: u64) -> SignedTransaction {
-        let k = Keypair::from_label("regossip");
-        Transaction {
-            chain_id: "c".into(),
-            from: Address(k.public()),
-            to: Address(k.public()),
-            amount: 1,
-            nonce,
-            fee: 1,
-        }
-        .sign(&k)
+        crate::testutil::self_transfer("regossip", nonce)
     }
 
     #[test]

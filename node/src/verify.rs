@@ -121,22 +121,13 @@ where
 mod tests {
     use super::*;
     use phalanx_crypto::Keypair;
-    use phalanx_ledger::{Address, Transaction};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     fn tx(label: &str, nonce: u64, valid: bool) -> SignedTransaction {
-        let k = Keypair::from_label(label);
-        let mut t = Transaction {
-            chain_id: "c".into(),
-            from: Address(k.public()),
-            to: Address(k.public()),
-            amount: 1,
-            nonce,
-            fee: 1,
-        }
-        .sign(&k);
+        let mut t = crate::testutil::self_transfer(label, nonce);
         if !valid {
+            let k = Keypair::from_label(label);
             // Re-sign a different amount with the same header: the signature
             // no longer matches.
             let mut other = t.tx.clone();

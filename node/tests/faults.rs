@@ -13,6 +13,23 @@ fn base_port() -> u16 {
     20_000 + (std::process::id() % 40) as u16 * 250
 }
 
+/// Runs `phalanx <args> --out <out>`, asserts it succeeded, returns its
+/// stdout and the parsed `faults.json`.
+fn run_faults(args: &[&str], out: &std::path::Path) -> (String, Value) {
+    let run = Command::new(BIN)
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "faults failed:\n{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("faults.json")).unwrap()).unwrap();
+    (stdout, report)
+}
+
 fn well_formed_svg(text: &str) -> bool {
     let t = text.trim();
     let opens = t.matches("<svg").count();
@@ -29,17 +46,10 @@ fn well_formed_svg(text: &str) -> bool {
 fn quick_fault_matrix_pbft_survives_and_cft_forks() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
-    let run = Command::new(BIN)
-        .args(["faults", "--quick", "--base-port", &base_port().to_string()])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "faults failed:\n{stdout}\n{stderr}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("faults.json")).unwrap()).unwrap();
+    let (stdout, report) = run_faults(
+        &["faults", "--quick", "--base-port", &base_port().to_string()],
+        &out,
+    );
     let cells = report["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 3, "{report}");
     assert!(report["partition_method"]
@@ -167,19 +177,26 @@ fn pbft_keeps_one_chain_when_its_primary_runs_twice() {
     let out = dir.path().join("results");
     // Below the ephemeral range and clear of the other tests' ports.
     let base = 3_000 + (std::process::id() % 20) as u16 * 400;
-    let run = Command::new(BIN)
-        .args(["faults", "--setups", "pbft-4", "--faults", "twins"])
-        .args(["--duration", "8", "--warmup", "1", "--rate", "300"])
-        .args(["--base-port", &base.to_string(), "--keep-testnets"])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "faults failed:\n{stdout}\n{stderr}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("faults.json")).unwrap()).unwrap();
+    let base = base.to_string();
+    let (_, report) = run_faults(
+        &[
+            "faults",
+            "--setups",
+            "pbft-4",
+            "--faults",
+            "twins",
+            "--duration",
+            "8",
+            "--warmup",
+            "1",
+            "--rate",
+            "300",
+            "--base-port",
+            &base,
+            "--keep-testnets",
+        ],
+        &out,
+    );
     let c = &report["cells"][0];
     assert_eq!(c["fault"], "twins", "{c}");
     assert_eq!(c["faulty_nodes"], serde_json::json!([0]), "{c}");
