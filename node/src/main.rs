@@ -22,13 +22,14 @@ mod shared;
 mod testutil;
 mod txpush;
 mod verify;
+mod version;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Phalanx: a Byzantine-fault-tolerant ledger node (PBFT over libp2p).
 #[derive(Debug, Parser)]
-#[command(name = "phalanx", version, about, propagate_version = true)]
+#[command(name = "phalanx", version = version::LONG_VERSION, about, propagate_version = true)]
 #[command(
     after_help = "Start a local 4-node testnet with `testnet/local.sh up`, then try\n  phalanx query status --node http://127.0.0.1:26100"
 )]

@@ -45,6 +45,12 @@ pub struct NodeStatus {
     /// whose consensus messages it ignores.
     #[serde(default)]
     pub faulty_peers: Vec<u32>,
+    /// The node's version ("0.1.0").
+    #[serde(default)]
+    pub version: String,
+    /// The git commit the node was built from, or "unknown".
+    #[serde(default)]
+    pub git_commit: String,
 }
 
 /// Hashes of transactions whose signatures this node has verified, so that
@@ -248,6 +254,8 @@ impl Shared {
             validator_index: me.0,
             consensus: "pbft".into(),
             behaviour: "honest".into(),
+            version: crate::version::VERSION.into(),
+            git_commit: crate::version::GIT_COMMIT.into(),
             ..NodeStatus::default()
         };
         // The driver checks this state against the chain tip and fails the
