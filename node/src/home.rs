@@ -163,7 +163,9 @@ impl Default for P2pConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            listen: "127.0.0.1:8000".into(),
+            // What the CLI's --node defaults to: a node made by `phalanx init`
+            // answers `phalanx query status` with no flags.
+            listen: "127.0.0.1:26100".into(),
             wait_timeout_ms: 10_000,
         }
     }
@@ -199,5 +201,30 @@ impl NodeConfig {
             "# Phalanx node configuration. Every key is optional; missing keys take defaults.\n{}",
             toml::to_string_pretty(self).unwrap_or_default()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_home_serves_its_api_where_the_cli_looks() {
+        let api = ApiConfig::default().listen;
+        assert_eq!(format!("http://{api}"), crate::client::DEFAULT_NODE);
+        // And the API port is the P2P port + 100, as in `phalanx testnet init`.
+        let p2p_port: u16 = P2pConfig::default()
+            .listen
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let api_port: u16 = api.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(
+            api_port,
+            p2p_port + crate::cli::testnet::API_PORT_OFFSET,
+            "{api}"
+        );
     }
 }

@@ -68,6 +68,17 @@ enum Command {
     /// Two Generals and Byzantine Generals (OM(m), SM(m)) demonstrations.
     #[command(subcommand)]
     Generals(phalanx_testnet::generals::GeneralsCommand),
+    /// Print shell completions for phalanx.
+    #[command(after_help = "\
+Examples:
+  phalanx completions bash > ~/.local/share/bash-completion/completions/phalanx
+  phalanx completions zsh > ~/.zfunc/_phalanx      # with fpath+=(~/.zfunc) in ~/.zshrc
+  phalanx completions fish > ~/.config/fish/completions/phalanx.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +98,11 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Generals(cmd) => phalanx_testnet::generals::run(cmd),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "phalanx", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

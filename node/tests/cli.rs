@@ -12,6 +12,7 @@ fn phalanx(args: &[&str]) -> Output {
         .args(args)
         .env_remove("PHALANX_NODE")
         .env_remove("PHALANX_HOME")
+        .env_remove("PHALANX_KEYS_DIR")
         .output()
         .expect("run phalanx")
 }
@@ -386,8 +387,9 @@ fn usage_errors_exit_with_2() {
         &["testnet", "init", "--validators", "many", "--output", "x"],
     );
     fails(2, &["tx", "transfer", "--amount", "1"]);
-    fails(
-        2,
+    // An unknown account name is a runtime error that says where it looked.
+    let err = fails(
+        1,
         &[
             "tx",
             "transfer",
@@ -399,6 +401,7 @@ fn usage_errors_exit_with_2() {
             "1",
         ],
     );
+    assert!(err.contains("key file k.json does not exist"), "{err}");
     fails(
         2,
         &[
@@ -443,6 +446,9 @@ fn help_has_examples() {
         &["init"],
         &["testnet", "init"],
         &["tx", "transfer"],
+        &["tx", "wait"],
+        &["keys", "list"],
+        &["completions"],
         &["query", "status"],
         &["query", "block"],
         &["query", "tx"],
@@ -549,4 +555,100 @@ fn without_a_node_errors_say_what_to_do() {
         ],
     );
     assert!(err.contains("cannot reach node"), "{err}");
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = ok(&["--version"]);
+    // "phalanx 0.1.0 (abc123def456)" or "(unknown)" outside a git checkout.
+    let rest = out
+        .trim()
+        .strip_prefix(&format!("phalanx {} (", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("{out}"));
+    let commit = rest.strip_suffix(')').unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{out}"
+    );
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef phalanx"),
+        ("fish", "complete -c phalanx"),
+    ] {
+        let out = ok(&["completions", shell]);
+        assert!(out.contains(marker), "{shell}: {out}");
+        // Subcommands and their flags are in it.
+        assert!(out.contains("transfer") && out.contains("keys-dir"), "{shell}");
+    }
+    fails(2, &["completions", "cmd.exe"]);
+}
+
+#[test]
+fn keys_list_and_accounts_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = dir.path().join("net");
+    ok(&[
+        "testnet",
+        "init",
+        "--validators",
+        "4",
+        "--output",
+        p(&net),
+        "--accounts",
+        "3",
+    ]);
+    let accounts = net.join("accounts");
+    let listed: serde_json::Value = serde_json::from_str(&ok(&[
+        "keys",
+        "list",
+        p(&accounts),
+        "--genesis",
+        p(&net.join("genesis.json")),
+        "--json",
+    ]))
+    .unwrap();
+    let rows = listed.as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["account0", "account1", "account2"]);
+    let genesis = Genesis::load(&net.join("genesis.json")).unwrap();
+    for row in rows {
+        let address = row["address"].as_str().unwrap();
+        let funded = genesis
+            .accounts
+            .iter()
+            .find(|a| a.address.to_string() == address)
+            .expect("a prefunded account");
+        assert_eq!(row["balance"].as_u64(), Some(funded.balance));
+    }
+    // `keys show` takes the name with --keys-dir, and prints the same address.
+    let shown = ok(&["keys", "show", "--key", "account2", "--keys-dir", p(&accounts)]);
+    assert!(
+        shown.contains(rows[2]["address"].as_str().unwrap()),
+        "{shown}"
+    );
+    // The table has a header and one line per account.
+    let table = ok(&["keys", "list", "--keys-dir", p(&accounts)]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("account1"), "{table}");
+    // An unknown name says where it looked and what to do.
+    let err = fails(
+        1,
+        &["keys", "show", "--key", "account9", "--keys-dir", p(&accounts)],
+    );
+    assert!(
+        err.contains("account9") && err.contains("phalanx keys list"),
+        "{err}"
+    );
+}
+
+#[test]
+fn init_serves_the_api_where_the_cli_looks() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&["init", "--home", p(dir.path())]);
+    let config = std::fs::read_to_string(dir.path().join("config/config.toml")).unwrap();
+    assert!(config.contains("\"127.0.0.1:26100\""), "{config}");
 }

@@ -474,6 +474,7 @@ fn evidence_is_listed() {
 #[test]
 fn cli_transfer_and_queries_against_a_served_node() {
     use crate::cli::query::{QueryCommand, QueryOpts};
+    use crate::cli::names::KeysDirArg;
     use crate::cli::tx::{NonceArg, TransferArgs, TxCommand};
     use crate::client::NodeArg;
 
@@ -487,8 +488,10 @@ fn cli_transfer_and_queries_against_a_served_node() {
     };
     let args = TransferArgs {
         node: node_arg.clone(),
-        key: key_file.clone(),
-        to: addr("bob"),
+        key: key_file.to_str().unwrap().into(),
+        to: addr("bob").to_string(),
+        keys: KeysDirArg::default(),
+        timeout: Duration::from_secs(60),
         amount: 3,
         fee: 1,
         nonce: NonceArg::Auto,
@@ -518,8 +521,10 @@ fn cli_transfer_and_queries_against_a_served_node() {
         .unwrap();
     let args = TransferArgs {
         node: node_arg.clone(),
-        key: bob_file,
-        to: addr("alice"),
+        key: bob_file.to_str().unwrap().into(),
+        to: addr("alice").to_string(),
+        keys: KeysDirArg::default(),
+        timeout: Duration::from_secs(60),
         amount: 1,
         fee: 0,
         nonce: NonceArg::Auto,
@@ -536,8 +541,10 @@ fn cli_transfer_and_queries_against_a_served_node() {
     // A refused submission prints the node's message.
     let args = TransferArgs {
         node: node_arg.clone(),
-        key: key_file,
-        to: addr("bob"),
+        key: key_file.to_str().unwrap().into(),
+        to: addr("bob").to_string(),
+        keys: KeysDirArg::default(),
+        timeout: Duration::from_secs(60),
         amount: 1,
         fee: 0,
         nonce: NonceArg::Fixed(0),
@@ -566,7 +573,8 @@ fn cli_transfer_and_queries_against_a_served_node() {
         })
         .unwrap();
         crate::cli::query::run(&QueryCommand::Account {
-            address: addr("alice"),
+            account: addr("alice").to_string(),
+            keys: KeysDirArg::default(),
             opts: opts(json),
         })
         .unwrap();
@@ -642,4 +650,93 @@ fn commits_lists_recent_commits_and_long_polls() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(250));
     let (status, answer) = node.raw("GET", "/commits?from=x", None);
     assert_eq!((status, error_code(&answer)), (400, "bad_query"));
+}
+
+/// `--wait` outlives the node's own wait: the node gives up after its
+/// `wait_timeout_ms` (here 200 ms) and the CLI polls until the commit, which
+/// comes later; accounts are given by name from a keys folder.
+#[test]
+fn transfer_wait_outlasts_the_node_wait_and_takes_accounts_by_name() {
+    use crate::cli::names::KeysDirArg;
+    use crate::cli::tx::{NonceArg, TransferArgs, TxCommand, WaitArgs};
+    use crate::client::NodeArg;
+
+    let node = Node::start(200);
+    let keys = tempfile::tempdir().unwrap();
+    for name in ["alice", "bob"] {
+        phalanx_crypto::write_key_file(
+            &keys.path().join(format!("{name}.json")),
+            phalanx_crypto::KeyKind::Account,
+            &key(name),
+        )
+        .unwrap();
+    }
+    let node_arg = NodeArg {
+        node: node.url.clone(),
+    };
+    let keys_arg = KeysDirArg {
+        keys_dir: Some(keys.path().to_path_buf()),
+    };
+    let args = TransferArgs {
+        node: node_arg.clone(),
+        key: "alice".into(),
+        to: "bob".into(),
+        keys: keys_arg.clone(),
+        amount: 7,
+        fee: 0,
+        nonce: NonceArg::Auto,
+        wait: true,
+        timeout: Duration::from_secs(20),
+        chain_id: None,
+        count: 1,
+        json: false,
+    };
+    let shared = node.shared.clone();
+    let committer = std::thread::spawn(move || {
+        // Commit well after the node's 200 ms wait has answered "pending".
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while shared.mempool.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the transfer never arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        shared.mempool.take_ready()
+    });
+    let node_ref = &node;
+    std::thread::scope(|scope| {
+        let sender = scope.spawn(|| crate::cli::tx::run(&TxCommand::Transfer(args)));
+        let txs = committer.join().unwrap();
+        assert_eq!(txs.len(), 1);
+        assert_eq!(txs[0].tx.to, addr("bob"), "--to bob resolved from the keys folder");
+        let tx = txs[0].clone();
+        node_ref.commit(vec![tx.clone()]);
+        sender.join().unwrap().expect("the waited transfer committed");
+
+        // `phalanx tx wait` on the committed hash answers at once.
+        let started = std::time::Instant::now();
+        crate::cli::tx::run(&TxCommand::Wait(WaitArgs {
+            hash: tx.hash(),
+            node: node_arg.clone(),
+            timeout: Duration::from_secs(5),
+            json: false,
+        }))
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+    });
+    let account: AccountResponse = node
+        .client()
+        .get(&format!("/accounts/{}", addr("bob")))
+        .unwrap();
+    assert_eq!(account.balance, 7);
+
+    // A hash that never commits: a clear error once the timeout passes.
+    let err = crate::cli::tx::run(&TxCommand::Wait(WaitArgs {
+        hash: Hash::digest(b"never sent"),
+        node: node_arg,
+        timeout: Duration::from_millis(500),
+        json: false,
+    }))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("did not commit within"), "{err}");
 }

@@ -2,6 +2,7 @@
 
 pub mod init;
 pub mod keys;
+pub mod names;
 pub mod query;
 pub mod testnet;
 pub mod tx;

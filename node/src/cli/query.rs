@@ -7,6 +7,7 @@ use crate::api::types::{
 use crate::client::{Client, NodeArg};
 use crate::shared::NodeStatus;
 use phalanx_crypto::Hash;
+use super::names::KeysDirArg;
 use phalanx_ledger::{Address, Justification, TxStatus};
 use serde::de::DeserializeOwned;
 use std::fmt::Write as _;
@@ -56,12 +57,16 @@ pub enum QueryCommand {
     },
     /// An account's balance and next nonce.
     #[command(
-        after_help = "Examples:\n  phalanx query account <ADDRESS>\n  phalanx query account $(phalanx keys show --key alice.json --json | jq -r .address)"
+        after_help = "Examples:\n  phalanx query account account1            # a testnet account by name\n  phalanx query account <ADDRESS>\n  phalanx query account alice.json --node http://127.0.0.1:26102"
     )]
     Account {
-        /// The address (64 hex characters).
-        #[arg(value_name = "ADDRESS")]
-        address: Address,
+        /// The address (64 hex characters), an account key file, or an
+        /// account name such as `account1` (see `phalanx keys list`).
+        #[arg(value_name = "ADDRESS|NAME|FILE")]
+        account: String,
+        /// Where account names are looked up.
+        #[command(flatten)]
+        keys: KeysDirArg,
         /// Options.
         #[command(flatten)]
         opts: QueryOpts,
@@ -89,11 +94,16 @@ pub fn run(cmd: &QueryCommand) -> anyhow::Result<()> {
         QueryCommand::Tx { hash, opts } => {
             show(opts, &format!("/txs/{hash}"), |t: TxResponse| format_tx(&t))
         }
-        QueryCommand::Account { address, opts } => show(
+        QueryCommand::Account {
+            account,
+            keys,
             opts,
-            &format!("/accounts/{address}"),
-            |a: AccountResponse| format_account(&a),
-        ),
+        } => {
+            let address = keys.address(account)?;
+            show(opts, &format!("/accounts/{address}"), |a: AccountResponse| {
+                format_account(&a)
+            })
+        }
         QueryCommand::Validators(o) => show(o, "/validators", |v: Vec<ValidatorResponse>| {
             format_validators(&v)
         }),

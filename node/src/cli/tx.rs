@@ -1,21 +1,39 @@
 //! `phalanx tx`: sign transactions with an account key file and submit them
 //! to a node's API.
 
-use crate::api::types::{AccountResponse, SubmitResponse};
+use super::names::KeysDirArg;
+use crate::api::types::{AccountResponse, SubmitResponse, TxResponse, TxState};
 use crate::client::{Client, ClientError, NodeArg};
 use crate::shared::NodeStatus;
 use anyhow::Context as _;
 use phalanx_crypto::{read_key_file, KeyKind};
+use phalanx_crypto::Hash;
 use phalanx_ledger::{Address, Receipt, Transaction, TxStatus};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long a `?wait=true` request may take; the node answers earlier
-/// (after its `api.wait_timeout_ms`) with the hash and `committed: false`.
+/// (after its `api.wait_timeout_ms`, 10 s by default) with the hash and
+/// `committed: false`, and the CLI then polls `/txs/{hash}` until `--timeout`.
 const WAIT_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A plain submission should be answered at once.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a wait asks the node about a transaction.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// `--timeout` when not given (seconds): long enough for a view change or two.
+const DEFAULT_WAIT_SECS: &str = "60";
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got {s:?}"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!("expected 0 < seconds ≤ 86400, got {s}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
 
 /// `--nonce auto|N`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,18 +56,30 @@ fn parse_nonce(s: &str) -> Result<NonceArg, String> {
 /// `phalanx tx` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum TxCommand {
-    /// Sign a transfer with an account key file and submit it to a node.
+    /// Sign a transfer with an account key and submit it to a node.
     #[command(after_help = "\
 Examples:
-  phalanx tx transfer --key testnet-data/accounts/account0.json --to <ADDRESS> --amount 10 --wait
+  phalanx tx transfer --key account0 --to account1 --amount 10 --wait     # testnet accounts by name
   phalanx tx transfer --node http://127.0.0.1:26101 --key alice.json --to <ADDRESS> --amount 5 --fee 1
-  phalanx tx transfer --key alice.json --to <ADDRESS> --amount 1 --count 1000   # 1000 transfers, nonces n..n+999
+  phalanx tx transfer --key account0 --to account1 --amount 1 --count 1000   # 1000 transfers, nonces n..n+999
 
+--key and --to take a key file, an account name (`phalanx keys list`; looked up in --keys-dir,
+./testnet-data/accounts and ~/.phalanx/keys) or, for --to, a 64-hex address.
 The chain id comes from the node's /status unless --chain-id is given; --nonce auto asks the
-node for the account's next committed nonce. Prints each transaction's hash; with --wait,
-also its block height and result. Exit code 1 when a waited transaction failed or did not
-commit in time (its hash is printed either way; follow it with `phalanx query tx HASH`).")]
+node for the account's next committed nonce. Prints each transaction's hash before sending it,
+so a lost connection never loses it; with --wait, then its block height and result. Exit code 1
+when a waited transaction failed or did not commit within --timeout (follow it with
+`phalanx tx wait HASH` or `phalanx query tx HASH`).")]
     Transfer(TransferArgs),
+    /// Wait until a transaction sent earlier is committed; print its block and result.
+    #[command(after_help = "\
+Examples:
+  phalanx tx wait <TX_HASH>
+  phalanx tx wait <TX_HASH> --timeout 300 --node http://127.0.0.1:26102
+
+Exit code 0 when the transaction committed and succeeded; 1 when it failed, or did not
+commit within --timeout (it may still commit later).")]
+    Wait(WaitArgs),
 }
 
 /// `phalanx tx transfer` arguments.
@@ -58,12 +88,15 @@ pub struct TransferArgs {
     /// The node to submit to.
     #[command(flatten)]
     pub node: NodeArg,
-    /// The sender's account key file.
-    #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
-    /// The recipient's address (64 hex characters).
-    #[arg(long, value_name = "ADDRESS")]
-    pub to: Address,
+    /// The sender: an account key file or an account name (e.g. `account0`).
+    #[arg(long, value_name = "FILE|NAME")]
+    pub key: String,
+    /// The recipient: a 64-hex address, an account name or an account key file.
+    #[arg(long, value_name = "ADDRESS|NAME|FILE")]
+    pub to: String,
+    /// Where account names are looked up.
+    #[command(flatten)]
+    pub keys: KeysDirArg,
     /// Units to move.
     #[arg(long)]
     pub amount: u64,
@@ -73,16 +106,36 @@ pub struct TransferArgs {
     /// The nonce: `auto` (the account's next nonce, from the node) or a number.
     #[arg(long, value_parser = parse_nonce, default_value = "auto", value_name = "auto|N")]
     pub nonce: NonceArg,
-    /// Wait until each transaction is committed (up to the node's wait timeout).
+    /// Wait until each transaction is committed (up to --timeout).
     #[arg(long)]
     pub wait: bool,
+    /// Seconds to wait for each transaction with --wait.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, default_value = DEFAULT_WAIT_SECS, requires = "wait")]
+    pub timeout: Duration,
     /// The chain id (default: the node's, from /status).
     #[arg(long, value_name = "ID")]
     pub chain_id: Option<String>,
     /// Send this many transfers, one after another, with consecutive nonces.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
-    /// Print each answer as one line of JSON.
+    /// Print each answer as one line of JSON (hashes before sending go to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `phalanx tx wait` arguments.
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// The transaction hash (printed by `phalanx tx transfer`).
+    #[arg(value_name = "HASH")]
+    pub hash: Hash,
+    /// The node to ask.
+    #[command(flatten)]
+    pub node: NodeArg,
+    /// Seconds to wait before giving up.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, default_value = DEFAULT_WAIT_SECS)]
+    pub timeout: Duration,
+    /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -91,12 +144,15 @@ pub struct TransferArgs {
 pub fn run(cmd: &TxCommand) -> anyhow::Result<()> {
     match cmd {
         TxCommand::Transfer(args) => transfer(args),
+        TxCommand::Wait(args) => wait_command(args),
     }
 }
 
 fn transfer(args: &TransferArgs) -> anyhow::Result<()> {
-    let key = read_key_file(&args.key, KeyKind::Account)?;
+    let key_file = args.keys.key_file(&args.key)?;
+    let key = read_key_file(&key_file, KeyKind::Account)?;
     let from = Address(key.public());
+    let to = args.keys.address(&args.to)?;
     let client = Client::new(&args.node.node)?;
     let chain_id = match &args.chain_id {
         Some(id) => id.clone(),
@@ -109,7 +165,7 @@ fn transfer(args: &TransferArgs) -> anyhow::Result<()> {
             Err(e) if e.api_code() == Some("unknown_account") => anyhow::bail!(
                 "account {from} (key {}) has no funds on chain {chain_id:?}: fund it with a transfer first \
                  (a testnet's prefunded keys are DIR/accounts/account<j>.json)",
-                args.key.display()
+                key_file.display()
             ),
             Err(e) => return Err(e.into()),
         },
@@ -124,18 +180,31 @@ fn transfer(args: &TransferArgs) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for i in 0..args.count {
         let nonce = first_nonce.checked_add(i).context("nonce overflow")?;
+        let started_tx = Instant::now();
         let tx = Transaction {
             chain_id: chain_id.clone(),
             from,
-            to: args.to,
+            to,
             amount: args.amount,
             nonce,
             fee: args.fee,
         }
         .sign(&key);
-        let answer: SubmitResponse = client
+        // The hash first: if the connection drops or the answer times out,
+        // the user can still follow the transaction.
+        let hash = tx.hash();
+        if args.json {
+            eprintln!("{hash}  nonce {nonce}  sending");
+        } else {
+            println!("{hash}  nonce {nonce}  sending");
+        }
+        let mut answer: SubmitResponse = client
             .post(path, &tx, timeout)
-            .map_err(|e| submit_error(e, nonce, i))?;
+            .map_err(|e| submit_error(e, nonce, i, hash))?;
+        if args.wait && !answer.committed {
+            let deadline = started_tx.checked_add(args.timeout).unwrap_or(started_tx);
+            answer = wait_until(&client, hash, deadline)?.unwrap_or(answer);
+        }
         if args.json {
             println!("{}", serde_json::to_string(&answer)?);
         } else {
@@ -168,7 +237,7 @@ fn transfer(args: &TransferArgs) -> anyhow::Result<()> {
 }
 
 /// Adds what to do to a refused submission.
-fn submit_error(e: ClientError, nonce: u64, sent: u64) -> anyhow::Error {
+fn submit_error(e: ClientError, nonce: u64, sent: u64, hash: Hash) -> anyhow::Error {
     let hint = match e.api_code() {
         Some("nonce_used" | "nonce_taken") => {
             " (use --nonce auto, or the next nonce the message names)"
@@ -182,7 +251,15 @@ fn submit_error(e: ClientError, nonce: u64, sent: u64) -> anyhow::Error {
     } else {
         String::new()
     };
-    anyhow::anyhow!("transaction with nonce {nonce} refused{progress}: {e}{hint}")
+    if matches!(e, ClientError::Api { .. }) {
+        anyhow::anyhow!("transaction with nonce {nonce} refused{progress}: {e}{hint}")
+    } else {
+        // No answer: the node may have taken it before the connection broke.
+        anyhow::anyhow!(
+            "transaction {hash} (nonce {nonce}){progress}: no answer from the node: {e}. \
+             It may still commit: check with `phalanx tx wait {hash}`"
+        )
+    }
 }
 
 fn describe(answer: &SubmitResponse, nonce: u64, waited: bool) -> String {
@@ -192,8 +269,8 @@ fn describe(answer: &SubmitResponse, nonce: u64, waited: bool) -> String {
             "{hash}  nonce {nonce}  committed at height {height}: {}",
             outcome(receipt)
         ),
-        _ if waited => format!("{hash}  nonce {nonce}  pending: not committed yet"),
-        _ => format!("{hash}  nonce {nonce}  submitted"),
+        _ if waited => format!("{hash}  nonce {nonce}  pending: not committed in time"),
+        _ => format!("{hash}  nonce {nonce}  accepted"),
     }
 }
 
@@ -211,9 +288,83 @@ fn wait_problem(answer: &SubmitResponse) -> Option<String> {
         Some(r) if r.is_success() => None,
         Some(r) => Some(format!("transaction {hash} was included but failed: {}", outcome(r))),
         None => Some(format!(
-            "transaction {hash} was not committed within the node's wait timeout; it may still commit: \
-             check with `phalanx query tx {hash}`"
+            "transaction {hash} was not committed within --timeout; it may still commit: \
+             wait longer with `phalanx tx wait {hash} --timeout 300`"
         )),
+    }
+}
+
+/// Polls `/txs/{hash}` until the transaction is committed (its answer) or
+/// `deadline` passes (`None`). A node that does not know the hash yet (it
+/// may still be on its way from another node) is asked again.
+fn wait_until(
+    client: &Client,
+    hash: Hash,
+    deadline: Instant,
+) -> anyhow::Result<Option<SubmitResponse>> {
+    loop {
+        match client.get::<TxResponse>(&format!("/txs/{hash}")) {
+            Ok(TxResponse {
+                status: TxState::Committed,
+                height,
+                receipt,
+                ..
+            }) => {
+                return Ok(Some(SubmitResponse {
+                    tx_hash: hash,
+                    committed: true,
+                    height,
+                    receipt,
+                }))
+            }
+            Ok(_) => {}
+            Err(e) if e.api_code() == Some("unknown_tx") => {}
+            // A node that restarts or is briefly unreachable: keep asking until the deadline.
+            Err(ClientError::Unreachable { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+    }
+}
+
+fn wait_command(args: &WaitArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.node.node)?;
+    let deadline = Instant::now() + args.timeout;
+    // A first answer straight away: a hash the node has never seen is
+    // more likely a typo or the wrong node than a slow commit.
+    match client.get::<TxResponse>(&format!("/txs/{}", args.hash)) {
+        Err(e) if e.api_code() == Some("unknown_tx") => eprintln!(
+            "{}: not known to {} yet (not in its mempool nor in a block); waiting up to {:.0} s",
+            args.hash,
+            args.node.node,
+            args.timeout.as_secs_f64()
+        ),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    match wait_until(&client, args.hash, deadline)? {
+        Some(answer) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&answer)?);
+            } else {
+                let height = answer.height.map_or("?".to_string(), |h| h.to_string());
+                let result = answer.receipt.as_ref().map_or("?".to_string(), outcome);
+                println!("{}  committed at height {height}: {result}", args.hash);
+            }
+            match wait_problem(&answer) {
+                None => Ok(()),
+                Some(problem) => anyhow::bail!("{problem}"),
+            }
+        }
+        None => anyhow::bail!(
+            "transaction {} did not commit within {:.0} s; it may still commit: wait longer with --timeout",
+            args.hash,
+            args.timeout.as_secs_f64()
+        ),
     }
 }
 
@@ -226,5 +377,15 @@ mod tests {
         assert_eq!(parse_nonce("auto"), Ok(NonceArg::Auto));
         assert_eq!(parse_nonce("7"), Ok(NonceArg::Fixed(7)));
         assert!(parse_nonce("-1").is_err());
+    }
+
+    #[test]
+    fn timeout_argument() {
+        assert_eq!(parse_timeout("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-3", "soon", "NaN", "1e9"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        assert!(parse_timeout(DEFAULT_WAIT_SECS).is_ok());
     }
 }

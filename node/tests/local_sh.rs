@@ -1,0 +1,215 @@
+//! `testnet/local.sh` end to end, as the README uses it: `up --faults
+//! --json` prints the nodes and the prefunded accounts; the README's first
+//! transaction works pasted as it is (accounts by name, from the folder the
+//! README runs in); the `/admin` examples work; a node killed with -9 comes
+//! back with its flags and answers as soon as `up` returns; `reset` is
+//! refused while nodes run and starts a fresh chain once they are down.
+//!
+//! The script is given this test's binary (`PHALANX_BIN`), so it builds nothing.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/local.sh")
+}
+
+/// A base port whose P2P and API ports are free (local.sh checks again).
+fn base_port() -> u16 {
+    // Below 32768 (Linux's ephemeral range), away from e2e.rs's 20000..31200 blocks.
+    let start = 12_000 + (std::process::id() % 40) as u16 * 200;
+    (0..40)
+        .map(|k| start.wrapping_add(k * 211) % 20_000 + 10_000)
+        .find(|p| {
+            (0..4).all(|i| {
+                std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", p + 100 + i)).is_ok()
+            })
+        })
+        .expect("a free block of ports")
+}
+
+struct LocalNet {
+    /// The folder the README's commands run in; the testnet is its testnet-data/.
+    cwd: tempfile::TempDir,
+    base_port: u16,
+}
+
+impl LocalNet {
+    fn dir(&self) -> PathBuf {
+        self.cwd.path().join("testnet-data")
+    }
+
+    fn local_sh(&self, args: &[&str]) -> Output {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(args)
+            .args(["--dir", "testnet-data"])
+            .current_dir(self.cwd.path())
+            .env("PHALANX_BIN", BIN)
+            .env_remove("PHALANX_NODE")
+            .env_remove("PHALANX_KEYS_DIR")
+            .output()
+            .expect("run local.sh");
+        eprintln!(
+            "local.sh {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs `phalanx` in the README's folder; returns stdout, failing on error.
+    fn phalanx(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(self.cwd.path())
+            .env_remove("PHALANX_NODE")
+            .env_remove("PHALANX_KEYS_DIR")
+            .env("HOME", self.cwd.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "phalanx {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn api(&self, i: u16) -> String {
+        format!("http://127.0.0.1:{}", self.base_port + 100 + i)
+    }
+
+    fn status(&self, i: u16) -> Value {
+        serde_json::from_str(&self.phalanx(&["query", "status", "--json", "--node", &self.api(i)]))
+            .unwrap()
+    }
+
+    fn pid(&self, i: u16) -> i32 {
+        std::fs::read_to_string(self.dir().join(format!("pids/node{i}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for LocalNet {
+    fn drop(&mut self) {
+        let _ = self.local_sh(&["down"]);
+    }
+}
+
+fn post(url: &str, body: &str) -> (u16, String) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut r = agent
+        .post(url)
+        .content_type("application/json")
+        .send(body)
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+fn balance(net: &LocalNet, name: &str, node: u16) -> u64 {
+    let json: Value = serde_json::from_str(&net.phalanx(&[
+        "query",
+        "account",
+        name,
+        "--json",
+        "--node",
+        &net.api(node),
+    ]))
+    .unwrap();
+    json["balance"].as_u64().unwrap()
+}
+
+#[test]
+fn local_sh_up_accounts_by_name_faults_restart_and_reset() {
+    let base_port = base_port();
+    let net = LocalNet {
+        cwd: tempfile::tempdir().unwrap(),
+        base_port,
+    };
+    let up = net.local_sh(&["up", "--faults", "--json", "--base-port", &base_port.to_string()]);
+    assert!(up.status.success(), "local.sh up failed");
+    let summary: Value = serde_json::from_slice(&up.stdout).expect("up --json prints JSON");
+    let nodes = summary["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4);
+    assert_eq!(nodes[0]["api"], net.api(0));
+    assert_eq!(nodes[1]["flags"], "--allow-fault-injection");
+    let accounts = summary["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 4, "{summary}");
+    assert_eq!(accounts[0]["name"], "account0");
+    assert!(accounts[0]["balance"].as_u64().unwrap() > 1_000, "{summary}");
+    let key0 = accounts[0]["key_file"].as_str().unwrap();
+    assert!(Path::new(key0).is_file(), "{key0}");
+
+    // The README's first transaction, as it is: names, default --node.
+    let before = balance(&net, "account1", 2);
+    let out = net.phalanx(&[
+        "tx", "transfer", "--key", "account0", "--to", "account1", "--amount", "10", "--wait",
+    ]);
+    assert!(out.contains("committed at height"), "{out}");
+    // The hash comes first, on its own line, before the answer.
+    let first_line = out.lines().next().unwrap();
+    assert!(first_line.ends_with("sending"), "{out}");
+    assert_eq!(balance(&net, "account1", 2), before + 10);
+    assert_eq!(balance(&net, accounts[1]["address"].as_str().unwrap(), 3), before + 10);
+
+    // The README's /admin examples work on a testnet started with --faults.
+    let admin = |i: u16, route: &str, body: &str| post(&format!("{}/admin/{route}", net.api(i)), body);
+    let (code, body) = admin(1, "latency", r#"{"ms":5}"#);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = admin(1, "latency", r#"{"ms":0}"#);
+    assert_eq!(code, 200, "{body}");
+
+    // kill -9 of a backup; `up` restarts just it, with its flags, and
+    // returns only once it answers.
+    let primary = net.status(0)["primary"].as_u64().unwrap() as u16;
+    let victim = (primary + 1) % 4;
+    let old_pid = net.pid(victim);
+    let killed = Command::new("kill")
+        .args(["-9", &old_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Wait until the process is gone (not only signalled).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{old_pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{old_pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "node{victim} survived kill -9");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let again = net.local_sh(&["up"]);
+    assert!(again.status.success());
+    assert_ne!(net.pid(victim), old_pid, "a new process");
+    // No waiting here: `up` returned, so the node answers now.
+    assert_eq!(net.status(victim)["validator_index"], victim as u64);
+    let (code, body) = admin(victim, "latency", r#"{"ms":0}"#);
+    assert_eq!(code, 200, "the restarted node kept --allow-fault-injection: {body}");
+
+    // reset is refused while nodes run, then starts over.
+    let refused = net.local_sh(&["reset"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("down"));
+    assert!(net.dir().join("genesis.json").is_file(), "nothing deleted");
+    assert!(net.local_sh(&["down"]).status.success());
+    let reset = net.local_sh(&["reset"]);
+    assert!(reset.status.success());
+    assert!(!net.dir().exists(), "the chain is gone");
+}
