@@ -322,7 +322,7 @@ down() {
     pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
     rm -f "$f"
   done
-  echo "stopped $stopped node(s); chain data kept in $dir (`testnet/local.sh reset` for a fresh chain)"
+  echo "stopped $stopped node(s); chain data kept in $dir (\`testnet/local.sh reset\` for a fresh chain)"
 }
 
 case "$cmd" in
