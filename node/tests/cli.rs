@@ -567,7 +567,8 @@ fn version_names_the_commit() {
         .unwrap_or_else(|| panic!("{out}"));
     let commit = rest.strip_suffix(')').unwrap_or_else(|| panic!("{out}"));
     assert!(
-        commit == "unknown" || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
         "{out}"
     );
 }
@@ -582,7 +583,10 @@ fn completions_for_each_shell() {
         let out = ok(&["completions", shell]);
         assert!(out.contains(marker), "{shell}: {out}");
         // Subcommands and their flags are in it.
-        assert!(out.contains("transfer") && out.contains("keys-dir"), "{shell}");
+        assert!(
+            out.contains("transfer") && out.contains("keys-dir"),
+            "{shell}"
+        );
     }
     fails(2, &["completions", "cmd.exe"]);
 }
@@ -625,7 +629,14 @@ fn keys_list_and_accounts_by_name() {
         assert_eq!(row["balance"].as_u64(), Some(funded.balance));
     }
     // `keys show` takes the name with --keys-dir, and prints the same address.
-    let shown = ok(&["keys", "show", "--key", "account2", "--keys-dir", p(&accounts)]);
+    let shown = ok(&[
+        "keys",
+        "show",
+        "--key",
+        "account2",
+        "--keys-dir",
+        p(&accounts),
+    ]);
     assert!(
         shown.contains(rows[2]["address"].as_str().unwrap()),
         "{shown}"
@@ -637,7 +648,14 @@ fn keys_list_and_accounts_by_name() {
     // An unknown name says where it looked and what to do.
     let err = fails(
         1,
-        &["keys", "show", "--key", "account9", "--keys-dir", p(&accounts)],
+        &[
+            "keys",
+            "show",
+            "--key",
+            "account9",
+            "--keys-dir",
+            p(&accounts),
+        ],
     );
     assert!(
         err.contains("account9") && err.contains("phalanx keys list"),

@@ -63,12 +63,14 @@ impl LocalNet {
         out
     }
 
-    /// Runs `phalanx` in the README's folder; returns stdout, failing on error.
+    /// Runs `phalanx` in the README's folder; returns stdout, failing on
+    /// error. The test's ports are not the default ones, so the default
+    /// `--node` (node0) comes from PHALANX_NODE.
     fn phalanx(&self, args: &[&str]) -> String {
         let out = Command::new(BIN)
             .args(args)
             .current_dir(self.cwd.path())
-            .env_remove("PHALANX_NODE")
+            .env("PHALANX_NODE", self.api(0))
             .env_remove("PHALANX_KEYS_DIR")
             .env("HOME", self.cwd.path())
             .output()
@@ -142,7 +144,13 @@ fn local_sh_up_accounts_by_name_faults_restart_and_reset() {
         cwd: tempfile::tempdir().unwrap(),
         base_port,
     };
-    let up = net.local_sh(&["up", "--faults", "--json", "--base-port", &base_port.to_string()]);
+    let up = net.local_sh(&[
+        "up",
+        "--faults",
+        "--json",
+        "--base-port",
+        &base_port.to_string(),
+    ]);
     assert!(up.status.success(), "local.sh up failed");
     let summary: Value = serde_json::from_slice(&up.stdout).expect("up --json prints JSON");
     let nodes = summary["nodes"].as_array().unwrap();
@@ -152,7 +160,10 @@ fn local_sh_up_accounts_by_name_faults_restart_and_reset() {
     let accounts = summary["accounts"].as_array().unwrap();
     assert_eq!(accounts.len(), 4, "{summary}");
     assert_eq!(accounts[0]["name"], "account0");
-    assert!(accounts[0]["balance"].as_u64().unwrap() > 1_000, "{summary}");
+    assert!(
+        accounts[0]["balance"].as_u64().unwrap() > 1_000,
+        "{summary}"
+    );
     let key0 = accounts[0]["key_file"].as_str().unwrap();
     assert!(Path::new(key0).is_file(), "{key0}");
 
@@ -166,10 +177,14 @@ fn local_sh_up_accounts_by_name_faults_restart_and_reset() {
     let first_line = out.lines().next().unwrap();
     assert!(first_line.ends_with("sending"), "{out}");
     assert_eq!(balance(&net, "account1", 2), before + 10);
-    assert_eq!(balance(&net, accounts[1]["address"].as_str().unwrap(), 3), before + 10);
+    assert_eq!(
+        balance(&net, accounts[1]["address"].as_str().unwrap(), 3),
+        before + 10
+    );
 
     // The README's /admin examples work on a testnet started with --faults.
-    let admin = |i: u16, route: &str, body: &str| post(&format!("{}/admin/{route}", net.api(i)), body);
+    let admin =
+        |i: u16, route: &str, body: &str| post(&format!("{}/admin/{route}", net.api(i)), body);
     let (code, body) = admin(1, "latency", r#"{"ms":5}"#);
     assert_eq!(code, 200, "{body}");
     let (code, body) = admin(1, "latency", r#"{"ms":0}"#);
@@ -201,7 +216,10 @@ fn local_sh_up_accounts_by_name_faults_restart_and_reset() {
     // No waiting here: `up` returned, so the node answers now.
     assert_eq!(net.status(victim)["validator_index"], victim as u64);
     let (code, body) = admin(victim, "latency", r#"{"ms":0}"#);
-    assert_eq!(code, 200, "the restarted node kept --allow-fault-injection: {body}");
+    assert_eq!(
+        code, 200,
+        "the restarted node kept --allow-fault-injection: {body}"
+    );
 
     // reset is refused while nodes run, then starts over.
     let refused = net.local_sh(&["reset"]);

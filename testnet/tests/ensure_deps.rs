@@ -86,8 +86,5 @@ fn libclang_in_a_later_folder_is_found() {
     let second = folder_with(&["libclang-14.so.1"]);
     let (ok, out) = check(&[first.path(), second.path()]);
     assert!(ok, "{out}");
-    assert!(
-        out.contains(&second.path().display().to_string()),
-        "{out}"
-    );
+    assert!(out.contains(&second.path().display().to_string()), "{out}");
 }

@@ -473,8 +473,8 @@ fn evidence_is_listed() {
 
 #[test]
 fn cli_transfer_and_queries_against_a_served_node() {
-    use crate::cli::query::{QueryCommand, QueryOpts};
     use crate::cli::names::KeysDirArg;
+    use crate::cli::query::{QueryCommand, QueryOpts};
     use crate::cli::tx::{NonceArg, TransferArgs, TxCommand};
     use crate::client::NodeArg;
 
@@ -696,7 +696,10 @@ fn transfer_wait_outlasts_the_node_wait_and_takes_accounts_by_name() {
         // Commit well after the node's 200 ms wait has answered "pending".
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while shared.mempool.is_empty() {
-            assert!(std::time::Instant::now() < deadline, "the transfer never arrived");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the transfer never arrived"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(800));
@@ -707,10 +710,17 @@ fn transfer_wait_outlasts_the_node_wait_and_takes_accounts_by_name() {
         let sender = scope.spawn(|| crate::cli::tx::run(&TxCommand::Transfer(args)));
         let txs = committer.join().unwrap();
         assert_eq!(txs.len(), 1);
-        assert_eq!(txs[0].tx.to, addr("bob"), "--to bob resolved from the keys folder");
+        assert_eq!(
+            txs[0].tx.to,
+            addr("bob"),
+            "--to bob resolved from the keys folder"
+        );
         let tx = txs[0].clone();
         node_ref.commit(vec![tx.clone()]);
-        sender.join().unwrap().expect("the waited transfer committed");
+        sender
+            .join()
+            .unwrap()
+            .expect("the waited transfer committed");
 
         // `phalanx tx wait` on the committed hash answers at once.
         let started = std::time::Instant::now();

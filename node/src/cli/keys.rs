@@ -197,7 +197,12 @@ fn list(
         );
         return Ok(());
     }
-    let width = rows.iter().map(|r| r.account.name.len()).max().unwrap_or(4).max(4);
+    let width = rows
+        .iter()
+        .map(|r| r.account.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let balance_width = rows
         .iter()
         .filter_map(|r| r.balance)
@@ -223,7 +228,12 @@ fn list(
                 b,
                 a.key_file.display()
             ),
-            None => println!("{:<width$}  {}  {}", a.name, a.address, a.key_file.display()),
+            None => println!(
+                "{:<width$}  {}  {}",
+                a.name,
+                a.address,
+                a.key_file.display()
+            ),
         }
     }
     Ok(())

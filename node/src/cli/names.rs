@@ -69,7 +69,8 @@ pub fn resolve_key_file(arg: &str, dirs: &[PathBuf]) -> anyhow::Result<PathBuf> 
         return Ok(as_path);
     }
     if looks_like_path(arg) {
-        anyhow::bail!("key file {arg} does not exist");
+        // Reading it says that it is missing and how to make one.
+        return Ok(as_path);
     }
     for dir in dirs {
         let candidate = dir.join(format!("{arg}.json"));
@@ -143,7 +144,7 @@ pub fn list_accounts(dir: &Path) -> anyhow::Result<Vec<NamedAccount>> {
             });
         }
     }
-    accounts.sort_by(|a, b| natural_key(&a.name).cmp(&natural_key(&b.name)));
+    accounts.sort_by_key(|a| natural_key(&a.name));
     Ok(accounts)
 }
 
@@ -163,8 +164,9 @@ mod tests {
     use super::*;
     use phalanx_crypto::{write_key_file, Keypair};
 
+    /// A key file DIR/NAME.json; each (folder, name) pair gets its own key.
     fn key_in(dir: &Path, name: &str, kind: KeyKind) -> Address {
-        let key = Keypair::from_seed([name.len() as u8 + kind as u8; 32]);
+        let key = Keypair::from_label(&format!("{}/{name}/{kind}", dir.display()));
         write_key_file(&dir.join(format!("{name}.json")), kind, &key).unwrap();
         Address(key.public())
     }
@@ -202,7 +204,10 @@ mod tests {
         let err = resolve_address("bob", &[PathBuf::from("/nonexistent")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no key file or account named \"bob\""), "{err}");
+        assert!(
+            err.contains("no key file or account named \"bob\""),
+            "{err}"
+        );
         assert!(err.contains("/nonexistent"), "{err}");
     }
 
@@ -211,7 +216,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         key_in(dir.path(), "alice", KeyKind::Account);
         let dirs = vec![dir.path().to_path_buf()];
-        let err = resolve_key_file("elsewhere/alice.json", &dirs)
+        assert_eq!(
+            resolve_key_file("elsewhere/alice.json", &dirs).unwrap(),
+            PathBuf::from("elsewhere/alice.json")
+        );
+        let err = resolve_address("elsewhere/alice.json", &dirs)
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not exist"), "{err}");
@@ -239,7 +248,9 @@ mod tests {
             .map(|a| a.name)
             .collect();
         assert_eq!(names, ["account0", "account2", "account10"]);
-        assert!(list_accounts(&dir.path().join("missing")).unwrap().is_empty());
+        assert!(list_accounts(&dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

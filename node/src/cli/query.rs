@@ -1,13 +1,13 @@
 //! `phalanx query`: read a node's API and print it for people (default) or
 //! as the API's JSON (`--json`).
 
+use super::names::KeysDirArg;
 use crate::api::types::{
     AccountResponse, BlockResponse, EvidenceResponse, TxResponse, TxState, ValidatorResponse,
 };
 use crate::client::{Client, NodeArg};
 use crate::shared::NodeStatus;
 use phalanx_crypto::Hash;
-use super::names::KeysDirArg;
 use phalanx_ledger::{Address, Justification, TxStatus};
 use serde::de::DeserializeOwned;
 use std::fmt::Write as _;
@@ -100,9 +100,11 @@ pub fn run(cmd: &QueryCommand) -> anyhow::Result<()> {
             opts,
         } => {
             let address = keys.address(account)?;
-            show(opts, &format!("/accounts/{address}"), |a: AccountResponse| {
-                format_account(&a)
-            })
+            show(
+                opts,
+                &format!("/accounts/{address}"),
+                |a: AccountResponse| format_account(&a),
+            )
         }
         QueryCommand::Validators(o) => show(o, "/validators", |v: Vec<ValidatorResponse>| {
             format_validators(&v)

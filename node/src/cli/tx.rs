@@ -6,8 +6,8 @@ use crate::api::types::{AccountResponse, SubmitResponse, TxResponse, TxState};
 use crate::client::{Client, ClientError, NodeArg};
 use crate::shared::NodeStatus;
 use anyhow::Context as _;
-use phalanx_crypto::{read_key_file, KeyKind};
 use phalanx_crypto::Hash;
+use phalanx_crypto::{read_key_file, KeyKind};
 use phalanx_ledger::{Address, Receipt, Transaction, TxStatus};
 use std::time::{Duration, Instant};
 
@@ -286,7 +286,10 @@ fn wait_problem(answer: &SubmitResponse) -> Option<String> {
     let hash = answer.tx_hash;
     match &answer.receipt {
         Some(r) if r.is_success() => None,
-        Some(r) => Some(format!("transaction {hash} was included but failed: {}", outcome(r))),
+        Some(r) => Some(format!(
+            "transaction {hash} was included but failed: {}",
+            outcome(r)
+        )),
         None => Some(format!(
             "transaction {hash} was not committed within --timeout; it may still commit: \
              wait longer with `phalanx tx wait {hash} --timeout 300`"
