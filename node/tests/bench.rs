@@ -67,6 +67,15 @@ fn quick_bench_commits_on_every_node_and_writes_the_report() {
         md.contains("committed tx/s") && md.contains("one chain"),
         "{md}"
     );
+    // The binary that measured: its version and commit, in both reports.
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
+    let commit = report["git_commit"].as_str().unwrap();
+    assert!(!commit.is_empty());
+    let binary = format!(
+        "Binary: phalanx {} (git commit {commit})",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(md.contains(&binary), "{md}");
     // stderr is a pipe here: plain progress lines, no bar redrawn in place.
     assert!(
         stderr

@@ -124,6 +124,15 @@ fn quick_fault_matrix_pbft_survives_and_cft_forks() {
         assert!(md.contains(needle), "faults.md lacks {needle:?}:\n{md}");
     }
     assert!(stdout.contains("| setup | fault |"), "{stdout}");
+    // The binary that measured: its version and commit, in both reports.
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
+    let commit = report["git_commit"].as_str().unwrap();
+    assert!(!commit.is_empty());
+    let binary = format!(
+        "Binary: phalanx {} (git commit {commit})",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(md.contains(&binary), "{md}");
     // stderr is a pipe here: plain progress lines naming each cell, no bar.
     for cell in [
         "faults [1/3] PBFT n=4 · f crashed: ",

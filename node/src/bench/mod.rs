@@ -180,12 +180,30 @@ pub struct RunResult {
 pub struct BenchReport {
     /// The command line.
     pub command: String,
+    /// The phalanx version that measured.
+    pub version: String,
+    /// The git commit that phalanx was built from.
+    pub git_commit: String,
     /// Where it ran.
     pub machine: Machine,
     /// When (Unix seconds).
     pub started_unix_s: u64,
     /// One per (validators, rate).
     pub runs: Vec<RunResult>,
+}
+
+impl BenchReport {
+    /// An empty report of `command` run now, on this machine, by this binary.
+    pub fn new(command: String) -> BenchReport {
+        BenchReport {
+            command,
+            version: crate::version::VERSION.into(),
+            git_commit: crate::version::GIT_COMMIT.into(),
+            machine: Machine::detect(),
+            started_unix_s: load::unix_ms() as u64 / 1000,
+            runs: Vec::new(),
+        }
+    }
 }
 
 /// The machine the figures come from.
@@ -254,12 +272,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.accounts > 0, "--accounts must be at least 1");
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
-    let mut report = BenchReport {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        machine: Machine::detect(),
-        started_unix_s: load::unix_ms() as u64 / 1000,
-        runs: Vec::new(),
-    };
+    let mut report = BenchReport::new(std::env::args().collect::<Vec<_>>().join(" "));
     let paces: Vec<Pace> = if args.max {
         vec![Pace::Max { window: 0 }]
     } else if args.sweep {
