@@ -13,8 +13,8 @@ fn base_port() -> u16 {
 }
 
 /// Runs `phalanx bench --quick` with `args` into `out`; asserts it
-/// succeeded and returns its stdout and the parsed `bench.json`.
-fn quick_bench(args: &[&str], port: u16, out: &std::path::Path) -> (String, Value) {
+/// succeeded and returns its stdout, its stderr and the parsed `bench.json`.
+fn quick_bench(args: &[&str], port: u16, out: &std::path::Path) -> (String, String, Value) {
     let run = Command::new(BIN)
         .args(["bench", "--quick", "--min-tps", "50"])
         .args(args)
@@ -24,18 +24,18 @@ fn quick_bench(args: &[&str], port: u16, out: &std::path::Path) -> (String, Valu
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
     let report =
         serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
-    (stdout, report)
+    (stdout, stderr, report)
 }
 
 #[test]
 fn quick_bench_commits_on_every_node_and_writes_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
-    let (stdout, report) = quick_bench(&["--rate", "400"], base_port(), &out);
+    let (stdout, stderr, report) = quick_bench(&["--rate", "400"], base_port(), &out);
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     let r = &runs[0];
@@ -66,6 +66,29 @@ fn quick_bench_commits_on_every_node_and_writes_the_report() {
     assert!(
         md.contains("committed tx/s") && md.contains("one chain"),
         "{md}"
+    );
+    // The binary that measured: its version and commit, in both reports.
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
+    let commit = report["git_commit"].as_str().unwrap();
+    assert!(!commit.is_empty());
+    let binary = format!(
+        "Binary: phalanx {} (git commit {commit})",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(md.contains(&binary), "{md}");
+    // stderr is a pipe here: plain progress lines, no bar redrawn in place.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("bench n=4 @ 400 tx/s: ")
+                && l.contains("% ")
+                && l.contains(" s, sent ")
+                && l.contains(" tx/s, committed ")),
+        "no progress line:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
     );
     assert!(stdout.contains("# Phalanx benchmark"), "{stdout}");
     for svg in [
@@ -127,7 +150,7 @@ fn bench_refuses_nonsense_arguments() {
 fn quick_bench_runs_the_cft_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
-    let (_, report) = quick_bench(
+    let (_, _, report) = quick_bench(
         &["--rate", "300", "--validators", "3", "--consensus", "cft"],
         base_port() + 20,
         &out,

@@ -14,8 +14,8 @@ fn base_port() -> u16 {
 }
 
 /// Runs `phalanx <args> --out <out>`, asserts it succeeded, returns its
-/// stdout and the parsed `faults.json`.
-fn run_faults(args: &[&str], out: &std::path::Path) -> (String, Value) {
+/// stdout, its stderr and the parsed `faults.json`.
+fn run_faults(args: &[&str], out: &std::path::Path) -> (String, String, Value) {
     let run = Command::new(BIN)
         .args(args)
         .arg("--out")
@@ -23,11 +23,11 @@ fn run_faults(args: &[&str], out: &std::path::Path) -> (String, Value) {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(run.status.success(), "faults failed:\n{stdout}\n{stderr}");
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("faults.json")).unwrap()).unwrap();
-    (stdout, report)
+    (stdout, stderr, report)
 }
 
 fn well_formed_svg(text: &str) -> bool {
@@ -46,7 +46,7 @@ fn well_formed_svg(text: &str) -> bool {
 fn quick_fault_matrix_pbft_survives_and_cft_forks() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
-    let (stdout, report) = run_faults(
+    let (stdout, stderr, report) = run_faults(
         &["faults", "--quick", "--base-port", &base_port().to_string()],
         &out,
     );
@@ -124,6 +124,32 @@ fn quick_fault_matrix_pbft_survives_and_cft_forks() {
         assert!(md.contains(needle), "faults.md lacks {needle:?}:\n{md}");
     }
     assert!(stdout.contains("| setup | fault |"), "{stdout}");
+    // The binary that measured: its version and commit, in both reports.
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
+    let commit = report["git_commit"].as_str().unwrap();
+    assert!(!commit.is_empty());
+    let binary = format!(
+        "Binary: phalanx {} (git commit {commit})",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(md.contains(&binary), "{md}");
+    // stderr is a pipe here: plain progress lines naming each cell, no bar.
+    for cell in [
+        "faults [1/3] PBFT n=4 · f crashed: ",
+        "faults [2/3] PBFT n=4 · f equivocating: ",
+        "faults [3/3] CFT n=3 · f equivocating: ",
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(cell) && l.contains(" s, committed ")),
+            "no progress line for {cell:?}:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
     for svg in [
         "throughput.svg",
         "latency.svg",
@@ -178,7 +204,7 @@ fn pbft_keeps_one_chain_when_its_primary_runs_twice() {
     // Below the ephemeral range and clear of the other tests' ports.
     let base = 3_000 + (std::process::id() % 20) as u16 * 400;
     let base = base.to_string();
-    let (_, report) = run_faults(
+    let (_, _, report) = run_faults(
         &[
             "faults",
             "--setups",

@@ -10,4 +10,5 @@
 
 pub mod chart;
 pub mod generals;
+pub mod progress;
 pub mod sim;

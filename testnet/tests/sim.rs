@@ -25,15 +25,17 @@ use phalanx_ledger::{
     execute, Address, Executed, Payload, SignatureCheck, SignedTransaction, State, Transaction,
     ValidatorIndex, Vote,
 };
+use phalanx_testnet::progress::{Clock, Progress, Unit, LINE_EVERY};
 use phalanx_testnet::sim::scenario::{
     account, account_key, Behaviour, ByzantinePlan, SilentMode, Submission, CHAIN_ID,
 };
+use phalanx_testnet::sim::sweep_with_progress;
 use phalanx_testnet::sim::{
     pbft_factory, run_scenario, run_scenario_with, sweep, Fault, FaultSet, Hooks, Outcome,
     Scenario, SimArgs, SimConsensus, SimEngine, Sweep, SweepConfig, Tamper, TamperCtx,
     ViolationKind,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
@@ -437,6 +439,76 @@ fn the_printed_replay_command_reproduces_the_schedule() {
             !replay.outcomes[0].trace.is_empty(),
             "--verbose keeps the trace"
         );
+    }
+}
+
+/// A clock that stands still: progress lines come from updates alone.
+struct StoppedClock;
+
+impl Clock for StoppedClock {
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+/// What a progress display printed.
+#[derive(Clone, Default)]
+struct Printed(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Printed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Printed {
+    fn lines(&self) -> Vec<String> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+}
+
+/// `phalanx sim`'s progress: the sweep updates it as schedules end, and
+/// its last line counts every schedule and every violation found.
+#[test]
+fn a_sweep_reports_schedules_done_and_violations_found() {
+    for (hooks, name) in [
+        (&Hooks::default as &(dyn Fn() -> Hooks + Sync), "shipped"),
+        (&|| mutant_hooks(false, true), "broken engine"),
+    ] {
+        let printed = Printed::default();
+        let progress = Progress::lines(
+            "sim",
+            Unit::Count("schedules"),
+            6.0,
+            LINE_EVERY,
+            Box::new(StoppedClock),
+            Box::new(printed.clone()),
+        );
+        let s = sweep_with_progress(&config(4, 1, "all", 0, 6), hooks, Some(&progress)).unwrap();
+        // The clock stands still: the first schedule's line, no other yet.
+        let lines = printed.lines();
+        assert_eq!(lines.len(), 1, "{name}: {lines:?}");
+        assert!(
+            lines[0].starts_with("sim: 16% 1/6 schedules, "),
+            "{name}: {lines:?}"
+        );
+        progress.finish();
+        let lines = printed.lines();
+        assert_eq!(lines.len(), 2, "{name}: {lines:?}");
+        let violations = s.totals.violation_count();
+        assert_eq!(violations == 0, name == "shipped");
+        let expected = format!(
+            "sim: 100% 6/6 schedules, {} violation{}, ",
+            phalanx_testnet::progress::count(violations as f64),
+            if violations == 1 { "" } else { "s" }
+        );
+        assert!(lines[1].starts_with(&expected), "{name}: {lines:?}");
+        assert!(lines[1].ends_with(" schedules/s"), "{name}: {lines:?}");
     }
 }
 

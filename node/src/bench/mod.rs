@@ -15,9 +15,9 @@ mod report;
 use cluster::{sample, sample_self, Cluster, ProcSample};
 use load::{Live, Pace};
 use observe::{Divergence, Percentiles};
+use phalanx_testnet::progress::{self, Progress};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -180,12 +180,30 @@ pub struct RunResult {
 pub struct BenchReport {
     /// The command line.
     pub command: String,
+    /// The phalanx version that measured.
+    pub version: String,
+    /// The git commit that phalanx was built from.
+    pub git_commit: String,
     /// Where it ran.
     pub machine: Machine,
     /// When (Unix seconds).
     pub started_unix_s: u64,
     /// One per (validators, rate).
     pub runs: Vec<RunResult>,
+}
+
+impl BenchReport {
+    /// An empty report of `command` run now, on this machine, by this binary.
+    pub fn new(command: String) -> BenchReport {
+        BenchReport {
+            command,
+            version: crate::version::VERSION.into(),
+            git_commit: crate::version::GIT_COMMIT.into(),
+            machine: Machine::detect(),
+            started_unix_s: load::unix_ms() as u64 / 1000,
+            runs: Vec::new(),
+        }
+    }
 }
 
 /// The machine the figures come from.
@@ -254,12 +272,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.accounts > 0, "--accounts must be at least 1");
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
-    let mut report = BenchReport {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        machine: Machine::detect(),
-        started_unix_s: load::unix_ms() as u64 / 1000,
-        runs: Vec::new(),
-    };
+    let mut report = BenchReport::new(std::env::args().collect::<Vec<_>>().join(" "));
     let paces: Vec<Pace> = if args.max {
         vec![Pace::Max { window: 0 }]
     } else if args.sweep {
@@ -408,7 +421,7 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
             s.spawn(move || load::submit(batches, apis, pace, connections, start, measure_to, live))
         };
         // Progress, and the resource samples at the window's edges.
-        let progress = Progress::new(seconds);
+        let progress = Progress::new(progress_name(n, pace), progress::Unit::Seconds, seconds);
         let mut last = (Instant::now(), 0u64, 0u64);
         while !submitter.is_finished() {
             std::thread::sleep(Duration::from_millis(200));
@@ -421,11 +434,13 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
                 let sent = live.sent.load(Ordering::Relaxed);
                 let committed = live.committed.load(Ordering::Relaxed);
                 let dt = now.duration_since(last.0).as_secs_f64();
-                progress.show(
+                progress.update(
                     now.duration_since(start).as_secs_f64(),
-                    (sent - last.1) as f64 / dt,
-                    (committed.saturating_sub(last.2)) as f64 / dt,
-                    now < measure_from,
+                    &progress_detail(
+                        (sent - last.1) as f64 / dt,
+                        (committed.saturating_sub(last.2)) as f64 / dt,
+                        now < measure_from,
+                    ),
                 );
                 last = (now, sent, committed);
             }
@@ -436,7 +451,7 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
             .map_err(|_| anyhow::anyhow!("the submitter thread panicked"))?;
         // Drain: give accepted transactions time to commit everywhere.
         observe::drain(&live, &counts, submitted.accepted, Duration::from_secs(15));
-        progress.done();
+        progress.finish();
         observers_stop.store(true, Ordering::Relaxed);
         let per_node = observe::join_observers(observers)?;
         Ok((submitted, per_node))
@@ -587,47 +602,45 @@ fn sample_all(pids: &[Option<u32>]) -> Vec<Option<ProcSample>> {
     pids.iter().map(|p| p.and_then(sample)).collect()
 }
 
-/// A one-line progress bar on a terminal, a line every 5 s otherwise.
-struct Progress {
-    total_s: f64,
-    tty: bool,
-    last_line: std::cell::Cell<f64>,
+/// What `phalanx bench` reports beside its progress.
+fn progress_detail(sent_per_s: f64, committed_per_s: f64, warming: bool) -> String {
+    format!(
+        "sent {} tx/s, committed {} tx/s{}",
+        progress::count(sent_per_s),
+        progress::count(committed_per_s),
+        if warming { " (warm-up)" } else { "" }
+    )
 }
 
-impl Progress {
-    fn new(total_s: f64) -> Progress {
-        Progress {
-            total_s,
-            tty: std::io::stderr().is_terminal(),
-            last_line: std::cell::Cell::new(-10.0),
-        }
+/// The name of a run's progress: "bench n=4 @ 2,000 tx/s".
+fn progress_name(n: usize, pace: Pace) -> String {
+    match pace {
+        Pace::Rate(r) => format!("bench n={n} @ {} tx/s", progress::count(r)),
+        Pace::Max { .. } => format!("bench n={n} @ max"),
     }
+}
 
-    fn show(&self, elapsed: f64, sent_per_s: f64, committed_per_s: f64, warming: bool) {
-        let width = 30usize;
-        let done = ((elapsed / self.total_s).min(1.0) * width as f64) as usize;
-        let line = format!(
-            "[{}{}] {:>5.1}/{:.0} s {} sent {:>7.0} tx/s  committed {:>7.0} tx/s",
-            "#".repeat(done),
-            " ".repeat(width - done),
-            elapsed,
-            self.total_s,
-            if warming { "(warm-up)" } else { "         " },
-            sent_per_s,
-            committed_per_s
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_says_what_was_sent_and_committed() {
+        assert_eq!(
+            progress_detail(1_000.4, 0.0, true),
+            "sent 1,000 tx/s, committed 0 tx/s (warm-up)"
         );
-        if self.tty {
-            eprint!("\r{line}");
-            let _ = std::io::stderr().flush();
-        } else if elapsed - self.last_line.get() >= 5.0 {
-            self.last_line.set(elapsed);
-            eprintln!("{line}");
-        }
-    }
-
-    fn done(&self) {
-        if self.tty {
-            eprintln!();
-        }
+        let line = progress::line(
+            &progress_name(4, Pace::Rate(5_000.0)),
+            progress::Unit::Seconds,
+            9.0,
+            20.0,
+            &progress_detail(4_912.0, 4_870.6, false),
+        );
+        assert_eq!(
+            line,
+            "bench n=4 @ 5,000 tx/s: 45% 9.0/20.0 s, sent 4,912 tx/s, committed 4,871 tx/s"
+        );
+        assert_eq!(progress_name(7, Pace::Max { window: 0 }), "bench n=7 @ max");
     }
 }

@@ -74,6 +74,11 @@ pub fn markdown(report: &BenchReport) -> String {
     let _ = writeln!(s, "Command: `{}`  ", report.command);
     let _ = writeln!(
         s,
+        "Binary: phalanx {} (git commit {})  ",
+        report.version, report.git_commit
+    );
+    let _ = writeln!(
+        s,
         "Machine: {} ({} cores, {:.0} GiB), {} build; all validators and the load generator on it.\n",
         m.cpu, m.cores, m.memory_gib, m.build
     );
@@ -226,4 +231,33 @@ fn throughput_over_time(report: &BenchReport) -> String {
         y_from_zero: true,
     }
     .to_svg()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::{GIT_COMMIT, VERSION};
+
+    #[test]
+    fn the_report_names_the_version_and_commit_that_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = BenchReport::new("phalanx bench --quick".into());
+        let summary = write(&report, dir.path()).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("bench.md")).unwrap();
+        assert_eq!(md, summary);
+        let header: Vec<&str> = md.lines().skip(2).take(3).map(str::trim_end).collect();
+        assert_eq!(header[0], "Command: `phalanx bench --quick`");
+        assert_eq!(
+            header[1],
+            format!("Binary: phalanx {VERSION} (git commit {GIT_COMMIT})")
+        );
+        assert!(header[2].starts_with("Machine: "), "{md}");
+
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["version"], VERSION);
+        assert_eq!(json["git_commit"], GIT_COMMIT);
+        assert!(!VERSION.is_empty() && !GIT_COMMIT.is_empty());
+    }
 }

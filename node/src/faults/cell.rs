@@ -15,9 +15,9 @@ use crate::bench::observe::{self, Percentiles};
 use crate::client::Client;
 use crate::shared::{CommitRecord, NodeStatus};
 use phalanx_crypto::Hash;
+use phalanx_testnet::progress::{self, Progress};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal as _, Write as _};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -294,7 +294,7 @@ pub fn run(
                 )
             })
         };
-        let progress = Progress::new(label, seconds);
+        let progress = Progress::new(format!("faults {label}"), progress::Unit::Seconds, seconds);
         let mut injected_done = false;
         let mut healed = false;
         let mut last = (Instant::now(), 0u64);
@@ -335,7 +335,7 @@ pub fn run(
                 } else {
                     "FAULT"
                 };
-                progress.show(t, rate, phase);
+                progress.update(t, &progress_detail(rate, phase));
             }
             Ok(())
         })();
@@ -350,7 +350,7 @@ pub fn run(
         // still under way (slow on a loaded machine: a CI run once needed
         // more than 6 s after a crashed primary).
         observe::drain(&live, &counts, submitted.accepted, Duration::from_secs(20));
-        progress.done();
+        progress.finish();
         observers_stop.store(true, Ordering::Relaxed);
         let per_node = observe::join_observers(observers)?;
         result?;
@@ -590,53 +590,12 @@ fn heal(
     Ok(())
 }
 
-/// A one-line progress bar on a terminal, a line every 5 s otherwise.
-struct Progress<'a> {
-    label: &'a str,
-    total_s: f64,
-    tty: bool,
-    last_line: std::cell::Cell<f64>,
-}
-
-impl<'a> Progress<'a> {
-    fn new(label: &'a str, total_s: f64) -> Progress<'a> {
-        let tty = std::io::stderr().is_terminal();
-        if !tty {
-            eprintln!("{label}");
-        }
-        Progress {
-            label,
-            total_s,
-            tty,
-            last_line: std::cell::Cell::new(-10.0),
-        }
-    }
-
-    fn show(&self, elapsed: f64, committed_per_s: f64, phase: &str) {
-        let width = 24usize;
-        let done = ((elapsed / self.total_s).min(1.0) * width as f64) as usize;
-        let bar = format!(
-            "[{}{}] {:>4.1}/{:.0} s  committed {:>6.0} tx/s  {phase:<16}",
-            "#".repeat(done),
-            " ".repeat(width - done),
-            elapsed,
-            self.total_s,
-            committed_per_s,
-        );
-        if self.tty {
-            eprint!("\r{} {bar}", self.label);
-            let _ = std::io::stderr().flush();
-        } else if elapsed - self.last_line.get() >= 5.0 {
-            self.last_line.set(elapsed);
-            eprintln!("    {bar}");
-        }
-    }
-
-    fn done(&self) {
-        if self.tty {
-            eprintln!();
-        }
-    }
+/// What `phalanx faults` reports beside a cell's progress.
+fn progress_detail(committed_per_s: f64, phase: &str) -> String {
+    format!(
+        "committed {} tx/s, {phase}",
+        progress::count(committed_per_s)
+    )
 }
 
 #[cfg(test)]
@@ -667,6 +626,21 @@ mod tests {
         // Chains of different lengths agree where they overlap.
         let (compared, fork) = compare(&[(0, a.clone()), (1, a[..2].to_vec())]);
         assert_eq!((compared, fork), (2, None));
+    }
+
+    #[test]
+    fn the_progress_line_names_the_cell_its_rate_and_phase() {
+        let line = progress::line(
+            "faults [2/3] PBFT n=4 · f equivocating",
+            progress::Unit::Seconds,
+            4.5,
+            9.0,
+            &progress_detail(1_234.4, "FAULT"),
+        );
+        assert_eq!(
+            line,
+            "faults [2/3] PBFT n=4 · f equivocating: 50% 4.5/9.0 s, committed 1,234 tx/s, FAULT"
+        );
     }
 
     #[test]

@@ -245,6 +245,10 @@ pub struct FaultsArgs {
 pub struct FaultsReport {
     /// The command line.
     pub command: String,
+    /// The phalanx version that measured.
+    pub version: String,
+    /// The git commit that phalanx was built from.
+    pub git_commit: String,
     /// Where it ran.
     pub machine: crate::bench::Machine,
     /// How partitions were made.
@@ -255,6 +259,22 @@ pub struct FaultsReport {
     pub duration_s: f64,
     /// One per cell.
     pub cells: Vec<CellResult>,
+}
+
+impl FaultsReport {
+    /// An empty report of `command`, run on this machine by this binary.
+    pub fn new(command: String, partition_method: String, rate: f64, duration_s: f64) -> Self {
+        FaultsReport {
+            command,
+            version: crate::version::VERSION.into(),
+            git_commit: crate::version::GIT_COMMIT.into(),
+            machine: crate::bench::Machine::detect(),
+            partition_method,
+            rate,
+            duration_s,
+            cells: Vec::new(),
+        }
+    }
 }
 
 /// How partitions are made on this machine (checked, not assumed).
@@ -358,14 +378,12 @@ pub fn run(args: &FaultsArgs) -> anyhow::Result<()> {
         per_cell,
         cells.len() as f64 * per_cell / 60.0
     );
-    let mut report = FaultsReport {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        machine: crate::bench::Machine::detect(),
-        partition_method: method,
-        rate: args.rate,
-        duration_s: args.duration,
-        cells: Vec::new(),
-    };
+    let mut report = FaultsReport::new(
+        std::env::args().collect::<Vec<_>>().join(" "),
+        method,
+        args.rate,
+        args.duration,
+    );
     for (k, (setup, fault)) in cells.iter().enumerate() {
         let label = format!(
             "[{}/{}] {} · {}",

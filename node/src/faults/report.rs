@@ -260,11 +260,16 @@ fn explain(r: &FaultsReport) -> String {
     out
 }
 
-/// Writes every file; returns the Markdown summary.
-pub fn write(r: &FaultsReport, out: &Path) -> anyhow::Result<String> {
+/// `faults.md`: the header, the table and what the cells show.
+pub fn markdown(r: &FaultsReport) -> String {
     let mut md =
         String::from("# Phalanx under faults: PBFT beside a crash-fault-tolerant baseline\n\n");
     let _ = writeln!(md, "Command: `{}`  ", r.command);
+    let _ = writeln!(
+        md,
+        "Binary: phalanx {} (git commit {})  ",
+        r.version, r.git_commit
+    );
     let _ = writeln!(
         md,
         "Machine: {} ({} cores, {:.0} GiB, {} build); every node and the load generator on it.  ",
@@ -291,7 +296,12 @@ pub fn write(r: &FaultsReport, out: &Path) -> anyhow::Result<String> {
     md.push_str(
         "\nCharts: `throughput.svg`, `latency.svg`, `timeline-<setup>.svg` (commits around the fault).\n",
     );
-    write_file(&out.join("faults.md"), &md)?;
+    md
+}
+
+/// Writes every file; returns the Markdown summary.
+pub fn write(r: &FaultsReport, out: &Path) -> anyhow::Result<String> {
+    write_file(&out.join("faults.md"), &markdown(r))?;
     write_file(&out.join("faults.json"), &serde_json::to_string_pretty(r)?)?;
 
     let setups = setups(r);
@@ -365,4 +375,38 @@ pub fn write(r: &FaultsReport, out: &Path) -> anyhow::Result<String> {
 
 fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::{GIT_COMMIT, VERSION};
+
+    #[test]
+    fn the_report_names_the_version_and_commit_that_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = FaultsReport::new(
+            "phalanx faults --quick".into(),
+            "transport level".into(),
+            300.0,
+            8.0,
+        );
+        write(&report, dir.path()).unwrap();
+        let md = std::fs::read_to_string(dir.path().join("faults.md")).unwrap();
+        assert_eq!(md, markdown(&report));
+        let header: Vec<&str> = md.lines().skip(2).take(3).map(str::trim_end).collect();
+        assert_eq!(header[0], "Command: `phalanx faults --quick`");
+        assert_eq!(
+            header[1],
+            format!("Binary: phalanx {VERSION} (git commit {GIT_COMMIT})")
+        );
+        assert!(header[2].starts_with("Machine: "), "{md}");
+
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("faults.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["version"], VERSION);
+        assert_eq!(json["git_commit"], GIT_COMMIT);
+        assert!(!VERSION.is_empty() && !GIT_COMMIT.is_empty());
+    }
 }

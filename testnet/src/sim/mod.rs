@@ -89,7 +89,7 @@ pub use hooks::{ledger_executor, Executor, Hooks, Outcome, Stats, Tamper, Tamper
 pub use node::{pbft_factory, EngineFactory, SimEngine};
 pub use protocol::{SimConsensus, SimMessage};
 pub use scenario::{Scenario, LIVENESS_BOUND_MS, VIEW_CHANGE_TIMEOUT_MS};
-pub use sweep::{sweep, Sweep, SweepConfig, Totals};
+pub use sweep::{sweep, sweep_with_progress, Sweep, SweepConfig, Totals};
 pub use world::{run_scenario, run_scenario_with};
 
 /// `phalanx sim` arguments.
@@ -159,7 +159,14 @@ impl SimArgs {
 /// Runs `phalanx sim`; `Ok(true)` when no schedule violated a property.
 pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
     let config = args.sweep_config();
-    let result = sweep(&config, &Hooks::default)?;
+    let progress = crate::progress::Progress::new(
+        "sim",
+        crate::progress::Unit::Count("schedules"),
+        config.seeds as f64,
+    );
+    let result = sweep::sweep_with_progress(&config, &Hooks::default, Some(&progress));
+    progress.finish();
+    let result = result?;
     if args.verbose {
         for o in &result.outcomes {
             println!("== seed {} ==", o.seed);

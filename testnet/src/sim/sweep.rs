@@ -9,6 +9,7 @@ use super::hooks::{Hooks, Outcome};
 use super::protocol::SimConsensus;
 use super::scenario::{Scenario, ScenarioError};
 use super::world::run_scenario;
+use crate::progress::Progress;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,15 @@ impl SweepConfig {
             self.validators, self.byzantine, self.faults
         )
     }
+}
+
+/// What `phalanx sim` reports beside its progress: "2 violations, 41.5 schedules/s".
+pub fn progress_detail(violations: u64, schedules_per_s: f64) -> String {
+    format!(
+        "{} violation{}, {schedules_per_s:.1} schedules/s",
+        crate::progress::count(violations as f64),
+        if violations == 1 { "" } else { "s" }
+    )
 }
 
 /// Totals over a sweep.
@@ -196,6 +206,16 @@ pub fn sweep(
     config: &SweepConfig,
     make_hooks: &(dyn Fn() -> Hooks + Sync),
 ) -> Result<Sweep, ScenarioError> {
+    sweep_with_progress(config, make_hooks, None)
+}
+
+/// [`sweep`], updating `progress` as each schedule ends: schedules done,
+/// violations so far and schedules per second. The caller finishes it.
+pub fn sweep_with_progress(
+    config: &SweepConfig,
+    make_hooks: &(dyn Fn() -> Hooks + Sync),
+    progress: Option<&Progress>,
+) -> Result<Sweep, ScenarioError> {
     // Fail early on a bad configuration rather than in every worker.
     Scenario::generate_for(
         config.consensus,
@@ -207,6 +227,7 @@ pub fn sweep(
     let started = Instant::now();
     let next = AtomicU64::new(0);
     let results: Mutex<Vec<(u64, FaultSet, Outcome)>> = Mutex::new(Vec::new());
+    let violations_so_far = AtomicU64::new(0);
     let threads = config.threads.clamp(1, 256);
     quiet_worker_panics();
     std::thread::scope(|scope| {
@@ -230,10 +251,19 @@ pub fn sweep(
                 let mut hooks = make_hooks();
                 hooks.verbose |= config.verbose;
                 let outcome = run_scenario(scenario, hooks);
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((i, active, outcome));
+                let violations = outcome.violations.len() as u64;
+                let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+                results.push((i, active, outcome));
+                if let Some(progress) = progress {
+                    // Under the lock, so the count never goes backwards.
+                    let found =
+                        violations_so_far.fetch_add(violations, Ordering::Relaxed) + violations;
+                    let done = results.len() as f64;
+                    progress.update(
+                        done,
+                        &progress_detail(found, done / started.elapsed().as_secs_f64().max(1e-9)),
+                    );
+                }
             });
             spawned.expect("spawning a simulator thread");
         }
