@@ -12,11 +12,21 @@ fn main() {
         .or_else(git_commit)
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=PHALANX_GIT_COMMIT={commit}");
-    // Rebuild when HEAD moves (a commit, a checkout) so the commit stays true.
-    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        println!("cargo:rerun-if-changed={git_dir}/HEAD");
-        println!("cargo:rerun-if-changed={git_dir}/refs/heads");
-        println!("cargo:rerun-if-changed={git_dir}/packed-refs");
+    // Rebuild when HEAD moves (a commit, a checkout) so the commit stays
+    // true. In a worktree HEAD is in the worktree's git dir and the refs in
+    // the common one; a path that does not exist would make cargo rerun this
+    // script on every build, so only existing ones are watched.
+    let head = git(&["rev-parse", "--path-format=absolute", "--git-path", "HEAD"]);
+    let common = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]);
+    let mut watched: Vec<String> = head.into_iter().collect();
+    if let Some(common) = common {
+        watched.push(format!("{common}/refs/heads"));
+        watched.push(format!("{common}/packed-refs"));
+    }
+    for path in watched {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }
 
