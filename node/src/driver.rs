@@ -20,10 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-/// Most transactions decoded from one gossip message.
-const MAX_GOSSIP_BATCH: usize = 20_000;
-/// Most transactions in one re-gossip message.
-const REGOSSIP_BATCH: usize = 2_000;
+/// Most transactions decoded from one batch pushed by a peer.
+const MAX_PUSHED_BATCH: usize = 20_000;
+/// Most transactions in one batch of resent client transactions.
+const RESEND_BATCH: usize = 2_000;
 
 /// Milliseconds since the Unix epoch (the engine's clock input).
 pub fn now_ms() -> u64 {
@@ -356,13 +356,13 @@ impl<E: NodeEngine> Driver<E> {
             }
             NetEvent::Txs(bytes) => {
                 // Decoding and signature checks run beside the loop, never in
-                // it: consensus messages queued behind a gossip batch must not
+                // it: consensus messages queued behind a pushed batch must not
                 // wait for its verification (at n = 16 on two cores that wait
                 // starved the primary). The task wakes the loop when done.
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
                     match phalanx_crypto::decode::<Vec<SignedTransaction>>(&bytes) {
-                        Ok(txs) if txs.len() <= MAX_GOSSIP_BATCH => {
+                        Ok(txs) if txs.len() <= MAX_PUSHED_BATCH => {
                             shared.metrics.gossip_txs.inc_by(txs.len() as u64);
                             let verdicts = shared.clone().verify(txs.clone()).await;
                             for (tx, (hash, ok)) in txs.into_iter().zip(verdicts) {
@@ -565,10 +565,10 @@ impl<E: NodeEngine> Driver<E> {
     fn on_tick(&mut self) {
         self.publish_status();
         let shared = &self.shared;
-        let again = shared.regossip.due(now_ms(), |h| shared.mempool.get(h));
+        let again = shared.resend.due(now_ms(), |h| shared.mempool.get(h));
         if !again.is_empty() {
             shared.metrics.regossiped_txs.inc_by(again.len() as u64);
-            for chunk in again.chunks(REGOSSIP_BATCH) {
+            for chunk in again.chunks(RESEND_BATCH) {
                 let _ = self
                     .net
                     .try_send(NetCommand::PushTxs(phalanx_crypto::encode(chunk)));
