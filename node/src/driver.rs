@@ -363,14 +363,14 @@ impl<E: NodeEngine> Driver<E> {
                 tokio::spawn(async move {
                     match phalanx_crypto::decode::<Vec<SignedTransaction>>(&bytes) {
                         Ok(txs) if txs.len() <= MAX_PUSHED_BATCH => {
-                            shared.metrics.gossip_txs.inc_by(txs.len() as u64);
+                            shared.metrics.pushed_txs_received.inc_by(txs.len() as u64);
                             let verdicts = shared.clone().verify(txs.clone()).await;
                             for (tx, (hash, ok)) in txs.into_iter().zip(verdicts) {
                                 let _ = shared.insert_verified(tx, hash, ok);
                             }
                             shared.wake_driver();
                         }
-                        _ => shared.metrics.dropped("malformed_gossip"),
+                        _ => shared.metrics.dropped("malformed_tx_batch"),
                     }
                 });
             }
@@ -567,7 +567,7 @@ impl<E: NodeEngine> Driver<E> {
         let shared = &self.shared;
         let again = shared.resend.due(now_ms(), |h| shared.mempool.get(h));
         if !again.is_empty() {
-            shared.metrics.regossiped_txs.inc_by(again.len() as u64);
+            shared.metrics.txs_resent.inc_by(again.len() as u64);
             for chunk in again.chunks(RESEND_BATCH) {
                 let _ = self
                     .net

@@ -31,17 +31,19 @@ pub struct Metrics {
     /// Mempool transactions held back behind a missing earlier nonce of
     /// their sender (not released to consensus until the gap fills).
     pub mempool_waiting: Gauge,
-    /// Transactions received in gossip batches (before any check).
-    pub gossip_txs: Counter,
-    /// Client transactions gossiped again because they stayed pending.
-    pub regossiped_txs: Counter,
+    /// Transactions received in batches pushed by other validators (before
+    /// any check).
+    pub pushed_txs_received: Counter,
+    /// Client transactions pushed to the validators again because they
+    /// stayed pending.
+    pub txs_resent: Counter,
     /// Connected validator peers.
     pub peers: Gauge,
     /// Equivocation evidence recorded.
     pub evidence: Counter,
     /// Seconds from a block's proposal timestamp to its commit here.
     pub round_duration: Histogram,
-    /// Transactions refused at submission or gossip, by reason.
+    /// Transactions refused at submission or push, by reason.
     pub rejected_txs: Family<ReasonLabel, Counter>,
     /// Peer messages dropped, by reason.
     pub dropped_messages: Family<ReasonLabel, Counter>,
@@ -70,8 +72,8 @@ impl Metrics {
             committed_txs: Counter::default(),
             mempool_size: Gauge::default(),
             mempool_waiting: Gauge::default(),
-            gossip_txs: Counter::default(),
-            regossiped_txs: Counter::default(),
+            pushed_txs_received: Counter::default(),
+            txs_resent: Counter::default(),
             peers: Gauge::default(),
             evidence: Counter::default(),
             round_duration: Histogram::new([
@@ -100,14 +102,14 @@ impl Metrics {
             m.mempool_waiting.clone(),
         );
         registry.register(
-            "gossip_received_txs",
-            "Transactions received by gossip",
-            m.gossip_txs.clone(),
+            "pushed_txs_received",
+            "Transactions received in batches pushed by other validators, before any check",
+            m.pushed_txs_received.clone(),
         );
         registry.register(
-            "regossiped_txs",
-            "Client transactions gossiped again because they stayed pending",
-            m.regossiped_txs.clone(),
+            "txs_resent",
+            "Client transactions pushed to the validators again because they stayed pending",
+            m.txs_resent.clone(),
         );
         registry.register("peers", "Connected validator peers", m.peers.clone());
         registry.register(
