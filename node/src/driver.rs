@@ -3,6 +3,7 @@
 //! order: persist (synced, before anything leaves the node), send, arm
 //! timers, execute committed blocks into the store (STYLE §1).
 
+use crate::metrics::DropReason;
 use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
 use phalanx_consensus::{
@@ -351,7 +352,7 @@ impl<E: NodeEngine> Driver<E> {
             NetEvent::Consensus { from, bytes } => {
                 match phalanx_crypto::decode::<E::Message>(&bytes) {
                     Ok(message) => self.step(Input::Message { from, message })?,
-                    Err(_) => self.shared.metrics.dropped("malformed_consensus"),
+                    Err(_) => self.shared.metrics.dropped(DropReason::MalformedConsensus),
                 }
             }
             NetEvent::Txs(bytes) => {
@@ -370,7 +371,7 @@ impl<E: NodeEngine> Driver<E> {
                             }
                             shared.wake_driver();
                         }
-                        _ => shared.metrics.dropped("malformed_tx_batch"),
+                        _ => shared.metrics.dropped(DropReason::MalformedTxBatch),
                     }
                 });
             }
@@ -449,7 +450,7 @@ impl<E: NodeEngine> Driver<E> {
                 self.log_votes(&message)?;
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 if self.net.try_send(NetCommand::Broadcast(bytes)).is_err() {
-                    self.shared.metrics.dropped("net_queue_full");
+                    self.shared.metrics.dropped(DropReason::NetQueueFull);
                 }
             }
             Output::ScheduleTimeout { kind, after_ms } => {

@@ -1,5 +1,5 @@
 //! Prometheus metrics (`phalanx_` prefix, base units, counters end in
-//! `_total`).
+//! `_total`, every series present from start-up).
 //!
 //! `GET /metrics` speaks two text formats (see [`Format`]): OpenMetrics 1.0
 //! to a client that asks for it in `Accept` (Prometheus does), the classic
@@ -7,8 +7,13 @@
 //! metrics`, Telegraf, older scrapers). Both come from one registry: the
 //! classic text is the OpenMetrics text with the three differences between
 //! the grammars rewritten (see [`to_classic`]).
+//!
+//! Every labelled family has a fixed set of label values (enums below) and
+//! all of them are created at zero in [`Metrics::new`], so a rate or an
+//! alert over them works before the first event.
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,11 +21,107 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
 
-/// Label set for dropped-message counters.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-pub struct ReasonLabel {
+/// An enum whose variants are the values of one label: `ALL` lists them
+/// (to create every series at start-up), `as_str` is the label value.
+macro_rules! label_values {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $value:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            #[allow(dead_code)] // Not every label needs the list outside tests.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $value,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+label_values! {
+    /// Why a message from a peer (or to one) was dropped.
+    DropReason {
+        /// Consensus bytes that do not decode as the engine's message.
+        MalformedConsensus => "malformed_consensus",
+        /// A pushed transaction batch that does not decode or is too large.
+        MalformedTxBatch => "malformed_tx_batch",
+        /// The channel to the network task was full.
+        NetQueueFull => "net_queue_full",
+        /// Too many consensus messages outstanding to one peer.
+        PeerQueueFull => "peer_queue_full",
+        /// A peer's transaction push queue overflowed (oldest batch dropped).
+        TxsQueueFull => "txs_queue_full",
+        /// A transaction batch was given up after its send attempts.
+        TxsSendFailed => "txs_send_failed",
+        /// An inbound request failed (timeout, connection closed, bad frame).
+        InboundFailure => "inbound_failure",
+        /// A consensus message from a peer that is not a validator.
+        NotAValidator => "not_a_validator",
+        /// An incoming connection failed (e.g. a failed handshake).
+        IncomingConnectionError => "incoming_connection_error",
+        /// A block sync request that does not decode.
+        MalformedSyncRequest => "malformed_sync_request",
+        /// A block sync response that does not decode.
+        MalformedSyncResponse => "malformed_sync_response",
+    }
+}
+
+label_values! {
+    /// Why the mempool refused a transaction (the API's error codes).
+    RejectReason {
+        /// Already in the mempool.
+        Duplicate => "duplicate",
+        /// The signature does not verify.
+        BadSignature => "bad_signature",
+        /// Signed for another chain.
+        WrongChainId => "wrong_chain_id",
+        /// The sender never received funds.
+        UnknownAccount => "unknown_account",
+        /// The nonce was used already.
+        NonceUsed => "nonce_used",
+        /// The nonce is too far ahead.
+        NonceTooHigh => "nonce_too_high",
+        /// The sender cannot pay.
+        InsufficientFunds => "insufficient_funds",
+        /// Another pending transaction has the sender and nonce.
+        NonceTaken => "nonce_taken",
+        /// The mempool is full.
+        MempoolFull => "mempool_full",
+    }
+}
+
+/// `reason` label of the dropped-message counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
     /// Why it was dropped.
-    pub reason: String,
+    pub reason: DropReason,
+}
+
+/// `reason` label of the refused-transaction counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Why it was refused.
+    pub reason: RejectReason,
 }
 
 /// The classic Prometheus text format's content type.
@@ -121,9 +222,9 @@ pub struct Metrics {
     /// Seconds from a block's proposal timestamp to its commit here.
     pub round_duration: Histogram,
     /// Transactions refused at submission or push, by reason.
-    pub rejected_txs: Family<ReasonLabel, Counter>,
+    rejected_txs: Family<RejectLabels, Counter>,
     /// Peer messages dropped, by reason.
-    pub dropped_messages: Family<ReasonLabel, Counter>,
+    dropped_messages: Family<DropLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -160,6 +261,16 @@ impl Metrics {
             dropped_messages: Family::default(),
             registry: Registry::default(),
         };
+        for reason in RejectReason::ALL {
+            let _ = m
+                .rejected_txs
+                .get_or_create(&RejectLabels { reason: *reason });
+        }
+        for reason in DropReason::ALL {
+            let _ = m
+                .dropped_messages
+                .get_or_create(&DropLabels { reason: *reason });
+        }
         registry.register("height", "Latest committed block height", m.height.clone());
         registry.register("view", "Current consensus view", m.view.clone());
         registry.register("view_changes", "View changes", m.view_changes.clone());
@@ -213,20 +324,16 @@ impl Metrics {
     }
 
     /// Counts a dropped peer message.
-    pub fn dropped(&self, reason: &str) {
+    pub fn dropped(&self, reason: DropReason) {
         self.dropped_messages
-            .get_or_create(&ReasonLabel {
-                reason: reason.into(),
-            })
+            .get_or_create(&DropLabels { reason })
             .inc();
     }
 
     /// Counts a refused transaction.
-    pub fn rejected(&self, reason: &str) {
+    pub fn rejected(&self, reason: RejectReason) {
         self.rejected_txs
-            .get_or_create(&ReasonLabel {
-                reason: reason.into(),
-            })
+            .get_or_create(&RejectLabels { reason })
             .inc();
     }
 
@@ -534,25 +641,40 @@ mod tests {
     }
 
     #[test]
-    fn the_classic_text_parses() {
-        let f = parsed(&Metrics::new());
+    fn the_classic_text_parses_with_every_series_at_zero() {
+        let m = Metrics::new();
+        let f = parsed(&m);
         let names: Vec<&str> = f.keys().map(String::as_str).collect();
         assert_eq!(
             names,
             [
                 "phalanx_committed_txs_total",
                 "phalanx_consensus_round_duration_seconds",
+                "phalanx_dropped_messages_total",
                 "phalanx_evidence_total",
                 "phalanx_height",
                 "phalanx_mempool_size",
                 "phalanx_mempool_waiting_txs",
                 "phalanx_peers",
                 "phalanx_pushed_txs_received_total",
+                "phalanx_rejected_txs_total",
                 "phalanx_txs_resent_total",
                 "phalanx_view",
                 "phalanx_view_changes_total",
             ]
         );
+        let dropped = &f["phalanx_dropped_messages_total"];
+        assert_eq!(dropped.samples.len(), DropReason::ALL.len());
+        for r in DropReason::ALL {
+            let v = dropped.value("phalanx_dropped_messages_total", &[("reason", r.as_str())]);
+            assert_eq!(v, Some(0.0), "{r}");
+        }
+        let rejected = &f["phalanx_rejected_txs_total"];
+        assert_eq!(rejected.samples.len(), RejectReason::ALL.len());
+        for r in RejectReason::ALL {
+            let v = rejected.value("phalanx_rejected_txs_total", &[("reason", r.as_str())]);
+            assert_eq!(v, Some(0.0), "{r}");
+        }
         assert_eq!(
             f["phalanx_consensus_round_duration_seconds"].kind,
             "histogram"
@@ -568,9 +690,9 @@ mod tests {
     #[test]
     fn recorded_values_show_in_both_formats() {
         let m = Metrics::new();
-        m.dropped("malformed_tx_batch");
-        m.dropped("malformed_tx_batch");
-        m.rejected("nonce_used");
+        m.dropped(DropReason::MalformedTxBatch);
+        m.dropped(DropReason::MalformedTxBatch);
+        m.rejected(RejectReason::NonceUsed);
         m.pushed_txs_received.inc_by(7);
         m.txs_resent.inc_by(2);
         m.committed_txs.inc_by(5);
@@ -588,6 +710,13 @@ mod tests {
                 &[("reason", "malformed_tx_batch")]
             ),
             2.0
+        );
+        assert_eq!(
+            c(
+                "phalanx_dropped_messages_total",
+                &[("reason", "net_queue_full")]
+            ),
+            0.0
         );
         assert_eq!(
             c("phalanx_rejected_txs_total", &[("reason", "nonce_used")]),

@@ -3,7 +3,7 @@
 
 use crate::home::NodeConfig;
 use crate::mempool::{Mempool, MempoolError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RejectReason};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Account, Address, Genesis, SignedTransaction, State, Store, ValidatorIndex};
 use serde::{Deserialize, Serialize};
@@ -423,7 +423,7 @@ impl Shared {
     ) -> Result<Hash, MempoolError> {
         if self.mempool.contains(&hash) {
             // Pushed again, or by several peers: skip the store lookup.
-            self.metrics.rejected(MempoolError::Duplicate(hash).code());
+            self.metrics.rejected(RejectReason::Duplicate);
             return Err(MempoolError::Duplicate(hash));
         }
         let sender = self.account(&tx.tx.from);
@@ -432,7 +432,7 @@ impl Shared {
             Ok(_) => {
                 self.metrics.mempool_size.set(self.mempool.len() as i64);
             }
-            Err(e) => self.metrics.rejected(e.code()),
+            Err(e) => self.metrics.rejected(e.reason()),
         };
         result
     }

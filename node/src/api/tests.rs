@@ -268,13 +268,15 @@ const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
     application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// A node that refused one transaction as a duplicate and dropped a
-/// message, so the exposition has labelled series.
+/// message, so the exposition has non-zero labelled series.
 fn node_with_some_metrics() -> Node {
     let node = Node::start(1000);
     let tx = json(&transfer(0, 10));
     assert_eq!(node.raw("POST", "/txs", Some(&tx)).0, 202);
     assert_eq!(node.raw("POST", "/txs", Some(&tx)).0, 409);
-    node.shared.metrics.dropped("malformed_tx_batch");
+    node.shared
+        .metrics
+        .dropped(crate::metrics::DropReason::MalformedTxBatch);
     node
 }
 
@@ -292,6 +294,7 @@ fn metrics_are_classic_text_unless_the_client_asks_for_openmetrics() {
         let rejected = &families["phalanx_rejected_txs_total"];
         let value = |reason| rejected.value("phalanx_rejected_txs_total", &[("reason", reason)]);
         assert_eq!(value("duplicate"), Some(1.0), "{text}");
+        assert_eq!(value("nonce_used"), Some(0.0), "{text}");
         let dropped = &families["phalanx_dropped_messages_total"];
         assert_eq!(
             dropped.value(
