@@ -124,6 +124,13 @@ pub struct RejectLabels {
     pub reason: RejectReason,
 }
 
+/// Labels of `phalanx_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
 /// The classic Prometheus text format's content type.
 pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The OpenMetrics text format's content type.
@@ -261,6 +268,13 @@ impl Metrics {
             dropped_messages: Family::default(),
             registry: Registry::default(),
         };
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: crate::version::VERSION,
+                commit: crate::version::GIT_COMMIT,
+            })
+            .set(1);
         for reason in RejectReason::ALL {
             let _ = m
                 .rejected_txs
@@ -271,6 +285,11 @@ impl Metrics {
                 .dropped_messages
                 .get_or_create(&DropLabels { reason: *reason });
         }
+        registry.register(
+            "build_info",
+            "The node's version and the git commit it was built from (always 1)",
+            build_info,
+        );
         registry.register("height", "Latest committed block height", m.height.clone());
         registry.register("view", "Current consensus view", m.view.clone());
         registry.register("view_changes", "View changes", m.view_changes.clone());
@@ -648,6 +667,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                "phalanx_build_info",
                 "phalanx_committed_txs_total",
                 "phalanx_consensus_round_duration_seconds",
                 "phalanx_dropped_messages_total",
@@ -685,6 +705,25 @@ mod tests {
             f["phalanx_view_changes_total"].value("phalanx_view_changes_total", &[]),
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn build_info_carries_the_version_and_commit() {
+        let f = parsed(&Metrics::new());
+        let info = &f["phalanx_build_info"];
+        assert_eq!(info.kind, "gauge");
+        assert_eq!(info.samples.len(), 1);
+        assert_eq!(
+            info.value(
+                "phalanx_build_info",
+                &[
+                    ("version", crate::version::VERSION),
+                    ("commit", crate::version::GIT_COMMIT)
+                ]
+            ),
+            Some(1.0)
+        );
+        assert!(!crate::version::GIT_COMMIT.is_empty());
     }
 
     #[test]

@@ -295,6 +295,18 @@ fn metrics_are_classic_text_unless_the_client_asks_for_openmetrics() {
         let value = |reason| rejected.value("phalanx_rejected_txs_total", &[("reason", reason)]);
         assert_eq!(value("duplicate"), Some(1.0), "{text}");
         assert_eq!(value("nonce_used"), Some(0.0), "{text}");
+        assert!(
+            families["phalanx_build_info"]
+                .value(
+                    "phalanx_build_info",
+                    &[
+                        ("version", crate::version::VERSION),
+                        ("commit", crate::version::GIT_COMMIT)
+                    ]
+                )
+                .is_some(),
+            "{text}"
+        );
         let dropped = &families["phalanx_dropped_messages_total"];
         assert_eq!(
             dropped.value(
