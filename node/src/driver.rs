@@ -3,9 +3,10 @@
 //! order: persist (synced, before anything leaves the node), send, arm
 //! timers, execute committed blocks into the store (STYLE §1).
 
-use crate::metrics::DropReason;
+use crate::metrics::{Direction, DropReason, MessageKind};
 use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
+use phalanx_consensus::cft::messages::CftBody;
 use phalanx_consensus::{
     Cft, CftMessage, CftRecord, Config, ConfigError, Engine, Input, Output, Pbft, PbftMessage,
     Persisted, Restored, TimeoutKind,
@@ -163,6 +164,8 @@ pub trait NodeEngine: Engine<Message: Send + 'static> + Send + 'static {
     fn restore(cfg: Config, key: phalanx_crypto::Keypair, restored: Restored) -> Self;
     /// The signed votes in an outgoing message.
     fn votes(message: &Self::Message) -> Vec<&phalanx_ledger::SignedVote>;
+    /// The kind of a message, for the metrics.
+    fn kind(message: &Self::Message) -> MessageKind;
 }
 
 impl NodeEngine for Pbft {
@@ -186,6 +189,17 @@ impl NodeEngine for Pbft {
             PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) => Vec::new(),
         }
     }
+    fn kind(message: &PbftMessage) -> MessageKind {
+        match message {
+            PbftMessage::PrePrepare(_) => MessageKind::PrePrepare,
+            PbftMessage::Prepare(_) => MessageKind::Prepare,
+            PbftMessage::Commit(_) => MessageKind::Commit,
+            PbftMessage::Checkpoint(_) => MessageKind::Checkpoint,
+            PbftMessage::ViewChange(_) => MessageKind::ViewChange,
+            PbftMessage::NewView(_) => MessageKind::NewView,
+            PbftMessage::Evidence(_) => MessageKind::Evidence,
+        }
+    }
 }
 
 impl NodeEngine for Cft {
@@ -203,6 +217,14 @@ impl NodeEngine for Cft {
     /// nobody checks for equivocation).
     fn votes(_message: &CftMessage) -> Vec<&phalanx_ledger::SignedVote> {
         Vec::new()
+    }
+    fn kind(message: &CftMessage) -> MessageKind {
+        match &message.body {
+            CftBody::RequestVote(_) => MessageKind::RequestVote,
+            CftBody::Vote(_) => MessageKind::Vote,
+            CftBody::AppendEntries(_) => MessageKind::AppendEntries,
+            CftBody::AppendAck(_) => MessageKind::AppendAck,
+        }
     }
 }
 
@@ -351,7 +373,13 @@ impl<E: NodeEngine> Driver<E> {
         match event {
             NetEvent::Consensus { from, bytes } => {
                 match phalanx_crypto::decode::<E::Message>(&bytes) {
-                    Ok(message) => self.step(Input::Message { from, message })?,
+                    Ok(message) => {
+                        let kind = E::kind(&message);
+                        self.shared
+                            .metrics
+                            .consensus_message(Direction::Received, kind, 1);
+                        self.step(Input::Message { from, message })?
+                    }
                     Err(_) => self.shared.metrics.dropped(DropReason::MalformedConsensus),
                 }
             }
@@ -443,7 +471,9 @@ impl<E: NodeEngine> Driver<E> {
                 self.wal.flush()?;
                 self.log_votes(&message)?;
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
-                let _ = self.net.try_send(NetCommand::Send { to, bytes });
+                if self.net.try_send(NetCommand::Send { to, bytes }).is_err() {
+                    self.shared.metrics.dropped(DropReason::NetQueueFull);
+                }
             }
             Output::Broadcast(message) => {
                 self.wal.flush()?;
@@ -597,5 +627,444 @@ impl<E: NodeEngine> Driver<E> {
             self.committed_since_tick = 0;
             self.last_summary = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Four drivers in one process, each behind the real (honest) fault
+    //! wrapper, wired to each other by hand: real engines, real metrics,
+    //! and a clock that moves only when a test fires a timer.
+
+    use super::*;
+    use crate::behaviour::{interpose, Behaviour, FaultControl, WireMessage};
+    use crate::home::NodeConfig;
+    use crate::metrics::{classic, Format};
+    use phalanx_crypto::Keypair;
+    use phalanx_ledger::{
+        Address, Genesis, GenesisAccount, MemoryStore, State, Transaction, ValidatorInfo,
+    };
+    use std::collections::BTreeSet;
+
+    const CHAIN: &str = "driver-test";
+    const N: u32 = 4;
+
+    fn key(label: &str) -> Keypair {
+        Keypair::from_label(&format!("driver-test-{label}"))
+    }
+
+    fn genesis() -> phalanx_ledger::Genesis {
+        Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: 1_700_000_000_000,
+            validators: (0..N)
+                .map(|i| ValidatorInfo {
+                    name: format!("node{i}"),
+                    public_key: key(&format!("v{i}")).public(),
+                    node_key: key(&format!("n{i}")).public(),
+                    stake: 1,
+                    p2p_address: format!("/ip4/127.0.0.1/tcp/{}", 26000 + i),
+                    api_address: format!("127.0.0.1:{}", 26100 + i),
+                })
+                .collect(),
+            accounts: vec![GenesisAccount {
+                address: Address(key("alice").public()),
+                balance: 1000,
+            }],
+            consensus: Default::default(),
+        }
+    }
+
+    fn transfer(nonce: u64) -> SignedTransaction {
+        let alice = key("alice");
+        Transaction {
+            chain_id: CHAIN.into(),
+            from: Address(alice.public()),
+            to: Address(alice.public()),
+            amount: 1,
+            nonce,
+            fee: 1,
+        }
+        .sign(&alice)
+    }
+
+    /// One validator: its driver, and what its fault wrapper hands to the
+    /// network.
+    struct Node {
+        driver: Driver<Pbft>,
+        shared: Arc<Shared>,
+        control: Arc<FaultControl>,
+        wire: mpsc::Receiver<NetCommand>,
+    }
+
+    fn node(i: u32) -> Node {
+        let genesis = genesis();
+        let store = MemoryStore::new();
+        let changed = genesis
+            .state()
+            .accounts()
+            .map(|(a, acct)| (*a, *acct))
+            .collect();
+        let diff = State::default().diff(Height::GENESIS, changed);
+        store.append_block(&genesis.block(), &[], &diff).unwrap();
+        let me = ValidatorIndex(i);
+        let shared = Arc::new(Shared::new(
+            genesis,
+            me,
+            NodeConfig::default(),
+            Arc::new(store),
+        ));
+        let (net, wire) = mpsc::channel(4096);
+        let cfg = <Pbft as NodeEngine>::config(&shared.genesis, me).unwrap();
+        let control = Arc::new(FaultControl::new(Behaviour::Honest, false));
+        let net = interpose::<PbftMessage>(
+            control.clone(),
+            shared.clone(),
+            cfg,
+            key(&format!("v{i}")),
+            net,
+        );
+        let driver = Driver::new(shared.clone(), key(&format!("v{i}")), net).unwrap();
+        Node {
+            driver,
+            shared,
+            control,
+            wire,
+        }
+    }
+
+    struct Cluster {
+        nodes: Vec<Node>,
+        /// Validators cut off from everyone.
+        cut: BTreeSet<u32>,
+        /// Messages lost at the cut, by kind.
+        lost: BTreeMap<MessageKind, u64>,
+    }
+
+    impl Cluster {
+        fn new() -> Cluster {
+            Cluster {
+                nodes: (0..N).map(node).collect(),
+                cut: BTreeSet::new(),
+                lost: BTreeMap::new(),
+            }
+        }
+
+        /// Delivers consensus messages until none are left.
+        async fn settle(&mut self) {
+            loop {
+                // The wrappers are tasks on this thread: let them forward.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let mut deliveries = Vec::new();
+                for from in 0..N {
+                    while let Ok(cmd) = self.nodes[from as usize].wire.try_recv() {
+                        let (dests, bytes): (Vec<u32>, _) = match cmd {
+                            NetCommand::Send { to, bytes } => (vec![to.0], bytes),
+                            NetCommand::Broadcast(bytes) => {
+                                ((0..N).filter(|v| *v != from).collect(), bytes)
+                            }
+                            _ => continue,
+                        };
+                        for to in dests {
+                            if self.cut.contains(&from) || self.cut.contains(&to) {
+                                let kind = PbftMessage::wire_kind(&bytes).unwrap();
+                                *self.lost.entry(kind).or_default() += 1;
+                            } else {
+                                deliveries.push((from, to, bytes.clone()));
+                            }
+                        }
+                    }
+                }
+                if deliveries.is_empty() {
+                    return;
+                }
+                for (from, to, bytes) in deliveries {
+                    let event = NetEvent::Consensus {
+                        from: ValidatorIndex(from),
+                        bytes: bytes.to_vec(),
+                    };
+                    self.nodes[to as usize]
+                        .driver
+                        .on_net_event(event)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+
+        /// Fires node `i`'s armed timers that `which` selects, now.
+        fn fire(&mut self, i: usize, which: impl Fn(&TimeoutKind) -> bool) {
+            let d = &mut self.nodes[i].driver;
+            let due: Vec<TimeoutKind> = d.timers.keys().copied().filter(|k| which(k)).collect();
+            for kind in due {
+                d.timers.remove(&kind);
+                d.step(Input::Timeout(kind)).unwrap();
+            }
+        }
+
+        fn counted(&self, i: usize, direction: &str, kind: &str) -> f64 {
+            let text = self.nodes[i].shared.metrics.render(Format::Classic);
+            let families = classic::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            families["phalanx_consensus_messages_total"]
+                .value(
+                    "phalanx_consensus_messages_total",
+                    &[("direction", direction), ("kind", kind)],
+                )
+                .unwrap_or_else(|| panic!("no {direction} {kind} series:\n{text}"))
+        }
+    }
+
+    /// Block 1 through the normal case, then a view change away from a
+    /// primary cut off from everyone.
+    async fn a_block_and_a_view_change() -> Cluster {
+        let mut c = Cluster::new();
+        for n in &mut c.nodes {
+            n.driver.step(Input::Start).unwrap();
+        }
+        c.settle().await;
+        c.nodes[0]
+            .driver
+            .step(Input::Transactions(vec![transfer(0)]))
+            .unwrap();
+        c.fire(0, |k| *k == TimeoutKind::Batch);
+        c.settle().await;
+        for n in &c.nodes {
+            assert_eq!(n.driver.latest.height(), Height(1), "block 1 everywhere");
+        }
+        // The primary goes silent while the backups hold a transaction.
+        c.cut.insert(0);
+        for i in 1..N as usize {
+            c.nodes[i]
+                .driver
+                .step(Input::Transactions(vec![transfer(1)]))
+                .unwrap();
+        }
+        // A progress timer armed for block 1 first sees that block 1
+        // committed and re-arms; the next one finds no progress.
+        for _ in 0..2 {
+            for i in 1..N as usize {
+                c.fire(i, |k| matches!(k, TimeoutKind::Progress { .. }));
+            }
+            c.settle().await;
+        }
+        for n in &c.nodes[1..] {
+            let st = n.driver.engine.status();
+            assert_eq!((st.view, st.view_changing), (1, false), "in view 1");
+        }
+        c
+    }
+
+    fn vote(kind: phalanx_ledger::VoteKind, view: u64, seq: u64) -> phalanx_ledger::SignedVote {
+        phalanx_ledger::Vote {
+            kind,
+            view,
+            seq: Height(seq),
+            digest: Hash::digest(&[seq as u8]),
+            voter: ValidatorIndex(1),
+        }
+        .sign(CHAIN, &key("v1"))
+    }
+
+    /// Every message kind: what the driver counts (decoded) and what the
+    /// fault wrapper counts (its first byte on the wire) agree.
+    #[test]
+    fn kinds_and_wire_kinds_agree_for_every_message() {
+        use phalanx_consensus::cft::messages::{AppendAck, AppendEntries, RequestVote, VoteReply};
+        use phalanx_consensus::pbft::messages::{NewView, PrePrepare, ViewChange, ViewChangeBody};
+        use phalanx_ledger::{Evidence, Payload, VoteKind};
+        let payload = Payload {
+            chain_id: CHAIN.into(),
+            height: Height(7),
+            round: 2,
+            proposer: ValidatorIndex(2),
+            timestamp_ms: 1,
+            txs: Vec::new(),
+            evidence: Vec::new(),
+        };
+        let view_change = ViewChange {
+            body: ViewChangeBody {
+                new_view: 3,
+                stable_seq: Height(4),
+                stable_digest: Hash::digest(b"stable"),
+                checkpoint_proof: Vec::new(),
+                prepared: Vec::new(),
+                committed: Vec::new(),
+                voter: ValidatorIndex(1),
+            },
+            signature: phalanx_crypto::Signature([0; 64]),
+        };
+        let pbft = [
+            (
+                PbftMessage::PrePrepare(PrePrepare {
+                    vote: vote(VoteKind::PrePrepare, 2, 7),
+                    payload,
+                }),
+                MessageKind::PrePrepare,
+            ),
+            (
+                PbftMessage::Prepare(vote(VoteKind::Prepare, 2, 7)),
+                MessageKind::Prepare,
+            ),
+            (
+                PbftMessage::Commit(vote(VoteKind::Commit, 2, 7)),
+                MessageKind::Commit,
+            ),
+            (
+                PbftMessage::Checkpoint(vote(VoteKind::Checkpoint, 2, 8)),
+                MessageKind::Checkpoint,
+            ),
+            (
+                PbftMessage::ViewChange(view_change.clone()),
+                MessageKind::ViewChange,
+            ),
+            (
+                PbftMessage::NewView(NewView {
+                    view: 3,
+                    view_changes: vec![view_change],
+                    pre_prepares: vec![
+                        vote(VoteKind::PrePrepare, 3, 5),
+                        vote(VoteKind::PrePrepare, 3, 6),
+                    ],
+                    signature: phalanx_crypto::Signature([0; 64]),
+                }),
+                MessageKind::NewView,
+            ),
+            (
+                PbftMessage::Evidence(Evidence {
+                    first: vote(VoteKind::Prepare, 1, 9),
+                    second: vote(VoteKind::Prepare, 1, 9),
+                }),
+                MessageKind::Evidence,
+            ),
+        ];
+        for (m, kind) in pbft {
+            assert_eq!(Pbft::kind(&m), kind, "{m:?}");
+            assert_eq!(
+                PbftMessage::wire_kind(&phalanx_crypto::encode(&m)),
+                Some(kind)
+            );
+            assert!(MessageKind::of_engine(phalanx_ledger::EngineKind::Pbft).contains(&kind));
+        }
+        let cft = [
+            (
+                CftBody::RequestVote(RequestVote {
+                    term: 5,
+                    candidate: ValidatorIndex(1),
+                    last_log_index: Height(9),
+                    last_log_term: 4,
+                }),
+                MessageKind::RequestVote,
+            ),
+            (
+                CftBody::Vote(VoteReply {
+                    term: 5,
+                    voter: ValidatorIndex(1),
+                    candidate: ValidatorIndex(2),
+                    granted: true,
+                }),
+                MessageKind::Vote,
+            ),
+            (
+                CftBody::AppendEntries(AppendEntries {
+                    term: 5,
+                    leader: ValidatorIndex(1),
+                    prev_log_index: Height(9),
+                    prev_log_term: 4,
+                    entries: Vec::new(),
+                    leader_commit: Height(8),
+                }),
+                MessageKind::AppendEntries,
+            ),
+            (
+                CftBody::AppendAck(AppendAck {
+                    term: 5,
+                    follower: ValidatorIndex(1),
+                    success: true,
+                    last_index: Height(11),
+                }),
+                MessageKind::AppendAck,
+            ),
+        ];
+        for (body, kind) in cft {
+            let m = CftMessage::sign(body, CHAIN, &key("v1"));
+            assert_eq!(Cft::kind(&m), kind, "{m:?}");
+            assert_eq!(
+                CftMessage::wire_kind(&phalanx_crypto::encode(&m)),
+                Some(kind)
+            );
+            assert!(MessageKind::of_engine(phalanx_ledger::EngineKind::Cft).contains(&kind));
+        }
+        assert_eq!(PbftMessage::wire_kind(&[]), None);
+        assert_eq!(PbftMessage::wire_kind(&[7]), None);
+        assert_eq!(CftMessage::wire_kind(&[4]), None);
+    }
+
+    /// Sent messages are counted as they leave the fault wrapper: one per
+    /// recipient, none for what a misbehaving node withholds.
+    #[tokio::test]
+    async fn what_the_fault_wrapper_withholds_is_not_counted_as_sent() {
+        let mut c = Cluster::new();
+        // Nothing is delivered, only counted as it leaves node 1.
+        c.cut.insert(1);
+        let prepare = Arc::new(phalanx_crypto::encode(&PbftMessage::Prepare(vote(
+            phalanx_ledger::VoteKind::Prepare,
+            0,
+            1,
+        ))));
+        let send = |c: &Cluster, cmd| c.nodes[1].driver.net.try_send(cmd).unwrap();
+        send(
+            &c,
+            NetCommand::Send {
+                to: ValidatorIndex(2),
+                bytes: prepare.clone(),
+            },
+        );
+        send(&c, NetCommand::Broadcast(prepare.clone()));
+        c.settle().await;
+        assert_eq!(c.counted(1, "sent", "prepare"), 4.0, "1 + 3 recipients");
+        assert_eq!(c.lost[&MessageKind::Prepare], 4, "on the wire");
+        c.nodes[1].control.set_behaviour(Behaviour::Silent);
+        send(
+            &c,
+            NetCommand::Send {
+                to: ValidatorIndex(2),
+                bytes: prepare.clone(),
+            },
+        );
+        send(&c, NetCommand::Broadcast(prepare));
+        c.settle().await;
+        assert_eq!(c.counted(1, "sent", "prepare"), 4.0, "withheld");
+        assert_eq!(c.lost[&MessageKind::Prepare], 4, "nothing on the wire");
+    }
+
+    #[tokio::test]
+    async fn consensus_messages_are_counted_by_kind_and_direction() {
+        check_counts(&a_block_and_a_view_change().await);
+    }
+
+    fn check_counts(c: &Cluster) {
+        // Validator 0 proposed block 1 to its three backups, then was cut
+        // off; 1, 2 and 3 each asked for view 1 (a broadcast: three sent,
+        // two of the others' received), and 1, its primary, started it.
+        assert_eq!(c.counted(0, "sent", "pre_prepare"), 3.0);
+        assert_eq!(c.counted(1, "received", "pre_prepare"), 1.0);
+        for i in 1..4 {
+            assert_eq!(c.counted(i, "sent", "view_change"), 3.0, "node {i}");
+            assert_eq!(c.counted(i, "received", "view_change"), 2.0, "node {i}");
+        }
+        assert_eq!(c.counted(1, "sent", "new_view"), 3.0);
+        assert_eq!(c.counted(2, "received", "new_view"), 1.0);
+        assert_eq!(c.counted(3, "received", "new_view"), 1.0);
+        assert_eq!(c.counted(0, "received", "new_view"), 0.0, "cut off");
+        // Per kind, every message sent to a peer was received there or lost
+        // at the cut.
+        for kind in MessageKind::of_engine(phalanx_ledger::EngineKind::Pbft) {
+            let k = kind.as_str();
+            let sent: f64 = (0..4).map(|i| c.counted(i, "sent", k)).sum();
+            let received: f64 = (0..4).map(|i| c.counted(i, "received", k)).sum();
+            let cut = *c.lost.get(kind).unwrap_or(&0) as f64;
+            assert_eq!(sent, received + cut, "{k}");
+        }
+        assert!(c.counted(1, "sent", "commit") > 0.0);
     }
 }

@@ -12,6 +12,7 @@
 //! all of them are created at zero in [`Metrics::new`], so a rate or an
 //! alert over them works before the first event.
 
+use phalanx_ledger::EngineKind;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -110,6 +111,69 @@ label_values! {
     }
 }
 
+label_values! {
+    /// Which way a consensus message went.
+    Direction {
+        /// Handed to the network for a peer.
+        Sent => "sent",
+        /// Received from a peer and handed to the engine.
+        Received => "received",
+    }
+}
+
+label_values! {
+    /// A consensus message kind: PBFT's (with the node's PRE-PREPARE echo)
+    /// and the CFT baseline's.
+    MessageKind {
+        /// PBFT PRE-PREPARE.
+        PrePrepare => "pre_prepare",
+        /// PBFT PREPARE.
+        Prepare => "prepare",
+        /// PBFT COMMIT.
+        Commit => "commit",
+        /// PBFT CHECKPOINT.
+        Checkpoint => "checkpoint",
+        /// PBFT VIEW-CHANGE.
+        ViewChange => "view_change",
+        /// PBFT NEW-VIEW.
+        NewView => "new_view",
+        /// Equivocation evidence.
+        Evidence => "evidence",
+        /// The primary's PRE-PREPARE vote echoed to the other validators
+        /// (`behaviour/echo.rs`; never reaches an engine).
+        PrePrepareEcho => "pre_prepare_echo",
+        /// CFT RequestVote.
+        RequestVote => "request_vote",
+        /// CFT vote reply.
+        Vote => "vote",
+        /// CFT AppendEntries (entries or a heartbeat).
+        AppendEntries => "append_entries",
+        /// CFT AppendEntries acknowledgement.
+        AppendAck => "append_ack",
+    }
+}
+
+impl MessageKind {
+    /// The kinds a node running `engine` sends and receives.
+    pub fn of_engine(engine: EngineKind) -> &'static [MessageKind] {
+        use MessageKind::*;
+        match engine {
+            EngineKind::Pbft => &[
+                PrePrepare,
+                Prepare,
+                Commit,
+                Checkpoint,
+                ViewChange,
+                NewView,
+                Evidence,
+                PrePrepareEcho,
+            ],
+            EngineKind::Cft => &[RequestVote, Vote, AppendEntries, AppendAck],
+            EngineKind::Pow | EngineKind::Pos => &[],
+        }
+    }
+}
+
 /// `reason` label of the dropped-message counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
@@ -122,6 +186,15 @@ pub struct DropLabels {
 pub struct RejectLabels {
     /// Why it was refused.
     pub reason: RejectReason,
+}
+
+/// Labels of the consensus message counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// Sent or received.
+    pub direction: Direction,
+    /// The message kind.
+    pub kind: MessageKind,
 }
 
 /// Labels of `phalanx_build_info`.
@@ -232,6 +305,8 @@ pub struct Metrics {
     rejected_txs: Family<RejectLabels, Counter>,
     /// Peer messages dropped, by reason.
     dropped_messages: Family<DropLabels, Counter>,
+    /// Consensus messages sent and received, by kind.
+    consensus_messages: Family<MessageLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -240,15 +315,10 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
-    /// All series registered, at zero.
-    pub fn new() -> Metrics {
+    /// All series registered, at zero, with the consensus message kinds of
+    /// `engine`.
+    pub fn new(engine: EngineKind) -> Metrics {
         let mut registry = Registry::with_prefix("phalanx");
         let m = Metrics {
             height: Gauge::default(),
@@ -266,6 +336,7 @@ impl Metrics {
             ]),
             rejected_txs: Family::default(),
             dropped_messages: Family::default(),
+            consensus_messages: Family::default(),
             registry: Registry::default(),
         };
         let build_info = Family::<BuildLabels, Gauge>::default();
@@ -284,6 +355,14 @@ impl Metrics {
             let _ = m
                 .dropped_messages
                 .get_or_create(&DropLabels { reason: *reason });
+        }
+        for kind in MessageKind::of_engine(engine) {
+            for direction in Direction::ALL {
+                let _ = m.consensus_messages.get_or_create(&MessageLabels {
+                    direction: *direction,
+                    kind: *kind,
+                });
+            }
         }
         registry.register(
             "build_info",
@@ -339,6 +418,11 @@ impl Metrics {
             "Peer messages dropped, by reason",
             m.dropped_messages.clone(),
         );
+        registry.register(
+            "consensus_messages",
+            "Consensus messages sent to peers (one per recipient) and received from them, by kind",
+            m.consensus_messages.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -354,6 +438,13 @@ impl Metrics {
         self.rejected_txs
             .get_or_create(&RejectLabels { reason })
             .inc();
+    }
+
+    /// Counts `count` consensus messages of `kind` going `direction`.
+    pub fn consensus_message(&self, direction: Direction, kind: MessageKind, count: u64) {
+        self.consensus_messages
+            .get_or_create(&MessageLabels { direction, kind })
+            .inc_by(count);
     }
 
     /// The exposition in `format`.
@@ -661,7 +752,7 @@ mod tests {
 
     #[test]
     fn the_classic_text_parses_with_every_series_at_zero() {
-        let m = Metrics::new();
+        let m = Metrics::new(EngineKind::Pbft);
         let f = parsed(&m);
         let names: Vec<&str> = f.keys().map(String::as_str).collect();
         assert_eq!(
@@ -669,6 +760,7 @@ mod tests {
             [
                 "phalanx_build_info",
                 "phalanx_committed_txs_total",
+                "phalanx_consensus_messages_total",
                 "phalanx_consensus_round_duration_seconds",
                 "phalanx_dropped_messages_total",
                 "phalanx_evidence_total",
@@ -695,12 +787,42 @@ mod tests {
             let v = rejected.value("phalanx_rejected_txs_total", &[("reason", r.as_str())]);
             assert_eq!(v, Some(0.0), "{r}");
         }
+        let messages = &f["phalanx_consensus_messages_total"];
+        let pbft = MessageKind::of_engine(EngineKind::Pbft);
+        assert_eq!(messages.samples.len(), 2 * pbft.len());
+        for kind in [
+            "pre_prepare",
+            "prepare",
+            "commit",
+            "checkpoint",
+            "view_change",
+            "new_view",
+            "evidence",
+            "pre_prepare_echo",
+        ] {
+            for direction in ["sent", "received"] {
+                let v = messages.value(
+                    "phalanx_consensus_messages_total",
+                    &[("direction", direction), ("kind", kind)],
+                );
+                assert_eq!(v, Some(0.0), "{direction} {kind}");
+            }
+        }
         assert_eq!(
             f["phalanx_consensus_round_duration_seconds"].kind,
             "histogram"
         );
         assert_eq!(f["phalanx_height"].kind, "gauge");
         assert_eq!(f["phalanx_height"].help, "Latest committed block height.");
+        let engines: std::collections::BTreeSet<MessageKind> = [EngineKind::Pbft, EngineKind::Cft]
+            .into_iter()
+            .flat_map(|e| MessageKind::of_engine(e).iter().copied())
+            .collect();
+        assert_eq!(
+            engines.len(),
+            MessageKind::ALL.len(),
+            "every kind is some engine's"
+        );
         assert_eq!(
             f["phalanx_view_changes_total"].value("phalanx_view_changes_total", &[]),
             Some(0.0)
@@ -708,8 +830,24 @@ mod tests {
     }
 
     #[test]
+    fn a_cft_node_exposes_the_cft_message_kinds_only() {
+        let f = parsed(&Metrics::new(EngineKind::Cft));
+        let kinds: std::collections::BTreeSet<&str> = f["phalanx_consensus_messages_total"]
+            .samples
+            .iter()
+            .map(|(_, l, _)| l["kind"].as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["append_ack", "append_entries", "request_vote", "vote"]
+                .into_iter()
+                .collect()
+        );
+    }
+
+    #[test]
     fn build_info_carries_the_version_and_commit() {
-        let f = parsed(&Metrics::new());
+        let f = parsed(&Metrics::new(EngineKind::Pbft));
         let info = &f["phalanx_build_info"];
         assert_eq!(info.kind, "gauge");
         assert_eq!(info.samples.len(), 1);
@@ -728,10 +866,12 @@ mod tests {
 
     #[test]
     fn recorded_values_show_in_both_formats() {
-        let m = Metrics::new();
+        let m = Metrics::new(EngineKind::Pbft);
         m.dropped(DropReason::MalformedTxBatch);
         m.dropped(DropReason::MalformedTxBatch);
         m.rejected(RejectReason::NonceUsed);
+        m.consensus_message(Direction::Sent, MessageKind::Prepare, 3);
+        m.consensus_message(Direction::Received, MessageKind::ViewChange, 1);
         m.pushed_txs_received.inc_by(7);
         m.txs_resent.inc_by(2);
         m.committed_txs.inc_by(5);
@@ -760,6 +900,27 @@ mod tests {
         assert_eq!(
             c("phalanx_rejected_txs_total", &[("reason", "nonce_used")]),
             1.0
+        );
+        assert_eq!(
+            c(
+                "phalanx_consensus_messages_total",
+                &[("direction", "sent"), ("kind", "prepare")]
+            ),
+            3.0
+        );
+        assert_eq!(
+            c(
+                "phalanx_consensus_messages_total",
+                &[("direction", "received"), ("kind", "view_change")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            c(
+                "phalanx_consensus_messages_total",
+                &[("direction", "received"), ("kind", "prepare")]
+            ),
+            0.0
         );
         assert_eq!(c("phalanx_pushed_txs_received_total", &[]), 7.0);
         assert_eq!(c("phalanx_txs_resent_total", &[]), 2.0);

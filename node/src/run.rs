@@ -189,6 +189,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         let event_rx = match engine {
             EngineKind::Pbft => crate::behaviour::echo::interpose(
                 <Pbft as NodeEngine>::config(&shared.genesis, me)?,
+                shared.clone(),
                 net.clone(),
                 event_rx,
             ),

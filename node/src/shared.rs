@@ -261,6 +261,7 @@ impl Shared {
         // The driver checks this state against the chain tip and fails the
         // start if it is broken; until then, an empty one.
         let state = store.load_state().unwrap_or_default();
+        let metrics = Metrics::new(genesis.consensus.engine);
         Shared {
             genesis,
             me,
@@ -268,7 +269,7 @@ impl Shared {
             store,
             mempool,
             state: RwLock::new(state),
-            metrics: Metrics::new(),
+            metrics,
             verified: VerifiedCache::default(),
             commits: CommitLog::default(),
             resend: Resend::default(),

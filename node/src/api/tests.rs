@@ -267,16 +267,21 @@ fn reads_status_health_validators_blocks_and_metrics() {
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
     application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// A node that refused one transaction as a duplicate and dropped a
-/// message, so the exposition has non-zero labelled series.
+/// A node that refused one transaction as a duplicate, dropped a message
+/// and counted some consensus traffic, so the exposition has non-zero
+/// labelled series.
 fn node_with_some_metrics() -> Node {
     let node = Node::start(1000);
     let tx = json(&transfer(0, 10));
     assert_eq!(node.raw("POST", "/txs", Some(&tx)).0, 202);
     assert_eq!(node.raw("POST", "/txs", Some(&tx)).0, 409);
-    node.shared
-        .metrics
-        .dropped(crate::metrics::DropReason::MalformedTxBatch);
+    let m = &node.shared.metrics;
+    m.dropped(crate::metrics::DropReason::MalformedTxBatch);
+    m.consensus_message(
+        crate::metrics::Direction::Sent,
+        crate::metrics::MessageKind::Prepare,
+        3,
+    );
     node
 }
 
@@ -306,6 +311,14 @@ fn metrics_are_classic_text_unless_the_client_asks_for_openmetrics() {
                 )
                 .is_some(),
             "{text}"
+        );
+        let messages = &families["phalanx_consensus_messages_total"];
+        assert_eq!(
+            messages.value(
+                "phalanx_consensus_messages_total",
+                &[("direction", "sent"), ("kind", "prepare")]
+            ),
+            Some(3.0)
         );
         let dropped = &families["phalanx_dropped_messages_total"];
         assert_eq!(
