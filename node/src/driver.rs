@@ -27,6 +27,16 @@ const MAX_PUSHED_BATCH: usize = 20_000;
 /// Most transactions in one batch of resent client transactions.
 const RESEND_BATCH: usize = 2_000;
 
+/// The tracing target of the debug event for each consensus message sent
+/// and received: `--log phalanx=debug` shows them (with any other debug
+/// event whose target starts with `phalanx`), `--log
+/// info,phalanx::consensus=debug` only these. An explicit target, so the
+/// filter does not depend on where the code lives (its module path is
+/// `phalanx::driver`, after the binary). "sending" is what the engine
+/// sends; a node under fault injection may then withhold or rewrite it
+/// (`phalanx_consensus_messages_total` counts what actually leaves).
+pub const CONSENSUS_LOG: &str = "phalanx::consensus";
+
 /// Milliseconds since the Unix epoch (the engine's clock input).
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -139,6 +149,30 @@ impl Wal {
     }
 }
 
+/// What the metrics and the debug log say about one consensus message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The kind.
+    pub kind: MessageKind,
+    /// PBFT: the view (a VIEW-CHANGE's: the view it asks for). CFT: the term.
+    pub view: u64,
+    /// PBFT: the sequence number (a VIEW-CHANGE's: its stable checkpoint; a
+    /// NEW-VIEW's: the highest one it proposes again). CFT: the log index
+    /// (the last one an AppendEntries or its acknowledgement covers, a
+    /// candidate's last).
+    pub seq: u64,
+    /// The digest voted for, when the message carries one.
+    pub digest: Option<Hash>,
+}
+
+impl Summary {
+    /// The first 4 bytes of the digest in hex, or "-".
+    pub fn short_digest(&self) -> String {
+        self.digest
+            .map_or_else(|| "-".into(), |d| hex::encode(&d.0[..4]))
+    }
+}
+
 /// Signature verdicts from the node's verified cache, verifying only the rest.
 struct CachedCheck<'a>(&'a Shared);
 
@@ -164,8 +198,8 @@ pub trait NodeEngine: Engine<Message: Send + 'static> + Send + 'static {
     fn restore(cfg: Config, key: phalanx_crypto::Keypair, restored: Restored) -> Self;
     /// The signed votes in an outgoing message.
     fn votes(message: &Self::Message) -> Vec<&phalanx_ledger::SignedVote>;
-    /// The kind of a message, for the metrics.
-    fn kind(message: &Self::Message) -> MessageKind;
+    /// What a message is (cheap: no hashing).
+    fn summary(message: &Self::Message) -> Summary;
 }
 
 impl NodeEngine for Pbft {
@@ -189,15 +223,36 @@ impl NodeEngine for Pbft {
             PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) => Vec::new(),
         }
     }
-    fn kind(message: &PbftMessage) -> MessageKind {
+    fn summary(message: &PbftMessage) -> Summary {
+        let vote = |kind, v: &phalanx_ledger::SignedVote| Summary {
+            kind,
+            view: v.vote.view,
+            seq: v.vote.seq.0,
+            digest: Some(v.vote.digest),
+        };
         match message {
-            PbftMessage::PrePrepare(_) => MessageKind::PrePrepare,
-            PbftMessage::Prepare(_) => MessageKind::Prepare,
-            PbftMessage::Commit(_) => MessageKind::Commit,
-            PbftMessage::Checkpoint(_) => MessageKind::Checkpoint,
-            PbftMessage::ViewChange(_) => MessageKind::ViewChange,
-            PbftMessage::NewView(_) => MessageKind::NewView,
-            PbftMessage::Evidence(_) => MessageKind::Evidence,
+            PbftMessage::PrePrepare(pp) => vote(MessageKind::PrePrepare, &pp.vote),
+            PbftMessage::Prepare(v) => vote(MessageKind::Prepare, v),
+            PbftMessage::Commit(v) => vote(MessageKind::Commit, v),
+            PbftMessage::Checkpoint(v) => vote(MessageKind::Checkpoint, v),
+            PbftMessage::Evidence(e) => vote(MessageKind::Evidence, &e.first),
+            PbftMessage::ViewChange(vc) => Summary {
+                kind: MessageKind::ViewChange,
+                view: vc.body.new_view,
+                seq: vc.body.stable_seq.0,
+                digest: Some(vc.body.stable_digest),
+            },
+            PbftMessage::NewView(nv) => Summary {
+                kind: MessageKind::NewView,
+                view: nv.view,
+                seq: nv
+                    .pre_prepares
+                    .iter()
+                    .map(|v| v.vote.seq.0)
+                    .max()
+                    .unwrap_or(0),
+                digest: None,
+            },
         }
     }
 }
@@ -218,12 +273,22 @@ impl NodeEngine for Cft {
     fn votes(_message: &CftMessage) -> Vec<&phalanx_ledger::SignedVote> {
         Vec::new()
     }
-    fn kind(message: &CftMessage) -> MessageKind {
-        match &message.body {
-            CftBody::RequestVote(_) => MessageKind::RequestVote,
-            CftBody::Vote(_) => MessageKind::Vote,
-            CftBody::AppendEntries(_) => MessageKind::AppendEntries,
-            CftBody::AppendAck(_) => MessageKind::AppendAck,
+    /// No digest: a CFT entry's would have to be computed from its payload.
+    fn summary(message: &CftMessage) -> Summary {
+        let (kind, seq) = match &message.body {
+            CftBody::RequestVote(m) => (MessageKind::RequestVote, m.last_log_index.0),
+            CftBody::Vote(_) => (MessageKind::Vote, 0),
+            CftBody::AppendEntries(m) => (
+                MessageKind::AppendEntries,
+                m.prev_log_index.0 + m.entries.len() as u64,
+            ),
+            CftBody::AppendAck(m) => (MessageKind::AppendAck, m.last_index.0),
+        };
+        Summary {
+            kind,
+            view: message.body.term(),
+            seq,
+            digest: None,
         }
     }
 }
@@ -374,10 +439,19 @@ impl<E: NodeEngine> Driver<E> {
             NetEvent::Consensus { from, bytes } => {
                 match phalanx_crypto::decode::<E::Message>(&bytes) {
                     Ok(message) => {
-                        let kind = E::kind(&message);
+                        let s = E::summary(&message);
                         self.shared
                             .metrics
-                            .consensus_message(Direction::Received, kind, 1);
+                            .consensus_message(Direction::Received, s.kind, 1);
+                        tracing::debug!(
+                            target: CONSENSUS_LOG,
+                            kind = %s.kind,
+                            view = s.view,
+                            seq = s.seq,
+                            digest = %s.short_digest(),
+                            from = from.0,
+                            "received"
+                        );
                         self.step(Input::Message { from, message })?
                     }
                     Err(_) => self.shared.metrics.dropped(DropReason::MalformedConsensus),
@@ -470,6 +544,18 @@ impl<E: NodeEngine> Driver<E> {
                 // Save before send: flush every pending record first.
                 self.wal.flush()?;
                 self.log_votes(&message)?;
+                if tracing::enabled!(target: CONSENSUS_LOG, tracing::Level::DEBUG) {
+                    let s = E::summary(&message);
+                    tracing::debug!(
+                        target: CONSENSUS_LOG,
+                        kind = %s.kind,
+                        view = s.view,
+                        seq = s.seq,
+                        digest = %s.short_digest(),
+                        to = to.0,
+                        "sending"
+                    );
+                }
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 if self.net.try_send(NetCommand::Send { to, bytes }).is_err() {
                     self.shared.metrics.dropped(DropReason::NetQueueFull);
@@ -478,6 +564,18 @@ impl<E: NodeEngine> Driver<E> {
             Output::Broadcast(message) => {
                 self.wal.flush()?;
                 self.log_votes(&message)?;
+                if tracing::enabled!(target: CONSENSUS_LOG, tracing::Level::DEBUG) {
+                    let s = E::summary(&message);
+                    tracing::debug!(
+                        target: CONSENSUS_LOG,
+                        kind = %s.kind,
+                        view = s.view,
+                        seq = s.seq,
+                        digest = %s.short_digest(),
+                        to = %"all",
+                        "sending"
+                    );
+                }
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 if self.net.try_send(NetCommand::Broadcast(bytes)).is_err() {
                     self.shared.metrics.dropped(DropReason::NetQueueFull);
@@ -634,7 +732,8 @@ impl<E: NodeEngine> Driver<E> {
 mod tests {
     //! Four drivers in one process, each behind the real (honest) fault
     //! wrapper, wired to each other by hand: real engines, real metrics,
-    //! and a clock that moves only when a test fires a timer.
+    //! real debug events, and a clock that moves only when a test fires a
+    //! timer.
 
     use super::*;
     use crate::behaviour::{interpose, Behaviour, FaultControl, WireMessage};
@@ -645,6 +744,7 @@ mod tests {
         Address, Genesis, GenesisAccount, MemoryStore, State, Transaction, ValidatorInfo,
     };
     use std::collections::BTreeSet;
+    use std::sync::Mutex;
 
     const CHAIN: &str = "driver-test";
     const N: u32 = 4;
@@ -814,6 +914,41 @@ mod tests {
         }
     }
 
+    /// Log lines written through a real fmt subscriber.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Logs {
+        /// A subscriber like the node's (`run::log_filter` on the `--log`
+        /// value, plain format) that writes here.
+        fn subscriber(&self, log: &str) -> impl tracing::Subscriber + Send + Sync {
+            let logs = self.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter(crate::run::log_filter(log))
+                .with_writer(move || logs.clone())
+                .with_ansi(false)
+                .finish()
+        }
+
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
     /// Block 1 through the normal case, then a view change away from a
     /// primary cut off from everyone.
     async fn a_block_and_a_view_change() -> Cluster {
@@ -865,10 +1000,10 @@ mod tests {
         .sign(CHAIN, &key("v1"))
     }
 
-    /// Every message kind: what the driver counts (decoded) and what the
-    /// fault wrapper counts (its first byte on the wire) agree.
+    /// Every message kind: what the driver says about it (decoded) and what
+    /// the fault wrapper counts (its first byte on the wire) agree.
     #[test]
-    fn kinds_and_wire_kinds_agree_for_every_message() {
+    fn summaries_and_wire_kinds_agree_for_every_message() {
         use phalanx_consensus::cft::messages::{AppendAck, AppendEntries, RequestVote, VoteReply};
         use phalanx_consensus::pbft::messages::{NewView, PrePrepare, ViewChange, ViewChangeBody};
         use phalanx_ledger::{Evidence, Payload, VoteKind};
@@ -899,23 +1034,23 @@ mod tests {
                     vote: vote(VoteKind::PrePrepare, 2, 7),
                     payload,
                 }),
-                MessageKind::PrePrepare,
+                (MessageKind::PrePrepare, 2, 7, true),
             ),
             (
                 PbftMessage::Prepare(vote(VoteKind::Prepare, 2, 7)),
-                MessageKind::Prepare,
+                (MessageKind::Prepare, 2, 7, true),
             ),
             (
                 PbftMessage::Commit(vote(VoteKind::Commit, 2, 7)),
-                MessageKind::Commit,
+                (MessageKind::Commit, 2, 7, true),
             ),
             (
                 PbftMessage::Checkpoint(vote(VoteKind::Checkpoint, 2, 8)),
-                MessageKind::Checkpoint,
+                (MessageKind::Checkpoint, 2, 8, true),
             ),
             (
                 PbftMessage::ViewChange(view_change.clone()),
-                MessageKind::ViewChange,
+                (MessageKind::ViewChange, 3, 4, true),
             ),
             (
                 PbftMessage::NewView(NewView {
@@ -927,18 +1062,24 @@ mod tests {
                     ],
                     signature: phalanx_crypto::Signature([0; 64]),
                 }),
-                MessageKind::NewView,
+                (MessageKind::NewView, 3, 6, false),
             ),
             (
                 PbftMessage::Evidence(Evidence {
                     first: vote(VoteKind::Prepare, 1, 9),
                     second: vote(VoteKind::Prepare, 1, 9),
                 }),
-                MessageKind::Evidence,
+                (MessageKind::Evidence, 1, 9, true),
             ),
         ];
-        for (m, kind) in pbft {
-            assert_eq!(Pbft::kind(&m), kind, "{m:?}");
+        for (m, (kind, view, seq, digest)) in pbft {
+            let s = Pbft::summary(&m);
+            assert_eq!(
+                (s.kind, s.view, s.seq, s.digest.is_some()),
+                (kind, view, seq, digest),
+                "{m:?}"
+            );
+            assert_eq!(s.short_digest().len(), if digest { 8 } else { 1 });
             assert_eq!(
                 PbftMessage::wire_kind(&phalanx_crypto::encode(&m)),
                 Some(kind)
@@ -953,7 +1094,7 @@ mod tests {
                     last_log_index: Height(9),
                     last_log_term: 4,
                 }),
-                MessageKind::RequestVote,
+                (MessageKind::RequestVote, 9),
             ),
             (
                 CftBody::Vote(VoteReply {
@@ -962,7 +1103,7 @@ mod tests {
                     candidate: ValidatorIndex(2),
                     granted: true,
                 }),
-                MessageKind::Vote,
+                (MessageKind::Vote, 0),
             ),
             (
                 CftBody::AppendEntries(AppendEntries {
@@ -973,7 +1114,7 @@ mod tests {
                     entries: Vec::new(),
                     leader_commit: Height(8),
                 }),
-                MessageKind::AppendEntries,
+                (MessageKind::AppendEntries, 9),
             ),
             (
                 CftBody::AppendAck(AppendAck {
@@ -982,12 +1123,13 @@ mod tests {
                     success: true,
                     last_index: Height(11),
                 }),
-                MessageKind::AppendAck,
+                (MessageKind::AppendAck, 11),
             ),
         ];
-        for (body, kind) in cft {
+        for (body, (kind, seq)) in cft {
             let m = CftMessage::sign(body, CHAIN, &key("v1"));
-            assert_eq!(Cft::kind(&m), kind, "{m:?}");
+            let s = Cft::summary(&m);
+            assert_eq!((s.kind, s.view, s.seq, s.digest), (kind, 5, seq, None));
             assert_eq!(
                 CftMessage::wire_kind(&phalanx_crypto::encode(&m)),
                 Some(kind)
@@ -1004,7 +1146,8 @@ mod tests {
     #[tokio::test]
     async fn what_the_fault_wrapper_withholds_is_not_counted_as_sent() {
         let mut c = Cluster::new();
-        // Nothing is delivered, only counted as it leaves node 1.
+        // Nothing is delivered (the drivers' debug events are left to the
+        // test below), only counted as it leaves node 1.
         c.cut.insert(1);
         let prepare = Arc::new(phalanx_crypto::encode(&PbftMessage::Prepare(vote(
             phalanx_ledger::VoteKind::Prepare,
@@ -1037,9 +1180,78 @@ mod tests {
         assert_eq!(c.lost[&MessageKind::Prepare], 4, "nothing on the wire");
     }
 
+    /// One test, so that no other thread hits these callsites meanwhile:
+    /// tracing caches whether a callsite is enabled across threads, and
+    /// tests with different subscribers racing on one callsite can see a
+    /// stale answer.
     #[tokio::test]
-    async fn consensus_messages_are_counted_by_kind_and_direction() {
-        check_counts(&a_block_and_a_view_change().await);
+    async fn consensus_messages_are_logged_at_phalanx_debug_and_counted() {
+        let logs = Logs::default();
+        let guard = tracing::subscriber::set_default(logs.subscriber("phalanx=debug"));
+        let c = a_block_and_a_view_change().await;
+        drop(guard);
+        check_debug_events(&logs.lines());
+        check_counts(&c);
+
+        let logs = Logs::default();
+        let guard = tracing::subscriber::set_default(logs.subscriber("info"));
+        let _ = a_block_and_a_view_change().await;
+        drop(guard);
+        let lines = logs.lines();
+        assert!(
+            !lines.iter().any(|l| l.contains("phalanx::consensus")),
+            "no consensus events at info: {lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("entered view")),
+            "info events still show: {lines:#?}"
+        );
+    }
+
+    fn check_debug_events(lines: &[String]) {
+        let find = |what: &str, kind: &str| -> &String {
+            lines
+                .iter()
+                .find(|l| {
+                    l.contains(" DEBUG phalanx::consensus: ")
+                        && l.contains(what)
+                        && l.contains(&format!(" kind={kind} "))
+                })
+                .unwrap_or_else(|| panic!("no {what} {kind} event in:\n{}", lines.join("\n")))
+        };
+        for kind in [
+            "pre_prepare",
+            "prepare",
+            "commit",
+            "view_change",
+            "new_view",
+        ] {
+            let sent = find("sending", kind);
+            let received = find("received", kind);
+            assert!(sent.contains(" to="), "{sent}");
+            assert!(received.contains(" from="), "{received}");
+            for l in [sent, received] {
+                assert!(l.contains(" view=") && l.contains(" seq="), "{l}");
+                assert!(l.contains(" digest="), "{l}");
+            }
+        }
+        // The primary's proposal of block 1, as a backup received it.
+        let pp = find("received", "pre_prepare");
+        assert!(pp.contains(" view=0 seq=1 digest="), "{pp}");
+        assert!(pp.ends_with(" from=0"), "{pp}");
+        let digest = pp
+            .split(" digest=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        assert_eq!(digest.len(), 8, "{pp}");
+        assert!(digest.chars().all(|c| c.is_ascii_hexdigit()), "{pp}");
+        let prepare = find("sending", "prepare");
+        assert!(prepare.ends_with(" to=all"), "a broadcast: {prepare}");
+        let nv = find("sending", "new_view");
+        assert!(nv.contains(" view=1 "), "{nv}");
     }
 
     fn check_counts(c: &Cluster) {
