@@ -3,8 +3,10 @@
 //! order: persist (synced, before anything leaves the node), send, arm
 //! timers, execute committed blocks into the store (STYLE §1).
 
+use crate::metrics::{Direction, DropReason, MessageKind};
 use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
+use phalanx_consensus::cft::messages::CftBody;
 use phalanx_consensus::{
     Cft, CftMessage, CftRecord, Config, ConfigError, Engine, Input, Output, Pbft, PbftMessage,
     Persisted, Restored, TimeoutKind,
@@ -20,10 +22,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-/// Most transactions decoded from one gossip message.
-const MAX_GOSSIP_BATCH: usize = 20_000;
-/// Most transactions in one re-gossip message.
-const REGOSSIP_BATCH: usize = 2_000;
+/// Most transactions decoded from one batch pushed by a peer.
+const MAX_PUSHED_BATCH: usize = 20_000;
+/// Most transactions in one batch of resent client transactions.
+const RESEND_BATCH: usize = 2_000;
+
+/// The tracing target of the debug event for each consensus message sent
+/// and received: `--log phalanx=debug` shows them (with any other debug
+/// event whose target starts with `phalanx`), `--log
+/// info,phalanx::consensus=debug` only these. An explicit target, so the
+/// filter does not depend on where the code lives (its module path is
+/// `phalanx::driver`, after the binary). "sending" is what the engine
+/// sends; a node under fault injection may then withhold or rewrite it
+/// (`phalanx_consensus_messages_total` counts what actually leaves).
+pub const CONSENSUS_LOG: &str = "phalanx::consensus";
 
 /// Milliseconds since the Unix epoch (the engine's clock input).
 pub fn now_ms() -> u64 {
@@ -137,6 +149,30 @@ impl Wal {
     }
 }
 
+/// What the metrics and the debug log say about one consensus message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The kind.
+    pub kind: MessageKind,
+    /// PBFT: the view (a VIEW-CHANGE's: the view it asks for). CFT: the term.
+    pub view: u64,
+    /// PBFT: the sequence number (a VIEW-CHANGE's: its stable checkpoint; a
+    /// NEW-VIEW's: the highest one it proposes again). CFT: the log index
+    /// (the last one an AppendEntries or its acknowledgement covers, a
+    /// candidate's last).
+    pub seq: u64,
+    /// The digest voted for, when the message carries one.
+    pub digest: Option<Hash>,
+}
+
+impl Summary {
+    /// The first 4 bytes of the digest in hex, or "-".
+    pub fn short_digest(&self) -> String {
+        self.digest
+            .map_or_else(|| "-".into(), |d| hex::encode(&d.0[..4]))
+    }
+}
+
 /// Signature verdicts from the node's verified cache, verifying only the rest.
 struct CachedCheck<'a>(&'a Shared);
 
@@ -162,6 +198,8 @@ pub trait NodeEngine: Engine<Message: Send + 'static> + Send + 'static {
     fn restore(cfg: Config, key: phalanx_crypto::Keypair, restored: Restored) -> Self;
     /// The signed votes in an outgoing message.
     fn votes(message: &Self::Message) -> Vec<&phalanx_ledger::SignedVote>;
+    /// What a message is (cheap: no hashing).
+    fn summary(message: &Self::Message) -> Summary;
 }
 
 impl NodeEngine for Pbft {
@@ -185,6 +223,38 @@ impl NodeEngine for Pbft {
             PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) => Vec::new(),
         }
     }
+    fn summary(message: &PbftMessage) -> Summary {
+        let vote = |kind, v: &phalanx_ledger::SignedVote| Summary {
+            kind,
+            view: v.vote.view,
+            seq: v.vote.seq.0,
+            digest: Some(v.vote.digest),
+        };
+        match message {
+            PbftMessage::PrePrepare(pp) => vote(MessageKind::PrePrepare, &pp.vote),
+            PbftMessage::Prepare(v) => vote(MessageKind::Prepare, v),
+            PbftMessage::Commit(v) => vote(MessageKind::Commit, v),
+            PbftMessage::Checkpoint(v) => vote(MessageKind::Checkpoint, v),
+            PbftMessage::Evidence(e) => vote(MessageKind::Evidence, &e.first),
+            PbftMessage::ViewChange(vc) => Summary {
+                kind: MessageKind::ViewChange,
+                view: vc.body.new_view,
+                seq: vc.body.stable_seq.0,
+                digest: Some(vc.body.stable_digest),
+            },
+            PbftMessage::NewView(nv) => Summary {
+                kind: MessageKind::NewView,
+                view: nv.view,
+                seq: nv
+                    .pre_prepares
+                    .iter()
+                    .map(|v| v.vote.seq.0)
+                    .max()
+                    .unwrap_or(0),
+                digest: None,
+            },
+        }
+    }
 }
 
 impl NodeEngine for Cft {
@@ -202,6 +272,24 @@ impl NodeEngine for Cft {
     /// nobody checks for equivocation).
     fn votes(_message: &CftMessage) -> Vec<&phalanx_ledger::SignedVote> {
         Vec::new()
+    }
+    /// No digest: a CFT entry's would have to be computed from its payload.
+    fn summary(message: &CftMessage) -> Summary {
+        let (kind, seq) = match &message.body {
+            CftBody::RequestVote(m) => (MessageKind::RequestVote, m.last_log_index.0),
+            CftBody::Vote(_) => (MessageKind::Vote, 0),
+            CftBody::AppendEntries(m) => (
+                MessageKind::AppendEntries,
+                m.prev_log_index.0 + m.entries.len() as u64,
+            ),
+            CftBody::AppendAck(m) => (MessageKind::AppendAck, m.last_index.0),
+        };
+        Summary {
+            kind,
+            view: message.body.term(),
+            seq,
+            digest: None,
+        }
     }
 }
 
@@ -350,27 +438,42 @@ impl<E: NodeEngine> Driver<E> {
         match event {
             NetEvent::Consensus { from, bytes } => {
                 match phalanx_crypto::decode::<E::Message>(&bytes) {
-                    Ok(message) => self.step(Input::Message { from, message })?,
-                    Err(_) => self.shared.metrics.dropped("malformed_consensus"),
+                    Ok(message) => {
+                        let s = E::summary(&message);
+                        self.shared
+                            .metrics
+                            .consensus_message(Direction::Received, s.kind, 1);
+                        tracing::debug!(
+                            target: CONSENSUS_LOG,
+                            kind = %s.kind,
+                            view = s.view,
+                            seq = s.seq,
+                            digest = %s.short_digest(),
+                            from = from.0,
+                            "received"
+                        );
+                        self.step(Input::Message { from, message })?
+                    }
+                    Err(_) => self.shared.metrics.dropped(DropReason::MalformedConsensus),
                 }
             }
             NetEvent::Txs(bytes) => {
                 // Decoding and signature checks run beside the loop, never in
-                // it: consensus messages queued behind a gossip batch must not
+                // it: consensus messages queued behind a pushed batch must not
                 // wait for its verification (at n = 16 on two cores that wait
                 // starved the primary). The task wakes the loop when done.
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
                     match phalanx_crypto::decode::<Vec<SignedTransaction>>(&bytes) {
-                        Ok(txs) if txs.len() <= MAX_GOSSIP_BATCH => {
-                            shared.metrics.gossip_txs.inc_by(txs.len() as u64);
+                        Ok(txs) if txs.len() <= MAX_PUSHED_BATCH => {
+                            shared.metrics.pushed_txs_received.inc_by(txs.len() as u64);
                             let verdicts = shared.clone().verify(txs.clone()).await;
                             for (tx, (hash, ok)) in txs.into_iter().zip(verdicts) {
                                 let _ = shared.insert_verified(tx, hash, ok);
                             }
                             shared.wake_driver();
                         }
-                        _ => shared.metrics.dropped("malformed_gossip"),
+                        _ => shared.metrics.dropped(DropReason::MalformedTxBatch),
                     }
                 });
             }
@@ -441,15 +544,41 @@ impl<E: NodeEngine> Driver<E> {
                 // Save before send: flush every pending record first.
                 self.wal.flush()?;
                 self.log_votes(&message)?;
+                if tracing::enabled!(target: CONSENSUS_LOG, tracing::Level::DEBUG) {
+                    let s = E::summary(&message);
+                    tracing::debug!(
+                        target: CONSENSUS_LOG,
+                        kind = %s.kind,
+                        view = s.view,
+                        seq = s.seq,
+                        digest = %s.short_digest(),
+                        to = to.0,
+                        "sending"
+                    );
+                }
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
-                let _ = self.net.try_send(NetCommand::Send { to, bytes });
+                if self.net.try_send(NetCommand::Send { to, bytes }).is_err() {
+                    self.shared.metrics.dropped(DropReason::NetQueueFull);
+                }
             }
             Output::Broadcast(message) => {
                 self.wal.flush()?;
                 self.log_votes(&message)?;
+                if tracing::enabled!(target: CONSENSUS_LOG, tracing::Level::DEBUG) {
+                    let s = E::summary(&message);
+                    tracing::debug!(
+                        target: CONSENSUS_LOG,
+                        kind = %s.kind,
+                        view = s.view,
+                        seq = s.seq,
+                        digest = %s.short_digest(),
+                        to = %"all",
+                        "sending"
+                    );
+                }
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 if self.net.try_send(NetCommand::Broadcast(bytes)).is_err() {
-                    self.shared.metrics.dropped("net_queue_full");
+                    self.shared.metrics.dropped(DropReason::NetQueueFull);
                 }
             }
             Output::ScheduleTimeout { kind, after_ms } => {
@@ -565,10 +694,10 @@ impl<E: NodeEngine> Driver<E> {
     fn on_tick(&mut self) {
         self.publish_status();
         let shared = &self.shared;
-        let again = shared.regossip.due(now_ms(), |h| shared.mempool.get(h));
+        let again = shared.resend.due(now_ms(), |h| shared.mempool.get(h));
         if !again.is_empty() {
-            shared.metrics.regossiped_txs.inc_by(again.len() as u64);
-            for chunk in again.chunks(REGOSSIP_BATCH) {
+            shared.metrics.txs_resent.inc_by(again.len() as u64);
+            for chunk in again.chunks(RESEND_BATCH) {
                 let _ = self
                     .net
                     .try_send(NetCommand::PushTxs(phalanx_crypto::encode(chunk)));
@@ -596,5 +725,558 @@ impl<E: NodeEngine> Driver<E> {
             self.committed_since_tick = 0;
             self.last_summary = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Four drivers in one process, each behind the real (honest) fault
+    //! wrapper, wired to each other by hand: real engines, real metrics,
+    //! real debug events, and a clock that moves only when a test fires a
+    //! timer.
+
+    use super::*;
+    use crate::behaviour::{interpose, Behaviour, FaultControl, WireMessage};
+    use crate::home::NodeConfig;
+    use crate::metrics::{classic, Format};
+    use phalanx_crypto::Keypair;
+    use phalanx_ledger::{
+        Address, Genesis, GenesisAccount, MemoryStore, State, Transaction, ValidatorInfo,
+    };
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    const CHAIN: &str = "driver-test";
+    const N: u32 = 4;
+
+    fn key(label: &str) -> Keypair {
+        Keypair::from_label(&format!("driver-test-{label}"))
+    }
+
+    fn genesis() -> phalanx_ledger::Genesis {
+        Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: 1_700_000_000_000,
+            validators: (0..N)
+                .map(|i| ValidatorInfo {
+                    name: format!("node{i}"),
+                    public_key: key(&format!("v{i}")).public(),
+                    node_key: key(&format!("n{i}")).public(),
+                    stake: 1,
+                    p2p_address: format!("/ip4/127.0.0.1/tcp/{}", 26000 + i),
+                    api_address: format!("127.0.0.1:{}", 26100 + i),
+                })
+                .collect(),
+            accounts: vec![GenesisAccount {
+                address: Address(key("alice").public()),
+                balance: 1000,
+            }],
+            consensus: Default::default(),
+        }
+    }
+
+    fn transfer(nonce: u64) -> SignedTransaction {
+        let alice = key("alice");
+        Transaction {
+            chain_id: CHAIN.into(),
+            from: Address(alice.public()),
+            to: Address(alice.public()),
+            amount: 1,
+            nonce,
+            fee: 1,
+        }
+        .sign(&alice)
+    }
+
+    /// One validator: its driver, and what its fault wrapper hands to the
+    /// network.
+    struct Node {
+        driver: Driver<Pbft>,
+        shared: Arc<Shared>,
+        control: Arc<FaultControl>,
+        wire: mpsc::Receiver<NetCommand>,
+    }
+
+    fn node(i: u32) -> Node {
+        let genesis = genesis();
+        let store = MemoryStore::new();
+        let changed = genesis
+            .state()
+            .accounts()
+            .map(|(a, acct)| (*a, *acct))
+            .collect();
+        let diff = State::default().diff(Height::GENESIS, changed);
+        store.append_block(&genesis.block(), &[], &diff).unwrap();
+        let me = ValidatorIndex(i);
+        let shared = Arc::new(Shared::new(
+            genesis,
+            me,
+            NodeConfig::default(),
+            Arc::new(store),
+        ));
+        let (net, wire) = mpsc::channel(4096);
+        let cfg = <Pbft as NodeEngine>::config(&shared.genesis, me).unwrap();
+        let control = Arc::new(FaultControl::new(Behaviour::Honest, false));
+        let net = interpose::<PbftMessage>(
+            control.clone(),
+            shared.clone(),
+            cfg,
+            key(&format!("v{i}")),
+            net,
+        );
+        let driver = Driver::new(shared.clone(), key(&format!("v{i}")), net).unwrap();
+        Node {
+            driver,
+            shared,
+            control,
+            wire,
+        }
+    }
+
+    struct Cluster {
+        nodes: Vec<Node>,
+        /// Validators cut off from everyone.
+        cut: BTreeSet<u32>,
+        /// Messages lost at the cut, by kind.
+        lost: BTreeMap<MessageKind, u64>,
+    }
+
+    impl Cluster {
+        fn new() -> Cluster {
+            Cluster {
+                nodes: (0..N).map(node).collect(),
+                cut: BTreeSet::new(),
+                lost: BTreeMap::new(),
+            }
+        }
+
+        /// Delivers consensus messages until none are left.
+        async fn settle(&mut self) {
+            loop {
+                // The wrappers are tasks on this thread: let them forward.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let mut deliveries = Vec::new();
+                for from in 0..N {
+                    while let Ok(cmd) = self.nodes[from as usize].wire.try_recv() {
+                        let (dests, bytes): (Vec<u32>, _) = match cmd {
+                            NetCommand::Send { to, bytes } => (vec![to.0], bytes),
+                            NetCommand::Broadcast(bytes) => {
+                                ((0..N).filter(|v| *v != from).collect(), bytes)
+                            }
+                            _ => continue,
+                        };
+                        for to in dests {
+                            if self.cut.contains(&from) || self.cut.contains(&to) {
+                                let kind = PbftMessage::wire_kind(&bytes).unwrap();
+                                *self.lost.entry(kind).or_default() += 1;
+                            } else {
+                                deliveries.push((from, to, bytes.clone()));
+                            }
+                        }
+                    }
+                }
+                if deliveries.is_empty() {
+                    return;
+                }
+                for (from, to, bytes) in deliveries {
+                    let event = NetEvent::Consensus {
+                        from: ValidatorIndex(from),
+                        bytes: bytes.to_vec(),
+                    };
+                    self.nodes[to as usize]
+                        .driver
+                        .on_net_event(event)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+
+        /// Fires node `i`'s armed timers that `which` selects, now.
+        fn fire(&mut self, i: usize, which: impl Fn(&TimeoutKind) -> bool) {
+            let d = &mut self.nodes[i].driver;
+            let due: Vec<TimeoutKind> = d.timers.keys().copied().filter(|k| which(k)).collect();
+            for kind in due {
+                d.timers.remove(&kind);
+                d.step(Input::Timeout(kind)).unwrap();
+            }
+        }
+
+        fn counted(&self, i: usize, direction: &str, kind: &str) -> f64 {
+            let text = self.nodes[i].shared.metrics.render(Format::Classic);
+            let families = classic::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            families["phalanx_consensus_messages_total"]
+                .value(
+                    "phalanx_consensus_messages_total",
+                    &[("direction", direction), ("kind", kind)],
+                )
+                .unwrap_or_else(|| panic!("no {direction} {kind} series:\n{text}"))
+        }
+    }
+
+    /// Log lines written through a real fmt subscriber.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Logs {
+        /// A subscriber like the node's (`run::log_filter` on the `--log`
+        /// value, plain format) that writes here.
+        fn subscriber(&self, log: &str) -> impl tracing::Subscriber + Send + Sync {
+            let logs = self.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter(crate::run::log_filter(log))
+                .with_writer(move || logs.clone())
+                .with_ansi(false)
+                .finish()
+        }
+
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    /// Block 1 through the normal case, then a view change away from a
+    /// primary cut off from everyone.
+    async fn a_block_and_a_view_change() -> Cluster {
+        let mut c = Cluster::new();
+        for n in &mut c.nodes {
+            n.driver.step(Input::Start).unwrap();
+        }
+        c.settle().await;
+        c.nodes[0]
+            .driver
+            .step(Input::Transactions(vec![transfer(0)]))
+            .unwrap();
+        c.fire(0, |k| *k == TimeoutKind::Batch);
+        c.settle().await;
+        for n in &c.nodes {
+            assert_eq!(n.driver.latest.height(), Height(1), "block 1 everywhere");
+        }
+        // The primary goes silent while the backups hold a transaction.
+        c.cut.insert(0);
+        for i in 1..N as usize {
+            c.nodes[i]
+                .driver
+                .step(Input::Transactions(vec![transfer(1)]))
+                .unwrap();
+        }
+        // A progress timer armed for block 1 first sees that block 1
+        // committed and re-arms; the next one finds no progress.
+        for _ in 0..2 {
+            for i in 1..N as usize {
+                c.fire(i, |k| matches!(k, TimeoutKind::Progress { .. }));
+            }
+            c.settle().await;
+        }
+        for n in &c.nodes[1..] {
+            let st = n.driver.engine.status();
+            assert_eq!((st.view, st.view_changing), (1, false), "in view 1");
+        }
+        c
+    }
+
+    fn vote(kind: phalanx_ledger::VoteKind, view: u64, seq: u64) -> phalanx_ledger::SignedVote {
+        phalanx_ledger::Vote {
+            kind,
+            view,
+            seq: Height(seq),
+            digest: Hash::digest(&[seq as u8]),
+            voter: ValidatorIndex(1),
+        }
+        .sign(CHAIN, &key("v1"))
+    }
+
+    /// Every message kind: what the driver says about it (decoded) and what
+    /// the fault wrapper counts (its first byte on the wire) agree.
+    #[test]
+    fn summaries_and_wire_kinds_agree_for_every_message() {
+        use phalanx_consensus::cft::messages::{AppendAck, AppendEntries, RequestVote, VoteReply};
+        use phalanx_consensus::pbft::messages::{NewView, PrePrepare, ViewChange, ViewChangeBody};
+        use phalanx_ledger::{Evidence, Payload, VoteKind};
+        let payload = Payload {
+            chain_id: CHAIN.into(),
+            height: Height(7),
+            round: 2,
+            proposer: ValidatorIndex(2),
+            timestamp_ms: 1,
+            txs: Vec::new(),
+            evidence: Vec::new(),
+        };
+        let view_change = ViewChange {
+            body: ViewChangeBody {
+                new_view: 3,
+                stable_seq: Height(4),
+                stable_digest: Hash::digest(b"stable"),
+                checkpoint_proof: Vec::new(),
+                prepared: Vec::new(),
+                committed: Vec::new(),
+                voter: ValidatorIndex(1),
+            },
+            signature: phalanx_crypto::Signature([0; 64]),
+        };
+        let pbft = [
+            (
+                PbftMessage::PrePrepare(PrePrepare {
+                    vote: vote(VoteKind::PrePrepare, 2, 7),
+                    payload,
+                }),
+                (MessageKind::PrePrepare, 2, 7, true),
+            ),
+            (
+                PbftMessage::Prepare(vote(VoteKind::Prepare, 2, 7)),
+                (MessageKind::Prepare, 2, 7, true),
+            ),
+            (
+                PbftMessage::Commit(vote(VoteKind::Commit, 2, 7)),
+                (MessageKind::Commit, 2, 7, true),
+            ),
+            (
+                PbftMessage::Checkpoint(vote(VoteKind::Checkpoint, 2, 8)),
+                (MessageKind::Checkpoint, 2, 8, true),
+            ),
+            (
+                PbftMessage::ViewChange(view_change.clone()),
+                (MessageKind::ViewChange, 3, 4, true),
+            ),
+            (
+                PbftMessage::NewView(NewView {
+                    view: 3,
+                    view_changes: vec![view_change],
+                    pre_prepares: vec![
+                        vote(VoteKind::PrePrepare, 3, 5),
+                        vote(VoteKind::PrePrepare, 3, 6),
+                    ],
+                    signature: phalanx_crypto::Signature([0; 64]),
+                }),
+                (MessageKind::NewView, 3, 6, false),
+            ),
+            (
+                PbftMessage::Evidence(Evidence {
+                    first: vote(VoteKind::Prepare, 1, 9),
+                    second: vote(VoteKind::Prepare, 1, 9),
+                }),
+                (MessageKind::Evidence, 1, 9, true),
+            ),
+        ];
+        for (m, (kind, view, seq, digest)) in pbft {
+            let s = Pbft::summary(&m);
+            assert_eq!(
+                (s.kind, s.view, s.seq, s.digest.is_some()),
+                (kind, view, seq, digest),
+                "{m:?}"
+            );
+            assert_eq!(s.short_digest().len(), if digest { 8 } else { 1 });
+            assert_eq!(
+                PbftMessage::wire_kind(&phalanx_crypto::encode(&m)),
+                Some(kind)
+            );
+            assert!(MessageKind::of_engine(phalanx_ledger::EngineKind::Pbft).contains(&kind));
+        }
+        let cft = [
+            (
+                CftBody::RequestVote(RequestVote {
+                    term: 5,
+                    candidate: ValidatorIndex(1),
+                    last_log_index: Height(9),
+                    last_log_term: 4,
+                }),
+                (MessageKind::RequestVote, 9),
+            ),
+            (
+                CftBody::Vote(VoteReply {
+                    term: 5,
+                    voter: ValidatorIndex(1),
+                    candidate: ValidatorIndex(2),
+                    granted: true,
+                }),
+                (MessageKind::Vote, 0),
+            ),
+            (
+                CftBody::AppendEntries(AppendEntries {
+                    term: 5,
+                    leader: ValidatorIndex(1),
+                    prev_log_index: Height(9),
+                    prev_log_term: 4,
+                    entries: Vec::new(),
+                    leader_commit: Height(8),
+                }),
+                (MessageKind::AppendEntries, 9),
+            ),
+            (
+                CftBody::AppendAck(AppendAck {
+                    term: 5,
+                    follower: ValidatorIndex(1),
+                    success: true,
+                    last_index: Height(11),
+                }),
+                (MessageKind::AppendAck, 11),
+            ),
+        ];
+        for (body, (kind, seq)) in cft {
+            let m = CftMessage::sign(body, CHAIN, &key("v1"));
+            let s = Cft::summary(&m);
+            assert_eq!((s.kind, s.view, s.seq, s.digest), (kind, 5, seq, None));
+            assert_eq!(
+                CftMessage::wire_kind(&phalanx_crypto::encode(&m)),
+                Some(kind)
+            );
+            assert!(MessageKind::of_engine(phalanx_ledger::EngineKind::Cft).contains(&kind));
+        }
+        assert_eq!(PbftMessage::wire_kind(&[]), None);
+        assert_eq!(PbftMessage::wire_kind(&[7]), None);
+        assert_eq!(CftMessage::wire_kind(&[4]), None);
+    }
+
+    /// Sent messages are counted as they leave the fault wrapper: one per
+    /// recipient, none for what a misbehaving node withholds.
+    #[tokio::test]
+    async fn what_the_fault_wrapper_withholds_is_not_counted_as_sent() {
+        let mut c = Cluster::new();
+        // Nothing is delivered (the drivers' debug events are left to the
+        // test below), only counted as it leaves node 1.
+        c.cut.insert(1);
+        let prepare = Arc::new(phalanx_crypto::encode(&PbftMessage::Prepare(vote(
+            phalanx_ledger::VoteKind::Prepare,
+            0,
+            1,
+        ))));
+        let send = |c: &Cluster, cmd| c.nodes[1].driver.net.try_send(cmd).unwrap();
+        send(
+            &c,
+            NetCommand::Send {
+                to: ValidatorIndex(2),
+                bytes: prepare.clone(),
+            },
+        );
+        send(&c, NetCommand::Broadcast(prepare.clone()));
+        c.settle().await;
+        assert_eq!(c.counted(1, "sent", "prepare"), 4.0, "1 + 3 recipients");
+        assert_eq!(c.lost[&MessageKind::Prepare], 4, "on the wire");
+        c.nodes[1].control.set_behaviour(Behaviour::Silent);
+        send(
+            &c,
+            NetCommand::Send {
+                to: ValidatorIndex(2),
+                bytes: prepare.clone(),
+            },
+        );
+        send(&c, NetCommand::Broadcast(prepare));
+        c.settle().await;
+        assert_eq!(c.counted(1, "sent", "prepare"), 4.0, "withheld");
+        assert_eq!(c.lost[&MessageKind::Prepare], 4, "nothing on the wire");
+    }
+
+    /// One test, so that no other thread hits these callsites meanwhile:
+    /// tracing caches whether a callsite is enabled across threads, and
+    /// tests with different subscribers racing on one callsite can see a
+    /// stale answer.
+    #[tokio::test]
+    async fn consensus_messages_are_logged_at_phalanx_debug_and_counted() {
+        let logs = Logs::default();
+        let guard = tracing::subscriber::set_default(logs.subscriber("phalanx=debug"));
+        let c = a_block_and_a_view_change().await;
+        drop(guard);
+        check_debug_events(&logs.lines());
+        check_counts(&c);
+
+        let logs = Logs::default();
+        let guard = tracing::subscriber::set_default(logs.subscriber("info"));
+        let _ = a_block_and_a_view_change().await;
+        drop(guard);
+        let lines = logs.lines();
+        assert!(
+            !lines.iter().any(|l| l.contains("phalanx::consensus")),
+            "no consensus events at info: {lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("entered view")),
+            "info events still show: {lines:#?}"
+        );
+    }
+
+    fn check_debug_events(lines: &[String]) {
+        let find = |what: &str, kind: &str| -> &String {
+            lines
+                .iter()
+                .find(|l| {
+                    l.contains(" DEBUG phalanx::consensus: ")
+                        && l.contains(what)
+                        && l.contains(&format!(" kind={kind} "))
+                })
+                .unwrap_or_else(|| panic!("no {what} {kind} event in:\n{}", lines.join("\n")))
+        };
+        for kind in [
+            "pre_prepare",
+            "prepare",
+            "commit",
+            "view_change",
+            "new_view",
+        ] {
+            let sent = find("sending", kind);
+            let received = find("received", kind);
+            assert!(sent.contains(" to="), "{sent}");
+            assert!(received.contains(" from="), "{received}");
+            for l in [sent, received] {
+                assert!(l.contains(" view=") && l.contains(" seq="), "{l}");
+                assert!(l.contains(" digest="), "{l}");
+            }
+        }
+        // The primary's proposal of block 1, as a backup received it.
+        let pp = find("received", "pre_prepare");
+        assert!(pp.contains(" view=0 seq=1 digest="), "{pp}");
+        assert!(pp.ends_with(" from=0"), "{pp}");
+        let digest = pp
+            .split(" digest=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        assert_eq!(digest.len(), 8, "{pp}");
+        assert!(digest.chars().all(|c| c.is_ascii_hexdigit()), "{pp}");
+        let prepare = find("sending", "prepare");
+        assert!(prepare.ends_with(" to=all"), "a broadcast: {prepare}");
+        let nv = find("sending", "new_view");
+        assert!(nv.contains(" view=1 "), "{nv}");
+    }
+
+    fn check_counts(c: &Cluster) {
+        // Validator 0 proposed block 1 to its three backups, then was cut
+        // off; 1, 2 and 3 each asked for view 1 (a broadcast: three sent,
+        // two of the others' received), and 1, its primary, started it.
+        assert_eq!(c.counted(0, "sent", "pre_prepare"), 3.0);
+        assert_eq!(c.counted(1, "received", "pre_prepare"), 1.0);
+        for i in 1..4 {
+            assert_eq!(c.counted(i, "sent", "view_change"), 3.0, "node {i}");
+            assert_eq!(c.counted(i, "received", "view_change"), 2.0, "node {i}");
+        }
+        assert_eq!(c.counted(1, "sent", "new_view"), 3.0);
+        assert_eq!(c.counted(2, "received", "new_view"), 1.0);
+        assert_eq!(c.counted(3, "received", "new_view"), 1.0);
+        assert_eq!(c.counted(0, "received", "new_view"), 0.0, "cut off");
+        // Per kind, every message sent to a peer was received there or lost
+        // at the cut.
+        for kind in MessageKind::of_engine(phalanx_ledger::EngineKind::Pbft) {
+            let k = kind.as_str();
+            let sent: f64 = (0..4).map(|i| c.counted(i, "sent", k)).sum();
+            let received: f64 = (0..4).map(|i| c.counted(i, "received", k)).sum();
+            let cut = *c.lost.get(kind).unwrap_or(&0) as f64;
+            assert_eq!(sent, received + cut, "{k}");
+        }
+        assert!(c.counted(1, "sent", "commit") > 0.0);
     }
 }

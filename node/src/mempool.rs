@@ -7,6 +7,7 @@
 //! without a gap are released to the consensus engine, in nonce order, so a
 //! primary never proposes nonce 5 before nonce 4.
 
+use crate::metrics::RejectReason;
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Account, Address, SignedTransaction};
 use std::collections::{BTreeMap, HashMap};
@@ -68,19 +69,24 @@ pub enum MempoolError {
 }
 
 impl MempoolError {
-    /// A stable short code for APIs and metrics.
-    pub fn code(&self) -> &'static str {
+    /// The reason, as the metrics count it.
+    pub fn reason(&self) -> RejectReason {
         match self {
-            MempoolError::Duplicate(_) => "duplicate",
-            MempoolError::BadSignature => "bad_signature",
-            MempoolError::WrongChainId { .. } => "wrong_chain_id",
-            MempoolError::UnknownSender(_) => "unknown_account",
-            MempoolError::NonceUsed { .. } => "nonce_used",
-            MempoolError::NonceTooHigh { .. } => "nonce_too_high",
-            MempoolError::InsufficientFunds { .. } => "insufficient_funds",
-            MempoolError::NonceTaken(_) => "nonce_taken",
-            MempoolError::Full => "mempool_full",
+            MempoolError::Duplicate(_) => RejectReason::Duplicate,
+            MempoolError::BadSignature => RejectReason::BadSignature,
+            MempoolError::WrongChainId { .. } => RejectReason::WrongChainId,
+            MempoolError::UnknownSender(_) => RejectReason::UnknownAccount,
+            MempoolError::NonceUsed { .. } => RejectReason::NonceUsed,
+            MempoolError::NonceTooHigh { .. } => RejectReason::NonceTooHigh,
+            MempoolError::InsufficientFunds { .. } => RejectReason::InsufficientFunds,
+            MempoolError::NonceTaken(_) => RejectReason::NonceTaken,
+            MempoolError::Full => RejectReason::MempoolFull,
         }
+    }
+
+    /// A stable short code for APIs and metrics (the `reason` label).
+    pub fn code(&self) -> &'static str {
+        self.reason().as_str()
     }
 }
 

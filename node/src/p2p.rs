@@ -13,6 +13,7 @@
 //!
 //! This task never interprets consensus messages; it hands bytes to the driver.
 
+use crate::metrics::DropReason;
 use crate::txpush::PushQueues;
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
@@ -74,8 +75,8 @@ pub enum NetEvent {
     SyncBlocks(Vec<Block>),
     /// The set of connected validators changed.
     Peers(Vec<u32>),
-    /// Something from a peer was dropped.
-    Dropped(&'static str),
+    /// Something from (or for) a peer was dropped.
+    Dropped(DropReason),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -321,7 +322,9 @@ impl Net {
     fn send_to(&mut self, peer: PeerId, bytes: Arc<Vec<u8>>) {
         let n = self.outstanding.entry(peer).or_default();
         if *n >= self.cfg.peer_queue {
-            let _ = self.events.try_send(NetEvent::Dropped("peer_queue_full"));
+            let _ = self
+                .events
+                .try_send(NetEvent::Dropped(DropReason::PeerQueueFull));
             return;
         }
         *n += 1;
@@ -357,7 +360,9 @@ impl Net {
                 for peer in peers {
                     // Queued for unreachable peers too: sent once they connect.
                     for _ in 0..self.push.enqueue(peer, data.clone()) {
-                        let _ = self.events.try_send(NetEvent::Dropped("txs_queue_full"));
+                        let _ = self
+                            .events
+                            .try_send(NetEvent::Dropped(DropReason::TxsQueueFull));
                     }
                     self.pump_txs(peer);
                 }
@@ -458,12 +463,16 @@ impl Net {
                 peer, request_id, ..
             } => {
                 if !self.push.failed(&peer, &request_id) {
-                    let _ = self.events.try_send(NetEvent::Dropped("txs_send_failed"));
+                    let _ = self
+                        .events
+                        .try_send(NetEvent::Dropped(DropReason::TxsSendFailed));
                 }
                 self.pump_txs(peer);
             }
             request_response::Event::InboundFailure { .. } => {
-                let _ = self.events.try_send(NetEvent::Dropped("inbound_failure"));
+                let _ = self
+                    .events
+                    .try_send(NetEvent::Dropped(DropReason::InboundFailure));
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -508,7 +517,7 @@ impl Net {
             SwarmEvent::IncomingConnectionError { .. } => {
                 let _ = self
                     .events
-                    .try_send(NetEvent::Dropped("incoming_connection_error"));
+                    .try_send(NetEvent::Dropped(DropReason::IncomingConnectionError));
             }
             _ => {}
         }
@@ -534,7 +543,9 @@ impl Net {
                                 .await;
                         }
                         None => {
-                            let _ = self.events.try_send(NetEvent::Dropped("not_a_validator"));
+                            let _ = self
+                                .events
+                                .try_send(NetEvent::Dropped(DropReason::NotAValidator));
                         }
                     }
                 }
@@ -542,7 +553,9 @@ impl Net {
             },
             request_response::Event::OutboundFailure { peer, .. } => self.done(&peer),
             request_response::Event::InboundFailure { .. } => {
-                let _ = self.events.try_send(NetEvent::Dropped("inbound_failure"));
+                let _ = self
+                    .events
+                    .try_send(NetEvent::Dropped(DropReason::InboundFailure));
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -567,7 +580,7 @@ impl Net {
                     Err(_) => {
                         let _ = self
                             .events
-                            .try_send(NetEvent::Dropped("malformed_sync_request"));
+                            .try_send(NetEvent::Dropped(DropReason::MalformedSyncRequest));
                         Vec::new()
                     }
                 };
@@ -585,7 +598,7 @@ impl Net {
                     Err(_) => {
                         let _ = self
                             .events
-                            .try_send(NetEvent::Dropped("malformed_sync_response"));
+                            .try_send(NetEvent::Dropped(DropReason::MalformedSyncResponse));
                     }
                 }
             }

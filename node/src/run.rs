@@ -33,7 +33,9 @@ pub struct NodeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "plain")]
     pub log_format: LogFormat,
-    /// Log filter (tracing env-filter syntax), e.g. `info` or `phalanx=debug`.
+    /// Log filter (tracing env-filter syntax), e.g. `info`, or
+    /// `phalanx=debug` to also see every consensus message sent and received
+    /// (`info,phalanx::consensus=debug` for those alone).
     #[arg(long, env = "PHALANX_LOG", default_value = "info")]
     pub log: String,
     /// Append every vote this node sends to FILE, one line each
@@ -56,9 +58,18 @@ pub struct NodeArgs {
     pub allow_fault_injection: bool,
 }
 
+/// The filter `--log` sets (tracing env-filter syntax; `info` if it does
+/// not parse). A directive's target matches every target it is a string
+/// prefix of, so `phalanx=debug` covers the consensus message events
+/// (target `phalanx::consensus`, see [`crate::driver::CONSENSUS_LOG`]), this
+/// binary's modules (`phalanx::…`) and the `phalanx_*` library crates.
+pub fn log_filter(spec: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
 fn init_logging(args: &NodeArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(&args.log);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -189,6 +200,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         let event_rx = match engine {
             EngineKind::Pbft => crate::behaviour::echo::interpose(
                 <Pbft as NodeEngine>::config(&shared.genesis, me)?,
+                shared.clone(),
                 net.clone(),
                 event_rx,
             ),

@@ -3,7 +3,7 @@
 
 use crate::home::NodeConfig;
 use crate::mempool::{Mempool, MempoolError};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RejectReason};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Account, Address, Genesis, SignedTransaction, State, Store, ValidatorIndex};
 use serde::{Deserialize, Serialize};
@@ -134,26 +134,26 @@ impl CommitLog {
     }
 }
 
-/// First re-gossip of a client transaction still pending after this long.
-pub const REGOSSIP_AFTER_MS: u64 = 8_000;
-/// The longest wait between re-gossips of one transaction.
-const REGOSSIP_MAX_MS: u64 = 60_000;
+/// First resend of a client transaction still pending after this long.
+pub const RESEND_AFTER_MS: u64 = 8_000;
+/// The longest wait between resends of one transaction.
+const RESEND_MAX_MS: u64 = 60_000;
 
-/// Client transactions this node accepted, by when to gossip them again if
-/// they are still pending then. Gossip is best effort: a batch a peer did
-/// not get (dropped in a full queue, a connection reset) leaves a nonce gap
-/// there that holds back every later transaction of the sender, and if that
-/// peer is the primary, nobody proposes them. The node a client chose
-/// gossips its transactions again until they commit, waiting twice as long
-/// each time.
+/// Client transactions this node accepted, by when to push them to the
+/// validators again if they are still pending then. The push is retried but
+/// still best effort: a batch a peer did not get (given up after its
+/// attempts, dropped from a full queue) leaves a nonce gap there that holds
+/// back every later transaction of the sender, and if that peer is the
+/// primary, nobody proposes them. The node a client chose resends its
+/// transactions until they commit, waiting twice as long each time.
 #[derive(Debug, Default)]
-pub struct Regossip {
+pub struct Resend {
     /// (due ms, wait ms, hash), soonest first.
     heap: Mutex<BinaryHeap<Reverse<(u64, u64, Hash)>>>,
 }
 
-impl Regossip {
-    /// Schedules the first re-gossip of `hashes` accepted at `now_ms`
+impl Resend {
+    /// Schedules the first resend of `hashes` accepted at `now_ms`
     /// (beyond `cap` scheduled transactions, newer ones are not tracked).
     pub fn schedule(&self, hashes: impl IntoIterator<Item = Hash>, now_ms: u64, cap: usize) {
         let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
@@ -161,7 +161,7 @@ impl Regossip {
             if heap.len() >= cap {
                 break;
             }
-            heap.push(Reverse((now_ms + REGOSSIP_AFTER_MS, REGOSSIP_AFTER_MS, h)));
+            heap.push(Reverse((now_ms + RESEND_AFTER_MS, RESEND_AFTER_MS, h)));
         }
     }
 
@@ -183,7 +183,7 @@ impl Regossip {
             heap.pop();
             if let Some(tx) = pending(&hash) {
                 out.push(tx);
-                let wait = (wait * 2).min(REGOSSIP_MAX_MS);
+                let wait = (wait * 2).min(RESEND_MAX_MS);
                 again.push(Reverse((now_ms + wait, wait, hash)));
             }
         }
@@ -215,15 +215,15 @@ pub struct Shared {
     pub verified: VerifiedCache,
     /// Recent commits with their local times (`GET /commits`).
     pub commits: CommitLog,
-    /// Client transactions to gossip again while they stay pending.
-    pub regossip: Regossip,
+    /// Client transactions to push again while they stay pending.
+    pub resend: Resend,
     /// Signature checks, coalesced; at most one batch per core but one is
     /// checked at once, so one core is left for the rest (with one per
     /// core, n = 16 under `--max` still stalled).
     verifiers: crate::verify::VerifyQueue,
     status: watch::Sender<NodeStatus>,
     new_txs: Notify,
-    /// Transactions accepted from clients, to be gossiped by the driver.
+    /// Transactions accepted from clients, to be pushed to the validators by the driver.
     outbox: Mutex<Vec<SignedTransaction>>,
 }
 
@@ -261,6 +261,7 @@ impl Shared {
         // The driver checks this state against the chain tip and fails the
         // start if it is broken; until then, an empty one.
         let state = store.load_state().unwrap_or_default();
+        let metrics = Metrics::new(genesis.consensus.engine);
         Shared {
             genesis,
             me,
@@ -268,10 +269,10 @@ impl Shared {
             store,
             mempool,
             state: RwLock::new(state),
-            metrics: Metrics::new(),
+            metrics,
             verified: VerifiedCache::default(),
             commits: CommitLog::default(),
-            regossip: Regossip::default(),
+            resend: Resend::default(),
             verifiers: crate::verify::VerifyQueue::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)),
             ),
@@ -353,7 +354,7 @@ impl Shared {
             results.push((hash, result));
         }
         if !accepted.is_empty() {
-            self.regossip.schedule(
+            self.resend.schedule(
                 accepted_hashes,
                 crate::driver::now_ms(),
                 self.config.mempool.max_txs,
@@ -372,7 +373,7 @@ impl Shared {
     ///
     /// Batches queued at the same time are checked together (see
     /// [`crate::verify`]), and at most (cores − 1) checks run at once.
-    /// Unbounded, a burst of gossip and client batches became as many blocking threads,
+    /// Unbounded, a burst of pushed and client batches became as many blocking threads,
     /// all runnable, and the driver got a sliver of the CPU: at n = 16 under
     /// `phalanx bench --max` no vote got through in time, views changed and
     /// nothing committed. Waiting here also slows clients down (the answer
@@ -389,7 +390,7 @@ impl Shared {
     pub fn verify_now(&self, txs: &[SignedTransaction]) -> Vec<(Hash, bool)> {
         let hashes: Vec<Hash> = txs.iter().map(SignedTransaction::hash).collect();
         // Each unknown transaction once, however often it appears (a
-        // coalesced batch holds the same gossip from several peers).
+        // coalesced batch holds the same push from several peers).
         let mut first: std::collections::HashMap<Hash, usize> = std::collections::HashMap::new();
         let mut unknown: Vec<usize> = Vec::new();
         for (i, h) in hashes.iter().enumerate() {
@@ -422,8 +423,8 @@ impl Shared {
         signature_ok: bool,
     ) -> Result<Hash, MempoolError> {
         if self.mempool.contains(&hash) {
-            // Gossiped again, or by several peers: skip the store lookup.
-            self.metrics.rejected(MempoolError::Duplicate(hash).code());
+            // Pushed again, or by several peers: skip the store lookup.
+            self.metrics.rejected(RejectReason::Duplicate);
             return Err(MempoolError::Duplicate(hash));
         }
         let sender = self.account(&tx.tx.from);
@@ -432,12 +433,12 @@ impl Shared {
             Ok(_) => {
                 self.metrics.mempool_size.set(self.mempool.len() as i64);
             }
-            Err(e) => self.metrics.rejected(e.code()),
+            Err(e) => self.metrics.rejected(e.reason()),
         };
         result
     }
 
-    /// Takes the client transactions waiting to be gossiped (driver only).
+    /// Takes the client transactions waiting to be pushed (driver only).
     pub fn take_outbox(&self) -> Vec<SignedTransaction> {
         std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -448,52 +449,52 @@ mod tests {
     use super::*;
 
     fn tx(nonce: u64) -> SignedTransaction {
-        crate::testutil::self_transfer("regossip", nonce)
+        crate::testutil::self_transfer("resend", nonce)
     }
 
     #[test]
-    fn regossips_pending_transactions_with_doubling_waits_and_forgets_committed_ones() {
+    fn resends_pending_transactions_with_doubling_waits_and_forgets_committed_ones() {
         let (a, b) = (tx(0), tx(1));
-        let r = Regossip::default();
+        let r = Resend::default();
         r.schedule([a.hash(), b.hash()], 1_000, 10);
         let both = |h: &Hash| [&a, &b].into_iter().find(|t| t.hash() == *h).cloned();
         assert!(
-            r.due(1_000 + REGOSSIP_AFTER_MS - 1, both).is_empty(),
+            r.due(1_000 + RESEND_AFTER_MS - 1, both).is_empty(),
             "not yet due"
         );
-        let t1 = 1_000 + REGOSSIP_AFTER_MS;
+        let t1 = 1_000 + RESEND_AFTER_MS;
         let mut again = r.due(t1, both);
         again.sort_by_key(|t| t.tx.nonce);
         assert_eq!(again, vec![a.clone(), b.clone()]);
         // Next time after twice the wait; `a` committed meanwhile.
         let only_b = |h: &Hash| (*h == b.hash()).then(|| b.clone());
-        assert!(r.due(t1 + 2 * REGOSSIP_AFTER_MS - 1, only_b).is_empty());
-        let t2 = t1 + 2 * REGOSSIP_AFTER_MS;
+        assert!(r.due(t1 + 2 * RESEND_AFTER_MS - 1, only_b).is_empty());
+        let t2 = t1 + 2 * RESEND_AFTER_MS;
         assert_eq!(r.due(t2, only_b), vec![b.clone()]);
         // `a` was forgotten: even if it were pending again it is not re-sent.
-        assert_eq!(r.due(t2 + 4 * REGOSSIP_AFTER_MS, both), vec![b.clone()]);
+        assert_eq!(r.due(t2 + 4 * RESEND_AFTER_MS, both), vec![b.clone()]);
         // Once nothing is pending, nothing is left scheduled.
         assert!(r.due(u64::MAX / 2, |_| None).is_empty());
         assert!(r.due(u64::MAX / 2, both).is_empty());
     }
 
     #[test]
-    fn regossip_waits_are_capped_and_the_schedule_is_bounded() {
+    fn resend_waits_are_capped_and_the_schedule_is_bounded() {
         let a = tx(0);
-        let r = Regossip::default();
+        let r = Resend::default();
         r.schedule([a.hash(), tx(1).hash(), tx(2).hash()], 0, 1);
         let pending = |h: &Hash| (*h == a.hash()).then(|| a.clone());
         let mut now = 0;
         let mut sends = Vec::new();
-        while now < 10 * REGOSSIP_MAX_MS {
+        while now < 10 * RESEND_MAX_MS {
             now += 500;
             if !r.due(now, pending).is_empty() {
                 sends.push(now);
             }
         }
         let gaps: Vec<u64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(gaps.iter().all(|g| *g <= REGOSSIP_MAX_MS), "{gaps:?}");
-        assert_eq!(gaps.last(), Some(&REGOSSIP_MAX_MS));
+        assert!(gaps.iter().all(|g| *g <= RESEND_MAX_MS), "{gaps:?}");
+        assert_eq!(gaps.last(), Some(&RESEND_MAX_MS));
         assert!(
             gaps.windows(2).all(|w| w[0] <= w[1]),
             "waits never shrink: {gaps:?}"

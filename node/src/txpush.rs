@@ -7,7 +7,7 @@
 //! as often at n = 4 and about seven times at n = 16), and a batch a peer
 //! did not acknowledge is known and sent again instead of silently lost
 //! (a lost batch leaves a nonce gap that holds up every later transaction
-//! of its senders until the 8 s re-gossip).
+//! of its senders until the 8 s resend, `shared::Resend`).
 //!
 //! This module is the bookkeeping only — per-peer queues with a cap on
 //! batches in flight and on bytes waiting — so it is tested without a
@@ -22,7 +22,7 @@ pub const IN_FLIGHT: usize = 32;
 /// Bytes waiting for one peer (e.g. while it is unreachable) before the
 /// oldest batches are dropped.
 pub const QUEUE_BYTES: usize = 32 * 1024 * 1024;
-/// Sends of one batch to one peer before it is given up (the re-gossip of
+/// Sends of one batch to one peer before it is given up (the resend of
 /// pending client transactions still covers it).
 pub const ATTEMPTS: u8 = 4;
 

@@ -1,7 +1,7 @@
 //! Coalesced signature checks.
 //!
 //! Every batch of transactions that reaches a node (a client's `POST
-//! /txs/batch`, a gossip message from a peer) needs its signatures checked
+//! /txs/batch`, a batch pushed by a peer) needs its signatures checked
 //! once, off the async threads. Checking each batch on its own made the
 //! batches as small as the senders chose (25 transactions per request at
 //! 5,000 tx/s in `phalanx bench`), and a batch check costs less per

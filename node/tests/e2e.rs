@@ -478,14 +478,23 @@ fn bad_input_is_refused_or_dropped_and_nothing_bad_is_committed() {
         .body_mut()
         .read_to_string()
         .unwrap();
-    assert!(
-        metrics.contains("phalanx_rejected_txs"),
-        "rejections are counted:\n{metrics}"
-    );
-    assert!(
+    // Every reason is exposed from start-up at 0: look at the values.
+    let value = |series: &str| -> f64 {
         metrics
             .lines()
-            .any(|l| l.starts_with("phalanx_dropped") && l.contains("incoming_connection_error")),
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series}:\n{metrics}"))
+    };
+    for reason in ["wrong_chain_id", "unknown_account", "nonce_used"] {
+        assert!(
+            value(&format!(
+                "phalanx_rejected_txs_total{{reason=\"{reason}\"}}"
+            )) >= 1.0,
+            "{reason} refusals are counted:\n{metrics}"
+        );
+    }
+    assert!(
+        value("phalanx_dropped_messages_total{reason=\"incoming_connection_error\"}") >= 1.0,
         "garbage connections are counted:\n{metrics}"
     );
 

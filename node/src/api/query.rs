@@ -6,10 +6,12 @@ use super::types::{
     AccountResponse, BlockResponse, EvidenceResponse, Finality, HealthResponse, TxResponse,
     TxState, ValidatorResponse,
 };
+use crate::metrics::Format;
 use crate::shared::{NodeStatus, Shared};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::Json;
 use phalanx_crypto::Hash;
@@ -203,10 +205,19 @@ pub(super) async fn evidence(
     ))
 }
 
-pub(super) async fn metrics(State(shared): AppState) -> impl IntoResponse {
+/// OpenMetrics when the client asks for it (Prometheus does), the classic
+/// text format otherwise (see [`Format::negotiate`]).
+pub(super) async fn metrics(State(shared): AppState, headers: HeaderMap) -> impl IntoResponse {
+    // Several Accept headers are one list.
+    let accept: Vec<&str> = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let format = Format::negotiate((!accept.is_empty()).then(|| accept.join(",")).as_deref());
     (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        shared.metrics.render(),
+        [(CONTENT_TYPE, format.content_type())],
+        shared.metrics.render(format),
     )
 }
 

@@ -91,6 +91,28 @@ impl Node {
         }
     }
 
+    /// `GET /metrics`, with an `Accept` header if given: the content type
+    /// and the body.
+    fn metrics(&self, accept: Option<&str>) -> (String, String) {
+        let agent = ureq::Agent::config_builder()
+            .proxy(None)
+            .build()
+            .new_agent();
+        let mut request = agent.get(format!("{}/metrics", self.url));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let mut response = request.call().unwrap();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (content_type, response.body_mut().read_to_string().unwrap())
+    }
+
     fn client(&self) -> Client {
         Client::new(&self.url).unwrap()
     }
@@ -235,25 +257,136 @@ fn reads_status_health_validators_blocks_and_metrics() {
     let (status, body) = node.raw("GET", &format!("/blocks/{}", Hash::digest(b"x")), None);
     assert_eq!((status, error_code(&body)), (404, "unknown_block"));
 
-    let agent = ureq::Agent::config_builder()
-        .proxy(None)
-        .build()
-        .new_agent();
-    let mut metrics = agent.get(format!("{}/metrics", node.url)).call().unwrap();
-    let content_type = metrics
-        .headers()
-        .get("content-type")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
+    let (content_type, text) = node.metrics(None);
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(text.contains("\nphalanx_height 0\n"), "{text}");
+    assert!(text.contains("\nphalanx_committed_txs_total 0\n"), "{text}");
+}
+
+/// Prometheus's own `Accept` header (2.x; 3.x sends the same preference).
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+    application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// A node that refused one transaction as a duplicate, dropped a message
+/// and counted some consensus traffic, so the exposition has non-zero
+/// labelled series.
+fn node_with_some_metrics() -> Node {
+    let node = Node::start(1000);
+    let tx = json(&transfer(0, 10));
+    assert_eq!(node.raw("POST", "/txs", Some(&tx)).0, 202);
+    assert_eq!(node.raw("POST", "/txs", Some(&tx)).0, 409);
+    let m = &node.shared.metrics;
+    m.dropped(crate::metrics::DropReason::MalformedTxBatch);
+    m.consensus_message(
+        crate::metrics::Direction::Sent,
+        crate::metrics::MessageKind::Prepare,
+        3,
     );
-    let text = metrics.body_mut().read_to_string().unwrap();
-    assert!(text.contains("phalanx_height"), "{text}");
-    assert!(text.contains("phalanx_committed_txs_total"), "{text}");
+    node
+}
+
+#[test]
+fn metrics_are_classic_text_unless_the_client_asks_for_openmetrics() {
+    use crate::metrics::classic;
+    let node = node_with_some_metrics();
+    for accept in [None, Some("*/*"), Some("text/plain")] {
+        let (content_type, text) = node.metrics(accept);
+        assert_eq!(
+            content_type, "text/plain; version=0.0.4; charset=utf-8",
+            "{accept:?}"
+        );
+        let families = classic::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let rejected = &families["phalanx_rejected_txs_total"];
+        let value = |reason| rejected.value("phalanx_rejected_txs_total", &[("reason", reason)]);
+        assert_eq!(value("duplicate"), Some(1.0), "{text}");
+        assert_eq!(value("nonce_used"), Some(0.0), "{text}");
+        assert!(
+            families["phalanx_build_info"]
+                .value(
+                    "phalanx_build_info",
+                    &[
+                        ("version", crate::version::VERSION),
+                        ("commit", crate::version::GIT_COMMIT)
+                    ]
+                )
+                .is_some(),
+            "{text}"
+        );
+        let messages = &families["phalanx_consensus_messages_total"];
+        assert_eq!(
+            messages.value(
+                "phalanx_consensus_messages_total",
+                &[("direction", "sent"), ("kind", "prepare")]
+            ),
+            Some(3.0)
+        );
+        let dropped = &families["phalanx_dropped_messages_total"];
+        assert_eq!(
+            dropped.value(
+                "phalanx_dropped_messages_total",
+                &[("reason", "malformed_tx_batch")]
+            ),
+            Some(1.0)
+        );
+    }
+
+    let (content_type, text) = node.metrics(Some(PROMETHEUS_ACCEPT));
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        text.contains("# TYPE phalanx_rejected_txs counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nphalanx_rejected_txs_total{reason=\"duplicate\"} 1\n"),
+        "{text}"
+    );
+}
+
+/// Prometheus's linter on the node's real `/metrics`: `promtool check
+/// metrics` parses the classic text format and reports, among others,
+/// families without help, counters not named `_total` and bad units.
+/// Needs `promtool` on PATH (Debian: `apt-get install -y
+/// --no-install-recommends prometheus`); skipped, saying so, without it.
+#[test]
+fn promtool_check_metrics_accepts_the_exposition() {
+    use std::io::Write as _;
+    let node = node_with_some_metrics();
+    let (_, text) = node.metrics(None);
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "SKIPPED promtool_check_metrics_accepts_the_exposition: promtool is not on PATH \
+                 (install it with `apt-get install -y --no-install-recommends prometheus`)"
+            );
+            return;
+        }
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}\nstdout: {}\nstderr: {}\n--- exposition ---\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! different blocks: the fork the crash-vs-Byzantine comparison shows.
 
 use super::{flip, second_half, Behaviour, Mischief, MischiefStats, WireMessage};
+use crate::metrics::MessageKind;
 use phalanx_consensus::cft::messages::CftBody;
 use phalanx_consensus::{CftMessage, Config};
 use phalanx_crypto::Keypair;
@@ -50,6 +51,17 @@ impl WireMessage for CftMessage {
     /// A crash-fault model has no notion of equivocation evidence.
     fn evidence_offender(&self) -> Option<ValidatorIndex> {
         None
+    }
+
+    /// The body comes first in a `CftMessage`, so its variant index does.
+    fn wire_kind(bytes: &[u8]) -> Option<MessageKind> {
+        Some(match *bytes.first()? {
+            0 => MessageKind::RequestVote,
+            1 => MessageKind::Vote,
+            2 => MessageKind::AppendEntries,
+            3 => MessageKind::AppendAck,
+            _ => return None,
+        })
     }
 }
 

@@ -19,7 +19,9 @@
 //! into a block and leaves the view. The cost is n−1 small messages per
 //! block per replica.
 
+use crate::metrics::{Direction, DropReason, MessageKind};
 use crate::p2p::{NetCommand, NetEvent};
+use crate::shared::Shared;
 use phalanx_consensus::{Config, PbftMessage};
 use phalanx_ledger::{Evidence, Height, SignedVote, ValidatorIndex, VoteKind};
 use std::collections::BTreeMap;
@@ -139,9 +141,13 @@ pub fn echo_bytes(vote: SignedVote) -> Arc<Vec<u8>> {
     })))
 }
 
-/// Puts the echo task between the network's events and the driver.
+/// Puts the echo task between the network's events and the driver. Echoes
+/// sent and consumed here are counted as `pre_prepare_echo` messages; the
+/// driver counts everything else it hands to the engine, including the
+/// evidence an echo reveals (as `evidence` received from the echo's sender).
 pub fn interpose(
     cfg: Config,
+    shared: Arc<Shared>,
     net: mpsc::Sender<NetCommand>,
     mut from_net: mpsc::Receiver<NetEvent>,
 ) -> mpsc::Receiver<NetEvent> {
@@ -165,11 +171,27 @@ pub fn interpose(
                     .map(ValidatorIndex)
                     .filter(|v| *v != me && *v != from)
                 {
-                    let _ = net.try_send(NetCommand::Send {
+                    let cmd = NetCommand::Send {
                         to,
                         bytes: echo.clone(),
-                    });
+                    };
+                    if net.try_send(cmd).is_ok() {
+                        shared.metrics.consensus_message(
+                            Direction::Sent,
+                            MessageKind::PrePrepareEcho,
+                            1,
+                        );
+                    } else {
+                        shared.metrics.dropped(DropReason::NetQueueFull);
+                    }
                 }
+            }
+            if verdict == Verdict::Consume {
+                shared.metrics.consensus_message(
+                    Direction::Received,
+                    MessageKind::PrePrepareEcho,
+                    1,
+                );
             }
             if verdict != Verdict::Consume
                 && tx.send(NetEvent::Consensus { from, bytes }).await.is_err()

@@ -18,6 +18,7 @@ mod cft;
 pub mod echo;
 mod pbft;
 
+use crate::metrics::{Direction, DropReason, MessageKind};
 use crate::p2p::NetCommand;
 use crate::shared::Shared;
 use phalanx_consensus::Config;
@@ -250,6 +251,11 @@ pub trait WireMessage: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
     /// The validator this message proves faulty, if it is equivocation
     /// evidence (the honest engine only sends evidence it verified).
     fn evidence_offender(&self) -> Option<ValidatorIndex>;
+
+    /// The kind of an encoded message, read from its first byte (postcard
+    /// writes the enum's variant index first), so counting what goes out
+    /// costs no decoding.
+    fn wire_kind(bytes: &[u8]) -> Option<MessageKind>;
 }
 
 /// The message rewrite of `behaviour` over an honest engine's output.
@@ -413,7 +419,12 @@ impl<M: WireMessage> Wrapper<M> {
             NetCommand::Broadcast(bytes) => {
                 if self.current.is_none() && self.control.delay().is_zero() {
                     self.note_evidence(&bytes);
-                    let _ = self.net.try_send(NetCommand::Broadcast(bytes));
+                    let kind = M::wire_kind(&bytes);
+                    if self.net.try_send(NetCommand::Broadcast(bytes)).is_ok() {
+                        self.count_sent(kind, self.cfg.n() as u64 - 1);
+                    } else {
+                        self.shared.metrics.dropped(DropReason::NetQueueFull);
+                    }
                 } else {
                     let others = self.others();
                     self.on_consensus(bytes, others);
@@ -496,14 +507,32 @@ impl<M: WireMessage> Wrapper<M> {
         }
     }
 
-    /// Sends now, or late when a delay is configured.
+    /// Sends now, or late when a delay is configured; counts the
+    /// consensus messages that leave.
     fn emit(&self, cmd: NetCommand) {
+        let kind = match &cmd {
+            NetCommand::Send { bytes, .. } => Some(M::wire_kind(bytes)),
+            _ => None,
+        };
         let delay = self.control.delay();
-        if delay.is_zero() {
-            let _ = self.net.try_send(cmd);
+        let handed_over = if delay.is_zero() {
+            self.net.try_send(cmd).is_ok()
         } else {
             self.control.count(|s| s.delayed += 1);
-            let _ = self.late.send((Instant::now() + delay, cmd));
+            self.late.send((Instant::now() + delay, cmd)).is_ok()
+        };
+        match kind {
+            Some(kind) if handed_over => self.count_sent(kind, 1),
+            Some(_) => self.shared.metrics.dropped(DropReason::NetQueueFull),
+            None => {}
+        }
+    }
+
+    fn count_sent(&self, kind: Option<MessageKind>, recipients: u64) {
+        if let Some(kind) = kind {
+            self.shared
+                .metrics
+                .consensus_message(Direction::Sent, kind, recipients);
         }
     }
 }

@@ -6,6 +6,7 @@
 //! only noisier.
 
 use super::{flip, Behaviour, Mischief, MischiefStats, WireMessage};
+use crate::metrics::MessageKind;
 use phalanx_consensus::{Config, PbftMessage};
 use phalanx_crypto::Keypair;
 use phalanx_ledger::ValidatorIndex;
@@ -47,6 +48,19 @@ impl WireMessage for PbftMessage {
             PbftMessage::Evidence(e) => Some(e.offender()),
             _ => None,
         }
+    }
+
+    fn wire_kind(bytes: &[u8]) -> Option<MessageKind> {
+        Some(match *bytes.first()? {
+            0 => MessageKind::PrePrepare,
+            1 => MessageKind::Prepare,
+            2 => MessageKind::Commit,
+            3 => MessageKind::Checkpoint,
+            4 => MessageKind::ViewChange,
+            5 => MessageKind::NewView,
+            EVIDENCE_TAG => MessageKind::Evidence,
+            _ => return None,
+        })
     }
 }
 
