@@ -381,6 +381,75 @@ fn testnet_init_refuses_too_few_validators() {
 }
 
 #[test]
+fn testnet_init_with_hosts_puts_each_node_on_its_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("hosts");
+    let out = ok(&[
+        "testnet",
+        "init",
+        "--validators",
+        "4",
+        "--output",
+        p(&out_dir),
+        "--hosts",
+        "192.0.2.10+",
+    ]);
+    for i in 0..4 {
+        let host = format!("192.0.2.{}", 10 + i);
+        assert!(
+            out.contains(&format!(
+                "node{i}  home {}/node{i}  p2p /ip4/{host}/tcp/26000  api http://{host}:26100",
+                out_dir.display()
+            )),
+            "{out}"
+        );
+        let toml =
+            std::fs::read_to_string(out_dir.join(format!("node{i}/config/config.toml"))).unwrap();
+        assert!(
+            toml.contains(&format!("listen = \"/ip4/{host}/tcp/26000\"")),
+            "{toml}"
+        );
+        assert!(
+            toml.contains(&format!("listen = \"{host}:26100\"")),
+            "{toml}"
+        );
+    }
+    assert!(out.contains("Copy each home to its host"), "{out}");
+
+    let mismatch = dir.path().join("mismatch");
+    let err = fails(
+        1,
+        &[
+            "testnet",
+            "init",
+            "--validators",
+            "4",
+            "--output",
+            p(&mismatch),
+            "--hosts",
+            "192.0.2.1,192.0.2.2",
+        ],
+    );
+    assert!(
+        err.contains("--hosts lists 2 addresses but --validators is 4"),
+        "{err}"
+    );
+    assert!(!mismatch.exists(), "nothing written");
+    let err = fails(
+        1,
+        &[
+            "testnet",
+            "init",
+            "--output",
+            p(&mismatch),
+            "--hosts",
+            "a.example,b.example,c.example,d.example",
+        ],
+    );
+    assert!(err.contains("\"a.example\" is not an IP address"), "{err}");
+}
+
+#[test]
 fn usage_errors_exit_with_2() {
     fails(
         2,

@@ -66,6 +66,7 @@ impl Cluster {
             consensus,
             output: dir.to_path_buf(),
             base_port,
+            hosts: None,
             chain_id: "phalanx-bench".into(),
             accounts,
             balance: 1_000_000_000_000,

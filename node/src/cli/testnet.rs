@@ -1,14 +1,18 @@
-//! `phalanx testnet init`: the homes of a local N-validator testnet, their
+//! `phalanx testnet init`: the homes of an N-validator testnet, their
 //! shared genesis, and prefunded account keys.
 //!
-//! Node i listens for peers on `base_port + i` and serves its API on
-//! `base_port + 100 + i`, all on 127.0.0.1 (default base port 26000, so
-//! node0's API is http://127.0.0.1:26100 — what `--node` defaults to).
+//! By default every node runs on 127.0.0.1: node i listens for peers on
+//! `base_port + i` and serves its API on `base_port + 100 + i` (default base
+//! port 26000, so node0's API is http://127.0.0.1:26100 — what `--node`
+//! defaults to). With `--hosts H0,H1,…` node i listens on H_i instead and its
+//! peers dial it there; nodes on distinct hosts all use the base port (and
+//! base port + 100 for the API), and nodes sharing a host count up from it.
 
 use crate::home::{ApiConfig, Home, NodeConfig, P2pConfig};
 use anyhow::Context as _;
 use phalanx_crypto::{write_key_file, KeyKind, Keypair};
 use phalanx_ledger::{ConsensusParams, EngineKind, Genesis, GenesisAccount, ValidatorInfo};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// The API port is this far above the P2P port.
@@ -28,10 +32,27 @@ Layout written:
 Ports: node i listens for peers on 127.0.0.1:<base-port + i> and serves its HTTP API on
 127.0.0.1:<base-port + 100 + i> (default: node0's API is http://127.0.0.1:26100).
 
+Several machines (--hosts H0,H1,...): node i listens for peers on H_i:<base-port> and
+serves its HTTP API on H_i:<base-port + 100> (default 26000 and 26100), and every peer
+dials it at H_i. The API listens on the host's address, not on loopback, so that a
+CLI on another machine reaches it (phalanx query status --node http://H_i:26100); it
+has no authentication, so keep it behind a firewall on untrusted networks. Each H_i
+must be an IP address of that machine (the node binds to it). Behind NAT (a cloud
+VM's public IP), give the public addresses and change p2p.listen and api.listen in
+that node's config.toml to /ip4/0.0.0.0/tcp/26000 and 0.0.0.0:26100. Nodes sharing a
+host count their ports up from the base port. `--hosts 10.0.0.1+` means consecutive
+addresses from 10.0.0.1, one per validator.
+
 Examples:
   phalanx testnet init --validators 4 --output ./testnet-data
   phalanx testnet init --validators 7 --output /tmp/t7 --base-port 27000 --accounts 10 --balance 1000000
-  phalanx node --home ./testnet-data/node0        # then start every node (testnet/local.sh up does it all)")]
+  phalanx testnet init --validators 4 --output ./net --hosts 10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4
+  phalanx testnet init --validators 4 --output ./net --hosts 10.0.0.1+     # the same four
+  phalanx node --home ./testnet-data/node0        # then start every node (testnet/local.sh up does it all)
+
+With --hosts, copy DIR/node<i> to host H_i and run `phalanx node --home <that copy>`
+there; testnet/netns.sh does this on one Linux machine with a network namespace per
+validator.")]
     Init(InitArgs),
     /// Make a Twin of a validator: a second home holding the same validator
     /// and node keys with its own ports and an empty database. Started
@@ -129,9 +150,16 @@ pub struct InitArgs {
     /// The directory to create (it must not exist or be empty).
     #[arg(long, short, value_name = "DIR")]
     pub output: PathBuf,
-    /// P2P port of node0; node i uses base-port + i for P2P and base-port + 100 + i for its API.
+    /// P2P port of node0; node i uses base-port + i for P2P and base-port + 100 + i for its API
+    /// (with --hosts, every node on its own host uses base-port and base-port + 100).
     #[arg(long, default_value_t = 26000)]
     pub base_port: u16,
+    /// The validators' machines: one IP address per validator, comma-separated
+    /// (node i listens for peers and serves its API on H_i, and its peers dial it
+    /// there), or FIRST+ for --validators consecutive addresses from FIRST.
+    /// Default: every node on 127.0.0.1.
+    #[arg(long, value_name = "H0,H1,...|FIRST+")]
+    pub hosts: Option<String>,
     /// The chain id.
     #[arg(long, default_value = "phalanx-testnet")]
     pub chain_id: String,
@@ -212,18 +240,136 @@ fn check_args(args: &InitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The machine of each of `n` validators from `--hosts` (none: all on
+/// 127.0.0.1): `H0,H1,…` with exactly `n` IP addresses, or `FIRST+` for `n`
+/// consecutive addresses from FIRST.
+fn parse_hosts(spec: Option<&str>, n: u32) -> anyhow::Result<Vec<IpAddr>> {
+    let Some(spec) = spec else {
+        return Ok(vec![Ipv4Addr::LOCALHOST.into(); n as usize]);
+    };
+    let spec = spec.trim();
+    let hosts = if let Some(first) = spec.strip_suffix('+') {
+        let first = parse_host(first)?;
+        let hosts = (0..n)
+            .map(|k| {
+                nth_after(first, k).with_context(|| {
+                    format!(
+                        "--hosts {spec}: {n} consecutive addresses from {first} run past \
+                         the last address"
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for ip in &hosts {
+            check_host(*ip)?;
+        }
+        hosts
+    } else {
+        let hosts = spec
+            .split(',')
+            .map(parse_host)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(
+            hosts.len() == n as usize,
+            "--hosts lists {} address{} but --validators is {n}: give one address per validator \
+             (or FIRST+ for {n} consecutive addresses, e.g. --hosts 10.0.0.1+)",
+            hosts.len(),
+            if hosts.len() == 1 { "" } else { "es" }
+        );
+        hosts
+    };
+    Ok(hosts)
+}
+
+/// The address `k` after `ip`, if there is one.
+fn nth_after(ip: IpAddr, k: u32) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(a) => u32::from(a)
+            .checked_add(k)
+            .map(|x| Ipv4Addr::from(x).into()),
+        IpAddr::V6(a) => u128::from(a)
+            .checked_add(k.into())
+            .map(|x| Ipv6Addr::from(x).into()),
+    }
+}
+
+/// One `--hosts` entry: an IP address a peer can dial.
+fn parse_host(text: &str) -> anyhow::Result<IpAddr> {
+    let text = text.trim();
+    anyhow::ensure!(
+        !text.is_empty(),
+        "--hosts has an empty entry: give comma-separated IP addresses such as 10.0.0.1,10.0.0.2"
+    );
+    // Accept [v6] as well as bare v6.
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    let ip: IpAddr = bare.parse().map_err(|_| {
+        if text.starts_with('[')
+            || (text.contains(':') && text.contains('.'))
+            || text.matches(':').count() == 1
+        {
+            anyhow::anyhow!(
+                "--hosts: {text:?} is not an IP address (give addresses without ports; \
+                 the ports come from --base-port)"
+            )
+        } else {
+            anyhow::anyhow!(
+                "--hosts: {text:?} is not an IP address (give IPv4 or IPv6 addresses such as \
+                 10.0.0.1; host names are not accepted because each node binds to its address)"
+            )
+        }
+    })?;
+    check_host(ip)?;
+    Ok(ip)
+}
+
+/// Refuses the addresses no peer can dial a node at.
+fn check_host(ip: IpAddr) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !ip.is_unspecified(),
+        "--hosts: {ip} is the unspecified address, which peers cannot dial: give each \
+         machine's own address (to listen on every interface, edit p2p.listen and api.listen \
+         in config.toml after init)"
+    );
+    anyhow::ensure!(
+        !ip.is_multicast() && ip != IpAddr::from(Ipv4Addr::BROADCAST),
+        "--hosts: {ip} is a multicast or broadcast address, not a machine's address"
+    );
+    Ok(())
+}
+
+/// Node i's (P2P, API) ports: the base port and base + 100 for the first node
+/// on a host, one more for each earlier node sharing that host (so without
+/// --hosts, node i uses base + i and base + 100 + i).
+fn ports(hosts: &[IpAddr], i: usize, base_port: u16) -> (u16, u16) {
+    let earlier = hosts[..i].iter().filter(|h| **h == hosts[i]).count();
+    // check_args bounds every port below 65536 (earlier < validators).
+    let p2p = base_port + earlier as u16;
+    (p2p, p2p + API_PORT_OFFSET)
+}
+
+/// The multiaddr peers dial (and the node listens on) for `ip:port`.
+fn p2p_multiaddr(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("/ip4/{a}/tcp/{port}"),
+        IpAddr::V6(a) => format!("/ip6/{a}/tcp/{port}"),
+    }
+}
+
 /// Keys, configs and genesis for `args`; fails before anything is written.
 fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
     check_args(args)?;
+    let hosts = parse_hosts(args.hosts.as_deref(), args.validators)?;
     let random = || Keypair::generate().context("the operating system's random source failed");
     let mut nodes = Vec::new();
     let mut validators = Vec::new();
     for i in 0..args.validators {
-        // check_args bounds every port below 65536.
-        let p2p_port = args.base_port + i as u16;
-        let api_port = p2p_port + API_PORT_OFFSET;
-        let p2p = format!("/ip4/127.0.0.1/tcp/{p2p_port}");
-        let api = format!("127.0.0.1:{api_port}");
+        let host = hosts[i as usize];
+        let (p2p_port, api_port) = ports(&hosts, i as usize, args.base_port);
+        let p2p = p2p_multiaddr(host, p2p_port);
+        let api = SocketAddr::new(host, api_port).to_string();
         let node = NodePlan {
             config: NodeConfig {
                 moniker: format!("node{i}"),
@@ -375,16 +521,31 @@ fn print_summary(args: &InitArgs, plan: &Plan) {
         );
     }
     println!();
-    println!("Start every node (or run `testnet/local.sh up`):");
-    println!(
-        "  phalanx node --home {out}/node0    # ... through node{}",
-        plan.nodes.len() - 1
-    );
+    if args.hosts.is_some() {
+        println!("Copy each home to its host and start it there:");
+        println!(
+            "  phalanx node --home node0    # on {}, ... through node{} (testnet/netns.sh runs them on one machine)",
+            host_of(&plan.genesis.validators[0].api_address),
+            plan.nodes.len() - 1
+        );
+    } else {
+        println!("Start every node (or run `testnet/local.sh up`):");
+        println!(
+            "  phalanx node --home {out}/node0    # ... through node{}",
+            plan.nodes.len() - 1
+        );
+    }
     println!("Then:");
     println!(
         "  phalanx query status --node http://{}",
         plan.genesis.validators[0].api_address
     );
+}
+
+/// The host part of an API address ("10.0.0.1:26100" → "10.0.0.1").
+fn host_of(api: &str) -> String {
+    api.parse::<SocketAddr>()
+        .map_or_else(|_| api.to_owned(), |a| a.ip().to_string())
 }
 
 fn account_file(dir: &Path, j: usize) -> PathBuf {
@@ -401,6 +562,7 @@ mod tests {
             consensus: Consensus::Pbft,
             output: PathBuf::from("unused"),
             base_port: 26000,
+            hosts: None,
             chain_id: "t".into(),
             accounts: 2,
             balance: 5,
@@ -420,6 +582,123 @@ mod tests {
         assert_eq!(g.accounts.len(), 2);
         assert!(g.accounts.iter().all(|a| a.balance == 5));
         g.validate().unwrap();
+    }
+
+    #[test]
+    fn hosts_put_each_node_on_its_machine_and_peers_dial_it_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("net");
+        let hosts = ["10.77.0.1", "10.77.0.2", "10.77.0.3", "10.77.0.4"];
+        write_quietly(&InitArgs {
+            output: net.clone(),
+            hosts: Some(hosts.join(",")),
+            ..args(4)
+        })
+        .unwrap();
+        // What the nodes read back: their own config and the genesis they dial peers from.
+        let genesis = Genesis::load(&net.join("genesis.json")).unwrap();
+        for (i, host) in hosts.iter().enumerate() {
+            let home = Home::new(net.join(format!("node{i}")));
+            let config = home.load_config().unwrap();
+            // Distinct hosts: every node on the same ports.
+            assert_eq!(config.p2p.listen, format!("/ip4/{host}/tcp/26000"));
+            assert_eq!(config.api.listen, format!("{host}:26100"));
+            assert_eq!(Genesis::load(&home.genesis_file()).unwrap(), genesis);
+            for (j, peer) in genesis.validators.iter().enumerate() {
+                assert_eq!(peer.p2p_address, format!("/ip4/{}/tcp/26000", hosts[j]));
+                assert_eq!(peer.api_address, format!("{}:26100", hosts[j]));
+            }
+            // Each validator dials the others at their listen addresses.
+            assert_eq!(genesis.validators[i].p2p_address, config.p2p.listen);
+        }
+    }
+
+    #[test]
+    fn consecutive_hosts_ipv6_and_shared_hosts() {
+        let plan_with = |n, hosts: &str| {
+            plan(&InitArgs {
+                hosts: Some(hosts.into()),
+                ..args(n)
+            })
+            .unwrap()
+        };
+        let p = plan_with(5, "10.0.0.254+");
+        let got: Vec<&str> = p
+            .genesis
+            .validators
+            .iter()
+            .map(|v| v.p2p_address.as_str())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "/ip4/10.0.0.254/tcp/26000",
+                "/ip4/10.0.0.255/tcp/26000",
+                "/ip4/10.0.1.0/tcp/26000",
+                "/ip4/10.0.1.1/tcp/26000",
+                "/ip4/10.0.1.2/tcp/26000"
+            ]
+        );
+        let p = plan_with(4, "fd00::1, [fd00::2],fd00::3,fd00::4");
+        assert_eq!(
+            p.genesis.validators[1].p2p_address,
+            "/ip6/fd00::2/tcp/26000"
+        );
+        assert_eq!(p.genesis.validators[1].api_address, "[fd00::2]:26100");
+        assert_eq!(p.nodes[3].config.api.listen, "[fd00::4]:26100");
+        // Two hosts with two nodes each: the second node on a host takes the next ports.
+        let p = plan_with(4, "10.0.0.1,10.0.0.2,10.0.0.1,10.0.0.2");
+        let got: Vec<(&str, &str)> = p
+            .genesis
+            .validators
+            .iter()
+            .map(|v| (v.p2p_address.as_str(), v.api_address.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/ip4/10.0.0.1/tcp/26000", "10.0.0.1:26100"),
+                ("/ip4/10.0.0.2/tcp/26000", "10.0.0.2:26100"),
+                ("/ip4/10.0.0.1/tcp/26001", "10.0.0.1:26101"),
+                ("/ip4/10.0.0.2/tcp/26001", "10.0.0.2:26101")
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_hosts_are_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let msg = |n, hosts: &str| {
+            let out = dir.path().join(format!("net-{n}-{hosts}"));
+            let err = write_quietly(&InitArgs {
+                output: out.clone(),
+                hosts: Some(hosts.into()),
+                ..args(n)
+            })
+            .unwrap_err();
+            assert!(!out.exists(), "nothing written for --hosts {hosts}");
+            format!("{err:#}")
+        };
+        let m = msg(4, "10.0.0.1,10.0.0.2,10.0.0.3");
+        assert!(m.contains("lists 3 addresses but --validators is 4"), "{m}");
+        let m = msg(4, "10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.5");
+        assert!(m.contains("lists 5 addresses but --validators is 4"), "{m}");
+        let m = msg(4, "10.0.0.1,10.0.0.300,10.0.0.3,10.0.0.4");
+        assert!(m.contains("\"10.0.0.300\" is not an IP address"), "{m}");
+        let m = msg(4, "node-a,node-b,node-c,node-d");
+        assert!(m.contains("host names are not accepted"), "{m}");
+        let m = msg(4, "10.0.0.1:26000,10.0.0.2,10.0.0.3,10.0.0.4");
+        assert!(m.contains("without ports"), "{m}");
+        let m = msg(4, "10.0.0.1,,10.0.0.3,10.0.0.4");
+        assert!(m.contains("empty entry"), "{m}");
+        let m = msg(4, "0.0.0.0,10.0.0.2,10.0.0.3,10.0.0.4");
+        assert!(m.contains("unspecified address"), "{m}");
+        let m = msg(4, "224.0.0.1+");
+        assert!(m.contains("multicast"), "{m}");
+        let m = msg(4, "255.255.255.253+");
+        assert!(m.contains("run past the last address"), "{m}");
+        let m = msg(4, "10.0.0.x+");
+        assert!(m.contains("not an IP address"), "{m}");
     }
 
     #[test]
