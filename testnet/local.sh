@@ -137,9 +137,9 @@ restart_stopped() {
   for i in $(seq 0 $(($(count_homes) - 1))); do
     pid_alive "$(node_pid "$i")" && continue
     [ -f "$dir/flags/node$i" ] || record_flags "$i"
-    local flags_note
-    flags_note=$(node_flags "$i")
-    say "==> restarting node$i${flags_note:+ }$(node_flags "$i") (it catches up from its peers)"
+    local flags
+    flags=$(node_flags "$i")
+    say "==> restarting node$i${flags:+ $flags} (it catches up from its peers)"
     start_node "$i"
     restarted+=("$i")
   done

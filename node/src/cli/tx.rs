@@ -202,8 +202,8 @@ fn transfer(args: &TransferArgs) -> anyhow::Result<()> {
             .post(path, &tx, timeout)
             .map_err(|e| submit_error(e, nonce, i, hash))?;
         if args.wait && !answer.committed {
-            let deadline = started_tx.checked_add(args.timeout).unwrap_or(started_tx);
-            answer = wait_until(&client, hash, deadline)?.unwrap_or(answer);
+            // --timeout counts from the submission (the node's own wait included).
+            answer = wait_until(&client, hash, started_tx + args.timeout)?.unwrap_or(answer);
         }
         if args.json {
             println!("{}", serde_json::to_string(&answer)?);
