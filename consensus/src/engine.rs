@@ -141,6 +141,16 @@ pub enum Persisted {
     /// A record of the crash-fault-tolerant baseline (term and vote, log
     /// entries, truncations, compaction).
     Cft(crate::cft::messages::CftRecord),
+    /// The NEW-VIEW of the view this PBFT replica entered last, kept so it
+    /// can still hand it to a replica that missed it after both restarted
+    /// (a replica restored in a view change otherwise waits alone while
+    /// the others run the view: issue 22). Only the latest one matters.
+    /// Last in the enum, so records written before it decode unchanged.
+    NewView(crate::pbft::messages::NewView),
+    /// The f+1 COMPLAINTs that justify the PBFT view change under way,
+    /// kept so the VIEW-CHANGE resent after a restart still makes the
+    /// replicas in the earlier view join it. Only the latest matters.
+    ViewJustification(Vec<crate::pbft::messages::Complaint>),
 }
 
 /// What an engine restores from on restart.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use phalanx_consensus::pbft::messages::{PrePrepare, ViewChange, ViewChangeBody};
+use phalanx_consensus::pbft::messages::{Complaint, PrePrepare, ViewChange, ViewChangeBody};
 use phalanx_consensus::pbft::view_change::{null_payload, plan_new_view};
 use phalanx_consensus::{
     Config, Engine, Input, Output, Pbft, PbftMessage, Persisted, Restored, TimeoutKind,
@@ -341,17 +341,45 @@ fn s4_4_view_change_carries_prepared_certificates_and_null_blocks() {
             c.input(to.as_usize(), Input::Message { from, message: m });
         }
     }
-    // Replicas time out and send VIEW-CHANGE to view 1.
+    // Replicas time out: each complains about view 0 and keeps working in
+    // it (and asks peers whether it merely missed the commit).
     for i in 1..4 {
         let out = c.input(i, Input::Timeout(TimeoutKind::Progress { view: 0 }));
-        let vc = broadcasts(&out).into_iter().find_map(|m| match m {
-            PbftMessage::ViewChange(vc) => Some(vc.clone()),
-            _ => None,
-        });
-        let vc = vc.unwrap_or_else(|| panic!("node {i} sent no view change: {out:?}"));
+        assert!(
+            broadcasts(&out)
+                .iter()
+                .any(|m| matches!(m, PbftMessage::Complaint(k) if k.view == 0)),
+            "node {i} complained: {out:?}"
+        );
+        assert!(out.iter().any(|o| matches!(o, Output::RequestSync { .. })));
+    }
+    // The complaints meet: f+1 of them move each replica to view 1, whose
+    // VIEW-CHANGE carries the prepared certificates and the complaints;
+    // node 1 (primary of view 1) then sends NEW-VIEW.
+    let mut new_view = None;
+    let mut view_changes = std::collections::BTreeMap::new();
+    while let Some((from, to, m)) = c.net.pop_front() {
+        if let PbftMessage::NewView(nv) = &m {
+            new_view = Some(nv.clone());
+        }
+        let i = to.as_usize();
+        let out = c.input(i, Input::Message { from, message: m });
+        // Node 0, the primary of view 0, joins too; the backups are checked.
+        let Some(sent) = out
+            .iter()
+            .position(|o| matches!(o, Output::Broadcast(PbftMessage::ViewChange(_))))
+            .filter(|_| i != 0)
+        else {
+            continue;
+        };
+        let Output::Broadcast(PbftMessage::ViewChange(vc)) = &out[sent] else {
+            unreachable!()
+        };
         assert_eq!(vc.body.new_view, 1);
         let seqs: Vec<u64> = vc.body.prepared.iter().map(|p| p.slot().1 .0).collect();
         assert_eq!(seqs, vec![1, 3], "node {i}");
+        assert_eq!(vc.justification.len(), 2, "f+1 complaints justify it");
+        assert!(vc.justification.iter().all(|k| k.view == 0));
         // Persisted view before the view change is sent.
         let persisted = out.iter().position(|o| {
             *o == Output::Persist(Persisted::View {
@@ -359,21 +387,10 @@ fn s4_4_view_change_carries_prepared_certificates_and_null_blocks() {
                 active: false,
             })
         });
-        let sent = out
-            .iter()
-            .position(|o| matches!(o, Output::Broadcast(PbftMessage::ViewChange(_))));
-        assert!(persisted.unwrap() < sent.unwrap());
-        // And it asks peers whether it merely missed the commit.
-        assert!(out.iter().any(|o| matches!(o, Output::RequestSync { .. })));
+        assert!(persisted.unwrap() < sent);
+        view_changes.insert(i, vc.clone());
     }
-    // Deliver: node 1 (primary of view 1) sends NEW-VIEW.
-    let mut new_view = None;
-    while let Some((from, to, m)) = c.net.pop_front() {
-        if let PbftMessage::NewView(nv) = &m {
-            new_view = Some(nv.clone());
-        }
-        c.input(to.as_usize(), Input::Message { from, message: m });
-    }
+    assert_eq!(view_changes.len(), 3, "every backup left view 0");
     let nv = new_view.expect("NEW-VIEW sent");
     let digests: Vec<(u64, Hash)> = nv
         .pre_prepares
@@ -414,16 +431,10 @@ fn s4_5_2_joins_on_f_plus_1_view_changes() {
     assert!(idle
         .handle(0, Input::Timeout(TimeoutKind::Progress { view: 0 }))
         .is_empty());
-    // Build the two view changes by letting two nodes time out properly.
-    let mut e2 = engine(4, 2);
-    let mut e3 = engine(4, 3);
-    for e in [&mut e2, &mut e3] {
-        e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
-        let out = e.handle(2000, Input::Timeout(TimeoutKind::Progress { view: 0 }));
-        for m in broadcasts(&out) {
-            if let PbftMessage::ViewChange(vc) = m {
-                vcs.push(vc.clone());
-            }
+    // Two view changes to view 1 that carry no complaints.
+    for voter in [2, 3] {
+        if let PbftMessage::ViewChange(vc) = empty_view_change(1, voter) {
+            vcs.push(vc);
         }
     }
     assert_eq!(vcs.len(), 2);
@@ -472,21 +483,59 @@ fn view_change_timer(out: &[Output<PbftMessage>]) -> Option<(TimeoutKind, u64)> 
     })
 }
 
-/// §4.5.2: when a quorum wanted a view and its NEW-VIEW does not come in
-/// time, the replica moves to the next view with the timeout doubled.
-#[test]
-fn s4_5_2_view_change_timeout_backs_off() {
+/// A COMPLAINT about `view` from `voter`.
+fn complaint(view: u64, voter: usize) -> PbftMessage {
+    PbftMessage::Complaint(Complaint::sign(
+        view,
+        ValidatorIndex(voter as u32),
+        CHAIN,
+        &validator_key(voter),
+    ))
+}
+
+/// Node 0 with a pending transfer, moved to view 1 by its own progress
+/// timeout and one more complaint (f+1 = 2); returns the engine and the
+/// outputs of the step that moved it.
+fn moved_to_view_1() -> (Pbft, Vec<Output<PbftMessage>>) {
     let mut e = engine(4, 0);
     e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
     let out = e.handle(0, Input::Timeout(TimeoutKind::Progress { view: 0 }));
+    assert!(
+        view_change_timer(&out).is_none(),
+        "one complaint moves nobody"
+    );
+    assert_eq!(e.status().view, 0);
+    assert!(!e.status().view_changing, "it keeps working in view 0");
+    let out = e.handle(0, msg(2, complaint(0, 2)));
+    assert_eq!(e.status().view, 1);
+    assert!(e.status().view_changing);
+    (e, out)
+}
+
+/// §4.5.2: when a view's NEW-VIEW does not come in time, the replicas
+/// waiting for it complain, and f+1 complaints move them to the next view
+/// with the timeout doubled.
+#[test]
+fn s4_5_2_view_change_timeout_backs_off() {
+    let (mut e, out) = moved_to_view_1();
     let (mut kind, first) = view_change_timer(&out).unwrap();
     let mut timeouts = vec![first];
     for target in 1..=2u64 {
         // Two others want `target` too, but not its primary: no NEW-VIEW.
-        for voter in (1..4).filter(|v| *v as u64 != target % 4) {
+        let others: Vec<usize> = (1..4).filter(|v| *v as u64 != target % 4).collect();
+        for &voter in &others {
             e.handle(0, msg(voter, empty_view_change(target, voter)));
         }
         let out = e.handle(0, Input::Timeout(kind));
+        assert!(broadcasts(&out)
+            .iter()
+            .any(|m| matches!(m, PbftMessage::Complaint(c) if c.view == target)));
+        assert_eq!(
+            e.status().view,
+            target,
+            "its complaint alone moves it nowhere"
+        );
+        let out = e.handle(0, msg(others[0], complaint(target, others[0])));
         let (k, after) = view_change_timer(&out).unwrap();
         assert_eq!(k, TimeoutKind::ViewChange { view: target + 1 });
         timeouts.push(after);
@@ -496,14 +545,12 @@ fn s4_5_2_view_change_timeout_backs_off() {
     assert_eq!(e.status().view, 3);
 }
 
-/// §4.5.2 starts the view-change timer only once a quorum wants the view: a
-/// replica alone in a view change stays in it and resends its VIEW-CHANGE
-/// (so an isolated replica does not climb views nobody else is in).
+/// A replica alone in a view change stays in it and resends its
+/// VIEW-CHANGE (so an isolated replica does not climb views nobody else is
+/// in); its own complaints cannot move it.
 #[test]
 fn s4_5_2_a_replica_alone_in_a_view_change_waits_and_resends() {
-    let mut e = engine(4, 0);
-    e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
-    let out = e.handle(0, Input::Timeout(TimeoutKind::Progress { view: 0 }));
+    let (mut e, out) = moved_to_view_1();
     let own = broadcasts(&out)
         .into_iter()
         .find(|m| matches!(m, PbftMessage::ViewChange(_)))
@@ -514,11 +561,127 @@ fn s4_5_2_a_replica_alone_in_a_view_change_waits_and_resends() {
     e.handle(0, msg(2, empty_view_change(1, 2)));
     for _ in 0..3 {
         let out = e.handle(0, Input::Timeout(kind));
-        assert_eq!(e.status().view, 1, "must not move on without a quorum");
+        assert_eq!(
+            e.status().view,
+            1,
+            "must not move on without f+1 complaints"
+        );
         assert!(e.status().view_changing);
         assert!(broadcasts(&out).contains(&&own), "resends its VIEW-CHANGE");
         assert_eq!(view_change_timer(&out).map(|t| t.0), Some(kind));
     }
+}
+
+/// Issue 22: a replica that left a view on f+1 complaints is never left
+/// ahead alone. Its VIEW-CHANGE carries the complaints, and a replica still
+/// running the earlier view joins on that one message (moving up is always
+/// safe; f+1 complaints mean an honest replica saw the view fail).
+#[test]
+fn a_justified_view_change_is_joined_by_a_replica_still_in_the_earlier_view() {
+    let (_, out) = moved_to_view_1();
+    let vc = broadcasts(&out)
+        .into_iter()
+        .find_map(|m| match m {
+            PbftMessage::ViewChange(vc) => Some(vc.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(vc.justification.len(), 2);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Persist(Persisted::ViewJustification(j)) if j.len() == 2)),
+        "the justification is persisted for resends after a restart"
+    );
+    let mut e3 = engine(4, 3);
+    let out = e3.handle(0, msg(0, PbftMessage::ViewChange(vc.clone())));
+    assert_eq!(
+        e3.status().view,
+        1,
+        "joined view 1 on one justified VIEW-CHANGE"
+    );
+    assert!(e3.status().view_changing);
+    assert!(broadcasts(&out)
+        .iter()
+        .any(|m| matches!(m, PbftMessage::ViewChange(v) if v.body.new_view == 1)));
+    // Without the complaints the same VIEW-CHANGE is one vote of f+1.
+    let mut bare = vc.clone();
+    bare.justification.clear();
+    let mut e2 = engine(4, 2);
+    e2.handle(0, msg(0, PbftMessage::ViewChange(bare)));
+    assert_eq!(e2.status().view, 0);
+    // Forged complaints (signed by another key) do not count.
+    let mut forged = vc;
+    for c in &mut forged.justification {
+        c.signature.0[0] ^= 1;
+    }
+    let mut e1 = engine(4, 1);
+    e1.handle(0, msg(0, PbftMessage::ViewChange(forged)));
+    assert_eq!(e1.status().view, 0);
+    assert!(!e1.status().view_changing);
+}
+
+/// Issue 22: the NEW-VIEW a replica accepted survives its restart, so it can
+/// still hand it to a replica that restarted in the view change and missed
+/// it; and a replica in an earlier view gets it in answer to its complaint.
+#[test]
+fn a_restarted_replica_still_hands_out_the_new_view_it_entered() {
+    // Nodes 1, 2, 3 move to view 1 (node 1 is its primary) without node 0.
+    let mut c = Cluster::new(4, params());
+    for i in 1..4 {
+        c.input(i, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
+    }
+    for i in 1..4 {
+        c.input(i, Input::Timeout(TimeoutKind::Progress { view: 0 }));
+    }
+    while let Some((from, to, m)) = c.net.pop_front() {
+        if to.as_usize() != 0 {
+            c.input(to.as_usize(), Input::Message { from, message: m });
+        }
+    }
+    assert!(
+        (1..4)
+            .all(|i| c.nodes[i].engine.status().view == 1
+                && !c.nodes[i].engine.status().view_changing)
+    );
+    // Node 2 restarts from its records: the NEW-VIEW is among them.
+    let records = c.nodes[2].records.clone();
+    assert!(records
+        .iter()
+        .any(|r| matches!(r, Persisted::NewView(nv) if nv.view == 1)));
+    let g = genesis(4, params());
+    let mut restarted = Pbft::restore(
+        Config::from_genesis(&g, ValidatorIndex(2)).unwrap(),
+        validator_key(2),
+        Restored {
+            records,
+            last_executed: Height(0),
+            last_block_hash: g.block().hash(),
+            recent_blocks: Vec::new(),
+        },
+    );
+    restarted.handle(0, Input::Start);
+    assert_eq!(restarted.status().view, 1);
+    // Node 0 restarted in the view change to view 1 and asks for it.
+    let out = restarted.handle(5_000, msg(0, empty_view_change(1, 0)));
+    let nv = out.iter().find_map(|o| match o {
+        Output::Send {
+            to,
+            message: PbftMessage::NewView(nv),
+        } if to.0 == 0 => Some(nv.clone()),
+        _ => None,
+    });
+    let nv = nv.expect("the restarted replica resends the NEW-VIEW of view 1");
+    let mut lone = engine(4, 0);
+    lone.handle(0, Input::Timeout(TimeoutKind::Progress { view: 0 }));
+    lone.handle(0, msg(1, PbftMessage::NewView(nv)));
+    assert_eq!(lone.status().view, 1);
+    assert!(!lone.status().view_changing, "node 0 entered view 1");
+    // A replica still in view 0 complains about it: it gets the NEW-VIEW too.
+    let out = restarted.handle(20_000, msg(3, complaint(0, 3)));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Send { to, message: PbftMessage::NewView(nv) } if to.0 == 3 && nv.view == 1
+    )));
 }
 
 /// §4.5.2 liveness when a view can no longer complete: this replica and one

@@ -42,6 +42,8 @@ pub enum Domain {
     PbftViewChange,
     /// PBFT NEW-VIEW.
     PbftNewView,
+    /// PBFT COMPLAINT: a replica's timer fired in a view.
+    PbftComplaint,
     /// Any message of the crash-fault-tolerant baseline.
     CftMessage,
     /// A proof-of-stake block signed by its slot leader.
@@ -73,6 +75,7 @@ impl Domain {
             Domain::PbftCheckpoint => "phalanx/v1/pbft/checkpoint",
             Domain::PbftViewChange => "phalanx/v1/pbft/view-change",
             Domain::PbftNewView => "phalanx/v1/pbft/new-view",
+            Domain::PbftComplaint => "phalanx/v1/pbft/complaint",
             Domain::CftMessage => "phalanx/v1/cft",
             Domain::PosBlock => "phalanx/v1/pos/block",
             Domain::PowHeader => "phalanx/v1/pow/header",
@@ -83,7 +86,7 @@ impl Domain {
     }
 
     /// Every domain, for tests that check the tags are distinct.
-    pub const ALL: [Domain; 19] = [
+    pub const ALL: [Domain; 20] = [
         Domain::Transaction,
         Domain::TxHash,
         Domain::BlockHeader,
@@ -97,6 +100,7 @@ impl Domain {
         Domain::PbftCheckpoint,
         Domain::PbftViewChange,
         Domain::PbftNewView,
+        Domain::PbftComplaint,
         Domain::CftMessage,
         Domain::PosBlock,
         Domain::PowHeader,

@@ -70,6 +70,8 @@ fn wal_key(record: &Persisted) -> (Option<Height>, Vec<u8>) {
             (Some(seq), k)
         }
         Persisted::StableCheckpoint { .. } => (None, b"stable".to_vec()),
+        Persisted::NewView(_) => (None, b"newview".to_vec()),
+        Persisted::ViewJustification(_) => (None, b"complaints".to_vec()),
         // The CFT baseline: one hard state, entries by index (a rewrite of an
         // index replaces the record; pruned at compaction), the last
         // truncation. The engine restores them in any order (they carry a
@@ -220,7 +222,9 @@ impl NodeEngine for Pbft {
                 vec![v]
             }
             PbftMessage::NewView(nv) => nv.pre_prepares.iter().collect(),
-            PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) => Vec::new(),
+            PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) | PbftMessage::Complaint(_) => {
+                Vec::new()
+            }
         }
     }
     fn summary(message: &PbftMessage) -> Summary {
@@ -236,6 +240,12 @@ impl NodeEngine for Pbft {
             PbftMessage::Commit(v) => vote(MessageKind::Commit, v),
             PbftMessage::Checkpoint(v) => vote(MessageKind::Checkpoint, v),
             PbftMessage::Evidence(e) => vote(MessageKind::Evidence, &e.first),
+            PbftMessage::Complaint(c) => Summary {
+                kind: MessageKind::Complaint,
+                view: c.view,
+                seq: 0,
+                digest: None,
+            },
             PbftMessage::ViewChange(vc) => Summary {
                 kind: MessageKind::ViewChange,
                 view: vc.body.new_view,
@@ -304,6 +314,9 @@ pub struct Driver<E: NodeEngine> {
     committed_since_tick: u64,
     last_summary: Instant,
     view_at_last_event: u64,
+    /// The (view, view change under way) last logged, so every change of
+    /// either is logged once at info level.
+    logged_view: (u64, bool),
     vote_log: Option<std::io::BufWriter<std::fs::File>>,
 }
 
@@ -345,7 +358,20 @@ impl<E: NodeEngine> Driver<E> {
                 recent_blocks,
             },
         );
-        let view = engine.status().view;
+        let st = engine.status();
+        let view = st.view;
+        tracing::info!(
+            view,
+            primary = st.primary.0,
+            view_changing = st.view_changing,
+            height = latest.height().0,
+            "restored consensus state{}",
+            if st.view_changing {
+                ": a view change is under way"
+            } else {
+                ""
+            }
+        );
         Ok(Driver {
             shared,
             engine,
@@ -356,6 +382,7 @@ impl<E: NodeEngine> Driver<E> {
             committed_since_tick: 0,
             last_summary: Instant::now(),
             view_at_last_event: view,
+            logged_view: (view, st.view_changing),
             vote_log: None,
         })
     }
@@ -530,7 +557,32 @@ impl<E: NodeEngine> Driver<E> {
             // Anything persisted is on disk before this step returns.
             self.wal.flush()?;
         }
+        self.log_view_state();
         Ok(())
+    }
+
+    /// Logs, at info level, a view change starting and a view being entered
+    /// (the engine's `ViewChanged` covers only the second, and a restart
+    /// none), so an operator can see what a replica is doing.
+    fn log_view_state(&mut self) {
+        let st = self.engine.status();
+        let now = (st.view, st.view_changing);
+        if now == self.logged_view {
+            return;
+        }
+        self.logged_view = now;
+        if st.view_changing {
+            if E::NAME == "pbft" {
+                tracing::info!(
+                    view = st.view,
+                    primary = st.primary.0,
+                    "view change started: waiting for the NEW-VIEW of view {}",
+                    st.view
+                );
+            } else {
+                tracing::info!(term = st.view, "election under way: no leader known");
+            }
+        }
     }
 
     fn carry_out(
@@ -613,7 +665,11 @@ impl<E: NodeEngine> Driver<E> {
                     self.view_at_last_event = view;
                     self.shared.metrics.view_changes.inc();
                 }
-                tracing::info!(view, primary = primary.0, "entered view");
+                tracing::info!(
+                    view,
+                    primary = primary.0,
+                    "entered view (its NEW-VIEW is in)"
+                );
             }
         }
         Ok(())

@@ -139,6 +139,8 @@ label_values! {
         NewView => "new_view",
         /// Equivocation evidence.
         Evidence => "evidence",
+        /// PBFT COMPLAINT: a replica's timer fired in a view.
+        Complaint => "complaint",
         /// The primary's PRE-PREPARE vote echoed to the other validators
         /// (`behaviour/echo.rs`; never reaches an engine).
         PrePrepareEcho => "pre_prepare_echo",
@@ -166,6 +168,7 @@ impl MessageKind {
                 ViewChange,
                 NewView,
                 Evidence,
+                Complaint,
                 PrePrepareEcho,
             ],
             EngineKind::Cft => &[RequestVote, Vote, AppendEntries, AppendAck],

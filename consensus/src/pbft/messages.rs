@@ -29,6 +29,8 @@ pub enum PbftMessage {
     NewView(NewView),
     /// Proof that a validator equivocated.
     Evidence(Evidence),
+    /// A replica's timer fired in a view; f+1 of them end the view.
+    Complaint(Complaint),
 }
 
 impl PbftMessage {
@@ -42,6 +44,7 @@ impl PbftMessage {
             PbftMessage::ViewChange(_) => "view-change",
             PbftMessage::NewView(_) => "new-view",
             PbftMessage::Evidence(_) => "evidence",
+            PbftMessage::Complaint(_) => "complaint",
         }
     }
 }
@@ -116,6 +119,14 @@ pub struct ViewChange {
     pub body: ViewChangeBody,
     /// The sender's signature over `(chain_id, body)`.
     pub signature: Signature,
+    /// Why the view before `body.new_view` ended: f+1 COMPLAINTs about it
+    /// from distinct validators (so at least one honest replica's timer
+    /// fired there). A replica in an earlier view that receives them joins
+    /// the view change, so a replica is never left ahead alone. Outside
+    /// the signature: each complaint is signed, and a resend may carry
+    /// more than the first send. Empty when the view change has another
+    /// reason (evidence against the primary, f+1 VIEW-CHANGEs, a restart).
+    pub justification: Vec<Complaint>,
 }
 
 /// NEW-VIEW (§4.4): the view changes it was built from and the pre-prepares
@@ -255,6 +266,58 @@ impl PreparedCert {
     }
 }
 
+/// COMPLAINT: the signed statement of `voter` that `view` failed for it
+/// (its progress timer fired there with work pending, or its view-change
+/// timer while waiting for the view's NEW-VIEW). Unlike a VIEW-CHANGE it
+/// promises nothing: the sender keeps working in `view`. Once f+1
+/// validators complained about a view (so at least one honest replica),
+/// every replica that sees the complaints moves to the next view. A replica
+/// whose link alone failed therefore stays in the view the others run,
+/// instead of waiting alone in a view change nobody joins (issue 22).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Complaint {
+    /// The view that failed.
+    pub view: u64,
+    /// Who complains.
+    pub voter: ValidatorIndex,
+    /// The voter's signature over `(chain_id, view, voter)`.
+    pub signature: Signature,
+}
+
+impl Complaint {
+    /// Signs a complaint about `view`.
+    pub fn sign(view: u64, voter: ValidatorIndex, chain_id: &str, key: &Keypair) -> Complaint {
+        let signature = key.sign(
+            Domain::PbftComplaint,
+            &Signed {
+                chain_id,
+                body: &(view, voter),
+            },
+        );
+        Complaint {
+            view,
+            voter,
+            signature,
+        }
+    }
+
+    /// Checks that a validator signed it.
+    pub fn verify(&self, cfg: &Config) -> Result<(), MessageError> {
+        let key = cfg
+            .key(self.voter)
+            .ok_or(MessageError::UnknownSigner(self.voter))?;
+        key.verify(
+            Domain::PbftComplaint,
+            &Signed {
+                chain_id: &cfg.chain_id,
+                body: &(self.view, self.voter),
+            },
+            &self.signature,
+        )
+        .map_err(|_| MessageError::BadSignature(self.voter))
+    }
+}
+
 #[derive(Serialize)]
 struct Signed<'a, T> {
     chain_id: &'a str,
@@ -271,7 +334,11 @@ impl ViewChange {
                 body: &body,
             },
         );
-        ViewChange { body, signature }
+        ViewChange {
+            body,
+            signature,
+            justification: Vec::new(),
+        }
     }
 
     /// Checks the signature, the checkpoint proof and every prepared certificate.

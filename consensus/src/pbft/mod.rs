@@ -18,7 +18,7 @@ pub mod view_change;
 use crate::config::Config;
 use crate::engine::{Engine, EngineStatus, Input, Output, Persisted, Restored, TimeoutKind};
 use log::Slot;
-use messages::{NewView, PbftMessage, ViewChange};
+use messages::{Complaint, NewView, PbftMessage, ViewChange};
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
     Evidence, Height, SignedTransaction, SignedVote, ValidatorIndex, Vote, VoteKind,
@@ -93,6 +93,9 @@ pub struct Pbft {
     pub(crate) last_new_view: Option<NewView>,
     /// The last (view, time) we answered each straggler for (rate limit).
     pub(crate) straggler_answers: BTreeMap<ValidatorIndex, (u64, u64)>,
+    /// COMPLAINTs by the view they are about and sender (views at or
+    /// above the one before ours).
+    pub(crate) complaints: BTreeMap<u64, BTreeMap<ValidatorIndex, Complaint>>,
     /// VIEW-CHANGE messages by target view and sender.
     pub(crate) view_changes: BTreeMap<u64, BTreeMap<ValidatorIndex, ViewChange>>,
     /// Every vote this validator signed (and did not prune): the save-before-send guard.
@@ -165,6 +168,7 @@ impl Pbft {
             proposed_evidence: HashSet::new(),
             last_new_view: None,
             straggler_answers: BTreeMap::new(),
+            complaints: BTreeMap::new(),
             view_changes: BTreeMap::new(),
             signed: BTreeMap::new(),
             known_evidence: BTreeSet::new(),
@@ -210,6 +214,24 @@ impl Pbft {
                 Persisted::StableCheckpoint { seq, digest, proof } => {
                     if seq > engine.stable.seq {
                         engine.stable = StableCheckpoint { seq, digest, proof };
+                    }
+                }
+                Persisted::NewView(nv) => {
+                    if engine
+                        .last_new_view
+                        .as_ref()
+                        .is_none_or(|l| l.view < nv.view)
+                    {
+                        engine.last_new_view = Some(nv);
+                    }
+                }
+                Persisted::ViewJustification(complaints) => {
+                    for c in complaints {
+                        engine
+                            .complaints
+                            .entry(c.view)
+                            .or_default()
+                            .insert(c.voter, c);
                     }
                 }
                 // Another engine's records: not ours to restore.
@@ -377,19 +399,18 @@ impl Pbft {
                     // (The simulator found replicas one block behind an idle
                     // cluster changing views alone forever.)
                     self.request_sync(out);
-                    // PBFT §4.4: the request did not execute in time.
-                    self.start_view_change(self.view + 1, out);
+                    // PBFT §4.4: the request did not execute in time. Say so
+                    // and keep working in this view: only f+1 complaints
+                    // (one honest at least) end it, for everyone who sees
+                    // them. Complain again each time the timer fires.
+                    self.complain(self.view, out);
+                    self.arm_progress_timer(out);
                 }
             }
             TimeoutKind::ViewChange { view } => {
                 if view == self.view && !self.view_active {
                     self.request_sync(out);
-                    let gathered = self.view_changes.get(&view).map_or(0, BTreeMap::len);
-                    if gathered >= self.cfg.quorums.quorum {
-                        // §4.5.2: a quorum wanted `view` and its primary sent
-                        // no NEW-VIEW in time; try the next view.
-                        self.start_view_change(view + 1, out);
-                    } else if let Some(higher) = self.view_is_abandoned(view) {
+                    if let Some(higher) = self.view_is_abandoned(view) {
                         // Too few want `view` and enough have moved above it
                         // that it can never gather a quorum: join the lowest
                         // view someone is already in (never a fresh one, so
@@ -400,20 +421,28 @@ impl Pbft {
                         // in v+1.
                         self.start_view_change(higher, out);
                     } else {
-                        // §4.5.2 starts the timer only at a quorum: a replica
-                        // that moves on alone climbs views nobody else is in
-                        // and, after a partition heals, the honest replicas
-                        // chase each other up the views. Stay, and resend our
-                        // VIEW-CHANGE in case it was lost.
+                        // No NEW-VIEW in time. Resend our VIEW-CHANGE (it
+                        // may have been lost), with the complaints that
+                        // justify it now, and complain about `view`: f+1
+                        // complaints (one honest at least) move everyone to
+                        // the next view together, so a replica never climbs
+                        // views alone (§4.5.2 starts this timer only at a
+                        // quorum for the same reason).
+                        let justification = self.justification_for(view);
                         if let Some(own) =
                             self.view_changes.get(&view).and_then(|m| m.get(&self.me()))
                         {
-                            out.push(Output::Broadcast(PbftMessage::ViewChange(own.clone())));
+                            let mut own = own.clone();
+                            own.justification = justification;
+                            out.push(Output::Broadcast(PbftMessage::ViewChange(own)));
                         }
-                        out.push(Output::ScheduleTimeout {
-                            kind: TimeoutKind::ViewChange { view },
-                            after_ms: self.timeout_ms(),
-                        });
+                        self.complain(view, out);
+                        if self.view == view && !self.view_active {
+                            out.push(Output::ScheduleTimeout {
+                                kind: TimeoutKind::ViewChange { view },
+                                after_ms: self.timeout_ms(),
+                            });
+                        }
                     }
                 }
             }
@@ -437,6 +466,7 @@ impl Pbft {
             PbftMessage::Checkpoint(v) => self.on_checkpoint(v, out),
             PbftMessage::ViewChange(vc) => self.on_view_change(vc, out),
             PbftMessage::NewView(nv) => self.on_new_view(nv, out),
+            PbftMessage::Complaint(c) => self.on_complaint(c, out),
             PbftMessage::Evidence(e) => {
                 if e.verify(&self.cfg.chain_id, &self.cfg.validators).is_ok() {
                     self.on_evidence_found(e, out);

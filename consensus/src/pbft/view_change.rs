@@ -8,7 +8,7 @@
 //! gives the same pre-prepares.
 
 use super::messages::{
-    CommittedProof, NewView, PbftMessage, PreparedCert, ViewChange, ViewChangeBody,
+    CommittedProof, Complaint, NewView, PbftMessage, PreparedCert, ViewChange, ViewChangeBody,
 };
 use super::{Pbft, PbftOutput, StableCheckpoint};
 use crate::config::Config;
@@ -16,6 +16,9 @@ use crate::engine::{Output, Persisted, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Height, Payload, SignedVote, ValidatorIndex, Vote, VoteKind};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Complaints about views further than this above ours are dropped (bounded memory).
+const MAX_VIEWS_AHEAD: u64 = 64;
 
 /// What a NEW-VIEW must contain, computed from its VIEW-CHANGEs (§4.4).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,7 +162,14 @@ impl Pbft {
             committed,
             voter: self.me(),
         };
-        let vc = ViewChange::sign(body, &self.cfg.chain_id, &self.key);
+        let mut vc = ViewChange::sign(body, &self.cfg.chain_id, &self.key);
+        self.complaints.retain(|v, _| *v + 1 >= target);
+        vc.justification = self.justification_for(target);
+        if !vc.justification.is_empty() {
+            out.push(Output::Persist(Persisted::ViewJustification(
+                vc.justification.clone(),
+            )));
+        }
         let me = self.me();
         self.view_changes
             .entry(target)
@@ -174,9 +184,121 @@ impl Pbft {
         self.maybe_send_new_view(out);
     }
 
+    /// f+1 complaints about the view before `target`, if we hold them: what
+    /// makes a VIEW-CHANGE to `target` one the others join.
+    pub(crate) fn justification_for(&self, target: u64) -> Vec<Complaint> {
+        let Some(before) = target.checked_sub(1) else {
+            return Vec::new();
+        };
+        match self.complaints.get(&before) {
+            Some(m) if m.len() >= self.cfg.quorums.weak => {
+                m.values().take(self.cfg.quorums.weak).cloned().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Our timer fired in `view`: broadcast our complaint (again, if we
+    /// sent it before: it may have been lost) and leave the view if f+1
+    /// validators now complain about it.
+    pub(crate) fn complain(&mut self, view: u64, out: &mut Vec<PbftOutput>) {
+        let me = self.me();
+        let own = self
+            .complaints
+            .get(&view)
+            .and_then(|m| m.get(&me))
+            .cloned()
+            .unwrap_or_else(|| Complaint::sign(view, me, &self.cfg.chain_id, &self.key));
+        self.complaints
+            .entry(view)
+            .or_default()
+            .insert(me, own.clone());
+        out.push(Output::Broadcast(PbftMessage::Complaint(own)));
+        self.maybe_leave(view, out);
+    }
+
+    /// Keeps a verified complaint about our view or a later one; false if
+    /// it is stale, known, from a faulty validator or badly signed.
+    fn record_complaint(&mut self, c: Complaint) -> bool {
+        if c.view + 1 < self.view
+            || c.view > self.view.saturating_add(MAX_VIEWS_AHEAD)
+            || self
+                .complaints
+                .get(&c.view)
+                .is_some_and(|m| m.contains_key(&c.voter))
+            || self.faulty.contains(&c.voter)
+        {
+            return false;
+        }
+        if c.verify(&self.cfg).is_err() {
+            self.counters.bad_signature += 1;
+            return false;
+        }
+        self.complaints
+            .entry(c.view)
+            .or_default()
+            .insert(c.voter, c);
+        true
+    }
+
+    /// A COMPLAINT from another replica. About an earlier view while we
+    /// run a later one: the sender missed the NEW-VIEW, send it ours.
+    pub(crate) fn on_complaint(&mut self, c: Complaint, out: &mut Vec<PbftOutput>) {
+        if c.view < self.view {
+            self.counters.stale += 1;
+            if self.view_active && c.voter != self.me() && self.cfg.key(c.voter).is_some() {
+                self.send_new_view_to(c.voter, c.view, out);
+            }
+            return;
+        }
+        let view = c.view;
+        if self.record_complaint(c) {
+            self.maybe_leave(view, out);
+        }
+    }
+
+    /// f+1 validators complained about `view` (our view or a later one):
+    /// at least one honest replica saw it fail, so move past it.
+    fn maybe_leave(&mut self, view: u64, out: &mut Vec<PbftOutput>) {
+        if view < self.view {
+            return;
+        }
+        let count = self.complaints.get(&view).map_or(0, BTreeMap::len);
+        if count >= self.cfg.quorums.weak {
+            self.start_view_change(view + 1, out);
+        }
+    }
+
+    /// Sends the NEW-VIEW of our (active) view to a replica stuck in view
+    /// `their_view`, at most once per view-change timeout.
+    fn send_new_view_to(&mut self, to: ValidatorIndex, their_view: u64, out: &mut Vec<PbftOutput>) {
+        let gap = self.cfg.params.view_change_timeout_ms;
+        if self
+            .straggler_answers
+            .get(&to)
+            .is_some_and(|(v, at)| *v == their_view && self.now_ms < at.saturating_add(gap))
+        {
+            return;
+        }
+        if let Some(nv) = self
+            .last_new_view
+            .as_ref()
+            .filter(|nv| nv.view == self.view)
+        {
+            self.straggler_answers.insert(to, (their_view, self.now_ms));
+            out.push(Output::Send {
+                to,
+                message: PbftMessage::NewView(nv.clone()),
+            });
+        }
+    }
+
     /// A replica asks for a view we already left (or entered): it missed
     /// messages. Send it what moves it on: the NEW-VIEW of the view we are
-    /// in, or our own VIEW-CHANGE for the view it wants (with its own and
+    /// in (when it asks for that view or an earlier one: a NEW-VIEW for a
+    /// later view than its own moves it there directly; the NEW-VIEW is
+    /// persisted, so this works after both restarted), or our own
+    /// VIEW-CHANGE for the view it wants (with its own and
     /// the others' resends that completes its quorum, so its timer can move
     /// it up instead of waiting for f+1 of us above it). Only messages we
     /// already signed are sent, at most one per straggler and view per
@@ -203,15 +325,12 @@ impl Pbft {
         {
             return;
         }
+        if target <= self.view && self.view_active {
+            self.send_new_view_to(to, target, out);
+            return;
+        }
         self.straggler_answers.insert(to, (target, self.now_ms));
-        if target == self.view && self.view_active {
-            if let Some(nv) = self.last_new_view.as_ref().filter(|nv| nv.view == target) {
-                out.push(Output::Send {
-                    to,
-                    message: PbftMessage::NewView(nv.clone()),
-                });
-            }
-        } else if let Some(own) = self
+        if let Some(own) = self
             .view_changes
             .get(&target)
             .and_then(|m| m.get(&self.me()))
@@ -280,10 +399,26 @@ impl Pbft {
         if self.faulty.contains(&vc.body.voter) {
             return;
         }
+        // Its justification: f+1 complaints about the view before `target`.
+        // They end that view for us too, so a replica that moved on is
+        // never left ahead alone.
+        let before = target - 1;
+        for c in vc.justification.iter().take(self.cfg.validators.len()) {
+            if c.view == before {
+                self.record_complaint(c.clone());
+            }
+        }
         self.view_changes
             .entry(target)
             .or_default()
             .insert(vc.body.voter, vc);
+        if self.complaints.get(&before).map_or(0, BTreeMap::len) >= self.cfg.quorums.weak {
+            self.maybe_leave(before, out);
+            if self.view >= target {
+                self.maybe_send_new_view(out);
+                return;
+            }
+        }
         // §4.5.2: f+1 replicas want views above ours: join the smallest.
         let current = self.view;
         let mut voters = BTreeSet::new();
@@ -317,7 +452,14 @@ impl Pbft {
         if vcs.len() < self.cfg.quorums.quorum || !vcs.contains_key(&self.me()) {
             return;
         }
-        let vcs: Vec<ViewChange> = vcs.values().cloned().collect();
+        // Justifications stay out of the NEW-VIEW: the view change is done.
+        let vcs: Vec<ViewChange> = vcs
+            .values()
+            .map(|vc| ViewChange {
+                justification: Vec::new(),
+                ..vc.clone()
+            })
+            .collect();
         let plan = plan_new_view(&self.cfg, view, &vcs);
         let mut pre_prepares = Vec::with_capacity(plan.entries.len());
         for (seq, digest, _) in &plan.entries {
@@ -404,6 +546,7 @@ impl Pbft {
     /// prepare them, and replay messages buffered for this view.
     fn enter_view(&mut self, nv: NewView, plan: NewViewPlan, out: &mut Vec<PbftOutput>) {
         let view = nv.view;
+        out.push(Output::Persist(Persisted::NewView(nv.clone())));
         self.last_new_view = Some(nv.clone());
         self.view = view;
         self.view_active = true;
@@ -414,6 +557,7 @@ impl Pbft {
             primary: self.cfg.primary(view),
         });
         self.view_changes.retain(|v, _| *v > view);
+        self.complaints.retain(|v, _| *v >= view);
         self.proposed.clear();
         self.proposed_evidence.clear();
         if plan.checkpoint.seq > self.stable.seq {

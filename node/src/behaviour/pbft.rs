@@ -59,6 +59,7 @@ impl WireMessage for PbftMessage {
             4 => MessageKind::ViewChange,
             5 => MessageKind::NewView,
             EVIDENCE_TAG => MessageKind::Evidence,
+            7 => MessageKind::Complaint,
             _ => return None,
         })
     }
@@ -144,6 +145,7 @@ impl Mischief<PbftMessage> for BadSig {
             // Evidence carries other validators' signatures: corrupting it
             // only makes peers drop it, which they would do anyway.
             PbftMessage::Evidence(e) => flip(&mut e.second.signature),
+            PbftMessage::Complaint(c) => flip(&mut c.signature),
         }
         stats.bad_signatures += dests.len() as u64;
         dests.into_iter().map(|d| (d, message.clone())).collect()

@@ -85,6 +85,7 @@ fn view_of(m: &PbftMessage) -> u64 {
         PbftMessage::ViewChange(vc) => vc.body.new_view,
         PbftMessage::NewView(nv) => nv.view,
         PbftMessage::Evidence(e) => e.first.vote.view,
+        PbftMessage::Complaint(c) => c.view,
     }
 }
 
@@ -453,6 +454,13 @@ fn corrupt_message(rng: &mut Rng, m: &PbftMessage, impostor: ValidatorIndex) -> 
         }
         PbftMessage::NewView(nv) => flip(rng, &mut nv.signature),
         PbftMessage::Evidence(e) => flip(rng, &mut e.second.signature),
+        PbftMessage::Complaint(c) => {
+            if impersonate && c.voter != impostor {
+                c.voter = impostor;
+            } else {
+                flip(rng, &mut c.signature);
+            }
+        }
     }
     m
 }

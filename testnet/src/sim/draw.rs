@@ -149,6 +149,29 @@ pub(super) fn choose_crashes(
             });
         }
     }
+    // Sometimes every honest validator stops and starts again, as an
+    // operator restarting a whole testnet does: no replica then remembers
+    // anything it did not persist (the simulator found a replica left in
+    // a view change alone because nobody could resend the NEW-VIEW it
+    // missed, issue 22). The draws come after the single crashes so the
+    // schedules drawn before this rule keep their single crashes.
+    if r.chance(0.3) {
+        let at_ms = r.range(30, heal_ms - 100);
+        let restart_ms = (at_ms + r.range(20, 400)).min(heal_ms);
+        for &validator in honest {
+            let overlaps = plans.iter().any(|p| {
+                p.validator == validator && at_ms <= p.restart_ms + 1 && p.at_ms <= restart_ms + 1
+            });
+            if !overlaps {
+                plans.push(CrashPlan {
+                    validator,
+                    at_ms,
+                    restart_ms,
+                    mid_handle: None,
+                });
+            }
+        }
+    }
     plans.sort_by_key(|p| p.at_ms);
     plans
 }

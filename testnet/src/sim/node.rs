@@ -186,6 +186,8 @@ impl<M> Node<M> {
             }
             Persisted::Prepared(_)
             | Persisted::StableCheckpoint { .. }
+            | Persisted::NewView(_)
+            | Persisted::ViewJustification(_)
             | Persisted::Cft(CftRecord::Truncate { .. } | CftRecord::Compacted { .. }) => {}
         }
         self.records.push(record);

@@ -73,6 +73,7 @@ pub fn fingerprint(m: &PbftMessage) -> (u8, u64, u64, u64, u64) {
             e.first.vote.voter.0 as u64,
             prefix(&e.first.signature) ^ prefix(&e.second.signature),
         ),
+        PbftMessage::Complaint(c) => (7, c.view, 0, c.voter.0 as u64, prefix(&c.signature)),
     }
 }
 
@@ -103,6 +104,7 @@ pub fn describe(m: &PbftMessage) -> String {
             nv.pre_prepares.len()
         ),
         PbftMessage::Evidence(_) => format!("evidence against {voter} (v{view} s{seq})"),
+        PbftMessage::Complaint(_) => format!("complaint about v{view} by {voter}"),
     }
 }
 

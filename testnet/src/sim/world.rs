@@ -13,11 +13,11 @@ use super::network::{Endpoint, Network};
 use super::node::Node;
 use super::protocol::{SimConsensus, SimMessage};
 use super::rng::Rng;
-use super::scenario::{stream, validator_key, Scenario};
+use super::scenario::{account, account_key, stream, validator_key, Scenario, ACCOUNTS, CHAIN_ID};
 use super::trace::Trace;
 use phalanx_consensus::{CftMessage, Input, PbftMessage, TimeoutKind};
 use phalanx_crypto::Hash;
-use phalanx_ledger::{Block, Height, SignedTransaction, ValidatorIndex};
+use phalanx_ledger::{Block, Height, SignedTransaction, Transaction, ValidatorIndex};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -111,6 +111,13 @@ pub struct World<M: SimMessage = PbftMessage> {
     pub(super) healed: bool,
     pub(super) live_at: Option<u64>,
     pub(super) committed_since_check: bool,
+    /// Every wanted transaction is in every honest chain (the probe
+    /// included, once sent); liveness then waits for the views to agree.
+    pub(super) all_committed: bool,
+    /// The probe transfer handed to every node once everything wanted has
+    /// committed after the heal: every honest replica must take part in
+    /// the view that commits it.
+    pub(super) probe: Option<Hash>,
     pub(super) genesis_hash: Hash,
     pub(super) trace: Trace,
     pub(super) stats: Stats,
@@ -258,6 +265,8 @@ impl<M: SimMessage> World<M> {
             wanted_set: BTreeSet::new(),
             healed: false,
             live_at: None,
+            all_committed: false,
+            probe: None,
             committed_since_check: false,
             genesis_hash,
             trace: Trace::new(verbose),
@@ -360,9 +369,21 @@ impl<M: SimMessage> World<M> {
             if stop || (self.hooks.stop_on_violation && !self.violations.is_empty()) {
                 break;
             }
-            if self.healed && self.live_at.is_none() && self.committed_since_check {
-                self.committed_since_check = false;
-                if self.missing().is_empty() {
+            if self.healed && self.live_at.is_none() {
+                if self.committed_since_check {
+                    self.committed_since_check = false;
+                    self.all_committed = self.missing().is_empty();
+                    if self.all_committed && self.probe.is_none() {
+                        self.send_probe();
+                    }
+                }
+                // Committing everything is not enough: a replica that
+                // executes what the others commit but sits in a view change
+                // alone (or in an older view) no longer votes, and silently
+                // uses up the fault budget (issue 22). Live means every honest
+                // replica is active in one view, checked after every event
+                // because a NEW-VIEW can arrive without a commit.
+                if self.all_committed && self.probe.is_some() && self.views_disagree().is_none() {
                     self.live_at = Some(self.now);
                     self.stats.heal_to_live_ms = Some(self.now - heal);
                     self.trace.line(self.now, || "liveness reached".into());
@@ -395,9 +416,92 @@ impl<M: SimMessage> World<M> {
             .collect()
     }
 
+    /// Hands every node a fresh valid transfer (from the richest account,
+    /// at its next nonce in an honest node's state) and adds it to what
+    /// liveness demands, so each honest replica must take part in the view
+    /// that commits it.
+    fn send_probe(&mut self) {
+        let Some(state) = self.nodes.iter().find(|n| n.honest).map(|n| &n.state) else {
+            return;
+        };
+        let (from, nonce) = (0..ACCOUNTS)
+            .map(|i| {
+                let a = state.account(&account(i)).copied().unwrap_or_default();
+                (a.balance, i, a.nonce)
+            })
+            .max()
+            .map(|(_, i, nonce)| (i, nonce))
+            .unwrap_or((0, 0));
+        let tx = Transaction {
+            chain_id: CHAIN_ID.into(),
+            from: account(from),
+            to: account((from + 1) % ACCOUNTS),
+            amount: 1,
+            nonce,
+            fee: 1,
+        }
+        .sign(account_key(from));
+        let hash = tx.hash();
+        self.probe = Some(hash);
+        self.all_committed = false;
+        self.wanted_set.insert(hash);
+        self.wanted.push(tx.clone());
+        self.stats.submitted += 1;
+        self.trace.words(&[self.now, 11]);
+        self.trace.line(self.now, || {
+            format!("probe {} submitted to every node", &hash.to_string()[..8])
+        });
+        for node in 0..self.nodes.len() {
+            self.submit(node, vec![tx.clone()]);
+        }
+    }
+
+    /// Why the honest replicas are not all active in one view, if they are not.
+    fn views_disagree(&self) -> Option<String> {
+        let mut views = BTreeSet::new();
+        let mut odd = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate().filter(|(_, n)| n.honest) {
+            match n.engine.as_ref().map(|e| e.status()) {
+                None => odd.push(format!("node {i} is down")),
+                Some(s) => {
+                    views.insert(s.view);
+                    if s.view_changing {
+                        odd.push(format!("node {i} is changing view to {}", s.view));
+                    }
+                }
+            }
+        }
+        if views.len() > 1 {
+            let all: Vec<String> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.honest)
+                .map(|(i, n)| {
+                    let v = n.engine.as_ref().map_or(0, |e| e.status().view);
+                    format!("{i}@v{v}")
+                })
+                .collect();
+            odd.push(format!(
+                "honest replicas in different views ({})",
+                all.join(" ")
+            ));
+        }
+        (!odd.is_empty()).then(|| odd.join("; "))
+    }
+
     fn report_liveness(&mut self) {
         let missing = self.missing();
         if missing.is_empty() {
+            let Some(why) = self.views_disagree() else {
+                return;
+            };
+            let detail = format!(
+                "{} ms after the network healed (bound {} ms) every transaction committed, but not every honest replica is active in one view: {why}",
+                self.now.saturating_sub(self.scenario.heal_ms),
+                self.scenario.liveness_bound_ms,
+            );
+            self.violation(ViolationKind::Liveness, detail);
             return;
         }
         let parts: Vec<String> = missing
