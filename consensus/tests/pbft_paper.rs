@@ -685,13 +685,14 @@ fn a_restarted_replica_still_hands_out_the_new_view_it_entered() {
 }
 
 /// §4.5.2 liveness when a view can no longer complete: this replica and one
-/// other want view 1, a third has moved on to view 2 (it gathered a quorum
-/// for view 1 earlier, and a crash cost it its own VIEW-CHANGE for view 1).
-/// Two for view 1 are not a quorum and views never go back, so at its
-/// timer the replica joins view 2, which someone is already in. With only
-/// the voter of view 1 above it, it stays (no climbing alone).
+/// other want view 1, a third has moved on to view 2. Views never go back,
+/// so the replica must get to a view an honest replica is in — but only
+/// to one: a lone VIEW-CHANGE to view 2 may be a Byzantine forgery, and
+/// following it at the timer would leave the replica alone there (the
+/// simulator found that). A VIEW-CHANGE to view 2 that carries f+1
+/// complaints about view 1 proves it, and the replica joins on arrival.
 #[test]
-fn s4_5_2_a_view_that_cannot_complete_is_left_for_one_a_replica_is_in() {
+fn s4_5_2_a_view_that_cannot_complete_is_left_only_for_one_an_honest_replica_is_in() {
     let start_in_view_1 = || {
         let g = genesis(4, params());
         let cfg = Config::from_genesis(&g, ValidatorIndex(3)).unwrap();
@@ -720,22 +721,29 @@ fn s4_5_2_a_view_that_cannot_complete_is_left_for_one_a_replica_is_in() {
     let timer = TimeoutKind::ViewChange { view: 1 };
 
     let mut e = start_in_view_1();
-    // One replica above is not f+1: no join on arrival.
+    // One replica above, with nothing that proves view 1 failed: no join
+    // on arrival, nor at the timer (it resends and complains instead).
     let out = e.handle(0, msg(2, empty_view_change(2, 2)));
     assert_eq!(e.status().view, 1);
     assert!(!wants(&out, 2));
-    // {3, 1} in view 1 and {2} in view 2 make a quorum: view 1 is dead.
     let out = e.handle(0, Input::Timeout(timer));
+    assert_eq!(e.status().view, 1, "{out:?}");
+    assert!(wants(&out, 1) && !wants(&out, 2), "{out:?}");
+
+    // The same VIEW-CHANGE with f+1 complaints about view 1: joined at once.
+    let mut e = start_in_view_1();
+    let PbftMessage::ViewChange(mut vc) = empty_view_change(2, 2) else {
+        unreachable!()
+    };
+    for voter in [1, 2] {
+        let PbftMessage::Complaint(c) = complaint(1, voter) else {
+            unreachable!()
+        };
+        vc.justification.push(c);
+    }
+    let out = e.handle(0, msg(2, PbftMessage::ViewChange(vc)));
     assert_eq!(e.status().view, 2);
     assert!(wants(&out, 2), "{out:?}");
-
-    // Control: the only voter above also asked for view 1. Three distinct
-    // replicas are not in sight, so it waits and resends.
-    let mut e = start_in_view_1();
-    e.handle(0, msg(1, empty_view_change(2, 1)));
-    let out = e.handle(0, Input::Timeout(timer));
-    assert_eq!(e.status().view, 1);
-    assert!(wants(&out, 1) && !wants(&out, 2), "{out:?}");
 }
 
 /// A replica can persist a stable checkpoint it has not executed up to (a

@@ -355,7 +355,15 @@ impl Pbft {
         let mut lowest_above = None;
         for (v, m) in self.view_changes.range(view..) {
             voters.extend(m.keys().copied());
-            if *v > view && m.keys().any(|voter| *voter != self.me()) {
+            // Only a view an honest replica is known to be in: f+1 others
+            // there, or f+1 complaints about the view before it. A view
+            // only Byzantine validators claim would leave us alone in it
+            // (the simulator found a forged VIEW-CHANGE to a far view
+            // pulling a replica past the view the others then entered).
+            let others = m.keys().filter(|voter| **voter != self.me()).count();
+            let justified =
+                others >= self.cfg.quorums.weak || !self.justification_for(*v).is_empty();
+            if *v > view && others > 0 && justified {
                 lowest_above.get_or_insert(*v);
             }
         }
