@@ -8,8 +8,8 @@
 //! - Teeth: violations planted through the wrapper layer (never by editing
 //!   the engine) are caught: a fork, honest double-signing, a vote sent
 //!   before it was persisted, a network that never heals, an executor that
-//!   lets a forged transaction through, and a mutated engine handed in
-//!   through the engine factory.
+//!   lets a forged transaction through, a mutated engine handed in
+//!   through the engine factory, and a replica left alone in a view change.
 //! - Engine regressions: one schedule per engine bug the simulator found
 //!   (see the report in the tests' docs); they pass once the bug is fixed.
 //!
@@ -27,7 +27,7 @@ use phalanx_ledger::{
 };
 use phalanx_testnet::progress::{Clock, Progress, Unit, LINE_EVERY};
 use phalanx_testnet::sim::scenario::{
-    account, account_key, Behaviour, ByzantinePlan, SilentMode, Submission, CHAIN_ID,
+    account, account_key, Behaviour, ByzantinePlan, CrashPlan, SilentMode, Submission, CHAIN_ID,
 };
 use phalanx_testnet::sim::sweep_with_progress;
 use phalanx_testnet::sim::{
@@ -209,6 +209,38 @@ fn the_failing_seeds_of_the_first_100k_run_pass() {
     for seed in DOUBLE_SIGN.into_iter().chain(INVARIANT).chain(LIVENESS) {
         let o = run_scenario(scenario(seed, 4, 1, "all"), Hooks::default());
         assert!(o.violations.is_empty(), "seed {seed}: {:?}", o.violations);
+        assert!(o.stats.heal_to_live_ms.is_some(), "seed {seed} not live");
+    }
+}
+
+/// Issue 22: once the liveness checker also demanded that every honest
+/// replica ends active in one view (after a probe transfer), and crashes
+/// included whole-cluster restarts, these schedules failed: a replica sat
+/// in a view change nobody else joined — restored in it after a restart
+/// with nobody able to resend the NEW-VIEW, or moved there alone by its
+/// own timer, or by a forged VIEW-CHANGE to a far view (n = 7).
+#[test]
+fn the_seeds_that_left_a_replica_alone_in_a_view_change_pass() {
+    let cases: [(u64, usize, usize); 11] = [
+        (387, 4, 1),
+        (418, 4, 1),
+        (425, 4, 1),
+        (429, 4, 1),
+        (470, 4, 1),
+        (473, 4, 1),
+        (481, 4, 1),
+        (523, 4, 1),
+        (175, 4, 0),
+        (182, 4, 0),
+        (173, 7, 2),
+    ];
+    for (seed, n, byzantine) in cases {
+        let o = run_scenario(scenario(seed, n, byzantine, "all"), Hooks::default());
+        assert!(
+            o.violations.is_empty(),
+            "seed {seed} n={n}: {:?}",
+            o.violations
+        );
         assert!(o.stats.heal_to_live_ms.is_some(), "seed {seed} not live");
     }
 }
@@ -835,5 +867,85 @@ fn teeth_a_mutant_engine_from_the_factory_is_caught() {
         vec![ViolationKind::Invariant],
         "{:?}",
         broken.violations
+    );
+}
+
+/// Validator 3's engine never hears a NEW-VIEW: once the others change
+/// view it sits alone in the view change, executing what they commit
+/// (catch-up still works) but voting in nothing.
+struct DeafToNewView {
+    inner: SimEngine,
+}
+
+impl Engine for DeafToNewView {
+    type Message = PbftMessage;
+
+    fn handle(&mut self, now_ms: u64, input: Input<PbftMessage>) -> Vec<Output<PbftMessage>> {
+        match input {
+            Input::Message {
+                message: PbftMessage::NewView(_),
+                ..
+            } => Vec::new(),
+            other => self.inner.handle(now_ms, other),
+        }
+    }
+
+    fn status(&self) -> EngineStatus {
+        self.inner.status()
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        self.inner.check_invariants()
+    }
+}
+
+/// Issue 22: committing every transaction is not liveness enough. A
+/// replica that stays in a view change while the others run the next view
+/// uses up the fault budget unseen; the checker must report it.
+#[test]
+fn teeth_a_replica_left_alone_in_a_view_change_is_a_liveness_violation() {
+    // The first primary crashes early and comes back: the others change
+    // to view 1 without it.
+    let primary_crashes = |seed| {
+        let mut s = calm(seed);
+        s.active.insert(Fault::Crash);
+        s.crashes = vec![CrashPlan {
+            validator: ValidatorIndex(0),
+            at_ms: 5,
+            restart_ms: 600,
+            mid_handle: None,
+        }];
+        s.liveness_bound_ms = 5_000;
+        s
+    };
+    let shipped = run_scenario(primary_crashes(12), Hooks::default());
+    assert!(shipped.violations.is_empty(), "{:?}", shipped.violations);
+    assert!(shipped.stats.max_view >= 1, "the view changed");
+    let base = pbft_factory();
+    let deaf = Hooks {
+        engine: Arc::new(move |cfg, key, restored| -> SimEngine {
+            if cfg.me == ValidatorIndex(3) {
+                Box::new(DeafToNewView {
+                    inner: base(cfg, key, restored),
+                })
+            } else {
+                base(cfg, key, restored)
+            }
+        }),
+        stop_on_violation: false,
+        ..Hooks::default()
+    };
+    let o = run_scenario(primary_crashes(12), deaf);
+    assert_eq!(
+        kinds(&o),
+        vec![ViolationKind::Liveness],
+        "{:?}",
+        o.violations
+    );
+    let detail = &o.violations[0].detail;
+    assert!(
+        detail.contains("every transaction committed")
+            && detail.contains("node 3 is changing view to"),
+        "{detail}"
     );
 }
