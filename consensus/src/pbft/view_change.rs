@@ -218,7 +218,12 @@ impl Pbft {
     }
 
     /// Keeps a verified complaint about our view or a later one; false if
-    /// it is stale, known, from a faulty validator or badly signed.
+    /// it is stale, known or badly signed. A complaint from a validator
+    /// proven faulty still counts: f+1 complaints mean one honest replica
+    /// whoever the f others are, and every replica must count the same
+    /// justification the same way. (The simulator found Twins splitting the
+    /// honest replicas: one that did not hold the evidence moved on with
+    /// the twin's complaint, the others ignored the same complaint.)
     fn record_complaint(&mut self, c: Complaint) -> bool {
         if c.view + 1 < self.view
             || c.view > self.view.saturating_add(MAX_VIEWS_AHEAD)
@@ -226,7 +231,6 @@ impl Pbft {
                 .complaints
                 .get(&c.view)
                 .is_some_and(|m| m.contains_key(&c.voter))
-            || self.faulty.contains(&c.voter)
         {
             return false;
         }
