@@ -8,14 +8,15 @@ use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
 use phalanx_consensus::cft::messages::CftBody;
 use phalanx_consensus::{
-    Cft, CftMessage, CftRecord, Config, ConfigError, Engine, Input, Output, Pbft, PbftMessage,
-    Persisted, Restored, TimeoutKind,
+    Cft, CftMessage, Config, ConfigError, Engine, Input, Output, Pbft, PbftMessage, Restored,
+    TimeoutKind,
 };
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     execute, make_block, Block, Height, Justification, Payload, SignatureCheck, SignedTransaction,
-    Store, ValidatorIndex,
+    ValidatorIndex,
 };
+use phalanx_runtime::Wal;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,113 +43,6 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The engine's persisted records, kept in the store's consensus column under
-/// keys that make pruning at a stable checkpoint a range of known keys.
-pub struct Wal {
-    store: Arc<dyn Store>,
-    /// Live keys by the seq they protect (view records under seq 0... kept forever).
-    keys_by_seq: BTreeMap<Height, Vec<Vec<u8>>>,
-    batch: Vec<(Vec<u8>, Vec<u8>)>,
-    prune_up_to: Option<Height>,
-}
-
-fn wal_key(record: &Persisted) -> (Option<Height>, Vec<u8>) {
-    match record {
-        Persisted::Vote(v) => {
-            let mut k = b"vote/".to_vec();
-            k.extend_from_slice(&v.vote.seq.0.to_be_bytes());
-            k.extend(phalanx_crypto::encode(&(v.vote.kind, v.vote.view)));
-            (Some(v.vote.seq), k)
-        }
-        Persisted::View { .. } => (None, b"view".to_vec()),
-        Persisted::Prepared(cert) => {
-            let (_, seq, _) = cert.slot();
-            let mut k = b"prep/".to_vec();
-            k.extend_from_slice(&seq.0.to_be_bytes());
-            (Some(seq), k)
-        }
-        Persisted::StableCheckpoint { .. } => (None, b"stable".to_vec()),
-        Persisted::NewView(_) => (None, b"newview".to_vec()),
-        Persisted::ViewJustification(_) => (None, b"complaints".to_vec()),
-        // The CFT baseline: one hard state, entries by index (a rewrite of an
-        // index replaces the record; pruned at compaction), the last
-        // truncation. The engine restores them in any order (they carry a
-        // write counter).
-        Persisted::Cft(record) => match record {
-            CftRecord::HardState { .. } => (None, b"cft/hard".to_vec()),
-            CftRecord::Entry { payload, .. } => {
-                let mut k = b"cft/entry/".to_vec();
-                k.extend_from_slice(&payload.height.0.to_be_bytes());
-                (Some(payload.height), k)
-            }
-            CftRecord::Truncate { .. } => (None, b"cft/truncate".to_vec()),
-            CftRecord::Compacted { .. } => (None, b"cft/compacted".to_vec()),
-        },
-    }
-}
-
-impl Wal {
-    /// Opens the log and returns what the engine restores from.
-    pub fn open(store: Arc<dyn Store>) -> anyhow::Result<(Wal, Vec<Persisted>)> {
-        let mut keys_by_seq: BTreeMap<Height, Vec<Vec<u8>>> = BTreeMap::new();
-        let mut records = Vec::new();
-        for (key, value) in store.consensus_entries()? {
-            let record: Persisted = phalanx_crypto::decode(&value).map_err(|e| {
-                anyhow::anyhow!(
-                    "consensus record {} is corrupt: {e}",
-                    String::from_utf8_lossy(&key)
-                )
-            })?;
-            if let (Some(seq), k) = wal_key(&record) {
-                keys_by_seq.entry(seq).or_default().push(k);
-            }
-            records.push(record);
-        }
-        Ok((
-            Wal {
-                store,
-                keys_by_seq,
-                batch: Vec::new(),
-                prune_up_to: None,
-            },
-            records,
-        ))
-    }
-
-    fn push(&mut self, record: &Persisted) {
-        let (seq, key) = wal_key(record);
-        if let Some(seq) = seq {
-            self.keys_by_seq.entry(seq).or_default().push(key.clone());
-        }
-        match record {
-            Persisted::StableCheckpoint { seq, .. } => self.prune_up_to = Some(*seq),
-            Persisted::Cft(CftRecord::Compacted { index, .. }) => {
-                self.prune_up_to = Some(*index);
-            }
-            _ => {}
-        }
-        self.batch.push((key, phalanx_crypto::encode(record)));
-    }
-
-    /// Writes the pending records in one synced batch (and prunes below a new
-    /// stable checkpoint).
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let mut deletes = Vec::new();
-        if let Some(stable) = self.prune_up_to.take() {
-            let keep = self.keys_by_seq.split_off(&stable.next());
-            for (_, keys) in std::mem::replace(&mut self.keys_by_seq, keep) {
-                deletes.extend(keys);
-            }
-        }
-        self.store.write_consensus(&self.batch, &deletes)?;
-        self.batch.clear();
-        Ok(())
-    }
 }
 
 /// What the metrics and the debug log say about one consensus message.
@@ -342,22 +236,24 @@ impl<E: NodeEngine> Driver<E> {
         *shared.state_mut() = state;
         let (wal, records) = Wal::open(store.clone())?;
         let cfg = E::config(&shared.genesis, shared.me)?;
-        let mut recent_blocks = Vec::new();
-        for h in Restored::recent_heights(&records, latest.height(), cfg.params.watermark_window) {
-            if let Some(b) = store.block(Height(h))? {
-                recent_blocks.push(b);
-            }
-        }
-        let engine = E::restore(
-            cfg,
-            key,
-            Restored {
-                records,
-                last_executed: latest.height(),
-                last_block_hash: latest.hash(),
-                recent_blocks,
+        let mut missing = None;
+        let restored = phalanx_runtime::restored(
+            records,
+            latest.height(),
+            latest.hash(),
+            cfg.params.watermark_window,
+            |h| match store.block(h) {
+                Ok(b) => b,
+                Err(e) => {
+                    missing.get_or_insert(e);
+                    None
+                }
             },
         );
+        if let Some(e) = missing {
+            anyhow::bail!("cannot read the blocks a restart needs: {e}");
+        }
+        let engine = E::restore(cfg, key, restored);
         let st = engine.status();
         let view = st.view;
         tracing::info!(
@@ -768,6 +664,7 @@ impl<E: NodeEngine> Driver<E> {
             tracing::info!(
                 height = self.latest.height().0,
                 view = st.view,
+                view_changing = st.view_changing,
                 primary = st.primary.0,
                 peers = status.peers.len(),
                 mempool = self.shared.mempool.len(),
@@ -1083,6 +980,7 @@ mod tests {
                 voter: ValidatorIndex(1),
             },
             signature: phalanx_crypto::Signature([0; 64]),
+            justification: Vec::new(),
         };
         let pbft = [
             (
@@ -1126,6 +1024,14 @@ mod tests {
                     second: vote(VoteKind::Prepare, 1, 9),
                 }),
                 (MessageKind::Evidence, 1, 9, true),
+            ),
+            (
+                PbftMessage::Complaint(phalanx_consensus::pbft::messages::Complaint {
+                    view: 5,
+                    voter: ValidatorIndex(2),
+                    signature: phalanx_crypto::Signature([0; 64]),
+                }),
+                (MessageKind::Complaint, 5, 0, false),
             ),
         ];
         for (m, (kind, view, seq, digest)) in pbft {

@@ -32,7 +32,7 @@ const CONSENSUS_PROTOCOL: &str = "/phalanx/consensus/1";
 const SYNC_PROTOCOL: &str = "/phalanx/sync/1";
 const TXS_PROTOCOL: &str = "/phalanx/txs/1";
 /// Most blocks in one sync response.
-const SYNC_MAX_BLOCKS: u64 = 64;
+const SYNC_MAX_BLOCKS: u64 = phalanx_runtime::SYNC_MAX_BLOCKS;
 
 /// What the driver asks the network to do.
 #[derive(Debug)]

@@ -198,7 +198,11 @@ fn run(seed: u64, open: &dyn Fn() -> Arc<dyn Store>) -> (usize, usize) {
                 v.sort();
                 v
             };
-            assert_eq!(sorted(&records), expected, "seed {seed} after restart {restarts}");
+            assert_eq!(
+                sorted(&records),
+                expected,
+                "seed {seed} after restart {restarts}"
+            );
         }
     }
     wal.flush().unwrap();
@@ -218,7 +222,10 @@ fn the_log_keeps_its_promise_on_the_memory_store() {
         restarts += r;
         pruned += p;
     }
-    assert!(restarts > 100 && pruned > 100, "{restarts} restarts, {pruned} checkpoints");
+    assert!(
+        restarts > 100 && pruned > 100,
+        "{restarts} restarts, {pruned} checkpoints"
+    );
 }
 
 #[test]
@@ -231,7 +238,10 @@ fn the_log_keeps_its_promise_on_rocksdb() {
         restarts += r;
         pruned += p;
     }
-    assert!(restarts > 20 && pruned > 20, "{restarts} restarts, {pruned} checkpoints");
+    assert!(
+        restarts > 20 && pruned > 20,
+        "{restarts} restarts, {pruned} checkpoints"
+    );
 }
 
 #[test]

@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-/// Most blocks in one catch-up answer (as the node's sync protocol).
-const SYNC_MAX_BLOCKS: usize = 32;
+/// Most blocks in one catch-up answer: the node's own limit.
+const SYNC_MAX_BLOCKS: usize = phalanx_runtime::SYNC_MAX_BLOCKS as usize;
 
 impl<M: SimMessage> World<M> {
     /// Feeds one input to a node, carries out its outputs in order, then
@@ -71,14 +71,21 @@ impl<M: SimMessage> World<M> {
                 self.crash(node);
                 return;
             }
+            // Anything persisted is durable before the next input.
+            self.nodes[node].flush();
         }
     }
 
     fn carry_out(&mut self, node: usize, output: Output<M>, inputs: &mut VecDeque<Input<M>>) {
         match output {
             Output::Persist(record) => self.nodes[node].persist(record),
-            Output::Send { to, message } => self.send(node, vec![to], message),
+            Output::Send { to, message } => {
+                // Save before send, as the node's driver: flush first.
+                self.nodes[node].flush();
+                self.send(node, vec![to], message);
+            }
             Output::Broadcast(message) => {
+                self.nodes[node].flush();
                 let me = self.nodes[node].validator();
                 let dests = (0..self.scenario.n as u32)
                     .map(ValidatorIndex)
@@ -105,6 +112,7 @@ impl<M: SimMessage> World<M> {
                 payload,
                 justification,
             } => {
+                self.nodes[node].flush();
                 if let Some((height, block_hash)) = self.commit(node, payload, justification) {
                     inputs.push_back(Input::BlockExecuted { height, block_hash });
                 }

@@ -1,14 +1,18 @@
 //! One running engine in the simulation (a validator, or one of two twins)
 //! and what its driver keeps across crashes: the persisted records, the
 //! chain and the state. The engine itself is dropped on a crash and rebuilt
-//! with `restore` from exactly those.
+//! with `restore` from exactly those. The records go through the node's own
+//! write-ahead log ([`phalanx_runtime::Wal`]) over a memory store, so a
+//! restart reads them back as a real node does: in key order, overwritten,
+//! pruned, and without what was queued but not flushed when it crashed.
 
 use super::adversary::Adversary;
 use super::checkers::Model;
 use super::network::Endpoint;
 use phalanx_consensus::{CftRecord, Config, Engine, PbftMessage, Persisted, Restored, TimeoutKind};
 use phalanx_crypto::{Hash, Keypair};
-use phalanx_ledger::{Block, Genesis, Height, State, ValidatorIndex, VoteKind};
+use phalanx_ledger::{Block, Genesis, Height, MemoryStore, State, Store, ValidatorIndex, VoteKind};
+use phalanx_runtime::Wal;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -44,8 +48,11 @@ pub struct Node<M = PbftMessage> {
     pub chain: Vec<Block>,
     /// The state after the last block (survives crashes).
     pub state: State,
-    /// Every persisted record, in order (survives crashes).
-    pub records: Vec<Persisted>,
+    /// The store holding the persisted records (survives crashes).
+    pub store: Arc<MemoryStore>,
+    /// The write-ahead log over `store`; `None` while crashed (what it had
+    /// queued and not flushed is lost with it).
+    pub wal: Option<Wal>,
     /// Votes persisted, for the save-before-send check.
     pub persisted_votes: BTreeSet<(VoteKind, u64, Height, Hash)>,
     /// Views persisted, for the save-before-send check of VIEW-CHANGEs.
@@ -105,7 +112,8 @@ impl<M> Node<M> {
             incarnation: 0,
             chain: vec![genesis.block()],
             state: genesis.state(),
-            records: Vec::new(),
+            store: Arc::new(MemoryStore::new()),
+            wal: None,
             persisted_votes: BTreeSet::new(),
             persisted_views: BTreeSet::new(),
             persisted_hard: BTreeSet::new(),
@@ -136,38 +144,41 @@ impl<M> Node<M> {
         self.chain.last().map_or(Height::GENESIS, Block::height)
     }
 
-    /// (Re)builds the engine from the records and the stored chain.
+    /// (Re)builds the engine from the records and the stored chain, through
+    /// the node's own restore path.
     pub fn boot(&mut self, factory: &EngineFactory<M>) {
+        let store: Arc<dyn Store> = self.store.clone();
+        let (wal, records) = Wal::open(store).expect("the memory store reads back what it holds");
+        self.wal = Some(wal);
         let last = self.chain.last().expect("the chain holds genesis");
-        let heights = Restored::recent_heights(
-            &self.records,
+        let restored: Restored = phalanx_runtime::restored(
+            records,
             last.height(),
+            last.hash(),
             self.cfg.params.watermark_window,
+            |h| self.chain.get(h.0 as usize).cloned(),
         );
-        let recent_blocks = self
-            .chain
-            .iter()
-            .filter(|b| heights.contains(&b.height().0))
-            .cloned()
-            .collect();
-        let restored = Restored {
-            records: self.records.clone(),
-            last_executed: last.height(),
-            last_block_hash: last.hash(),
-            recent_blocks,
-        };
         self.engine = Some(factory(self.cfg.clone(), self.key.clone(), restored));
+    }
+
+    /// Makes every record queued since the last flush durable (before a
+    /// send or a commit, and at the end of each input, as the node does).
+    pub fn flush(&mut self) {
+        if let Some(wal) = self.wal.as_mut() {
+            wal.flush().expect("the memory store cannot fail");
+        }
     }
 
     /// Loses everything volatile: the engine, its timers, an armed crash.
     pub fn crash(&mut self) {
         self.engine = None;
+        self.wal = None;
         self.incarnation += 1;
         self.timers.clear();
         self.crash_after = None;
     }
 
-    /// Makes a record durable.
+    /// Queues a record for the next flush.
     pub fn persist(&mut self, record: Persisted) {
         match &record {
             Persisted::Vote(v) => {
@@ -190,6 +201,8 @@ impl<M> Node<M> {
             | Persisted::ViewJustification(_)
             | Persisted::Cft(CftRecord::Truncate { .. } | CftRecord::Compacted { .. }) => {}
         }
-        self.records.push(record);
+        if let Some(wal) = self.wal.as_mut() {
+            wal.push(&record);
+        }
     }
 }
