@@ -1,5 +1,6 @@
 //! The interface every consensus engine implements: a deterministic state
-//! machine that turns inputs into outputs (STYLE §1–§3).
+//! machine that turns inputs into outputs (docs/architecture.md, "Consensus:
+//! the engine interface").
 //!
 //! The engine never reads a clock, a random source, the network or the disk.
 //! The driver (the node's tokio loop, or the simulator) feeds it [`Input`]s —
@@ -220,6 +221,6 @@ pub trait Engine {
     fn status(&self) -> EngineStatus;
 
     /// Checks the engine's internal invariants; the simulator and debug
-    /// builds call it after every input (STYLE §12).
+    /// builds call it after every input.
     fn check_invariants(&self) -> Result<(), String>;
 }

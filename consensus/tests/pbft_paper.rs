@@ -1,5 +1,5 @@
 //! One test per PBFT rule, each citing Castro & Liskov (TOCS 2002). Handler
-//! tests feed one input and compare the outputs (STYLE §10).
+//! tests feed one input and compare the outputs (docs/testing.md).
 
 mod common;
 

@@ -1,7 +1,8 @@
 //! The driver: a tokio loop that owns the PBFT engine, feeds it inputs
 //! (network messages, transactions, timers) and carries out its outputs in
 //! order: persist (synced, before anything leaves the node), send, arm
-//! timers, execute committed blocks into the store (STYLE §1).
+//! timers, execute committed blocks into the store (docs/architecture.md,
+//! "The node's runtime").
 
 use crate::metrics::{Direction, DropReason, MessageKind};
 use crate::p2p::{NetCommand, NetEvent};
@@ -234,6 +235,7 @@ impl<E: NodeEngine> Driver<E> {
             latest.header.state_root
         );
         *shared.state_mut() = state;
+        shared.set_status(|s| s.consensus = E::NAME.into());
         let (wal, records) = Wal::open(store.clone())?;
         let cfg = E::config(&shared.genesis, shared.me)?;
         let mut missing = None;
@@ -693,6 +695,7 @@ mod tests {
     use crate::home::NodeConfig;
     use crate::metrics::{classic, Format};
     use phalanx_crypto::Keypair;
+    use phalanx_ledger::Store;
     use phalanx_ledger::{
         Address, Genesis, GenesisAccount, MemoryStore, State, Transaction, ValidatorInfo,
     };
@@ -739,6 +742,31 @@ mod tests {
             fee: 1,
         }
         .sign(&alice)
+    }
+
+    /// `/status` names the engine the driver runs, not always "pbft" (issue 17).
+    #[test]
+    fn status_names_the_engine_that_runs() {
+        let pbft = node(0);
+        assert_eq!(pbft.shared.status().consensus, "pbft");
+        let genesis = genesis();
+        let store = MemoryStore::new();
+        let changed = genesis
+            .state()
+            .accounts()
+            .map(|(a, acct)| (*a, *acct))
+            .collect();
+        let diff = State::default().diff(Height::GENESIS, changed);
+        store.append_block(&genesis.block(), &[], &diff).unwrap();
+        let shared = Arc::new(Shared::new(
+            genesis,
+            ValidatorIndex(1),
+            NodeConfig::default(),
+            Arc::new(store),
+        ));
+        let (net, _wire) = mpsc::channel(16);
+        let _cft = Driver::<Cft>::new(shared.clone(), key("v1"), net).unwrap();
+        assert_eq!(shared.status().consensus, "cft");
     }
 
     /// One validator: its driver, and what its fault wrapper hands to the
@@ -1099,7 +1127,7 @@ mod tests {
             assert!(MessageKind::of_engine(phalanx_ledger::EngineKind::Cft).contains(&kind));
         }
         assert_eq!(PbftMessage::wire_kind(&[]), None);
-        assert_eq!(PbftMessage::wire_kind(&[7]), None);
+        assert_eq!(PbftMessage::wire_kind(&[8]), None);
         assert_eq!(CftMessage::wire_kind(&[4]), None);
     }
 

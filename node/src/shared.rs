@@ -35,7 +35,7 @@ pub struct NodeStatus {
     pub peers: Vec<u32>,
     /// Transactions in the mempool.
     pub mempool_size: usize,
-    /// The consensus engine ("pbft").
+    /// The consensus engine the driver runs ("pbft", "cft").
     pub consensus: String,
     /// How this node behaves towards its peers ("honest" unless started
     /// with `--behaviour` or changed by fault injection).

@@ -1,6 +1,6 @@
 //! Byzantine behaviours and network faults for real nodes, built around the
-//! unmodified honest engine (DESIGN "Faults are injected around unmodified
-//! honest code").
+//! unmodified honest engine (docs/architecture.md, "Fault injection": faults
+//! wrap the engine's inputs and outputs or the network, never its code).
 //!
 //! The driver hands every outgoing consensus message to the network through
 //! a channel; [`interpose`] puts a task on that channel that rewrites,
