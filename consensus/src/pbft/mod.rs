@@ -428,6 +428,22 @@ impl Pbft {
                         // the next view together, so a replica never climbs
                         // views alone (§4.5.2 starts this timer only at a
                         // quorum for the same reason).
+                        // If evidence against the previous view's primary
+                        // moved us here, resend it: it moves the others as
+                        // surely as f+1 complaints, and a replica that was
+                        // cut off when we first sent it would otherwise run
+                        // that view on while we wait alone (the simulator
+                        // found that with Twins, seeds 8882 and 11428).
+                        if let Some(prev) = view.checked_sub(1) {
+                            let primary = self.cfg.primary(prev);
+                            if let Some(e) = self
+                                .pending_evidence
+                                .iter()
+                                .find(|e| e.offender() == primary)
+                            {
+                                out.push(Output::Broadcast(PbftMessage::Evidence(e.clone())));
+                            }
+                        }
                         let justification = self.justification_for(view);
                         if let Some(own) =
                             self.view_changes.get(&view).and_then(|m| m.get(&self.me()))

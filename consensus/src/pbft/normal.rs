@@ -310,10 +310,25 @@ impl Pbft {
             .collect();
         self.pending_evidence
             .retain(|e| !committed_ids.contains(&e.id()));
+        // Evidence learnt from a committed block proves its offender faulty
+        // as surely as evidence received directly; every honest replica
+        // commits the block, so all leave an equivocating primary's view
+        // together (the simulator found Twins' primary putting the evidence
+        // against itself into a block: the replicas that learnt it only so
+        // ran its view on, while the one that had it first waited alone).
+        let mut primary_proven_faulty = false;
+        for e in &payload.evidence {
+            if !self.known_evidence.contains(&e.id()) {
+                let offender = e.offender();
+                self.faulty.insert(offender);
+                primary_proven_faulty |= offender == self.cfg.primary(self.view);
+            }
+        }
         for id in committed_ids {
             self.proposed_evidence.remove(&id);
             self.known_evidence.insert(id);
         }
+
         self.last_committed = payload.height;
         self.next_seq = self.next_seq.max(self.last_committed.next());
         self.consecutive_view_changes = 0;
@@ -331,6 +346,9 @@ impl Pbft {
         if self.pending.len() > 2 * self.pending_txs.len() + 1024 {
             let live = &self.pending_txs;
             self.pending.retain(|h| live.contains_key(h));
+        }
+        if primary_proven_faulty && self.view_active && !self.is_primary() {
+            self.start_view_change(self.view + 1, out);
         }
     }
 
