@@ -745,8 +745,8 @@ mod tests {
     }
 
     /// `/status` names the engine the driver runs, not always "pbft" (issue 17).
-    #[test]
-    fn status_names_the_engine_that_runs() {
+    #[tokio::test]
+    async fn status_names_the_engine_that_runs() {
         let pbft = node(0);
         assert_eq!(pbft.shared.status().consensus, "pbft");
         let genesis = genesis();
