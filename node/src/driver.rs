@@ -4,6 +4,7 @@
 //! timers, execute committed blocks into the store (docs/architecture.md,
 //! "The node's runtime").
 
+use crate::clock::now_ms;
 use crate::metrics::{Direction, DropReason, MessageKind};
 use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
@@ -20,7 +21,7 @@ use phalanx_ledger::{
 use phalanx_runtime::Wal;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -38,13 +39,6 @@ const RESEND_BATCH: usize = 2_000;
 /// sends; a node under fault injection may then withhold or rewrite it
 /// (`phalanx_consensus_messages_total` counts what actually leaves).
 pub const CONSENSUS_LOG: &str = "phalanx::consensus";
-
-/// Milliseconds since the Unix epoch (the engine's clock input).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// What the metrics and the debug log say about one consensus message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

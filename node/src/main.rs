@@ -10,6 +10,7 @@ mod behaviour;
 mod bench;
 mod cli;
 mod client;
+mod clock;
 mod driver;
 mod faults;
 mod home;

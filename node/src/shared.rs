@@ -356,7 +356,7 @@ impl Shared {
         if !accepted.is_empty() {
             self.resend.schedule(
                 accepted_hashes,
-                crate::driver::now_ms(),
+                crate::clock::now_ms(),
                 self.config.mempool.max_txs,
             );
             self.outbox

@@ -480,9 +480,7 @@ impl<M: WireMessage> Wrapper<M> {
         self.note_offender(&message);
         let mut stats = MischiefStats::default();
         let wire = match self.current.as_mut() {
-            Some(mischief) => {
-                mischief.outgoing(crate::driver::now_ms(), message, dests, &mut stats)
-            }
+            Some(mischief) => mischief.outgoing(crate::clock::now_ms(), message, dests, &mut stats),
             None => Vec::new(),
         };
         self.control.count(|s| add(s, &stats));
@@ -499,7 +497,7 @@ impl<M: WireMessage> Wrapper<M> {
             return;
         };
         let mut stats = MischiefStats::default();
-        let wire = mischief.tick(crate::driver::now_ms(), view, &mut stats);
+        let wire = mischief.tick(crate::clock::now_ms(), view, &mut stats);
         self.control.count(|s| add(s, &stats));
         for (to, m) in wire {
             let bytes = Arc::new(phalanx_crypto::encode(&m));

@@ -401,7 +401,7 @@ fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
         .collect::<anyhow::Result<_>>()?;
     let genesis = Genesis {
         chain_id: args.chain_id.clone(),
-        genesis_time_ms: now_ms(),
+        genesis_time_ms: crate::clock::now_ms(),
         validators,
         accounts: accounts
             .iter()
@@ -426,12 +426,6 @@ fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
         nodes,
         accounts,
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Refuses an output directory that holds anything (two testnets' keys must never mix).
