@@ -620,6 +620,39 @@ fn a_justified_view_change_is_joined_by_a_replica_still_in_the_earlier_view() {
     assert!(!e1.status().view_changing);
 }
 
+/// Complaints a Byzantine validator can make up are dropped, not obeyed:
+/// about a view far ahead (bounded memory; the largest view would overflow
+/// naive arithmetic), with a bad signature, or from a stranger; and one
+/// validator's complaint counts once however often it is sent.
+#[test]
+fn made_up_complaints_move_nobody() {
+    let mut e = engine(4, 3);
+    for view in [u64::MAX, 65, 1_000] {
+        e.handle(0, msg(1, complaint(view, 1)));
+        e.handle(0, msg(2, complaint(view, 2)));
+    }
+    let mut forged = complaint(0, 2);
+    if let PbftMessage::Complaint(c) = &mut forged {
+        c.signature.0[3] ^= 1;
+    }
+    e.handle(0, msg(2, forged));
+    let stranger = PbftMessage::Complaint(Complaint::sign(
+        0,
+        ValidatorIndex(9),
+        CHAIN,
+        &validator_key(9),
+    ));
+    e.handle(0, msg(0, stranger));
+    for _ in 0..3 {
+        e.handle(0, msg(1, complaint(0, 1)));
+    }
+    assert_eq!(e.status().view, 0);
+    assert!(!e.status().view_changing);
+    // A second, genuine complainer makes f+1.
+    e.handle(0, msg(2, complaint(0, 2)));
+    assert_eq!(e.status().view, 1);
+}
+
 /// Issue 22: the NEW-VIEW a replica accepted survives its restart, so it can
 /// still hand it to a replica that restarted in the view change and missed
 /// it; and a replica in an earlier view gets it in answer to its complaint.

@@ -225,7 +225,7 @@ impl Pbft {
     /// honest replicas: one that did not hold the evidence moved on with
     /// the twin's complaint, the others ignored the same complaint.)
     fn record_complaint(&mut self, c: Complaint) -> bool {
-        if c.view + 1 < self.view
+        if c.view.saturating_add(1) < self.view
             || c.view > self.view.saturating_add(MAX_VIEWS_AHEAD)
             || self
                 .complaints
@@ -414,7 +414,7 @@ impl Pbft {
         // Its justification: f+1 complaints about the view before `target`.
         // They end that view for us too, so a replica that moved on is
         // never left ahead alone.
-        let before = target - 1;
+        let before = target.saturating_sub(1);
         for c in vc.justification.iter().take(self.cfg.validators.len()) {
             if c.view == before {
                 self.record_complaint(c.clone());
