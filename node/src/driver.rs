@@ -743,21 +743,7 @@ mod tests {
     async fn status_names_the_engine_that_runs() {
         let pbft = node(0);
         assert_eq!(pbft.shared.status().consensus, "pbft");
-        let genesis = genesis();
-        let store = MemoryStore::new();
-        let changed = genesis
-            .state()
-            .accounts()
-            .map(|(a, acct)| (*a, *acct))
-            .collect();
-        let diff = State::default().diff(Height::GENESIS, changed);
-        store.append_block(&genesis.block(), &[], &diff).unwrap();
-        let shared = Arc::new(Shared::new(
-            genesis,
-            ValidatorIndex(1),
-            NodeConfig::default(),
-            Arc::new(store),
-        ));
+        let shared = shared_at_genesis(ValidatorIndex(1));
         let (net, _wire) = mpsc::channel(16);
         let _cft = Driver::<Cft>::new(shared.clone(), key("v1"), net).unwrap();
         assert_eq!(shared.status().consensus, "cft");
@@ -772,7 +758,8 @@ mod tests {
         wire: mpsc::Receiver<NetCommand>,
     }
 
-    fn node(i: u32) -> Node {
+    /// Validator `me`'s shared state over a memory store holding genesis.
+    fn shared_at_genesis(me: ValidatorIndex) -> Arc<Shared> {
         let genesis = genesis();
         let store = MemoryStore::new();
         let changed = genesis
@@ -782,13 +769,17 @@ mod tests {
             .collect();
         let diff = State::default().diff(Height::GENESIS, changed);
         store.append_block(&genesis.block(), &[], &diff).unwrap();
-        let me = ValidatorIndex(i);
-        let shared = Arc::new(Shared::new(
+        Arc::new(Shared::new(
             genesis,
             me,
             NodeConfig::default(),
             Arc::new(store),
-        ));
+        ))
+    }
+
+    fn node(i: u32) -> Node {
+        let me = ValidatorIndex(i);
+        let shared = shared_at_genesis(me);
         let (net, wire) = mpsc::channel(4096);
         let cfg = <Pbft as NodeEngine>::config(&shared.genesis, me).unwrap();
         let control = Arc::new(FaultControl::new(Behaviour::Honest, false));

@@ -321,16 +321,16 @@ impl Pbft {
         if moved_on {
             return;
         }
+        if target <= self.view && self.view_active {
+            self.send_new_view_to(to, target, out);
+            return;
+        }
         let gap = self.cfg.params.view_change_timeout_ms;
         if self
             .straggler_answers
             .get(&to)
             .is_some_and(|(v, at)| *v == target && self.now_ms < at.saturating_add(gap))
         {
-            return;
-        }
-        if target <= self.view && self.view_active {
-            self.send_new_view_to(to, target, out);
             return;
         }
         self.straggler_answers.insert(to, (target, self.now_ms));

@@ -122,6 +122,19 @@ pub(super) fn choose_partitions(r: &mut Rng, n: usize, heal_ms: u64) -> Vec<Part
         .collect()
 }
 
+/// Adds `plan` unless its validator is already down (or just restarting)
+/// during it under another plan.
+fn push_unless_overlapping(plans: &mut Vec<CrashPlan>, plan: CrashPlan) {
+    let overlaps = plans.iter().any(|p| {
+        p.validator == plan.validator
+            && plan.at_ms <= p.restart_ms + 1
+            && p.at_ms <= plan.restart_ms + 1
+    });
+    if !overlaps {
+        plans.push(plan);
+    }
+}
+
 pub(super) fn choose_crashes(
     r: &mut Rng,
     honest: &[ValidatorIndex],
@@ -137,17 +150,15 @@ pub(super) fn choose_crashes(
         } else {
             None
         };
-        let overlaps = plans.iter().any(|p| {
-            p.validator == validator && at_ms <= p.restart_ms + 1 && p.at_ms <= restart_ms + 1
-        });
-        if !overlaps {
-            plans.push(CrashPlan {
+        push_unless_overlapping(
+            &mut plans,
+            CrashPlan {
                 validator,
                 at_ms,
                 restart_ms,
                 mid_handle,
-            });
-        }
+            },
+        );
     }
     // Sometimes every honest validator stops and starts again, as an
     // operator restarting a whole testnet does: no replica then remembers
@@ -159,17 +170,15 @@ pub(super) fn choose_crashes(
         let at_ms = r.range(30, heal_ms - 100);
         let restart_ms = (at_ms + r.range(20, 400)).min(heal_ms);
         for &validator in honest {
-            let overlaps = plans.iter().any(|p| {
-                p.validator == validator && at_ms <= p.restart_ms + 1 && p.at_ms <= restart_ms + 1
-            });
-            if !overlaps {
-                plans.push(CrashPlan {
+            push_unless_overlapping(
+                &mut plans,
+                CrashPlan {
                     validator,
                     at_ms,
                     restart_ms,
                     mid_handle: None,
-                });
-            }
+                },
+            );
         }
     }
     plans.sort_by_key(|p| p.at_ms);
