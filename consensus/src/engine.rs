@@ -9,11 +9,13 @@
 //! it protects: a driver that persists and sends in the order given never lets
 //! a vote leave the node before it is durable (save before send).
 
-use phalanx_crypto::Hash;
+use crate::config::{Config, ConfigError};
+use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
-    Block, Evidence, Height, Justification, Payload, SignedTransaction, SignedVote, ValidatorIndex,
+    Block, Evidence, Genesis, Height, Justification, Payload, SignedTransaction, SignedVote,
+    ValidatorIndex,
 };
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Something that happened, fed to an engine.
 #[derive(Clone, Debug)]
@@ -47,7 +49,7 @@ pub enum Input<M> {
 
 /// Something an engine asks its driver to do. Carry them out in order.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Output<M> {
+pub enum Output<M, R> {
     /// Send to one validator.
     Send {
         /// The recipient.
@@ -58,7 +60,7 @@ pub enum Output<M> {
     /// Send to every other validator.
     Broadcast(M),
     /// Make this durable before carrying out any later output.
-    Persist(Persisted),
+    Persist(R),
     /// Deliver `Input::Timeout(kind)` after `after_ms`. A later schedule of the
     /// same kind replaces the earlier one.
     ScheduleTimeout {
@@ -113,78 +115,184 @@ pub enum TimeoutKind {
     Sync,
 }
 
-/// State an engine needs to find again after a restart.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Persisted {
-    /// A vote this validator signed; it must never sign a different digest
-    /// for the same (kind, view, seq).
-    Vote(SignedVote),
-    /// The view this validator has moved to (it never goes back); `active`
-    /// is false while the view change to it is under way.
-    View {
-        /// The view.
-        view: u64,
-        /// Whether its NEW-VIEW was accepted.
-        active: bool,
-    },
-    /// A prepared certificate, kept so a restarted replica still reports it
-    /// in VIEW-CHANGE (persisted before the COMMIT it leads to is sent).
-    Prepared(crate::pbft::messages::PreparedCert),
-    /// A stable checkpoint with its proof: records at or below `seq` may be pruned.
-    StableCheckpoint {
-        /// The checkpoint height.
-        seq: Height,
-        /// The block hash at that height.
-        digest: Hash,
-        /// Quorum CHECKPOINT votes.
-        proof: Vec<SignedVote>,
-    },
-    /// A record of the crash-fault-tolerant baseline (term and vote, log
-    /// entries, truncations, compaction).
-    Cft(crate::cft::messages::CftRecord),
-    /// The NEW-VIEW of the view this PBFT replica entered last, kept so it
-    /// can still hand it to a replica that missed it after both restarted
-    /// (a replica restored in a view change otherwise waits alone while
-    /// the others run the view: issue 22). Only the latest one matters.
-    /// Last in the enum, so records written before it decode unchanged.
-    NewView(crate::pbft::messages::NewView),
-    /// The f+1 COMPLAINTs that justify the PBFT view change under way,
-    /// kept so the VIEW-CHANGE resent after a restart still makes the
-    /// replicas in the earlier view join it. Only the latest matters.
-    ViewJustification(Vec<crate::pbft::messages::Complaint>),
+/// A record an engine asks its driver to make durable (with
+/// [`Output::Persist`]) and gets back on restart (in [`Restored`]). Each
+/// engine has its own record type; the runtime's write-ahead log stores
+/// any of them by the key the record names.
+pub trait Record:
+    Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The record's key in the log: a record replaces an earlier one with
+    /// the same key.
+    fn key(&self) -> RecordKey;
+
+    /// Writing this record makes every record keyed at or below this
+    /// height obsolete (a stable checkpoint, a log compaction).
+    fn prunes_up_to(&self) -> Option<Height>;
+
+    /// What an honest validator promises by having written this record
+    /// (see [`Promise`]).
+    fn promises(&self) -> Vec<Promise> {
+        Vec::new()
+    }
+}
+
+/// Where a [`Record`] lives in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RecordKey {
+    /// The height at or below which a pruning record deletes it (`None`:
+    /// kept until overwritten).
+    pub seq: Option<Height>,
+    /// The key bytes (unique per record that must survive side by side).
+    pub bytes: Vec<u8>,
+}
+
+impl RecordKey {
+    /// A key that one record at a time holds (the current view, the last
+    /// checkpoint): never pruned, only overwritten.
+    pub fn single(name: &[u8]) -> RecordKey {
+        RecordKey {
+            seq: None,
+            bytes: name.to_vec(),
+        }
+    }
+
+    /// A key for a record that protects height `seq`: `prefix`, the
+    /// height big-endian (so keys sort by height), then `rest`.
+    pub fn at(prefix: &[u8], seq: Height, rest: &[u8]) -> RecordKey {
+        let mut bytes = prefix.to_vec();
+        bytes.extend_from_slice(&seq.0.to_be_bytes());
+        bytes.extend_from_slice(rest);
+        RecordKey {
+            seq: Some(seq),
+            bytes,
+        }
+    }
+}
+
+/// Something an honest validator commits to when it signs a message: one
+/// `digest` for the slot (`what`, `view`, `seq`) — a PBFT vote, a CFT
+/// vote in a term, a CFT leader's entry. An honest validator never makes
+/// two different promises for one slot, even across restarts, and has each
+/// one on disk (in a [`Record`]) before the message carrying it leaves
+/// (save before send). The simulator checks both for every engine through
+/// [`Message::promises`] and [`Record::promises`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Promise {
+    /// The kind of promise (a vote kind, "vote", "entry", "view").
+    pub what: &'static str,
+    /// The view or term.
+    pub view: u64,
+    /// The sequence number or log index (0 when the slot has none).
+    pub seq: u64,
+    /// What is promised.
+    pub digest: Hash,
+}
+
+/// An engine's wire message, as the runtime, the metrics, the logs and the
+/// simulator see it.
+pub trait Message:
+    Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// Every kind this engine sends, indexed by the first byte of the
+    /// encoding (postcard writes an enum's variant index first, and a
+    /// struct's first enum field's): metrics list them from start-up, and
+    /// [`Message::wire_kind`] reads an encoded message's kind without
+    /// decoding it.
+    const KINDS: &'static [&'static str];
+
+    /// What the message is (cheap: no hashing).
+    fn summary(&self) -> Summary;
+
+    /// The signed votes it carries (whose signatures a node may cache).
+    fn votes(&self) -> Vec<&SignedVote> {
+        Vec::new()
+    }
+
+    /// The validator it proves faulty, if it is equivocation evidence.
+    fn evidence_offender(&self) -> Option<ValidatorIndex> {
+        None
+    }
+
+    /// What `sender` promises by sending it (only what `sender` itself
+    /// signed: a NEW-VIEW, for one, relays others' VIEW-CHANGEs).
+    fn promises(&self, sender: ValidatorIndex) -> Vec<Promise>;
+
+    /// One readable line (the simulator's `--verbose` trace).
+    fn describe(&self) -> String;
+
+    /// The kind of an encoded message, from its first byte.
+    fn wire_kind(bytes: &[u8]) -> Option<&'static str> {
+        Self::KINDS.get(usize::from(*bytes.first()?)).copied()
+    }
+}
+
+/// What the metrics, the debug log and the simulator's trace say about one
+/// consensus message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The kind, one of [`Message::KINDS`].
+    pub kind: &'static str,
+    /// The view (a PBFT VIEW-CHANGE's: the view it asks for) or term.
+    pub view: u64,
+    /// The sequence number or log index it is about (PBFT VIEW-CHANGE: its
+    /// stable checkpoint; NEW-VIEW: the highest it proposes again; CFT: the
+    /// last index an append or its acknowledgement covers).
+    pub seq: u64,
+    /// The validator that signed it.
+    pub signer: ValidatorIndex,
+    /// The digest voted for, when the message carries one.
+    pub digest: Option<Hash>,
+}
+
+impl Summary {
+    /// The first 4 bytes of the digest in hex, or "-".
+    pub fn short_digest(&self) -> String {
+        self.digest
+            .map_or_else(|| "-".into(), |d| hex::encode(&d.0[..4]))
+    }
 }
 
 /// What an engine restores from on restart.
-#[derive(Clone, Debug, Default)]
-pub struct Restored {
-    /// Every [`Persisted`] record not yet pruned, in the order written.
-    pub records: Vec<Persisted>,
+#[derive(Clone, Debug)]
+pub struct Restored<R> {
+    /// The engine's records, as the log returns them: each key once (the
+    /// last written), without pruned ones, in key order — not the order
+    /// written. Every engine's `restore` must accept that.
+    pub records: Vec<R>,
     /// The height of the last block in the store (0 = only genesis).
     pub last_executed: Height,
     /// The hash of that block.
     pub last_block_hash: Hash,
-    /// Stored blocks above the last stable checkpoint among `records` (more
-    /// is fine: older ones are ignored). Their commit certificates go into
-    /// this replica's VIEW-CHANGEs after a restart, so a block it learnt by
-    /// catch-up (and never prepared) still binds the next view.
+    /// Stored blocks above the last pruning record among `records` (more
+    /// is fine: older ones are ignored). A PBFT replica puts their commit
+    /// certificates into its VIEW-CHANGEs after a restart, so a block it
+    /// learnt by catch-up (and never prepared) still binds the next view.
     pub recent_blocks: Vec<phalanx_ledger::Block>,
 }
 
-impl Restored {
+impl<R: Record> Restored<R> {
+    /// A fresh engine's: no records, only the genesis block.
+    pub fn genesis(genesis_hash: Hash) -> Restored<R> {
+        Restored {
+            records: Vec::new(),
+            last_executed: Height::GENESIS,
+            last_block_hash: genesis_hash,
+            recent_blocks: Vec::new(),
+        }
+    }
+
     /// The heights whose blocks `recent_blocks` should hold, given the
-    /// records and the last stored height: above the last stable checkpoint
+    /// records and the last stored height: above the last pruning record
     /// in `records`, at most `window` of them.
     pub fn recent_heights(
-        records: &[Persisted],
+        records: &[R],
         last_executed: Height,
         window: u64,
     ) -> std::ops::RangeInclusive<u64> {
         let stable = records
             .iter()
-            .filter_map(|r| match r {
-                Persisted::StableCheckpoint { seq, .. } => Some(seq.0),
-                _ => None,
-            })
+            .filter_map(|r| r.prunes_up_to().map(|h| h.0))
             .max()
             .unwrap_or(0);
         stable + 1..=last_executed.0.min(stable.saturating_add(window))
@@ -208,14 +316,24 @@ pub struct EngineStatus {
     pub pending_txs: usize,
 }
 
-/// A deterministic consensus engine.
-pub trait Engine {
+/// A deterministic consensus engine: the state machine a driver runs.
+///
+/// Object-safe, so the simulator can box the engine under test and a test
+/// can hand it any engine (a mutant, a wrapper); building one is
+/// [`Protocol`]'s.
+pub trait Engine: Send + 'static {
     /// The engine's wire message.
-    type Message: Clone + std::fmt::Debug + Serialize + serde::de::DeserializeOwned;
+    type Message: Message;
+    /// What it persists.
+    type Record: Record;
 
     /// Handles one input at time `now_ms` (milliseconds on the driver's clock)
     /// and returns what to do, in order.
-    fn handle(&mut self, now_ms: u64, input: Input<Self::Message>) -> Vec<Output<Self::Message>>;
+    fn handle(
+        &mut self,
+        now_ms: u64,
+        input: Input<Self::Message>,
+    ) -> Vec<Output<Self::Message, Self::Record>>;
 
     /// Progress snapshot.
     fn status(&self) -> EngineStatus;
@@ -223,4 +341,22 @@ pub trait Engine {
     /// Checks the engine's internal invariants; the simulator and debug
     /// builds call it after every input.
     fn check_invariants(&self) -> Result<(), String>;
+}
+
+/// A consensus protocol: its engine, with what a runtime needs to name,
+/// configure and (re)build it. The node and the simulator run any
+/// `Protocol` the same way; the registry (`phalanx_runtime::registry`)
+/// lists them.
+pub trait Protocol: Engine + Sized {
+    /// The name in genesis files, `/status`, reports and on the command
+    /// line ("pbft", "cft").
+    const NAME: &'static str;
+
+    /// Validator `me`'s configuration from a genesis (fails on one this
+    /// engine cannot run, e.g. too few validators).
+    fn config(genesis: &Genesis, me: ValidatorIndex) -> Result<Config, ConfigError>;
+
+    /// The engine rebuilt from what it persisted and the stored chain
+    /// ([`Restored::genesis`] for a fresh one).
+    fn restore(cfg: Config, key: Keypair, restored: Restored<Self::Record>) -> Self;
 }

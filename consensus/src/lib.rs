@@ -16,6 +16,10 @@ pub mod pbft;
 pub use cft::messages::{CftMessage, CftRecord};
 pub use cft::Cft;
 pub use config::{Config, ConfigError, Quorums};
-pub use engine::{Engine, EngineStatus, Input, Output, Persisted, Restored, TimeoutKind};
+pub use engine::{
+    Engine, EngineStatus, Input, Message, Output, Promise, Protocol, Record, RecordKey, Restored,
+    Summary, TimeoutKind,
+};
 pub use pbft::messages::PbftMessage;
+pub use pbft::record::PbftRecord;
 pub use pbft::Pbft;

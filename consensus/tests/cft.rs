@@ -12,7 +12,7 @@ use phalanx_consensus::cft::messages::{
     AppendAck, AppendEntries, CftBody, CftMessage, CftRecord, RequestVote, VoteReply,
 };
 use phalanx_consensus::cft::Role;
-use phalanx_consensus::{Cft, Config, Engine, Input, Output, Persisted, Restored, TimeoutKind};
+use phalanx_consensus::{Cft, Config, Engine, Input, Output, Restored, TimeoutKind};
 use phalanx_crypto::{Keypair, Signature};
 use phalanx_ledger::{
     execute, make_block, Address, Block, ConsensusParams, Genesis, Height, Justification, Payload,
@@ -20,13 +20,13 @@ use phalanx_ledger::{
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-type Out = Output<CftMessage>;
+type Out = Output<CftMessage, CftRecord>;
 
 struct Node {
     engine: Cft,
     blocks: Vec<Block>,
     state: State,
-    records: Vec<Persisted>,
+    records: Vec<CftRecord>,
     timers: BTreeMap<TimeoutKind, u64>,
     up: bool,
 }
@@ -131,7 +131,7 @@ impl Cluster {
         if let CftBody::Vote(v) = &message.body {
             if v.granted {
                 let durable = self.nodes[from].records.iter().any(|r| {
-                    matches!(r, Persisted::Cft(CftRecord::HardState { term, voted_for })
+                    matches!(r, CftRecord::HardState { term, voted_for }
                         if *term == v.term && *voted_for == Some(v.candidate))
                 });
                 assert!(durable, "node {from} sent a vote it had not persisted");
@@ -450,14 +450,14 @@ fn restarted_follower_does_not_vote_twice_in_a_term() {
     let out = e.handle(10, request_vote(1, 1, 0, 0));
     // Persist of (term 1, voted for 1) comes before the granted vote.
     let persisted = out.iter().position(|o| {
-        *o == Output::Persist(Persisted::Cft(CftRecord::HardState {
+        *o == Output::Persist(CftRecord::HardState {
             term: 1,
             voted_for: Some(ValidatorIndex(1)),
-        }))
+        })
     });
     let sent = out.iter().position(|o| vote_granted(o) == Some(true));
     assert!(persisted.unwrap() < sent.unwrap(), "{out:?}");
-    let records: Vec<Persisted> = persisted_records(&out);
+    let records: Vec<CftRecord> = persisted_records(&out);
 
     let mut restarted = Cft::restore(
         config(&g, 0),
@@ -689,12 +689,12 @@ fn conflicting_log_suffix_is_truncated() {
     // Leader 2 of term 2 disagrees from index 2 on.
     let out2 = e.handle(0, append(2, 2, 1, 1, vec![entry(&g, 2, 2)], 1));
     assert_eq!((e.log().last_index(), e.log().last_term()), (Height(2), 2));
-    let truncate = out2.iter().position(|o| {
-        matches!(o, Output::Persist(Persisted::Cft(CftRecord::Truncate { from, .. })) if *from == Height(2))
-    });
-    let stored = out2.iter().position(|o| {
-        matches!(o, Output::Persist(Persisted::Cft(CftRecord::Entry { payload, .. })) if payload.round == 2)
-    });
+    let truncate = out2.iter().position(
+        |o| matches!(o, Output::Persist(CftRecord::Truncate { from, .. }) if *from == Height(2)),
+    );
+    let stored = out2.iter().position(
+        |o| matches!(o, Output::Persist(CftRecord::Entry { payload, .. }) if payload.round == 2),
+    );
     let acked = out2.iter().position(|o| {
         matches!(o, Output::Send { message, .. }
         if matches!(&message.body, CftBody::AppendAck(a) if a.success && a.last_index == Height(2)))
@@ -740,14 +740,14 @@ fn only_current_term_entries_commit_by_counting() {
     let g = genesis(3, params());
     let old = entry(&g, 1, 1);
     let records = vec![
-        Persisted::Cft(CftRecord::HardState {
+        CftRecord::HardState {
             term: 2,
             voted_for: Some(ValidatorIndex(0)),
-        }),
-        Persisted::Cft(CftRecord::Entry {
+        },
+        CftRecord::Entry {
             write: 0,
             payload: old.clone(),
-        }),
+        },
     ];
     let mut e = Cft::restore(
         config(&g, 0),
@@ -1097,7 +1097,7 @@ fn sent_votes(out: &[Out]) -> Vec<bool> {
     out.iter().filter_map(vote_granted).collect()
 }
 
-fn persisted_records(out: &[Out]) -> Vec<Persisted> {
+fn persisted_records(out: &[Out]) -> Vec<CftRecord> {
     out.iter()
         .filter_map(|o| match o {
             Output::Persist(p) => Some(p.clone()),

@@ -7,7 +7,7 @@ use common::*;
 use phalanx_consensus::pbft::messages::{Complaint, PrePrepare, ViewChange, ViewChangeBody};
 use phalanx_consensus::pbft::view_change::{null_payload, plan_new_view};
 use phalanx_consensus::{
-    Config, Engine, Input, Output, Pbft, PbftMessage, Persisted, Restored, TimeoutKind,
+    Config, Engine, Input, Output, Pbft, PbftMessage, PbftRecord, Restored, TimeoutKind,
 };
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Height, Justification, Payload, SignedVote, ValidatorIndex, Vote, VoteKind};
@@ -59,7 +59,7 @@ fn msg(from: usize, message: PbftMessage) -> Input<PbftMessage> {
     }
 }
 
-fn broadcasts(out: &[Output<PbftMessage>]) -> Vec<&PbftMessage> {
+fn broadcasts(out: &[Output<PbftMessage, PbftRecord>]) -> Vec<&PbftMessage> {
     out.iter()
         .filter_map(|o| match o {
             Output::Broadcast(m) => Some(m),
@@ -78,7 +78,7 @@ fn s4_2_backup_prepares_after_persisting() {
     assert_eq!(
         out,
         vec![
-            Output::Persist(Persisted::Vote(prepare)),
+            Output::Persist(PbftRecord::Vote(prepare)),
             Output::Broadcast(PbftMessage::Prepare(prepare)),
             Output::ScheduleTimeout {
                 kind: TimeoutKind::Progress { view: 0 },
@@ -109,7 +109,7 @@ fn s4_2_primary_pre_prepares_in_sequence() {
     // Save before send: the Persist of the vote precedes its broadcast.
     let persist_at = out
         .iter()
-        .position(|o| *o == Output::Persist(Persisted::Vote(pps[0].vote)))
+        .position(|o| *o == Output::Persist(PbftRecord::Vote(pps[0].vote)))
         .unwrap();
     let send_at = out
         .iter()
@@ -148,9 +148,9 @@ fn s4_2_prepared_needs_2f_prepares_then_commits() {
     );
     let commit = vote(VoteKind::Commit, 0, 1, d, 1);
     assert!(
-        matches!(&out[0], Output::Persist(Persisted::Prepared(c)) if c.slot() == (0, Height(1), d))
+        matches!(&out[0], Output::Persist(PbftRecord::Prepared(c)) if c.slot() == (0, Height(1), d))
     );
-    assert_eq!(out[1], Output::Persist(Persisted::Vote(commit)));
+    assert_eq!(out[1], Output::Persist(PbftRecord::Vote(commit)));
     assert_eq!(out[2], Output::Broadcast(PbftMessage::Commit(commit)));
     assert_eq!(out.len(), 3);
 }
@@ -163,7 +163,7 @@ fn s4_2_commit_quorum_and_in_order_execution() {
     let (p1, p2) = (payload(0, 1, 1), payload(0, 2, 0));
     e.handle(0, msg(0, pre_prepare(0, 1, &p1)));
     e.handle(0, msg(0, pre_prepare(0, 2, &p2)));
-    let commit_all = |e: &mut Pbft, seq: u64, d: Hash| -> Vec<Output<PbftMessage>> {
+    let commit_all = |e: &mut Pbft, seq: u64, d: Hash| -> Vec<Output<PbftMessage, PbftRecord>> {
         let mut out = Vec::new();
         for v in 0..3 {
             out.extend(e.handle(
@@ -235,7 +235,7 @@ fn s4_2_pre_prepare_acceptance_conditions() {
 #[test]
 fn s4_2_batching_by_size_or_timer() {
     let mut e = engine(4, 0);
-    let pp_count = |out: &[Output<PbftMessage>]| {
+    let pp_count = |out: &[Output<PbftMessage, PbftRecord>]| {
         broadcasts(out)
             .iter()
             .filter(|m| matches!(m, PbftMessage::PrePrepare(_)))
@@ -307,7 +307,7 @@ fn s4_3_checkpoints_become_stable_and_collect_garbage() {
         assert!(c.nodes[i]
             .records
             .iter()
-            .any(|r| matches!(r, Persisted::StableCheckpoint { proof, .. } if proof.len() >= 3)));
+            .any(|r| matches!(r, PbftRecord::StableCheckpoint { proof, .. } if proof.len() >= 3)));
         // Checkpoint votes carry the block hash at that height.
         let cp = c.nodes[i].sent.iter().find_map(|m| match m {
             PbftMessage::Checkpoint(v) => Some(*v),
@@ -382,7 +382,7 @@ fn s4_4_view_change_carries_prepared_certificates_and_null_blocks() {
         assert!(vc.justification.iter().all(|k| k.view == 0));
         // Persisted view before the view change is sent.
         let persisted = out.iter().position(|o| {
-            *o == Output::Persist(Persisted::View {
+            *o == Output::Persist(PbftRecord::View {
                 view: 1,
                 active: false,
             })
@@ -448,7 +448,7 @@ fn s4_5_2_joins_on_f_plus_1_view_changes() {
     let sent: Vec<_> = broadcasts(&out).into_iter().map(|m| m.kind()).collect();
     // Joined view 1 and, as its primary with a quorum (2 + itself), started it.
     assert!(
-        sent.contains(&"view-change") && sent.contains(&"new-view"),
+        sent.contains(&"view_change") && sent.contains(&"new_view"),
         "{sent:?}"
     );
     assert_eq!(e1.status().view, 1);
@@ -473,7 +473,7 @@ fn empty_view_change(view: u64, voter: usize) -> PbftMessage {
     ))
 }
 
-fn view_change_timer(out: &[Output<PbftMessage>]) -> Option<(TimeoutKind, u64)> {
+fn view_change_timer(out: &[Output<PbftMessage, PbftRecord>]) -> Option<(TimeoutKind, u64)> {
     out.iter().find_map(|o| match o {
         Output::ScheduleTimeout {
             kind: k @ TimeoutKind::ViewChange { .. },
@@ -496,7 +496,7 @@ fn complaint(view: u64, voter: usize) -> PbftMessage {
 /// Node 0 with a pending transfer, moved to view 1 by its own progress
 /// timeout and one more complaint (f+1 = 2); returns the engine and the
 /// outputs of the step that moved it.
-fn moved_to_view_1() -> (Pbft, Vec<Output<PbftMessage>>) {
+fn moved_to_view_1() -> (Pbft, Vec<Output<PbftMessage, PbftRecord>>) {
     let mut e = engine(4, 0);
     e.handle(0, Input::Transactions(vec![transfer(0, 1, 1, 0)]));
     let out = e.handle(0, Input::Timeout(TimeoutKind::Progress { view: 0 }));
@@ -588,8 +588,9 @@ fn a_justified_view_change_is_joined_by_a_replica_still_in_the_earlier_view() {
         .unwrap();
     assert_eq!(vc.justification.len(), 2);
     assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::Persist(Persisted::ViewJustification(j)) if j.len() == 2)),
+        out.iter().any(
+            |o| matches!(o, Output::Persist(PbftRecord::ViewJustification(j)) if j.len() == 2)
+        ),
         "the justification is persisted for resends after a restart"
     );
     let mut e3 = engine(4, 3);
@@ -680,7 +681,7 @@ fn a_restarted_replica_still_hands_out_the_new_view_it_entered() {
     let records = c.nodes[2].records.clone();
     assert!(records
         .iter()
-        .any(|r| matches!(r, Persisted::NewView(nv) if nv.view == 1)));
+        .any(|r| matches!(r, PbftRecord::NewView(nv) if nv.view == 1)));
     let g = genesis(4, params());
     let mut restarted = Pbft::restore(
         Config::from_genesis(&g, ValidatorIndex(2)).unwrap(),
@@ -733,7 +734,7 @@ fn s4_5_2_a_view_that_cannot_complete_is_left_only_for_one_an_honest_replica_is_
             cfg,
             validator_key(3),
             Restored {
-                records: vec![Persisted::View {
+                records: vec![PbftRecord::View {
                     view: 1,
                     active: false,
                 }],
@@ -746,7 +747,7 @@ fn s4_5_2_a_view_that_cannot_complete_is_left_only_for_one_an_honest_replica_is_
         e.handle(0, msg(1, empty_view_change(1, 1)));
         e
     };
-    let wants = |out: &[Output<PbftMessage>], view: u64| {
+    let wants = |out: &[Output<PbftMessage, PbftRecord>], view: u64| {
         broadcasts(out)
             .iter()
             .any(|m| matches!(m, PbftMessage::ViewChange(vc) if vc.body.new_view == view))
@@ -794,7 +795,7 @@ fn s4_3_restart_behind_its_stable_checkpoint_never_proposes_below_it() {
         cfg,
         validator_key(0),
         Restored {
-            records: vec![Persisted::StableCheckpoint {
+            records: vec![PbftRecord::StableCheckpoint {
                 seq: Height(4),
                 digest: Hash::ZERO,
                 proof: vec![],
@@ -836,7 +837,7 @@ fn s4_3_restart_behind_its_stable_checkpoint_never_proposes_below_it() {
 /// quorum completes and its timer can move it up).
 #[test]
 fn s4_5_2_stragglers_get_the_new_view_or_our_view_change() {
-    let sends_to = |out: &[Output<PbftMessage>], to: usize| -> Vec<&'static str> {
+    let sends_to = |out: &[Output<PbftMessage, PbftRecord>], to: usize| -> Vec<&'static str> {
         out.iter()
             .filter_map(|o| match o {
                 Output::Send { to: t, message } if t.0 as usize == to => Some(message.kind()),
@@ -851,7 +852,7 @@ fn s4_5_2_stragglers_get_the_new_view_or_our_view_change() {
     assert_eq!(primary.status().view, 1);
     assert!(!primary.status().view_changing);
     let out = primary.handle(0, msg(3, empty_view_change(1, 3)));
-    assert_eq!(sends_to(&out, 3), vec!["new-view"]);
+    assert_eq!(sends_to(&out, 3), vec!["new_view"]);
 
     // Validator 0 went on to view 2; validator 3 still asks for view 1.
     let mut ahead = engine(4, 0);
@@ -861,12 +862,12 @@ fn s4_5_2_stragglers_get_the_new_view_or_our_view_change() {
     ahead.handle(0, msg(1, empty_view_change(2, 1)));
     assert_eq!(ahead.status().view, 2);
     let out = ahead.handle(0, msg(3, empty_view_change(1, 3)));
-    assert_eq!(sends_to(&out, 3), vec!["view-change"]);
+    assert_eq!(sends_to(&out, 3), vec!["view_change"]);
     // Once per view-change timeout (1 s here), not once per copy.
     let out = ahead.handle(10, msg(3, empty_view_change(1, 3)));
     assert!(sends_to(&out, 3).is_empty());
     let out = ahead.handle(1_500, msg(3, empty_view_change(1, 3)));
-    assert_eq!(sends_to(&out, 3), vec!["view-change"]);
+    assert_eq!(sends_to(&out, 3), vec!["view_change"]);
     // Validator 1 already asked for view 2: an old VIEW-CHANGE of its is a
     // late copy, not a straggler (answering would bounce between two
     // replicas that both left view 1).
@@ -987,7 +988,7 @@ fn restart_never_double_signs() {
     let mut e = Pbft::new(cfg.clone(), validator_key(1), g.block().hash());
     let (a, b) = (payload(0, 1, 1), payload(0, 1, 2));
     let out = e.handle(0, msg(0, pre_prepare(0, 1, &a)));
-    let records: Vec<Persisted> = out
+    let records: Vec<PbftRecord> = out
         .iter()
         .filter_map(|o| match o {
             Output::Persist(p) => Some(p.clone()),

@@ -24,6 +24,32 @@ pub enum EngineKind {
     Pos,
 }
 
+impl EngineKind {
+    /// Every kind a genesis may name.
+    pub const ALL: [EngineKind; 4] = [
+        EngineKind::Pbft,
+        EngineKind::Cft,
+        EngineKind::Pow,
+        EngineKind::Pos,
+    ];
+
+    /// The name in genesis files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Pbft => "pbft",
+            EngineKind::Cft => "cft",
+            EngineKind::Pow => "pow",
+            EngineKind::Pos => "pos",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One validator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,18 +5,13 @@
 //! "The node's runtime").
 
 use crate::clock::now_ms;
-use crate::metrics::{Direction, DropReason, MessageKind};
+use crate::metrics::{Direction, DropReason};
 use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
-use phalanx_consensus::cft::messages::CftBody;
-use phalanx_consensus::{
-    Cft, CftMessage, Config, ConfigError, Engine, Input, Output, Pbft, PbftMessage, Restored,
-    TimeoutKind,
-};
+use phalanx_consensus::{Input, Message, Output, Protocol, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     execute, make_block, Block, Height, Justification, Payload, SignatureCheck, SignedTransaction,
-    ValidatorIndex,
 };
 use phalanx_runtime::Wal;
 use std::collections::{BTreeMap, VecDeque};
@@ -40,30 +35,6 @@ const RESEND_BATCH: usize = 2_000;
 /// (`phalanx_consensus_messages_total` counts what actually leaves).
 pub const CONSENSUS_LOG: &str = "phalanx::consensus";
 
-/// What the metrics and the debug log say about one consensus message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Summary {
-    /// The kind.
-    pub kind: MessageKind,
-    /// PBFT: the view (a VIEW-CHANGE's: the view it asks for). CFT: the term.
-    pub view: u64,
-    /// PBFT: the sequence number (a VIEW-CHANGE's: its stable checkpoint; a
-    /// NEW-VIEW's: the highest one it proposes again). CFT: the log index
-    /// (the last one an AppendEntries or its acknowledgement covers, a
-    /// candidate's last).
-    pub seq: u64,
-    /// The digest voted for, when the message carries one.
-    pub digest: Option<Hash>,
-}
-
-impl Summary {
-    /// The first 4 bytes of the digest in hex, or "-".
-    pub fn short_digest(&self) -> String {
-        self.digest
-            .map_or_else(|| "-".into(), |d| hex::encode(&d.0[..4]))
-    }
-}
-
 /// Signature verdicts from the node's verified cache, verifying only the rest.
 struct CachedCheck<'a>(&'a Shared);
 
@@ -77,126 +48,11 @@ impl SignatureCheck for CachedCheck<'_> {
     }
 }
 
-/// What the driver needs of an engine besides [`Engine`]: how to configure
-/// and restore it, and which votes its messages carry (for `--vote-log`).
-pub trait NodeEngine: Engine<Message: Send + 'static> + Send + 'static {
-    /// The engine's name in `/status` ("pbft", "cft").
-    const NAME: &'static str;
-    /// This validator's configuration from the genesis (fails on a bad one).
-    fn config(genesis: &phalanx_ledger::Genesis, me: ValidatorIndex)
-        -> Result<Config, ConfigError>;
-    /// The engine rebuilt from its persisted records.
-    fn restore(cfg: Config, key: phalanx_crypto::Keypair, restored: Restored) -> Self;
-    /// The signed votes in an outgoing message.
-    fn votes(message: &Self::Message) -> Vec<&phalanx_ledger::SignedVote>;
-    /// What a message is (cheap: no hashing).
-    fn summary(message: &Self::Message) -> Summary;
-}
-
-impl NodeEngine for Pbft {
-    const NAME: &'static str = "pbft";
-    fn config(
-        genesis: &phalanx_ledger::Genesis,
-        me: ValidatorIndex,
-    ) -> Result<Config, ConfigError> {
-        Config::from_genesis(genesis, me)
-    }
-    fn restore(cfg: Config, key: phalanx_crypto::Keypair, restored: Restored) -> Self {
-        Pbft::restore(cfg, key, restored)
-    }
-    fn votes(message: &PbftMessage) -> Vec<&phalanx_ledger::SignedVote> {
-        match message {
-            PbftMessage::PrePrepare(pp) => vec![&pp.vote],
-            PbftMessage::Prepare(v) | PbftMessage::Commit(v) | PbftMessage::Checkpoint(v) => {
-                vec![v]
-            }
-            PbftMessage::NewView(nv) => nv.pre_prepares.iter().collect(),
-            PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) | PbftMessage::Complaint(_) => {
-                Vec::new()
-            }
-        }
-    }
-    fn summary(message: &PbftMessage) -> Summary {
-        let vote = |kind, v: &phalanx_ledger::SignedVote| Summary {
-            kind,
-            view: v.vote.view,
-            seq: v.vote.seq.0,
-            digest: Some(v.vote.digest),
-        };
-        match message {
-            PbftMessage::PrePrepare(pp) => vote(MessageKind::PrePrepare, &pp.vote),
-            PbftMessage::Prepare(v) => vote(MessageKind::Prepare, v),
-            PbftMessage::Commit(v) => vote(MessageKind::Commit, v),
-            PbftMessage::Checkpoint(v) => vote(MessageKind::Checkpoint, v),
-            PbftMessage::Evidence(e) => vote(MessageKind::Evidence, &e.first),
-            PbftMessage::Complaint(c) => Summary {
-                kind: MessageKind::Complaint,
-                view: c.view,
-                seq: 0,
-                digest: None,
-            },
-            PbftMessage::ViewChange(vc) => Summary {
-                kind: MessageKind::ViewChange,
-                view: vc.body.new_view,
-                seq: vc.body.stable_seq.0,
-                digest: Some(vc.body.stable_digest),
-            },
-            PbftMessage::NewView(nv) => Summary {
-                kind: MessageKind::NewView,
-                view: nv.view,
-                seq: nv
-                    .pre_prepares
-                    .iter()
-                    .map(|v| v.vote.seq.0)
-                    .max()
-                    .unwrap_or(0),
-                digest: None,
-            },
-        }
-    }
-}
-
-impl NodeEngine for Cft {
-    const NAME: &'static str = "cft";
-    fn config(
-        genesis: &phalanx_ledger::Genesis,
-        me: ValidatorIndex,
-    ) -> Result<Config, ConfigError> {
-        Config::from_genesis_cft(genesis, me)
-    }
-    fn restore(cfg: Config, key: phalanx_crypto::Keypair, restored: Restored) -> Self {
-        Cft::restore(cfg, key, restored)
-    }
-    /// CFT messages carry no PBFT votes (a crash-fault model signs, but
-    /// nobody checks for equivocation).
-    fn votes(_message: &CftMessage) -> Vec<&phalanx_ledger::SignedVote> {
-        Vec::new()
-    }
-    /// No digest: a CFT entry's would have to be computed from its payload.
-    fn summary(message: &CftMessage) -> Summary {
-        let (kind, seq) = match &message.body {
-            CftBody::RequestVote(m) => (MessageKind::RequestVote, m.last_log_index.0),
-            CftBody::Vote(_) => (MessageKind::Vote, 0),
-            CftBody::AppendEntries(m) => (
-                MessageKind::AppendEntries,
-                m.prev_log_index.0 + m.entries.len() as u64,
-            ),
-            CftBody::AppendAck(m) => (MessageKind::AppendAck, m.last_index.0),
-        };
-        Summary {
-            kind,
-            view: message.body.term(),
-            seq,
-            digest: None,
-        }
-    }
-}
-
 /// The driver's state.
-pub struct Driver<E: NodeEngine> {
+pub struct Driver<E: Protocol> {
     shared: Arc<Shared>,
     engine: E,
-    wal: Wal,
+    wal: Wal<E::Record>,
     latest: Block,
     net: mpsc::Sender<NetCommand>,
     timers: BTreeMap<TimeoutKind, Instant>,
@@ -209,7 +65,7 @@ pub struct Driver<E: NodeEngine> {
     vote_log: Option<std::io::BufWriter<std::fs::File>>,
 }
 
-impl<E: NodeEngine> Driver<E> {
+impl<E: Protocol> Driver<E> {
     /// Builds the driver around a restored engine.
     pub fn new(
         shared: Arc<Shared>,
@@ -230,6 +86,7 @@ impl<E: NodeEngine> Driver<E> {
         );
         *shared.state_mut() = state;
         shared.set_status(|s| s.consensus = E::NAME.into());
+        shared.metrics.message_kinds(E::Message::KINDS);
         let (wal, records) = Wal::open(store.clone())?;
         let cfg = E::config(&shared.genesis, shared.me)?;
         let mut missing = None;
@@ -296,7 +153,7 @@ impl<E: NodeEngine> Driver<E> {
         let Some(log) = self.vote_log.as_mut() else {
             return Ok(());
         };
-        for v in E::votes(message) {
+        for v in message.votes() {
             let v = &v.vote;
             writeln!(
                 log,
@@ -358,7 +215,7 @@ impl<E: NodeEngine> Driver<E> {
             NetEvent::Consensus { from, bytes } => {
                 match phalanx_crypto::decode::<E::Message>(&bytes) {
                     Ok(message) => {
-                        let s = E::summary(&message);
+                        let s = message.summary();
                         self.shared
                             .metrics
                             .consensus_message(Direction::Received, s.kind, 1);
@@ -464,22 +321,18 @@ impl<E: NodeEngine> Driver<E> {
         }
         self.logged_view = now;
         if st.view_changing {
-            if E::NAME == "pbft" {
-                tracing::info!(
-                    view = st.view,
-                    primary = st.primary.0,
-                    "view change started: waiting for the NEW-VIEW of view {}",
-                    st.view
-                );
-            } else {
-                tracing::info!(term = st.view, "election under way: no leader known");
-            }
+            tracing::info!(
+                view = st.view,
+                primary = st.primary.0,
+                "view change started: waiting for view {} to begin (its NEW-VIEW, or an elected leader)",
+                st.view
+            );
         }
     }
 
     fn carry_out(
         &mut self,
-        output: Output<E::Message>,
+        output: Output<E::Message, E::Record>,
         inputs: &mut VecDeque<Input<E::Message>>,
     ) -> anyhow::Result<()> {
         match output {
@@ -489,7 +342,7 @@ impl<E: NodeEngine> Driver<E> {
                 self.wal.flush()?;
                 self.log_votes(&message)?;
                 if tracing::enabled!(target: CONSENSUS_LOG, tracing::Level::DEBUG) {
-                    let s = E::summary(&message);
+                    let s = message.summary();
                     tracing::debug!(
                         target: CONSENSUS_LOG,
                         kind = %s.kind,
@@ -509,7 +362,7 @@ impl<E: NodeEngine> Driver<E> {
                 self.wal.flush()?;
                 self.log_votes(&message)?;
                 if tracing::enabled!(target: CONSENSUS_LOG, tracing::Level::DEBUG) {
-                    let s = E::summary(&message);
+                    let s = message.summary();
                     tracing::debug!(
                         target: CONSENSUS_LOG,
                         kind = %s.kind,
@@ -685,9 +538,11 @@ mod tests {
     //! timer.
 
     use super::*;
-    use crate::behaviour::{interpose, Behaviour, FaultControl, WireMessage};
+    use crate::behaviour::{interpose, Behaviour, FaultControl};
     use crate::home::NodeConfig;
     use crate::metrics::{classic, Format};
+    use phalanx_consensus::{Cft, Engine, Pbft, PbftMessage};
+    use phalanx_ledger::ValidatorIndex;
     use phalanx_crypto::Keypair;
     use phalanx_ledger::Store;
     use phalanx_ledger::{
@@ -781,9 +636,9 @@ mod tests {
         let me = ValidatorIndex(i);
         let shared = shared_at_genesis(me);
         let (net, wire) = mpsc::channel(4096);
-        let cfg = <Pbft as NodeEngine>::config(&shared.genesis, me).unwrap();
+        let cfg = <Pbft as Protocol>::config(&shared.genesis, me).unwrap();
         let control = Arc::new(FaultControl::new(Behaviour::Honest, false));
-        let net = interpose::<PbftMessage>(
+        let net = interpose::<Pbft>(
             control.clone(),
             shared.clone(),
             cfg,
@@ -804,7 +659,7 @@ mod tests {
         /// Validators cut off from everyone.
         cut: BTreeSet<u32>,
         /// Messages lost at the cut, by kind.
-        lost: BTreeMap<MessageKind, u64>,
+        lost: BTreeMap<&'static str, u64>,
     }
 
     impl Cluster {
@@ -966,156 +821,6 @@ mod tests {
         .sign(CHAIN, &key("v1"))
     }
 
-    /// Every message kind: what the driver says about it (decoded) and what
-    /// the fault wrapper counts (its first byte on the wire) agree.
-    #[test]
-    fn summaries_and_wire_kinds_agree_for_every_message() {
-        use phalanx_consensus::cft::messages::{AppendAck, AppendEntries, RequestVote, VoteReply};
-        use phalanx_consensus::pbft::messages::{NewView, PrePrepare, ViewChange, ViewChangeBody};
-        use phalanx_ledger::{Evidence, Payload, VoteKind};
-        let payload = Payload {
-            chain_id: CHAIN.into(),
-            height: Height(7),
-            round: 2,
-            proposer: ValidatorIndex(2),
-            timestamp_ms: 1,
-            txs: Vec::new(),
-            evidence: Vec::new(),
-        };
-        let view_change = ViewChange {
-            body: ViewChangeBody {
-                new_view: 3,
-                stable_seq: Height(4),
-                stable_digest: Hash::digest(b"stable"),
-                checkpoint_proof: Vec::new(),
-                prepared: Vec::new(),
-                committed: Vec::new(),
-                voter: ValidatorIndex(1),
-            },
-            signature: phalanx_crypto::Signature([0; 64]),
-            justification: Vec::new(),
-        };
-        let pbft = [
-            (
-                PbftMessage::PrePrepare(PrePrepare {
-                    vote: vote(VoteKind::PrePrepare, 2, 7),
-                    payload,
-                }),
-                (MessageKind::PrePrepare, 2, 7, true),
-            ),
-            (
-                PbftMessage::Prepare(vote(VoteKind::Prepare, 2, 7)),
-                (MessageKind::Prepare, 2, 7, true),
-            ),
-            (
-                PbftMessage::Commit(vote(VoteKind::Commit, 2, 7)),
-                (MessageKind::Commit, 2, 7, true),
-            ),
-            (
-                PbftMessage::Checkpoint(vote(VoteKind::Checkpoint, 2, 8)),
-                (MessageKind::Checkpoint, 2, 8, true),
-            ),
-            (
-                PbftMessage::ViewChange(view_change.clone()),
-                (MessageKind::ViewChange, 3, 4, true),
-            ),
-            (
-                PbftMessage::NewView(NewView {
-                    view: 3,
-                    view_changes: vec![view_change],
-                    pre_prepares: vec![
-                        vote(VoteKind::PrePrepare, 3, 5),
-                        vote(VoteKind::PrePrepare, 3, 6),
-                    ],
-                    signature: phalanx_crypto::Signature([0; 64]),
-                }),
-                (MessageKind::NewView, 3, 6, false),
-            ),
-            (
-                PbftMessage::Evidence(Evidence {
-                    first: vote(VoteKind::Prepare, 1, 9),
-                    second: vote(VoteKind::Prepare, 1, 9),
-                }),
-                (MessageKind::Evidence, 1, 9, true),
-            ),
-            (
-                PbftMessage::Complaint(phalanx_consensus::pbft::messages::Complaint {
-                    view: 5,
-                    voter: ValidatorIndex(2),
-                    signature: phalanx_crypto::Signature([0; 64]),
-                }),
-                (MessageKind::Complaint, 5, 0, false),
-            ),
-        ];
-        for (m, (kind, view, seq, digest)) in pbft {
-            let s = Pbft::summary(&m);
-            assert_eq!(
-                (s.kind, s.view, s.seq, s.digest.is_some()),
-                (kind, view, seq, digest),
-                "{m:?}"
-            );
-            assert_eq!(s.short_digest().len(), if digest { 8 } else { 1 });
-            assert_eq!(
-                PbftMessage::wire_kind(&phalanx_crypto::encode(&m)),
-                Some(kind)
-            );
-            assert!(MessageKind::of_engine(phalanx_ledger::EngineKind::Pbft).contains(&kind));
-        }
-        let cft = [
-            (
-                CftBody::RequestVote(RequestVote {
-                    term: 5,
-                    candidate: ValidatorIndex(1),
-                    last_log_index: Height(9),
-                    last_log_term: 4,
-                }),
-                (MessageKind::RequestVote, 9),
-            ),
-            (
-                CftBody::Vote(VoteReply {
-                    term: 5,
-                    voter: ValidatorIndex(1),
-                    candidate: ValidatorIndex(2),
-                    granted: true,
-                }),
-                (MessageKind::Vote, 0),
-            ),
-            (
-                CftBody::AppendEntries(AppendEntries {
-                    term: 5,
-                    leader: ValidatorIndex(1),
-                    prev_log_index: Height(9),
-                    prev_log_term: 4,
-                    entries: Vec::new(),
-                    leader_commit: Height(8),
-                }),
-                (MessageKind::AppendEntries, 9),
-            ),
-            (
-                CftBody::AppendAck(AppendAck {
-                    term: 5,
-                    follower: ValidatorIndex(1),
-                    success: true,
-                    last_index: Height(11),
-                }),
-                (MessageKind::AppendAck, 11),
-            ),
-        ];
-        for (body, (kind, seq)) in cft {
-            let m = CftMessage::sign(body, CHAIN, &key("v1"));
-            let s = Cft::summary(&m);
-            assert_eq!((s.kind, s.view, s.seq, s.digest), (kind, 5, seq, None));
-            assert_eq!(
-                CftMessage::wire_kind(&phalanx_crypto::encode(&m)),
-                Some(kind)
-            );
-            assert!(MessageKind::of_engine(phalanx_ledger::EngineKind::Cft).contains(&kind));
-        }
-        assert_eq!(PbftMessage::wire_kind(&[]), None);
-        assert_eq!(PbftMessage::wire_kind(&[8]), None);
-        assert_eq!(CftMessage::wire_kind(&[4]), None);
-    }
-
     /// Sent messages are counted as they leave the fault wrapper: one per
     /// recipient, none for what a misbehaving node withholds.
     #[tokio::test]
@@ -1140,7 +845,7 @@ mod tests {
         send(&c, NetCommand::Broadcast(prepare.clone()));
         c.settle().await;
         assert_eq!(c.counted(1, "sent", "prepare"), 4.0, "1 + 3 recipients");
-        assert_eq!(c.lost[&MessageKind::Prepare], 4, "on the wire");
+        assert_eq!(c.lost["prepare"], 4, "on the wire");
         c.nodes[1].control.set_behaviour(Behaviour::Silent);
         send(
             &c,
@@ -1152,7 +857,7 @@ mod tests {
         send(&c, NetCommand::Broadcast(prepare));
         c.settle().await;
         assert_eq!(c.counted(1, "sent", "prepare"), 4.0, "withheld");
-        assert_eq!(c.lost[&MessageKind::Prepare], 4, "nothing on the wire");
+        assert_eq!(c.lost["prepare"], 4, "nothing on the wire");
     }
 
     /// One test, so that no other thread hits these callsites meanwhile:
@@ -1245,11 +950,11 @@ mod tests {
         assert_eq!(c.counted(0, "received", "new_view"), 0.0, "cut off");
         // Per kind, every message sent to a peer was received there or lost
         // at the cut.
-        for kind in MessageKind::of_engine(phalanx_ledger::EngineKind::Pbft) {
-            let k = kind.as_str();
+        for kind in PbftMessage::KINDS {
+            let k = *kind;
             let sent: f64 = (0..4).map(|i| c.counted(i, "sent", k)).sum();
             let received: f64 = (0..4).map(|i| c.counted(i, "received", k)).sum();
-            let cut = *c.lost.get(kind).unwrap_or(&0) as f64;
+            let cut = *c.lost.get(k).unwrap_or(&0) as f64;
             assert_eq!(sent, received + cut, "{k}");
         }
         assert!(c.counted(1, "sent", "commit") > 0.0);

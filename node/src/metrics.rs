@@ -8,11 +8,10 @@
 //! classic text is the OpenMetrics text with the three differences between
 //! the grammars rewritten (see [`to_classic`]).
 //!
-//! Every labelled family has a fixed set of label values (enums below) and
-//! all of them are created at zero in [`Metrics::new`], so a rate or an
-//! alert over them works before the first event.
+//! Every labelled family has a fixed set of label values (enums below, and
+//! the engine's message kinds) and all of them are created at zero at
+//! start-up, so a rate or an alert over them works before the first event.
 
-use phalanx_ledger::EngineKind;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -121,62 +120,6 @@ label_values! {
     }
 }
 
-label_values! {
-    /// A consensus message kind: PBFT's (with the node's PRE-PREPARE echo)
-    /// and the CFT baseline's.
-    MessageKind {
-        /// PBFT PRE-PREPARE.
-        PrePrepare => "pre_prepare",
-        /// PBFT PREPARE.
-        Prepare => "prepare",
-        /// PBFT COMMIT.
-        Commit => "commit",
-        /// PBFT CHECKPOINT.
-        Checkpoint => "checkpoint",
-        /// PBFT VIEW-CHANGE.
-        ViewChange => "view_change",
-        /// PBFT NEW-VIEW.
-        NewView => "new_view",
-        /// Equivocation evidence.
-        Evidence => "evidence",
-        /// PBFT COMPLAINT: a replica's timer fired in a view.
-        Complaint => "complaint",
-        /// The primary's PRE-PREPARE vote echoed to the other validators
-        /// (`behaviour/echo.rs`; never reaches an engine).
-        PrePrepareEcho => "pre_prepare_echo",
-        /// CFT RequestVote.
-        RequestVote => "request_vote",
-        /// CFT vote reply.
-        Vote => "vote",
-        /// CFT AppendEntries (entries or a heartbeat).
-        AppendEntries => "append_entries",
-        /// CFT AppendEntries acknowledgement.
-        AppendAck => "append_ack",
-    }
-}
-
-impl MessageKind {
-    /// The kinds a node running `engine` sends and receives.
-    pub fn of_engine(engine: EngineKind) -> &'static [MessageKind] {
-        use MessageKind::*;
-        match engine {
-            EngineKind::Pbft => &[
-                PrePrepare,
-                Prepare,
-                Commit,
-                Checkpoint,
-                ViewChange,
-                NewView,
-                Evidence,
-                Complaint,
-                PrePrepareEcho,
-            ],
-            EngineKind::Cft => &[RequestVote, Vote, AppendEntries, AppendAck],
-            EngineKind::Pow | EngineKind::Pos => &[],
-        }
-    }
-}
-
 /// `reason` label of the dropped-message counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
@@ -196,8 +139,9 @@ pub struct RejectLabels {
 pub struct MessageLabels {
     /// Sent or received.
     pub direction: Direction,
-    /// The message kind.
-    pub kind: MessageKind,
+    /// The message kind: one of the engine's `Message::KINDS` (or the
+    /// PRE-PREPARE echo's).
+    pub kind: &'static str,
 }
 
 /// Labels of `phalanx_build_info`.
@@ -319,9 +263,9 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    /// All series registered, at zero, with the consensus message kinds of
-    /// `engine`.
-    pub fn new(engine: EngineKind) -> Metrics {
+    /// All series registered, at zero (the consensus message counters
+    /// once [`Metrics::message_kinds`] names the kinds).
+    pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("phalanx");
         let m = Metrics {
             height: Gauge::default(),
@@ -358,14 +302,6 @@ impl Metrics {
             let _ = m
                 .dropped_messages
                 .get_or_create(&DropLabels { reason: *reason });
-        }
-        for kind in MessageKind::of_engine(engine) {
-            for direction in Direction::ALL {
-                let _ = m.consensus_messages.get_or_create(&MessageLabels {
-                    direction: *direction,
-                    kind: *kind,
-                });
-            }
         }
         registry.register(
             "build_info",
@@ -443,8 +379,21 @@ impl Metrics {
             .inc();
     }
 
+    /// Creates the consensus message counters of these kinds at zero, both
+    /// ways (the driver names its engine's kinds at start-up).
+    pub fn message_kinds(&self, kinds: &[&'static str]) {
+        for kind in kinds {
+            for direction in Direction::ALL {
+                let _ = self.consensus_messages.get_or_create(&MessageLabels {
+                    direction: *direction,
+                    kind,
+                });
+            }
+        }
+    }
+
     /// Counts `count` consensus messages of `kind` going `direction`.
-    pub fn consensus_message(&self, direction: Direction, kind: MessageKind, count: u64) {
+    pub fn consensus_message(&self, direction: Direction, kind: &'static str, count: u64) {
         self.consensus_messages
             .get_or_create(&MessageLabels { direction, kind })
             .inc_by(count);
@@ -753,9 +702,13 @@ mod tests {
         classic::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
 
+    /// Kinds as a driver names them (the metrics know no engine).
+    const KINDS: &[&str] = &["pre_prepare", "prepare", "commit", "view_change"];
+
     #[test]
     fn the_classic_text_parses_with_every_series_at_zero() {
-        let m = Metrics::new(EngineKind::Pbft);
+        let m = Metrics::new();
+        m.message_kinds(KINDS);
         let f = parsed(&m);
         let names: Vec<&str> = f.keys().map(String::as_str).collect();
         assert_eq!(
@@ -791,18 +744,8 @@ mod tests {
             assert_eq!(v, Some(0.0), "{r}");
         }
         let messages = &f["phalanx_consensus_messages_total"];
-        let pbft = MessageKind::of_engine(EngineKind::Pbft);
-        assert_eq!(messages.samples.len(), 2 * pbft.len());
-        for kind in [
-            "pre_prepare",
-            "prepare",
-            "commit",
-            "checkpoint",
-            "view_change",
-            "new_view",
-            "evidence",
-            "pre_prepare_echo",
-        ] {
+        assert_eq!(messages.samples.len(), 2 * KINDS.len());
+        for kind in KINDS {
             for direction in ["sent", "received"] {
                 let v = messages.value(
                     "phalanx_consensus_messages_total",
@@ -817,15 +760,6 @@ mod tests {
         );
         assert_eq!(f["phalanx_height"].kind, "gauge");
         assert_eq!(f["phalanx_height"].help, "Latest committed block height.");
-        let engines: std::collections::BTreeSet<MessageKind> = [EngineKind::Pbft, EngineKind::Cft]
-            .into_iter()
-            .flat_map(|e| MessageKind::of_engine(e).iter().copied())
-            .collect();
-        assert_eq!(
-            engines.len(),
-            MessageKind::ALL.len(),
-            "every kind is some engine's"
-        );
         assert_eq!(
             f["phalanx_view_changes_total"].value("phalanx_view_changes_total", &[]),
             Some(0.0)
@@ -833,8 +767,10 @@ mod tests {
     }
 
     #[test]
-    fn a_cft_node_exposes_the_cft_message_kinds_only() {
-        let f = parsed(&Metrics::new(EngineKind::Cft));
+    fn only_the_kinds_named_are_exposed() {
+        let m = Metrics::new();
+        m.message_kinds(&["request_vote", "vote", "append_entries", "append_ack"]);
+        let f = parsed(&m);
         let kinds: std::collections::BTreeSet<&str> = f["phalanx_consensus_messages_total"]
             .samples
             .iter()
@@ -850,7 +786,7 @@ mod tests {
 
     #[test]
     fn build_info_carries_the_version_and_commit() {
-        let f = parsed(&Metrics::new(EngineKind::Pbft));
+        let f = parsed(&Metrics::new());
         let info = &f["phalanx_build_info"];
         assert_eq!(info.kind, "gauge");
         assert_eq!(info.samples.len(), 1);
@@ -869,12 +805,13 @@ mod tests {
 
     #[test]
     fn recorded_values_show_in_both_formats() {
-        let m = Metrics::new(EngineKind::Pbft);
+        let m = Metrics::new();
+        m.message_kinds(KINDS);
         m.dropped(DropReason::MalformedTxBatch);
         m.dropped(DropReason::MalformedTxBatch);
         m.rejected(RejectReason::NonceUsed);
-        m.consensus_message(Direction::Sent, MessageKind::Prepare, 3);
-        m.consensus_message(Direction::Received, MessageKind::ViewChange, 1);
+        m.consensus_message(Direction::Sent, "prepare", 3);
+        m.consensus_message(Direction::Received, "view_change", 1);
         m.pushed_txs_received.inc_by(7);
         m.txs_resent.inc_by(2);
         m.committed_txs.inc_by(5);

@@ -1,13 +1,14 @@
 //! `phalanx node --home DIR`: load the home, open the store, start the
 //! network, the HTTP API and the driver; stop cleanly on SIGINT/SIGTERM.
 
-use crate::driver::{Driver, NodeEngine};
+use crate::driver::Driver;
 use crate::home::Home;
 use crate::shared::Shared;
 use anyhow::Context as _;
-use phalanx_consensus::{Cft, Pbft};
+use phalanx_adversary::Adversarial;
 use phalanx_crypto::{read_key_file, KeyKind};
 use phalanx_ledger::{EngineKind, Genesis, Height, RocksStore, State, Store, ValidatorIndex};
+use phalanx_runtime::registry::{with_engine, WithEngine};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -144,14 +145,13 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     );
     // Refuse bad configurations before touching the database.
     let engine = genesis.consensus.engine;
-    match engine {
-        EngineKind::Pbft => drop(<Pbft as NodeEngine>::config(&genesis, me)?),
-        EngineKind::Cft => drop(<Cft as NodeEngine>::config(&genesis, me)?),
-        EngineKind::Pow | EngineKind::Pos => anyhow::bail!(
-            "the genesis asks for consensus engine {engine:?}, which this node does not run yet \
-             (it runs pbft and cft)"
-        ),
-    }
+    with_engine(
+        engine,
+        CheckConfig {
+            genesis: &genesis,
+            me,
+        },
+    )??;
     let store = open_store(&home, &genesis)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -199,7 +199,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         // equivocating primary is caught (see behaviour/echo.rs).
         let event_rx = match engine {
             EngineKind::Pbft => crate::behaviour::echo::interpose(
-                <Pbft as NodeEngine>::config(&shared.genesis, me)?,
+                phalanx_consensus::Config::from_genesis(&shared.genesis, me)?,
                 shared.clone(),
                 net.clone(),
                 event_rx,
@@ -237,26 +237,18 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
             tracing::warn!(%behaviour, "this validator is Byzantine on purpose (--behaviour)");
         }
         let vote_log = args.vote_log.as_deref();
-        let driver = match engine {
-            EngineKind::Cft => start_driver::<Cft>(
+        let driver = with_engine(
+            engine,
+            StartDriver {
                 shared,
-                validator_key,
+                key: validator_key,
                 net,
                 control,
                 vote_log,
-                event_rx,
-                shutdown_rx,
-            )?,
-            _ => start_driver::<Pbft>(
-                shared,
-                validator_key,
-                net,
-                control,
-                vote_log,
-                event_rx,
-                shutdown_rx,
-            )?,
-        };
+                events: event_rx,
+                shutdown: shutdown_rx,
+            },
+        )??;
         wait_for_signal().await;
         tracing::info!("shutting down");
         let _ = shutdown_tx.send(true);
@@ -266,30 +258,49 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Builds the driver around engine `E` and spawns its loop; its outgoing
-/// messages pass the fault wrapper (a no-op for an honest node).
-fn start_driver<E: NodeEngine>(
+/// Checks validator `me`'s configuration of the genesis engine.
+struct CheckConfig<'a> {
+    genesis: &'a Genesis,
+    me: ValidatorIndex,
+}
+
+impl WithEngine for CheckConfig<'_> {
+    type Output = Result<(), phalanx_consensus::ConfigError>;
+    fn run<E: Adversarial>(self) -> Self::Output {
+        E::config(self.genesis, self.me).map(drop)
+    }
+}
+
+/// Builds the driver around the genesis engine and spawns its loop; its
+/// outgoing messages pass the fault wrapper (a no-op for an honest node).
+struct StartDriver<'a> {
     shared: Arc<Shared>,
     key: phalanx_crypto::Keypair,
     net: mpsc::Sender<crate::p2p::NetCommand>,
     control: Arc<crate::behaviour::FaultControl>,
-    vote_log: Option<&std::path::Path>,
+    vote_log: Option<&'a std::path::Path>,
     events: mpsc::Receiver<crate::p2p::NetEvent>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>>
-where
-    E::Message: crate::behaviour::WireMessage,
-{
-    shared.set_status(|s| s.consensus = E::NAME.into());
-    let cfg = E::config(&shared.genesis, shared.me)?;
-    let wrapper_key = phalanx_crypto::Keypair::from_seed(key.seed());
-    let net =
-        crate::behaviour::interpose::<E::Message>(control, shared.clone(), cfg, wrapper_key, net);
-    let mut driver = Driver::<E>::new(shared, key, net)?;
-    if let Some(path) = vote_log {
-        driver.set_vote_log(path)?;
+}
+
+impl WithEngine for StartDriver<'_> {
+    type Output = anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>>;
+    fn run<E: Adversarial>(self) -> Self::Output {
+        let cfg = E::config(&self.shared.genesis, self.shared.me)?;
+        let wrapper_key = phalanx_crypto::Keypair::from_seed(self.key.seed());
+        let net = crate::behaviour::interpose::<E>(
+            self.control,
+            self.shared.clone(),
+            cfg,
+            wrapper_key,
+            self.net,
+        );
+        let mut driver = Driver::<E>::new(self.shared, self.key, net)?;
+        if let Some(path) = self.vote_log {
+            driver.set_vote_log(path)?;
+        }
+        Ok(tokio::spawn(driver.run(self.events, self.shutdown)))
     }
-    Ok(tokio::spawn(driver.run(events, shutdown)))
 }
 
 async fn wait_for_signal() {

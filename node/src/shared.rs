@@ -261,7 +261,7 @@ impl Shared {
         // The driver checks this state against the chain tip and fails the
         // start if it is broken; until then, an empty one.
         let state = store.load_state().unwrap_or_default();
-        let metrics = Metrics::new(genesis.consensus.engine);
+        let metrics = Metrics::new();
         Shared {
             genesis,
             me,

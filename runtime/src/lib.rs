@@ -8,6 +8,8 @@
 //!   pruning at a stable checkpoint — and reading them back on restart.
 //! - [`restored`]: what an engine is rebuilt from after a restart.
 //! - [`SYNC_MAX_BLOCKS`]: the most blocks one catch-up answer carries.
+//! - [`registry`]: the engines this build runs, and the one match on the
+//!   engine a genesis names.
 //!
 //! No async runtime, no network: the node's tokio driver and the
 //! simulator's event loop each call into this crate from their own loop.
@@ -15,11 +17,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod registry;
 pub mod wal;
 
 pub use wal::{Wal, WalError};
 
-use phalanx_consensus::{Persisted, Restored};
+use phalanx_consensus::{Record, Restored};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Block, Height};
 
@@ -31,13 +34,13 @@ pub const SYNC_MAX_BLOCKS: u64 = 64;
 /// (key order, overwritten and pruned: not the order written), the last
 /// stored block, and the stored blocks above the last stable checkpoint
 /// among the records (at most `window` of them), read with `block`.
-pub fn restored(
-    records: Vec<Persisted>,
+pub fn restored<R: Record>(
+    records: Vec<R>,
     last_executed: Height,
     last_block_hash: Hash,
     window: u64,
     mut block: impl FnMut(Height) -> Option<Block>,
-) -> Restored {
+) -> Restored<R> {
     let recent_blocks = Restored::recent_heights(&records, last_executed, window)
         .filter_map(|h| block(Height(h)))
         .collect();

@@ -1,11 +1,11 @@
-//! The consensus write-ahead log: an engine's [`Persisted`] records in the
-//! store's consensus column.
+//! The consensus write-ahead log: an engine's [`Record`]s in the store's
+//! consensus column.
 //!
-//! Each record has a key. Records that replace their predecessor (the
-//! current view, the stable checkpoint, the last NEW-VIEW, the CFT hard
-//! state) share one key; a vote is keyed by (seq, kind, view) and a
-//! prepared certificate by seq, so pruning at a stable checkpoint deletes a
-//! known range of keys. [`Wal::push`] queues a record, [`Wal::flush`]
+//! Each record names its key ([`Record::key`]). Records that replace their
+//! predecessor (PBFT's current view and stable checkpoint, the CFT hard
+//! state) share one key; a record that protects a height (a PBFT vote, a
+//! CFT entry) is keyed by it, so a pruning record ([`Record::prunes_up_to`]:
+//! a stable checkpoint, a compaction) deletes a known range of keys. [`Wal::push`] queues a record, [`Wal::flush`]
 //! writes everything queued in one synced batch — the driver flushes
 //! before anything the records protect leaves the node (save before send)
 //! and at the end of every engine step. Records queued but not flushed
@@ -15,9 +15,10 @@
 //! not the order they were written. Every engine's `restore` must accept
 //! that, and the simulator restarts engines through this same code.
 
-use phalanx_consensus::{CftRecord, Persisted};
+use phalanx_consensus::Record;
 use phalanx_ledger::{Height, Store, StoreError};
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// Why the log could not be read or written.
@@ -36,16 +37,17 @@ pub enum WalError {
     },
 }
 
-/// The log of one engine over a store.
-pub struct Wal {
+/// The log of one engine's records `R` over a store.
+pub struct Wal<R> {
     store: Arc<dyn Store>,
+    records: PhantomData<fn(R)>,
     /// Live keys by the seq they protect (records kept forever have none).
     keys_by_seq: BTreeMap<Height, Vec<Vec<u8>>>,
     batch: Vec<(Vec<u8>, Vec<u8>)>,
     prune_up_to: Option<Height>,
 }
 
-impl std::fmt::Debug for Wal {
+impl<R> std::fmt::Debug for Wal<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Wal")
             .field("queued", &self.batch.len())
@@ -54,51 +56,17 @@ impl std::fmt::Debug for Wal {
     }
 }
 
-/// A record's key, and the seq at or below which a stable checkpoint prunes
-/// it (`None`: never pruned, only overwritten).
-pub fn key(record: &Persisted) -> (Option<Height>, Vec<u8>) {
-    let at = |prefix: &[u8], seq: Height, rest: &[u8]| {
-        let mut k = prefix.to_vec();
-        k.extend_from_slice(&seq.0.to_be_bytes());
-        k.extend_from_slice(rest);
-        (Some(seq), k)
-    };
-    match record {
-        Persisted::Vote(v) => at(
-            b"vote/",
-            v.vote.seq,
-            &phalanx_crypto::encode(&(v.vote.kind, v.vote.view)),
-        ),
-        Persisted::View { .. } => (None, b"view".to_vec()),
-        Persisted::Prepared(cert) => at(b"prep/", cert.slot().1, &[]),
-        Persisted::StableCheckpoint { .. } => (None, b"stable".to_vec()),
-        Persisted::NewView(_) => (None, b"newview".to_vec()),
-        Persisted::ViewJustification(_) => (None, b"complaints".to_vec()),
-        // The CFT baseline: one hard state, entries by index (a rewrite of
-        // an index replaces the record; pruned at compaction), the last
-        // truncation, the last compaction. Its restore takes them in any
-        // order (they carry a write counter).
-        Persisted::Cft(record) => match record {
-            CftRecord::HardState { .. } => (None, b"cft/hard".to_vec()),
-            CftRecord::Entry { payload, .. } => at(b"cft/entry/", payload.height, &[]),
-            CftRecord::Truncate { .. } => (None, b"cft/truncate".to_vec()),
-            CftRecord::Compacted { .. } => (None, b"cft/compacted".to_vec()),
-        },
-    }
-}
-
-impl Wal {
+impl<R: Record> Wal<R> {
     /// Opens the log and returns what the engine restores from.
-    pub fn open(store: Arc<dyn Store>) -> Result<(Wal, Vec<Persisted>), WalError> {
+    pub fn open(store: Arc<dyn Store>) -> Result<(Wal<R>, Vec<R>), WalError> {
         let mut keys_by_seq: BTreeMap<Height, Vec<Vec<u8>>> = BTreeMap::new();
         let mut records = Vec::new();
         for (k, value) in store.consensus_entries()? {
-            let record: Persisted =
-                phalanx_crypto::decode(&value).map_err(|e| WalError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    error: e.to_string(),
-                })?;
-            if let (Some(seq), k) = key(&record) {
+            let record: R = phalanx_crypto::decode(&value).map_err(|e| WalError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                error: e.to_string(),
+            })?;
+            if let Some(seq) = record.key().seq {
                 keys_by_seq.entry(seq).or_default().push(k);
             }
             records.push(record);
@@ -106,6 +74,7 @@ impl Wal {
         Ok((
             Wal {
                 store,
+                records: PhantomData,
                 keys_by_seq,
                 batch: Vec::new(),
                 prune_up_to: None,
@@ -115,20 +84,17 @@ impl Wal {
     }
 
     /// Queues a record for the next [`Wal::flush`].
-    pub fn push(&mut self, record: &Persisted) {
-        let (seq, k) = key(record);
-        if let Some(seq) = seq {
+    pub fn push(&mut self, record: &R) {
+        let key = record.key();
+        let k = key.bytes;
+        if let Some(seq) = key.seq {
             let keys = self.keys_by_seq.entry(seq).or_default();
             if !keys.contains(&k) {
                 keys.push(k.clone());
             }
         }
-        match record {
-            Persisted::StableCheckpoint { seq, .. } => self.prune_up_to = Some(*seq),
-            Persisted::Cft(CftRecord::Compacted { index, .. }) => {
-                self.prune_up_to = Some(*index);
-            }
-            _ => {}
+        if let Some(seq) = record.prunes_up_to() {
+            self.prune_up_to = Some(seq);
         }
         self.batch.push((k, phalanx_crypto::encode(record)));
     }

@@ -8,9 +8,10 @@
 //! (a vote's kind, view and seq; a prepared certificate's seq; a CFT
 //! entry's index; otherwise the record kind), the last one flushed, except
 //! records of seqs at or below the last stable checkpoint (or CFT
-//! compaction) flushed with or before them.
+//! compaction) flushed with or before them. Each engine's records run
+//! through the log on their own, as each node runs one engine.
 
-use phalanx_consensus::{CftRecord, Persisted};
+use phalanx_consensus::{CftRecord, PbftRecord, Record};
 use phalanx_crypto::{Hash, Signature};
 use phalanx_ledger::{
     Height, MemoryStore, Payload, RocksStore, SignedVote, Store, ValidatorIndex, Vote, VoteKind,
@@ -34,150 +35,212 @@ impl Rng {
     }
 }
 
-/// What makes two records the same slot in the log (the model's own
-/// rule, written apart from the log's key layout), and the seq a
-/// checkpoint prunes it at.
-fn identity(r: &Persisted) -> (String, Option<u64>) {
-    match r {
-        Persisted::Vote(v) => (
-            format!("vote {:?} {} {}", v.vote.kind, v.vote.view, v.vote.seq.0),
-            Some(v.vote.seq.0),
-        ),
-        Persisted::Prepared(c) => (format!("prepared {}", c.slot().1 .0), Some(c.slot().1 .0)),
-        Persisted::Cft(CftRecord::Entry { payload, .. }) => (
-            format!("entry {}", payload.height.0),
-            Some(payload.height.0),
-        ),
-        Persisted::Cft(CftRecord::HardState { .. }) => ("hard state".into(), None),
-        Persisted::Cft(CftRecord::Truncate { .. }) => ("truncate".into(), None),
-        Persisted::Cft(CftRecord::Compacted { .. }) => ("compacted".into(), None),
-        Persisted::View { .. } => ("view".into(), None),
-        Persisted::StableCheckpoint { .. } => ("stable".into(), None),
-        Persisted::NewView(_) => ("new view".into(), None),
-        Persisted::ViewJustification(_) => ("justification".into(), None),
+/// One engine's records as the model sees them: what makes two records
+/// the same slot in the log (the model's own rule, written apart from the
+/// log's key layout), the seq a pruning record prunes it at, and a
+/// generator of writes, overwrites and pruning records.
+trait Model: Record {
+    fn identity(&self) -> (String, Option<u64>);
+    fn prune_point(&self) -> Option<u64>;
+    /// A random record (`None`: just move the top on).
+    fn draw(rng: &mut Rng, at: &mut Positions) -> Option<Self>;
+}
+
+/// Where the generator is: the highest seq written, the last prune point,
+/// the CFT write counter.
+#[derive(Default)]
+struct Positions {
+    top: u64,
+    stable: u64,
+    write: u64,
+    pruned: usize,
+}
+
+impl Positions {
+    /// A seq above the prune point, sometimes one written before.
+    fn seq(&mut self, rng: &mut Rng) -> u64 {
+        let seq = self.stable + 1 + rng.below(self.top - self.stable + 1);
+        self.top = self.top.max(seq);
+        seq
     }
 }
 
-fn prune_point(r: &Persisted) -> Option<u64> {
-    match r {
-        Persisted::StableCheckpoint { seq, .. } => Some(seq.0),
-        Persisted::Cft(CftRecord::Compacted { index, .. }) => Some(index.0),
-        _ => None,
+impl Model for PbftRecord {
+    fn identity(&self) -> (String, Option<u64>) {
+        match self {
+            PbftRecord::Vote(v) => (
+                format!("vote {:?} {} {}", v.vote.kind, v.vote.view, v.vote.seq.0),
+                Some(v.vote.seq.0),
+            ),
+            PbftRecord::Prepared(c) => (format!("prepared {}", c.slot().1 .0), Some(c.slot().1 .0)),
+            PbftRecord::View { .. } => ("view".into(), None),
+            PbftRecord::StableCheckpoint { .. } => ("stable".into(), None),
+            PbftRecord::NewView(_) => ("new view".into(), None),
+            PbftRecord::ViewJustification(_) => ("justification".into(), None),
+            PbftRecord::Unused => ("unused".into(), None),
+        }
+    }
+
+    fn prune_point(&self) -> Option<u64> {
+        match self {
+            PbftRecord::StableCheckpoint { seq, .. } => Some(seq.0),
+            _ => None,
+        }
+    }
+
+    fn draw(rng: &mut Rng, at: &mut Positions) -> Option<PbftRecord> {
+        const KINDS: [VoteKind; 4] = [
+            VoteKind::PrePrepare,
+            VoteKind::Prepare,
+            VoteKind::Commit,
+            VoteKind::Checkpoint,
+        ];
+        Some(match rng.below(16) {
+            // A vote above the stable checkpoint, sometimes the same slot
+            // again (an overwrite with the same identity).
+            0..=8 => {
+                let seq = at.seq(rng);
+                let kind = KINDS[rng.below(4) as usize];
+                let digest = rng.below(3) as u8;
+                PbftRecord::Vote(SignedVote {
+                    vote: Vote {
+                        kind,
+                        view: rng.below(3),
+                        seq: Height(seq),
+                        digest: Hash([digest; 32]),
+                        voter: ValidatorIndex(1),
+                    },
+                    signature: Signature([digest; 64]),
+                })
+            }
+            9..=10 => PbftRecord::View {
+                view: rng.below(5),
+                active: rng.below(2) == 0,
+            },
+            11 => {
+                at.stable = (at.stable + 1 + rng.below(4)).min(at.top);
+                at.pruned += 1;
+                PbftRecord::StableCheckpoint {
+                    seq: Height(at.stable),
+                    digest: Hash([at.stable as u8; 32]),
+                    proof: Vec::new(),
+                }
+            }
+            _ => {
+                at.top += 1;
+                return None;
+            }
+        })
     }
 }
 
-fn vote(kind: VoteKind, view: u64, seq: u64, digest: u8) -> Persisted {
-    Persisted::Vote(SignedVote {
-        vote: Vote {
-            kind,
-            view,
-            seq: Height(seq),
-            digest: Hash([digest; 32]),
-            voter: ValidatorIndex(1),
-        },
-        signature: Signature([digest; 64]),
-    })
-}
+impl Model for CftRecord {
+    fn identity(&self) -> (String, Option<u64>) {
+        match self {
+            CftRecord::Entry { payload, .. } => (
+                format!("entry {}", payload.height.0),
+                Some(payload.height.0),
+            ),
+            CftRecord::HardState { .. } => ("hard state".into(), None),
+            CftRecord::Truncate { .. } => ("truncate".into(), None),
+            CftRecord::Compacted { .. } => ("compacted".into(), None),
+        }
+    }
 
-fn entry(write: u64, height: u64, round: u64) -> Persisted {
-    Persisted::Cft(CftRecord::Entry {
-        write,
-        payload: Payload {
-            chain_id: "wal-test".into(),
-            height: Height(height),
-            round,
-            proposer: ValidatorIndex(0),
-            timestamp_ms: write,
-            txs: Vec::new(),
-            evidence: Vec::new(),
-        },
-    })
+    fn prune_point(&self) -> Option<u64> {
+        match self {
+            CftRecord::Compacted { index, .. } => Some(index.0),
+            _ => None,
+        }
+    }
+
+    fn draw(rng: &mut Rng, at: &mut Positions) -> Option<CftRecord> {
+        Some(match rng.below(12) {
+            0..=1 => CftRecord::HardState {
+                term: rng.below(9),
+                voted_for: Some(ValidatorIndex(rng.below(4) as u32)),
+            },
+            // An entry above the compaction point, sometimes rewritten.
+            2..=6 => {
+                at.write += 1;
+                let height = at.seq(rng);
+                CftRecord::Entry {
+                    write: at.write,
+                    payload: Payload {
+                        chain_id: "wal-test".into(),
+                        height: Height(height),
+                        round: rng.below(4),
+                        proposer: ValidatorIndex(0),
+                        timestamp_ms: at.write,
+                        txs: Vec::new(),
+                        evidence: Vec::new(),
+                    },
+                }
+            }
+            7 => {
+                at.write += 1;
+                CftRecord::Truncate {
+                    write: at.write,
+                    from: Height(at.stable + 1 + rng.below(3)),
+                }
+            }
+            8 => {
+                at.stable = (at.stable + 1 + rng.below(4)).min(at.top);
+                at.pruned += 1;
+                CftRecord::Compacted {
+                    index: Height(at.stable),
+                    term: rng.below(4),
+                }
+            }
+            _ => {
+                at.top += 1;
+                return None;
+            }
+        })
+    }
 }
 
 /// The log's contents as the model says: identity -> encoded record.
-type Model = BTreeMap<String, Vec<u8>>;
+type Contents = BTreeMap<String, Vec<u8>>;
 
-fn apply(model: &mut Model, flushed: &[Persisted]) {
+fn apply<R: Model>(model: &mut Contents, flushed: &[R]) {
     let mut prune = None;
     for r in flushed {
-        model.insert(identity(r).0, phalanx_crypto::encode(r));
-        if let Some(p) = prune_point(r) {
+        model.insert(r.identity().0, phalanx_crypto::encode(r));
+        if let Some(p) = r.prune_point() {
             prune = Some(p);
         }
     }
     if let Some(p) = prune {
         model.retain(|_, bytes| {
-            let r: Persisted = phalanx_crypto::decode(bytes).unwrap();
-            identity(&r).1.is_none_or(|s| s > p)
+            let r: R = phalanx_crypto::decode(bytes).unwrap();
+            r.identity().1.is_none_or(|s| s > p)
         });
     }
 }
 
-fn sorted(records: &[Persisted]) -> Vec<Vec<u8>> {
+fn sorted<R: Record>(records: &[R]) -> Vec<Vec<u8>> {
     let mut v: Vec<Vec<u8>> = records.iter().map(phalanx_crypto::encode).collect();
     v.sort();
     v
 }
 
 /// One run of writes, overwrites, prunes and restarts against `store`.
-fn run(seed: u64, open: &dyn Fn() -> Arc<dyn Store>) -> (usize, usize) {
+fn run<R: Model>(seed: u64, open: &dyn Fn() -> Arc<dyn Store>) -> (usize, usize) {
     let mut rng = Rng(seed | 1);
     let store = open();
-    let (mut wal, records) = Wal::open(store.clone()).unwrap();
+    let (mut wal, records) = Wal::<R>::open(store.clone()).unwrap();
     assert!(records.is_empty());
-    let mut model = Model::new();
-    let mut queued: Vec<Persisted> = Vec::new();
-    let (mut restarts, mut pruned) = (0, 0);
-    let (mut top, mut stable, mut write) = (1u64, 0u64, 0u64);
-    let kinds = [
-        VoteKind::PrePrepare,
-        VoteKind::Prepare,
-        VoteKind::Commit,
-        VoteKind::Checkpoint,
-    ];
+    let mut model = Contents::new();
+    let mut queued: Vec<R> = Vec::new();
+    let mut restarts = 0;
+    let mut at = Positions {
+        top: 1,
+        ..Positions::default()
+    };
     for _ in 0..600 {
-        let record = match rng.below(20) {
-            0..=8 => {
-                // A vote above the stable checkpoint, sometimes the same
-                // slot again (an overwrite with the same identity).
-                let seq = stable + 1 + rng.below(top - stable + 1);
-                top = top.max(seq);
-                let kind = kinds[rng.below(4) as usize];
-                vote(kind, rng.below(3), seq, rng.below(3) as u8)
-            }
-            9..=10 => Persisted::View {
-                view: rng.below(5),
-                active: rng.below(2) == 0,
-            },
-            11 => {
-                stable = (stable + 1 + rng.below(4)).min(top);
-                pruned += 1;
-                Persisted::StableCheckpoint {
-                    seq: Height(stable),
-                    digest: Hash([stable as u8; 32]),
-                    proof: Vec::new(),
-                }
-            }
-            12 => Persisted::Cft(CftRecord::HardState {
-                term: rng.below(9),
-                voted_for: Some(ValidatorIndex(rng.below(4) as u32)),
-            }),
-            13..=15 => {
-                write += 1;
-                let h = stable + 1 + rng.below(top - stable + 1);
-                entry(write, h, rng.below(4))
-            }
-            16 => {
-                write += 1;
-                Persisted::Cft(CftRecord::Truncate {
-                    write,
-                    from: Height(stable + 1 + rng.below(3)),
-                })
-            }
-            _ => {
-                top += 1;
-                continue;
-            }
+        let Some(record) = R::draw(&mut rng, &mut at) else {
+            continue;
         };
         wal.push(&record);
         queued.push(record);
@@ -191,7 +254,7 @@ fn run(seed: u64, open: &dyn Fn() -> Arc<dyn Store>) -> (usize, usize) {
             drop(wal);
             queued.clear();
             restarts += 1;
-            let (reopened, records) = Wal::open(store.clone()).unwrap();
+            let (reopened, records) = Wal::<R>::open(store.clone()).unwrap();
             wal = reopened;
             let expected: Vec<Vec<u8>> = {
                 let mut v: Vec<Vec<u8>> = model.values().cloned().collect();
@@ -207,41 +270,73 @@ fn run(seed: u64, open: &dyn Fn() -> Arc<dyn Store>) -> (usize, usize) {
     }
     wal.flush().unwrap();
     apply(&mut model, &queued);
-    let (_, records) = Wal::open(store).unwrap();
+    let (_, records) = Wal::<R>::open(store).unwrap();
     let mut expected: Vec<Vec<u8>> = model.values().cloned().collect();
     expected.sort();
     assert_eq!(sorted(&records), expected, "seed {seed} at the end");
+    (restarts, at.pruned)
+}
+
+/// Both engines' records, `seeds` runs each, on stores from `open`.
+fn conforms(seeds: u64, open: &dyn Fn(u64) -> Arc<dyn Store>) -> (usize, usize) {
+    let (mut restarts, mut pruned) = (0, 0);
+    for seed in 0..seeds {
+        for (r, p) in [
+            run::<PbftRecord>(seed, &|| open(2 * seed)),
+            run::<CftRecord>(seed, &|| open(2 * seed + 1)),
+        ] {
+            restarts += r;
+            pruned += p;
+        }
+    }
     (restarts, pruned)
 }
 
 #[test]
 fn the_log_keeps_its_promise_on_the_memory_store() {
-    let (mut restarts, mut pruned) = (0, 0);
-    for seed in 0..50 {
-        let (r, p) = run(seed, &|| Arc::new(MemoryStore::new()));
-        restarts += r;
-        pruned += p;
-    }
+    let (restarts, pruned) = conforms(50, &|_| Arc::new(MemoryStore::new()));
     assert!(
-        restarts > 100 && pruned > 100,
-        "{restarts} restarts, {pruned} checkpoints"
+        restarts > 200 && pruned > 200,
+        "{restarts} restarts, {pruned} prunes"
     );
 }
 
 #[test]
 fn the_log_keeps_its_promise_on_rocksdb() {
-    let (mut restarts, mut pruned) = (0, 0);
-    for seed in 0..10 {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let (r, p) = run(seed, &|| Arc::new(RocksStore::open(&path).unwrap()));
-        restarts += r;
-        pruned += p;
-    }
+    let dir = tempfile::tempdir().unwrap();
+    let (restarts, pruned) = conforms(10, &|i| {
+        Arc::new(RocksStore::open(&dir.path().join(format!("db{i}"))).unwrap())
+    });
     assert!(
-        restarts > 20 && pruned > 20,
-        "{restarts} restarts, {pruned} checkpoints"
+        restarts > 40 && pruned > 40,
+        "{restarts} restarts, {pruned} prunes"
     );
+}
+
+/// A PBFT log written when every engine's records shared one enum (the
+/// CFT baseline's at index 4) still decodes: the variant indices are kept.
+#[test]
+fn a_pbft_log_written_before_the_split_still_decodes() {
+    // Postcard of the old `Persisted::View { view: 3, active: true }`, and
+    // the old `Persisted::NewView`: its index (5), then the NEW-VIEW.
+    let view: PbftRecord = phalanx_crypto::decode(&[1, 3, 1]).unwrap();
+    assert_eq!(
+        view,
+        PbftRecord::View {
+            view: 3,
+            active: true
+        }
+    );
+    let new_view = phalanx_consensus::pbft::messages::NewView {
+        view: 2,
+        view_changes: Vec::new(),
+        pre_prepares: Vec::new(),
+        signature: Signature([7; 64]),
+    };
+    let mut old = vec![5];
+    old.extend(phalanx_crypto::encode(&new_view));
+    let decoded: PbftRecord = phalanx_crypto::decode(&old).unwrap();
+    assert_eq!(decoded, PbftRecord::NewView(new_view));
 }
 
 #[test]
@@ -250,6 +345,6 @@ fn a_corrupt_record_is_refused_with_its_key() {
     store
         .write_consensus(&[(b"view".to_vec(), vec![0xff, 0xff, 0xff])], &[])
         .unwrap();
-    let err = Wal::open(store).unwrap_err().to_string();
+    let err = Wal::<PbftRecord>::open(store).unwrap_err().to_string();
     assert!(err.contains("consensus record view is corrupt"), "{err}");
 }

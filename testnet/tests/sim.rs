@@ -19,7 +19,7 @@
 use clap::Parser;
 use phalanx_consensus::cft::messages::{CftBody, CftMessage};
 use phalanx_consensus::CftRecord;
-use phalanx_consensus::{Engine, EngineStatus, Input, Output, PbftMessage, Persisted};
+use phalanx_consensus::{Cft, Engine, EngineStatus, Input, Output, Pbft, PbftMessage, PbftRecord};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     execute, Address, Executed, Payload, SignatureCheck, SignedTransaction, State, Transaction,
@@ -27,13 +27,12 @@ use phalanx_ledger::{
 };
 use phalanx_testnet::progress::{Clock, Progress, Unit, LINE_EVERY};
 use phalanx_testnet::sim::scenario::{
-    account, account_key, Behaviour, ByzantinePlan, CrashPlan, SilentMode, Submission, CHAIN_ID,
+    account, account_key, ByzantinePlan, CrashPlan, SilentMode, Strategy, Submission, CHAIN_ID,
 };
 use phalanx_testnet::sim::sweep_with_progress;
 use phalanx_testnet::sim::{
-    pbft_factory, run_scenario, run_scenario_with, sweep, Fault, FaultSet, Hooks, Outcome,
-    Scenario, SimArgs, SimConsensus, SimEngine, Sweep, SweepConfig, Tamper, TamperCtx,
-    ViolationKind,
+    factory, run_scenario, run_scenario_with, sweep, Fault, FaultSet, Hooks, Outcome, Scenario,
+    SimArgs, SimConsensus, SimEngine, Sweep, SweepConfig, Tamper, TamperCtx, ViolationKind,
 };
 use std::sync::{Arc, Mutex};
 
@@ -340,8 +339,8 @@ fn calm_cft(seed: u64) -> Scenario {
 /// decided and once, re-signed, for another candidate in the same term.
 struct CftDoubleVote;
 
-impl Tamper<CftMessage> for CftDoubleVote {
-    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<CftMessage>>) {
+impl Tamper<Cft> for CftDoubleVote {
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<CftMessage, CftRecord>>) {
         let mut extra = Vec::new();
         for o in outputs.iter() {
             if let Output::Send { message, .. } | Output::Broadcast(message) = o {
@@ -365,20 +364,15 @@ impl Tamper<CftMessage> for CftDoubleVote {
 /// A CFT driver that drops its hard state records (term and vote).
 struct CftForgetsItsVote;
 
-impl Tamper<CftMessage> for CftForgetsItsVote {
-    fn outputs(&mut self, _ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<CftMessage>>) {
-        outputs.retain(|o| {
-            !matches!(
-                o,
-                Output::Persist(Persisted::Cft(CftRecord::HardState { .. }))
-            )
-        });
+impl Tamper<Cft> for CftForgetsItsVote {
+    fn outputs(&mut self, _ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<CftMessage, CftRecord>>) {
+        outputs.retain(|o| !matches!(o, Output::Persist(CftRecord::HardState { .. })));
     }
 }
 
 #[test]
 fn teeth_cft_checkers_catch_a_double_vote_and_an_unpersisted_vote() {
-    let run = |tamper: Box<dyn Tamper<CftMessage>>| {
+    let run = |tamper: Box<dyn Tamper<Cft>>| {
         run_scenario_with(
             calm_cft(3),
             Hooks {
@@ -517,7 +511,7 @@ impl Printed {
 #[test]
 fn a_sweep_reports_schedules_done_and_violations_found() {
     for (hooks, name) in [
-        (&Hooks::default as &(dyn Fn() -> Hooks + Sync), "shipped"),
+        (&Hooks::default as &(dyn Fn() -> Hooks<Pbft> + Sync), "shipped"),
         (&|| mutant_hooks(false, true), "broken engine"),
     ] {
         let printed = Printed::default();
@@ -572,7 +566,7 @@ fn calm(seed: u64) -> Scenario {
     s
 }
 
-fn run_planted(s: Scenario, hooks: Hooks) -> Outcome {
+fn run_planted(s: Scenario, hooks: Hooks<Pbft>) -> Outcome {
     run_scenario(
         s,
         Hooks {
@@ -593,8 +587,8 @@ fn kinds(o: &Outcome) -> Vec<ViolationKind> {
 /// its engine committed.
 struct ForkAtHeightOne;
 
-impl Tamper for ForkAtHeightOne {
-    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage>>) {
+impl Tamper<Pbft> for ForkAtHeightOne {
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage, PbftRecord>>) {
         if ctx.validator != ValidatorIndex(2) {
             return;
         }
@@ -632,8 +626,8 @@ struct DoubleCommit {
     done: bool,
 }
 
-impl Tamper for DoubleCommit {
-    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage>>) {
+impl Tamper<Pbft> for DoubleCommit {
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage, PbftRecord>>) {
         if self.done || ctx.validator != ValidatorIndex(1) {
             return;
         }
@@ -651,7 +645,7 @@ impl Tamper for DoubleCommit {
             ..v.vote
         }
         .sign(ctx.chain_id, ctx.key);
-        outputs.insert(i + 1, Output::Persist(Persisted::Vote(other)));
+        outputs.insert(i + 1, Output::Persist(PbftRecord::Vote(other)));
         outputs.insert(i + 2, Output::Broadcast(PbftMessage::Commit(other)));
         self.done = true;
     }
@@ -678,14 +672,14 @@ fn teeth_two_commits_for_one_slot_are_double_signing() {
 /// A driver that persists each vote only after sending it.
 struct PersistAfterSend;
 
-impl Tamper for PersistAfterSend {
-    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage>>) {
+impl Tamper<Pbft> for PersistAfterSend {
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<PbftMessage, PbftRecord>>) {
         if ctx.validator != ValidatorIndex(3) {
             return;
         }
         let mut i = 0;
         while i < outputs.len() {
-            let is_vote = matches!(outputs[i], Output::Persist(Persisted::Vote(_)));
+            let is_vote = matches!(outputs[i], Output::Persist(PbftRecord::Vote(_)));
             let send = outputs[i + 1..]
                 .iter()
                 .position(|o| matches!(o, Output::Broadcast(_) | Output::Send { .. }));
@@ -799,15 +793,20 @@ fn teeth_a_forged_transaction_changing_state_is_a_validity_violation() {
 /// factory: the shipped PBFT engine, optionally deaf to its timers, and
 /// optionally reporting a broken invariant once it has executed a block.
 struct Mutant {
-    inner: SimEngine,
+    inner: SimEngine<Pbft>,
     deaf_to_timers: bool,
     broken_after_first_block: bool,
 }
 
 impl Engine for Mutant {
     type Message = PbftMessage;
+    type Record = PbftRecord;
 
-    fn handle(&mut self, now_ms: u64, input: Input<PbftMessage>) -> Vec<Output<PbftMessage>> {
+    fn handle(
+        &mut self,
+        now_ms: u64,
+        input: Input<PbftMessage>,
+    ) -> Vec<Output<PbftMessage, PbftRecord>> {
         match input {
             Input::Timeout(_) if self.deaf_to_timers => Vec::new(),
             other => self.inner.handle(now_ms, other),
@@ -826,8 +825,8 @@ impl Engine for Mutant {
     }
 }
 
-fn mutant_hooks(deaf_to_timers: bool, broken_after_first_block: bool) -> Hooks {
-    let base = pbft_factory();
+fn mutant_hooks(deaf_to_timers: bool, broken_after_first_block: bool) -> Hooks<Pbft> {
+    let base = factory::<Pbft>();
     Hooks {
         engine: Arc::new(move |cfg, key, restored| {
             Box::new(Mutant {
@@ -848,7 +847,7 @@ fn silent_first_primary(seed: u64) -> Scenario {
     s.byzantine = vec![ByzantinePlan {
         validator: ValidatorIndex(0),
         twins: false,
-        behaviours: vec![Behaviour::Silent(SilentMode::All)],
+        behaviours: vec![Strategy::Silent(SilentMode::All)],
     }];
     s.liveness_bound_ms = 5_000;
     s
@@ -882,13 +881,18 @@ fn teeth_a_mutant_engine_from_the_factory_is_caught() {
 /// view it sits alone in the view change, executing what they commit
 /// (catch-up still works) but voting in nothing.
 struct DeafToNewView {
-    inner: SimEngine,
+    inner: SimEngine<Pbft>,
 }
 
 impl Engine for DeafToNewView {
     type Message = PbftMessage;
+    type Record = PbftRecord;
 
-    fn handle(&mut self, now_ms: u64, input: Input<PbftMessage>) -> Vec<Output<PbftMessage>> {
+    fn handle(
+        &mut self,
+        now_ms: u64,
+        input: Input<PbftMessage>,
+    ) -> Vec<Output<PbftMessage, PbftRecord>> {
         match input {
             Input::Message {
                 message: PbftMessage::NewView(_),
@@ -929,9 +933,9 @@ fn teeth_a_replica_left_alone_in_a_view_change_is_a_liveness_violation() {
     let shipped = run_scenario(primary_crashes(12), Hooks::default());
     assert!(shipped.violations.is_empty(), "{:?}", shipped.violations);
     assert!(shipped.stats.max_view >= 1, "the view changed");
-    let base = pbft_factory();
+    let base = factory::<Pbft>();
     let deaf = Hooks {
-        engine: Arc::new(move |cfg, key, restored| -> SimEngine {
+        engine: Arc::new(move |cfg, key, restored| -> SimEngine<Pbft> {
             if cfg.me == ValidatorIndex(3) {
                 Box::new(DeafToNewView {
                     inner: base(cfg, key, restored),

@@ -10,7 +10,8 @@
 //! the crash-vs-Byzantine comparison shows).
 
 use crate::config::Config;
-use phalanx_crypto::{Domain, Keypair, Signature};
+use crate::engine::{Message, Promise, Record, RecordKey, Summary};
+use phalanx_crypto::{Domain, Hash, Keypair, Signature};
 use phalanx_ledger::{Height, Payload, ValidatorIndex};
 use serde::{Deserialize, Serialize};
 
@@ -118,10 +119,99 @@ impl CftBody {
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            CftBody::RequestVote(_) => "request-vote",
+            CftBody::RequestVote(_) => "request_vote",
             CftBody::Vote(_) => "vote",
-            CftBody::AppendEntries(_) => "append-entries",
-            CftBody::AppendAck(_) => "append-ack",
+            CftBody::AppendEntries(_) => "append_entries",
+            CftBody::AppendAck(_) => "append_ack",
+        }
+    }
+}
+
+/// The promise a granted vote makes: one candidate per term (§5.2).
+fn vote_promise(term: u64, candidate: ValidatorIndex) -> Promise {
+    Promise {
+        what: "vote",
+        view: term,
+        seq: 0,
+        digest: Hash::digest(&candidate.0.to_le_bytes()),
+    }
+}
+
+/// The promise an entry makes: one payload per (term, index) — only the
+/// leader of a term creates entries of that term, one per index (§5.3,
+/// Log Matching).
+fn entry_promise(payload: &Payload) -> Promise {
+    Promise {
+        what: "entry",
+        view: payload.round,
+        seq: payload.height.0,
+        digest: payload.digest(),
+    }
+}
+
+impl Message for CftMessage {
+    /// In variant order of [`CftBody`] (the first byte of the encoding:
+    /// the body is the message's first field).
+    const KINDS: &'static [&'static str] =
+        &["request_vote", "vote", "append_entries", "append_ack"];
+
+    /// No digest: a CFT entry's would have to be computed from its payload.
+    fn summary(&self) -> Summary {
+        let seq = match &self.body {
+            CftBody::RequestVote(m) => m.last_log_index.0,
+            CftBody::Vote(_) => 0,
+            CftBody::AppendEntries(m) => m.prev_log_index.0 + m.entries.len() as u64,
+            CftBody::AppendAck(m) => m.last_index.0,
+        };
+        Summary {
+            kind: self.body.kind(),
+            view: self.body.term(),
+            seq,
+            signer: self.body.sender(),
+            digest: None,
+        }
+    }
+
+    /// Raft's promises (§5.2, §5.3): a vote granted in a term, and each
+    /// entry a leader sends.
+    fn promises(&self, sender: ValidatorIndex) -> Vec<Promise> {
+        match &self.body {
+            CftBody::Vote(v) if v.voter == sender && v.granted => {
+                vec![vote_promise(v.term, v.candidate)]
+            }
+            CftBody::AppendEntries(a) if a.leader == sender => {
+                a.entries.iter().map(entry_promise).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let by = self.body.sender();
+        match &self.body {
+            CftBody::RequestVote(m) => format!(
+                "request-vote t{} by {by} (last {} t{})",
+                m.term, m.last_log_index, m.last_log_term
+            ),
+            CftBody::Vote(m) => format!(
+                "vote t{} by {by} for {}: {}",
+                m.term,
+                m.candidate,
+                if m.granted { "granted" } else { "refused" }
+            ),
+            CftBody::AppendEntries(m) => format!(
+                "append-entries t{} by {by} after {} ({} entries, commit {})",
+                m.term,
+                m.prev_log_index,
+                m.entries.len(),
+                m.leader_commit
+            ),
+            CftBody::AppendAck(m) => format!(
+                "append-ack t{} by {by}: {} at {}",
+                m.term,
+                if m.success { "ok" } else { "refused" },
+                m.last_index
+            ),
         }
     }
 }
@@ -174,7 +264,7 @@ impl CftMessage {
     }
 }
 
-/// What the CFT engine makes durable (inside [`crate::Persisted::Cft`]).
+/// What the CFT engine makes durable.
 ///
 /// Restoring must not depend on the order a store returns records in (the
 /// node's write-ahead log reads them back in key order): the hard state only
@@ -212,4 +302,37 @@ pub enum CftRecord {
         /// Its term.
         term: u64,
     },
+}
+
+impl Record for CftRecord {
+    /// One hard state, entries by index (a rewrite of an index replaces
+    /// the record; pruned at compaction), the last truncation, the last
+    /// compaction. Restore takes them in any order (they carry a write
+    /// counter).
+    fn key(&self) -> RecordKey {
+        match self {
+            CftRecord::HardState { .. } => RecordKey::single(b"cft/hard"),
+            CftRecord::Entry { payload, .. } => RecordKey::at(b"cft/entry/", payload.height, &[]),
+            CftRecord::Truncate { .. } => RecordKey::single(b"cft/truncate"),
+            CftRecord::Compacted { .. } => RecordKey::single(b"cft/compacted"),
+        }
+    }
+
+    fn prunes_up_to(&self) -> Option<Height> {
+        match self {
+            CftRecord::Compacted { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+
+    fn promises(&self) -> Vec<Promise> {
+        match self {
+            CftRecord::HardState {
+                term,
+                voted_for: Some(candidate),
+            } => vec![vote_promise(*term, *candidate)],
+            CftRecord::Entry { payload, .. } => vec![entry_promise(payload)],
+            _ => Vec::new(),
+        }
+    }
 }

@@ -36,7 +36,8 @@ pub mod messages;
 pub mod replication;
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineStatus, Input, Output, Persisted, Restored};
+use crate::config::ConfigError;
+use crate::engine::{Engine, EngineStatus, Input, Output, Protocol, Restored};
 use log::Log;
 use messages::{CftBody, CftMessage, CftRecord};
 use phalanx_crypto::{Hash, Keypair};
@@ -44,7 +45,7 @@ use phalanx_ledger::{Height, SignedTransaction, ValidatorIndex};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// The output type of the CFT engine.
-pub type CftOutput = Output<CftMessage>;
+pub type CftOutput = Output<CftMessage, CftRecord>;
 
 /// What this validator is doing in its current term (§5.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,30 +143,18 @@ impl Cft {
     /// A fresh engine at genesis. `cfg` should come from
     /// [`Config::from_genesis_cft`] (majority quorums).
     pub fn new(cfg: Config, key: Keypair, genesis_hash: Hash) -> Cft {
-        Cft::restore(
-            cfg,
-            key,
-            Restored {
-                records: Vec::new(),
-                last_executed: Height::GENESIS,
-                last_block_hash: genesis_hash,
-                recent_blocks: Vec::new(),
-            },
-        )
+        Cft::restore(cfg, key, Restored::genesis(genesis_hash))
     }
 
     /// An engine restarted from persisted records and the store's last
     /// block. It restarts as a follower in its persisted term with its
     /// persisted vote, so it never votes twice in one term (§5.2), and with
     /// every entry it acknowledged (§5.3).
-    pub fn restore(cfg: Config, key: Keypair, restored: Restored) -> Cft {
+    pub fn restore(cfg: Config, key: Keypair, restored: Restored<CftRecord>) -> Cft {
         let mut hard = (0u64, None);
         let mut base = (Height::GENESIS, 0u64);
         let mut writes = Vec::new();
         for record in restored.records {
-            let Persisted::Cft(record) = record else {
-                continue;
-            };
             match record {
                 CftRecord::HardState { term, voted_for } => {
                     // The hard state only grows: a later term, or a vote
@@ -313,10 +302,10 @@ impl Cft {
         let hard = (self.term, self.voted_for);
         if hard != self.persisted_hard {
             self.persisted_hard = hard;
-            out.push(Output::Persist(Persisted::Cft(CftRecord::HardState {
+            out.push(Output::Persist(CftRecord::HardState {
                 term: self.term,
                 voted_for: self.voted_for,
-            })));
+            }));
         }
     }
 
@@ -328,10 +317,7 @@ impl Cft {
     ) {
         let write = self.next_write;
         self.next_write += 1;
-        out.push(Output::Persist(Persisted::Cft(CftRecord::Entry {
-            write,
-            payload,
-        })));
+        out.push(Output::Persist(CftRecord::Entry { write, payload }));
     }
 
     /// Removes entries from `from` on, durably.
@@ -339,10 +325,7 @@ impl Cft {
         self.log.truncate_from(from);
         let write = self.next_write;
         self.next_write += 1;
-        out.push(Output::Persist(Persisted::Cft(CftRecord::Truncate {
-            write,
-            from,
-        })));
+        out.push(Output::Persist(CftRecord::Truncate { write, from }));
     }
 
     fn on_transactions(&mut self, txs: Vec<SignedTransaction>, out: &mut Vec<CftOutput>) {
@@ -401,8 +384,24 @@ impl Cft {
     }
 }
 
+impl Protocol for Cft {
+    const NAME: &'static str = "cft";
+
+    fn config(
+        genesis: &phalanx_ledger::Genesis,
+        me: ValidatorIndex,
+    ) -> Result<Config, ConfigError> {
+        Config::from_genesis_cft(genesis, me)
+    }
+
+    fn restore(cfg: Config, key: Keypair, restored: Restored<CftRecord>) -> Cft {
+        Cft::restore(cfg, key, restored)
+    }
+}
+
 impl Engine for Cft {
     type Message = CftMessage;
+    type Record = CftRecord;
 
     fn handle(&mut self, now_ms: u64, input: Input<CftMessage>) -> Vec<CftOutput> {
         self.now_ms = self.now_ms.max(now_ms);

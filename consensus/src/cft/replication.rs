@@ -8,7 +8,7 @@
 
 use super::messages::{AppendAck, AppendEntries, CftBody, CftRecord};
 use super::{Cft, CftOutput, Role};
-use crate::engine::{Output, Persisted, TimeoutKind};
+use crate::engine::{Output, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Block, Height, Justification, Payload, ValidatorIndex};
 
@@ -453,10 +453,7 @@ impl Cft {
             let index = Height(height.0 - keep);
             self.log.compact_to(index);
             let (index, term) = self.log.base();
-            out.push(Output::Persist(Persisted::Cft(CftRecord::Compacted {
-                index,
-                term,
-            })));
+            out.push(Output::Persist(CftRecord::Compacted { index, term }));
         }
         self.maybe_propose(out);
     }

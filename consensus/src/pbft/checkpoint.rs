@@ -3,8 +3,9 @@
 
 use super::log::Inserted;
 use super::messages::{verify_vote, PbftMessage};
+use super::record::PbftRecord;
 use super::{Pbft, PbftOutput, StableCheckpoint};
-use crate::engine::{Output, Persisted, TimeoutKind};
+use crate::engine::{Output, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Height, SignedVote, Vote, VoteKind};
 
@@ -84,7 +85,7 @@ impl Pbft {
             return;
         }
         let seq = cp.seq;
-        out.push(Output::Persist(Persisted::StableCheckpoint {
+        out.push(Output::Persist(PbftRecord::StableCheckpoint {
             seq,
             digest: cp.digest,
             proof: cp.proof.clone(),

@@ -4,7 +4,9 @@
 //! domain tag per message kind plus (chain id, view, seq, digest); validity is
 //! checked against the validator set, never against the transport sender.
 
+use super::record::{view_promise, vote_promise};
 use crate::config::Config;
+use crate::engine::{Message, Promise, Summary};
 use phalanx_crypto::{Domain, Hash, Keypair, Signature};
 use phalanx_ledger::{
     CommitCertificate, Evidence, Height, Payload, SignedVote, ValidatorIndex, VoteKind,
@@ -36,15 +38,132 @@ pub enum PbftMessage {
 impl PbftMessage {
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
+        self.summary().kind
+    }
+}
+
+impl Message for PbftMessage {
+    /// In variant order (the first byte of the encoding).
+    const KINDS: &'static [&'static str] = &[
+        "pre_prepare",
+        "prepare",
+        "commit",
+        "checkpoint",
+        "view_change",
+        "new_view",
+        "evidence",
+        "complaint",
+    ];
+
+    fn summary(&self) -> Summary {
+        let vote = |kind, v: &SignedVote| Summary {
+            kind,
+            view: v.vote.view,
+            seq: v.vote.seq.0,
+            signer: v.vote.voter,
+            digest: Some(v.vote.digest),
+        };
         match self {
-            PbftMessage::PrePrepare(_) => "pre-prepare",
-            PbftMessage::Prepare(_) => "prepare",
-            PbftMessage::Commit(_) => "commit",
-            PbftMessage::Checkpoint(_) => "checkpoint",
-            PbftMessage::ViewChange(_) => "view-change",
-            PbftMessage::NewView(_) => "new-view",
-            PbftMessage::Evidence(_) => "evidence",
-            PbftMessage::Complaint(_) => "complaint",
+            PbftMessage::PrePrepare(pp) => vote("pre_prepare", &pp.vote),
+            PbftMessage::Prepare(v) => vote("prepare", v),
+            PbftMessage::Commit(v) => vote("commit", v),
+            PbftMessage::Checkpoint(v) => vote("checkpoint", v),
+            PbftMessage::Evidence(e) => vote("evidence", &e.first),
+            PbftMessage::Complaint(c) => Summary {
+                kind: "complaint",
+                view: c.view,
+                seq: 0,
+                signer: c.voter,
+                digest: None,
+            },
+            PbftMessage::ViewChange(vc) => Summary {
+                kind: "view_change",
+                view: vc.body.new_view,
+                seq: vc.body.stable_seq.0,
+                signer: vc.body.voter,
+                digest: Some(vc.body.stable_digest),
+            },
+            PbftMessage::NewView(nv) => Summary {
+                kind: "new_view",
+                view: nv.view,
+                seq: nv
+                    .pre_prepares
+                    .iter()
+                    .map(|v| v.vote.seq.0)
+                    .max()
+                    .unwrap_or(0),
+                signer: nv
+                    .pre_prepares
+                    .first()
+                    .map_or(ValidatorIndex(u32::MAX), |v| v.vote.voter),
+                digest: None,
+            },
+        }
+    }
+
+    fn votes(&self) -> Vec<&SignedVote> {
+        match self {
+            PbftMessage::PrePrepare(pp) => vec![&pp.vote],
+            PbftMessage::Prepare(v) | PbftMessage::Commit(v) | PbftMessage::Checkpoint(v) => {
+                vec![v]
+            }
+            PbftMessage::NewView(nv) => nv.pre_prepares.iter().collect(),
+            PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) | PbftMessage::Complaint(_) => {
+                Vec::new()
+            }
+        }
+    }
+
+    fn evidence_offender(&self) -> Option<ValidatorIndex> {
+        match self {
+            PbftMessage::Evidence(e) => Some(e.offender()),
+            _ => None,
+        }
+    }
+
+    /// The votes `sender` signed in it (a NEW-VIEW relays the VIEW-CHANGEs
+    /// of others but its pre-prepares are the new primary's), and the view
+    /// a VIEW-CHANGE of its own moves to.
+    fn promises(&self, sender: ValidatorIndex) -> Vec<Promise> {
+        let mut promises: Vec<Promise> = self
+            .votes()
+            .into_iter()
+            .filter(|v| v.vote.voter == sender)
+            .map(vote_promise)
+            .collect();
+        if let PbftMessage::ViewChange(vc) = self {
+            if vc.body.voter == sender {
+                promises.push(view_promise(vc.body.new_view));
+            }
+        }
+        promises
+    }
+
+    fn describe(&self) -> String {
+        let s = self.summary();
+        let (voter, view, seq) = (s.signer, s.view, s.seq);
+        match self {
+            PbftMessage::PrePrepare(pp) => format!(
+                "pre-prepare v{view} s{seq} by {voter} ({} txs, {})",
+                pp.payload.txs.len(),
+                s.short_digest()
+            ),
+            PbftMessage::Prepare(_) | PbftMessage::Commit(_) | PbftMessage::Checkpoint(_) => {
+                format!("{} v{view} s{seq} by {voter} ({})", s.kind, s.short_digest())
+            }
+            PbftMessage::ViewChange(vc) => format!(
+                "view-change to v{view} by {voter} (stable {seq}, {} prepared, {} committed, {} complaints)",
+                vc.body.prepared.len(),
+                vc.body.committed.len(),
+                vc.justification.len()
+            ),
+            PbftMessage::NewView(nv) => format!(
+                "new-view v{view} ({} view-changes, {} pre-prepares)",
+                nv.view_changes.len(),
+                nv.pre_prepares.len()
+            ),
+            PbftMessage::Evidence(_) => format!("evidence against {voter} (v{view} s{seq})"),
+            PbftMessage::Complaint(_) => format!("complaint about v{view} by {voter}"),
         }
     }
 }

@@ -12,21 +12,23 @@ pub mod checkpoint;
 pub mod log;
 pub mod messages;
 pub mod normal;
+pub mod record;
 pub mod sync;
 pub mod view_change;
 
-use crate::config::Config;
-use crate::engine::{Engine, EngineStatus, Input, Output, Persisted, Restored, TimeoutKind};
+use crate::config::{Config, ConfigError};
+use crate::engine::{Engine, EngineStatus, Input, Output, Protocol, Restored, TimeoutKind};
 use log::Slot;
 use messages::{Complaint, NewView, PbftMessage, ViewChange};
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
     Evidence, Height, SignedTransaction, SignedVote, ValidatorIndex, Vote, VoteKind,
 };
+use record::PbftRecord;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// The output type of the PBFT engine.
-pub type PbftOutput = Output<PbftMessage>;
+pub type PbftOutput = Output<PbftMessage, PbftRecord>;
 
 /// Most messages for future views kept until that view starts.
 const MAX_FUTURE_MESSAGES: usize = 8192;
@@ -133,20 +135,11 @@ impl std::fmt::Debug for Pbft {
 impl Pbft {
     /// A fresh engine at genesis.
     pub fn new(cfg: Config, key: Keypair, genesis_hash: Hash) -> Pbft {
-        Pbft::restore(
-            cfg,
-            key,
-            Restored {
-                records: Vec::new(),
-                last_executed: Height::GENESIS,
-                last_block_hash: genesis_hash,
-                recent_blocks: Vec::new(),
-            },
-        )
+        Pbft::restore(cfg, key, Restored::genesis(genesis_hash))
     }
 
     /// An engine restarted from persisted records and the store's last block.
-    pub fn restore(cfg: Config, key: Keypair, restored: Restored) -> Pbft {
+    pub fn restore(cfg: Config, key: Keypair, restored: Restored<PbftRecord>) -> Pbft {
         let mut engine = Pbft {
             key,
             view: 0,
@@ -190,12 +183,12 @@ impl Pbft {
         }
         for record in restored.records {
             match record {
-                Persisted::Vote(v) => {
+                PbftRecord::Vote(v) => {
                     engine
                         .signed
                         .insert((v.vote.kind, v.vote.view, v.vote.seq), v);
                 }
-                Persisted::View { view, active } => {
+                PbftRecord::View { view, active } => {
                     if view > engine.view || (view == engine.view && !active) {
                         engine.view = view;
                         engine.view_active = active;
@@ -203,7 +196,7 @@ impl Pbft {
                         engine.view_active = true;
                     }
                 }
-                Persisted::Prepared(cert) => {
+                PbftRecord::Prepared(cert) => {
                     let (view, seq, digest) = cert.slot();
                     let slot = engine.slots.entry(seq).or_default();
                     if slot.prepared.as_ref().is_none_or(|p| p.slot().0 < view) {
@@ -211,12 +204,12 @@ impl Pbft {
                         slot.prepared = Some(cert);
                     }
                 }
-                Persisted::StableCheckpoint { seq, digest, proof } => {
+                PbftRecord::StableCheckpoint { seq, digest, proof } => {
                     if seq > engine.stable.seq {
                         engine.stable = StableCheckpoint { seq, digest, proof };
                     }
                 }
-                Persisted::NewView(nv) => {
+                PbftRecord::NewView(nv) => {
                     if engine
                         .last_new_view
                         .as_ref()
@@ -225,7 +218,7 @@ impl Pbft {
                         engine.last_new_view = Some(nv);
                     }
                 }
-                Persisted::ViewJustification(complaints) => {
+                PbftRecord::ViewJustification(complaints) => {
                     for c in complaints {
                         engine
                             .complaints
@@ -234,8 +227,7 @@ impl Pbft {
                             .insert(c.voter, c);
                     }
                 }
-                // Another engine's records: not ours to restore.
-                Persisted::Cft(_) => {}
+                PbftRecord::Unused => {}
             }
         }
         let stable = engine.stable.seq;
@@ -326,7 +318,7 @@ impl Pbft {
         }
         let signed = vote.sign(&self.cfg.chain_id, &self.key);
         self.signed.insert(key, signed);
-        out.push(Output::Persist(Persisted::Vote(signed)));
+        out.push(Output::Persist(PbftRecord::Vote(signed)));
         Some(signed)
     }
 
@@ -589,8 +581,24 @@ impl Pbft {
     }
 }
 
+impl Protocol for Pbft {
+    const NAME: &'static str = "pbft";
+
+    fn config(
+        genesis: &phalanx_ledger::Genesis,
+        me: ValidatorIndex,
+    ) -> Result<Config, ConfigError> {
+        Config::from_genesis(genesis, me)
+    }
+
+    fn restore(cfg: Config, key: Keypair, restored: Restored<PbftRecord>) -> Pbft {
+        Pbft::restore(cfg, key, restored)
+    }
+}
+
 impl Engine for Pbft {
     type Message = PbftMessage;
+    type Record = PbftRecord;
 
     fn handle(&mut self, now_ms: u64, input: Input<PbftMessage>) -> Vec<PbftOutput> {
         self.now_ms = self.now_ms.max(now_ms);

@@ -3,8 +3,9 @@
 
 use super::log::Inserted;
 use super::messages::{check_payload, verify_vote, PbftMessage, PrePrepare, PreparedCert};
+use super::record::PbftRecord;
 use super::{Pbft, PbftOutput};
-use crate::engine::{Output, Persisted, TimeoutKind};
+use crate::engine::{Output, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     CommitCertificate, Height, Justification, Payload, SignedVote, ValidatorIndex, Vote, VoteKind,
@@ -213,7 +214,7 @@ impl Pbft {
         };
         slot.commit_sent = Some(view);
         slot.prepared = Some(cert.clone());
-        out.push(Output::Persist(Persisted::Prepared(cert)));
+        out.push(Output::Persist(PbftRecord::Prepared(cert)));
         let commit = Vote {
             kind: VoteKind::Commit,
             view,

@@ -10,9 +10,10 @@
 use super::messages::{
     CommittedProof, Complaint, NewView, PbftMessage, PreparedCert, ViewChange, ViewChangeBody,
 };
+use super::record::PbftRecord;
 use super::{Pbft, PbftOutput, StableCheckpoint};
 use crate::config::Config;
-use crate::engine::{Output, Persisted, TimeoutKind};
+use crate::engine::{Output, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Height, Payload, SignedVote, ValidatorIndex, Vote, VoteKind};
 use std::collections::{BTreeMap, BTreeSet};
@@ -129,7 +130,7 @@ impl Pbft {
         self.progress_mark = None;
         self.batch_due = false;
         self.counters.view_changes += 1;
-        out.push(Output::Persist(Persisted::View {
+        out.push(Output::Persist(PbftRecord::View {
             view: target,
             active: false,
         }));
@@ -166,7 +167,7 @@ impl Pbft {
         self.complaints.retain(|v, _| *v + 1 >= target);
         vc.justification = self.justification_for(target);
         if !vc.justification.is_empty() {
-            out.push(Output::Persist(Persisted::ViewJustification(
+            out.push(Output::Persist(PbftRecord::ViewJustification(
                 vc.justification.clone(),
             )));
         }
@@ -504,7 +505,7 @@ impl Pbft {
         match self.verify_new_view(&nv) {
             Ok(plan) => {
                 if nv.view > self.view {
-                    out.push(Output::Persist(Persisted::View {
+                    out.push(Output::Persist(PbftRecord::View {
                         view: nv.view,
                         active: false,
                     }));
@@ -558,12 +559,12 @@ impl Pbft {
     /// prepare them, and replay messages buffered for this view.
     fn enter_view(&mut self, nv: NewView, plan: NewViewPlan, out: &mut Vec<PbftOutput>) {
         let view = nv.view;
-        out.push(Output::Persist(Persisted::NewView(nv.clone())));
+        out.push(Output::Persist(PbftRecord::NewView(nv.clone())));
         self.last_new_view = Some(nv.clone());
         self.view = view;
         self.view_active = true;
         self.progress_mark = None;
-        out.push(Output::Persist(Persisted::View { view, active: true }));
+        out.push(Output::Persist(PbftRecord::View { view, active: true }));
         out.push(Output::ViewChanged {
             view,
             primary: self.cfg.primary(view),

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use phalanx_consensus::{
-    Config, Engine, Input, Output, Pbft, PbftMessage, Persisted, Restored, TimeoutKind,
+    Config, Engine, Input, Output, Pbft, PbftMessage, PbftRecord, Restored, TimeoutKind,
 };
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
@@ -77,7 +77,7 @@ pub struct Node {
     pub engine: Pbft,
     pub blocks: Vec<Block>,
     pub state: State,
-    pub records: Vec<Persisted>,
+    pub records: Vec<PbftRecord>,
     pub timers: BTreeMap<TimeoutKind, u64>,
     pub sent: Vec<PbftMessage>,
     pub evidence: Vec<phalanx_ledger::Evidence>,
@@ -131,7 +131,11 @@ impl Cluster {
     }
 
     /// Feeds one input to node i and carries out its outputs.
-    pub fn input(&mut self, i: usize, input: Input<PbftMessage>) -> Vec<Output<PbftMessage>> {
+    pub fn input(
+        &mut self,
+        i: usize,
+        input: Input<PbftMessage>,
+    ) -> Vec<Output<PbftMessage, PbftRecord>> {
         if !self.nodes[i].up {
             return Vec::new();
         }
@@ -141,7 +145,7 @@ impl Cluster {
         outputs
     }
 
-    pub fn apply(&mut self, i: usize, outputs: Vec<Output<PbftMessage>>) {
+    pub fn apply(&mut self, i: usize, outputs: Vec<Output<PbftMessage, PbftRecord>>) {
         let me = ValidatorIndex(i as u32);
         for o in outputs {
             match o {

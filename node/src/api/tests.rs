@@ -277,11 +277,7 @@ fn node_with_some_metrics() -> Node {
     assert_eq!(node.raw("POST", "/txs", Some(&tx)).0, 409);
     let m = &node.shared.metrics;
     m.dropped(crate::metrics::DropReason::MalformedTxBatch);
-    m.consensus_message(
-        crate::metrics::Direction::Sent,
-        crate::metrics::MessageKind::Prepare,
-        3,
-    );
+    m.consensus_message(crate::metrics::Direction::Sent, "prepare", 3);
     node
 }
 

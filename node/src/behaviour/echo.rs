@@ -19,7 +19,7 @@
 //! into a block and leaves the view. The cost is n−1 small messages per
 //! block per replica.
 
-use crate::metrics::{Direction, DropReason, MessageKind};
+use crate::metrics::{Direction, DropReason};
 use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
 use phalanx_consensus::{Config, PbftMessage};
@@ -34,6 +34,8 @@ const PRE_PREPARE_TAG: u8 = 0;
 const EVIDENCE_TAG: u8 = 6;
 /// Slots remembered (the oldest are forgotten first).
 const REMEMBERED: usize = 4096;
+/// The metrics label of an echo.
+pub const ECHO_KIND: &str = "pre_prepare_echo";
 
 /// What the echo task decides about one incoming message.
 #[derive(Debug, PartialEq)]
@@ -152,6 +154,7 @@ pub fn interpose(
     mut from_net: mpsc::Receiver<NetEvent>,
 ) -> mpsc::Receiver<NetEvent> {
     let (tx, rx) = mpsc::channel(8192);
+    shared.metrics.message_kinds(&[ECHO_KIND]);
     tokio::spawn(async move {
         let me = cfg.me;
         let n = cfg.n() as u32;
@@ -176,22 +179,18 @@ pub fn interpose(
                         bytes: echo.clone(),
                     };
                     if net.try_send(cmd).is_ok() {
-                        shared.metrics.consensus_message(
-                            Direction::Sent,
-                            MessageKind::PrePrepareEcho,
-                            1,
-                        );
+                        shared
+                            .metrics
+                            .consensus_message(Direction::Sent, ECHO_KIND, 1);
                     } else {
                         shared.metrics.dropped(DropReason::NetQueueFull);
                     }
                 }
             }
             if verdict == Verdict::Consume {
-                shared.metrics.consensus_message(
-                    Direction::Received,
-                    MessageKind::PrePrepareEcho,
-                    1,
-                );
+                shared
+                    .metrics
+                    .consensus_message(Direction::Received, ECHO_KIND, 1);
             }
             if verdict != Verdict::Consume
                 && tx.send(NetEvent::Consensus { from, bytes }).await.is_err()

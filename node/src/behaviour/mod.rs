@@ -14,104 +14,24 @@
 //! an engine emits.
 
 pub mod admin;
-mod cft;
 pub mod echo;
-mod pbft;
 
-use crate::metrics::{Direction, DropReason, MessageKind};
+pub use phalanx_adversary::Behaviour;
+
+use crate::metrics::{Direction, DropReason};
 use crate::p2p::NetCommand;
 use crate::shared::Shared;
-use phalanx_consensus::Config;
+use phalanx_adversary::{injected, Adversarial, Adversary, AdversaryStats, Collusion, Ctx, Rng};
+use phalanx_consensus::{Config, Message};
 use phalanx_crypto::Keypair;
 use phalanx_ledger::ValidatorIndex;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// How a validator behaves towards its peers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Behaviour {
-    /// Sends what the honest engine sends.
-    #[default]
-    Honest,
-    /// Sends no consensus messages at all.
-    Silent,
-    /// PBFT: as primary, different PRE-PREPAREs to two halves of the
-    /// validators; as replica, conflicting PREPARE/COMMIT to two halves.
-    /// CFT: as leader, different entries to two halves of the followers; as
-    /// follower, grants every vote it is asked for.
-    Equivocate,
-    /// Every consensus message it sends carries an invalid signature.
-    BadSig,
-    /// Also resends messages it sent earlier (old views, old sequence numbers).
-    StaleReplay,
-    /// Everything it sends leaves this many milliseconds late.
-    Delay(u64),
-}
-
-/// The accepted spellings, for error messages and `--help`.
-pub const BEHAVIOURS: &str = "honest, silent, equivocate, bad-sig, stale-replay, delay:MS";
-
-impl std::str::FromStr for Behaviour {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Behaviour, String> {
-        let s = s.trim();
-        Ok(match s {
-            "honest" => Behaviour::Honest,
-            "silent" => Behaviour::Silent,
-            "equivocate" => Behaviour::Equivocate,
-            "bad-sig" => Behaviour::BadSig,
-            "stale-replay" => Behaviour::StaleReplay,
-            _ => match s.strip_prefix("delay:") {
-                Some(ms) => match ms.parse::<u64>() {
-                    Ok(ms) if ms <= 60_000 => Behaviour::Delay(ms),
-                    _ => {
-                        return Err(format!(
-                            "behaviour {s:?}: the delay must be a whole number of milliseconds \
-                             from 0 to 60000, e.g. delay:200"
-                        ))
-                    }
-                },
-                None => {
-                    return Err(format!(
-                        "unknown behaviour {s:?}; choose one of {BEHAVIOURS}"
-                    ))
-                }
-            },
-        })
-    }
-}
-
-impl std::fmt::Display for Behaviour {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Behaviour::Honest => f.write_str("honest"),
-            Behaviour::Silent => f.write_str("silent"),
-            Behaviour::Equivocate => f.write_str("equivocate"),
-            Behaviour::BadSig => f.write_str("bad-sig"),
-            Behaviour::StaleReplay => f.write_str("stale-replay"),
-            Behaviour::Delay(ms) => write!(f, "delay:{ms}"),
-        }
-    }
-}
-
-impl Serialize for Behaviour {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Behaviour {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Behaviour, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// What the misbehaving wrapper has done so far (`GET /admin/faults`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,104 +128,13 @@ impl FaultControl {
     }
 }
 
-/// A Byzantine rewrite of one engine's outgoing messages. Implementations
-/// re-sign only with this validator's key.
-pub trait Mischief<M>: Send {
-    /// What goes on the wire when the honest engine sends `message` to
-    /// `dests` (each element one message to one validator).
-    fn outgoing(
-        &mut self,
-        now_ms: u64,
-        message: M,
-        dests: Vec<ValidatorIndex>,
-        stats: &mut MischiefStats,
-    ) -> Vec<(ValidatorIndex, M)>;
-
-    /// Messages it sends on its own clock (stale replays); `view` is the
-    /// engine's current view or term.
-    fn tick(
-        &mut self,
-        _now_ms: u64,
-        _view: u64,
-        _stats: &mut MischiefStats,
-    ) -> Vec<(ValidatorIndex, M)> {
-        Vec::new()
-    }
-}
-
-/// A consensus message type the wrapper can rewrite.
-pub trait WireMessage: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
-    /// The rewrite for `behaviour` (`None` for behaviours that leave
-    /// messages as they are: honest, delay).
-    fn mischief(
-        behaviour: Behaviour,
-        cfg: &Config,
-        key: &Keypair,
-        seed: u64,
-    ) -> Option<Box<dyn Mischief<Self>>>;
-
-    /// Whether encoded bytes may be equivocation evidence (a cheap check, so
-    /// the honest path does not decode every message it forwards).
-    fn is_evidence_bytes(bytes: &[u8]) -> bool;
-
-    /// The validator this message proves faulty, if it is equivocation
-    /// evidence (the honest engine only sends evidence it verified).
-    fn evidence_offender(&self) -> Option<ValidatorIndex>;
-
-    /// The kind of an encoded message, read from its first byte (postcard
-    /// writes the enum's variant index first), so counting what goes out
-    /// costs no decoding.
-    fn wire_kind(bytes: &[u8]) -> Option<MessageKind>;
-}
-
-/// The message rewrite of `behaviour` over an honest engine's output.
-pub fn mischief_for<M: WireMessage>(
-    behaviour: Behaviour,
-    cfg: &Config,
-    key: &Keypair,
-    seed: u64,
-) -> Option<Box<dyn Mischief<M>>> {
-    match behaviour {
-        Behaviour::Honest | Behaviour::Delay(_) => None,
-        Behaviour::Silent => Some(Box::new(Silent)),
-        _ => M::mischief(behaviour, cfg, key, seed),
-    }
-}
-
-/// Withholds everything.
-struct Silent;
-
-impl<M> Mischief<M> for Silent {
-    fn outgoing(
-        &mut self,
-        _now_ms: u64,
-        _message: M,
-        dests: Vec<ValidatorIndex>,
-        stats: &mut MischiefStats,
-    ) -> Vec<(ValidatorIndex, M)> {
-        stats.withheld += dests.len() as u64;
-        Vec::new()
-    }
-}
-
-/// Splits `dests` into a first and a second half, deterministically (the
-/// same recipients always land in the same half), each non-empty when
-/// there are two or more recipients.
-pub fn second_half(dests: &[ValidatorIndex], v: ValidatorIndex) -> bool {
-    let mut sorted: Vec<u32> = dests.iter().map(|d| d.0).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let pos = sorted.iter().position(|d| *d == v.0).unwrap_or(0);
-    sorted.len() >= 2 && pos >= sorted.len() / 2
-}
-
 /// How often a node that replays stale messages does so.
 const REPLAY_EVERY: Duration = Duration::from_millis(200);
 
 /// Puts the fault wrapper between the driver and the network: returns the
 /// sender the driver should use; what it receives goes on to `net` as the
 /// current behaviour makes it.
-pub fn interpose<M: WireMessage>(
+pub fn interpose<E: Adversarial>(
     control: Arc<FaultControl>,
     shared: Arc<Shared>,
     cfg: Config,
@@ -315,7 +144,7 @@ pub fn interpose<M: WireMessage>(
     let (tx, rx) = mpsc::channel(8192);
     let (late_tx, late_rx) = mpsc::unbounded_channel();
     tokio::spawn(forward_late(late_rx, net.clone()));
-    let wrapper = Wrapper::<M> {
+    let wrapper = Wrapper::<E> {
         control,
         shared,
         cfg,
@@ -325,6 +154,8 @@ pub fn interpose<M: WireMessage>(
         current: None,
         installed: Behaviour::Honest,
         generation: 0,
+        rng: Rng::new(0),
+        collusion: Collusion::default(),
     };
     tokio::spawn(wrapper.run(rx));
     tx
@@ -362,19 +193,23 @@ async fn forward_late(
     }
 }
 
-struct Wrapper<M: WireMessage> {
+struct Wrapper<E: Adversarial> {
     control: Arc<FaultControl>,
     shared: Arc<Shared>,
     cfg: Config,
     key: Keypair,
     net: mpsc::Sender<NetCommand>,
     late: mpsc::UnboundedSender<(Instant, NetCommand)>,
-    current: Option<Box<dyn Mischief<M>>>,
+    current: Option<Box<dyn Adversary<E::Message>>>,
     installed: Behaviour,
     generation: u64,
+    /// The adversary's random source (reseeded per behaviour installed).
+    rng: Rng,
+    /// A lone Byzantine node colludes with nobody.
+    collusion: Collusion,
 }
 
-impl<M: WireMessage> Wrapper<M> {
+impl<E: Adversarial> Wrapper<E> {
     async fn run(mut self, mut commands: mpsc::Receiver<NetCommand>) {
         self.refresh();
         let mut tick = tokio::time::interval(REPLAY_EVERY);
@@ -394,8 +229,8 @@ impl<M: WireMessage> Wrapper<M> {
         let now = self.control.behaviour();
         if now != self.installed || self.generation == 0 {
             self.generation += 1;
-            let seed = u64::from(self.cfg.me.0) << 32 | self.generation;
-            self.current = mischief_for::<M>(now, &self.cfg, &self.key, seed);
+            self.rng = Rng::new(u64::from(self.cfg.me.0) << 32 | self.generation);
+            self.current = injected::<E>(now, &self.cfg, &self.key);
             self.installed = now;
             let name = now.to_string();
             self.shared.set_status(|s| s.behaviour = name);
@@ -419,7 +254,7 @@ impl<M: WireMessage> Wrapper<M> {
             NetCommand::Broadcast(bytes) => {
                 if self.current.is_none() && self.control.delay().is_zero() {
                     self.note_evidence(&bytes);
-                    let kind = M::wire_kind(&bytes);
+                    let kind = E::Message::wire_kind(&bytes);
                     if self.net.try_send(NetCommand::Broadcast(bytes)).is_ok() {
                         self.count_sent(kind, self.cfg.n() as u64 - 1);
                     } else {
@@ -436,15 +271,15 @@ impl<M: WireMessage> Wrapper<M> {
 
     /// Records offenders of evidence the honest engine sends (it verified it).
     fn note_evidence(&self, bytes: &[u8]) {
-        if !M::is_evidence_bytes(bytes) {
+        if E::Message::wire_kind(bytes) != Some("evidence") {
             return;
         }
-        if let Ok(m) = phalanx_crypto::decode::<M>(bytes) {
+        if let Ok(m) = phalanx_crypto::decode::<E::Message>(bytes) {
             self.note_offender(&m);
         }
     }
 
-    fn note_offender(&self, m: &M) {
+    fn note_offender(&self, m: &E::Message) {
         if let Some(offender) = m.evidence_offender() {
             self.shared.set_status(|s| {
                 if !s.faulty_peers.contains(&offender.0) {
@@ -461,7 +296,7 @@ impl<M: WireMessage> Wrapper<M> {
 
     fn on_consensus(&mut self, bytes: Arc<Vec<u8>>, dests: Vec<ValidatorIndex>) {
         let decoded = if self.current.is_some() {
-            phalanx_crypto::decode::<M>(&bytes).ok()
+            phalanx_crypto::decode::<E::Message>(&bytes).ok()
         } else {
             None
         };
@@ -478,9 +313,17 @@ impl<M: WireMessage> Wrapper<M> {
             return;
         };
         self.note_offender(&message);
-        let mut stats = MischiefStats::default();
+        let mut stats = AdversaryStats::default();
         let wire = match self.current.as_mut() {
-            Some(mischief) => mischief.outgoing(crate::clock::now_ms(), message, dests, &mut stats),
+            Some(adversary) => {
+                let mut ctx = Ctx {
+                    rng: &mut self.rng,
+                    collusion: &mut self.collusion,
+                    stats: &mut stats,
+                    now: crate::clock::now_ms(),
+                };
+                adversary.outgoing(&mut ctx, message, dests)
+            }
             None => Vec::new(),
         };
         self.control.count(|s| add(s, &stats));
@@ -493,11 +336,17 @@ impl<M: WireMessage> Wrapper<M> {
     fn on_tick(&mut self) {
         self.refresh();
         let view = self.shared.status().view;
-        let Some(mischief) = self.current.as_mut() else {
+        let Some(adversary) = self.current.as_mut().filter(|a| a.wants_ticks()) else {
             return;
         };
-        let mut stats = MischiefStats::default();
-        let wire = mischief.tick(crate::clock::now_ms(), view, &mut stats);
+        let mut stats = AdversaryStats::default();
+        let mut ctx = Ctx {
+            rng: &mut self.rng,
+            collusion: &mut self.collusion,
+            stats: &mut stats,
+            now: crate::clock::now_ms(),
+        };
+        let wire = adversary.tick(&mut ctx, view);
         self.control.count(|s| add(s, &stats));
         for (to, m) in wire {
             let bytes = Arc::new(phalanx_crypto::encode(&m));
@@ -509,7 +358,7 @@ impl<M: WireMessage> Wrapper<M> {
     /// consensus messages that leave.
     fn emit(&self, cmd: NetCommand) {
         let kind = match &cmd {
-            NetCommand::Send { bytes, .. } => Some(M::wire_kind(bytes)),
+            NetCommand::Send { bytes, .. } => Some(E::Message::wire_kind(bytes)),
             _ => None,
         };
         let delay = self.control.delay();
@@ -526,7 +375,7 @@ impl<M: WireMessage> Wrapper<M> {
         }
     }
 
-    fn count_sent(&self, kind: Option<MessageKind>, recipients: u64) {
+    fn count_sent(&self, kind: Option<&'static str>, recipients: u64) {
         if let Some(kind) = kind {
             self.shared
                 .metrics
@@ -535,67 +384,11 @@ impl<M: WireMessage> Wrapper<M> {
     }
 }
 
-fn add(total: &mut MischiefStats, s: &MischiefStats) {
+/// Adds what the adversary did to the node's counters.
+fn add(total: &mut MischiefStats, s: &AdversaryStats) {
     total.equivocations += s.equivocations;
     total.conflicting_votes += s.conflicting_votes;
     total.withheld += s.withheld;
     total.bad_signatures += s.bad_signatures;
     total.stale_replays += s.stale_replays;
-    total.delayed += s.delayed;
-}
-
-/// Flips one bit of a signature (deterministically, so tests can tell).
-pub fn flip(sig: &mut phalanx_crypto::Signature) {
-    sig.0[7] ^= 0x20;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn behaviours_parse_and_print_the_same_way() {
-        for s in [
-            "honest",
-            "silent",
-            "equivocate",
-            "bad-sig",
-            "stale-replay",
-            "delay:250",
-        ] {
-            let b: Behaviour = s.parse().unwrap();
-            assert_eq!(b.to_string(), s);
-        }
-        assert_eq!("delay:0".parse::<Behaviour>(), Ok(Behaviour::Delay(0)));
-        let err = "lying".parse::<Behaviour>().unwrap_err();
-        assert!(err.contains("honest, silent"), "{err}");
-        assert!("delay:".parse::<Behaviour>().is_err());
-        assert!("delay:-5".parse::<Behaviour>().is_err());
-        assert!("delay:99999999".parse::<Behaviour>().is_err());
-    }
-
-    #[test]
-    fn halves_are_stable_and_both_non_empty() {
-        let d: Vec<ValidatorIndex> = [3, 1, 2].into_iter().map(ValidatorIndex).collect();
-        let second: Vec<bool> = d.iter().map(|v| second_half(&d, *v)).collect();
-        // Sorted 1, 2, 3: 1 in the first half, 2 and 3 in the second.
-        assert_eq!(second, vec![true, false, true]);
-        let one = [ValidatorIndex(5)];
-        assert!(!second_half(&one, ValidatorIndex(5)));
-    }
-
-    #[test]
-    fn silent_withholds_everything_and_counts_it() {
-        let mut s = Silent;
-        let mut stats = MischiefStats::default();
-        let out = Mischief::<u8>::outgoing(
-            &mut s,
-            0,
-            7u8,
-            vec![ValidatorIndex(1), ValidatorIndex(2)],
-            &mut stats,
-        );
-        assert!(out.is_empty());
-        assert_eq!(stats.withheld, 2);
-    }
 }

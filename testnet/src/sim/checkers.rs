@@ -18,11 +18,10 @@
 //! This module only observes; it never changes what the simulation does.
 
 use super::protocol::SimConsensus;
-use phalanx_consensus::PbftMessage;
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
-    Account, Address, Block, Genesis, Height, Justification, Receipt, SignedTransaction,
-    SignedVote, State, ValidatorIndex, VoteKind,
+    Account, Address, Block, Genesis, Height, Justification, Receipt, SignedTransaction, State,
+    ValidatorIndex,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,29 +97,11 @@ impl fmt::Display for Violation {
     }
 }
 
-/// The own votes carried by a message `me` sends.
-pub fn own_votes(
-    me: ValidatorIndex,
-    primary_of: impl Fn(u64) -> ValidatorIndex,
-    m: &PbftMessage,
-) -> Vec<SignedVote> {
-    match m {
-        PbftMessage::PrePrepare(pp) => vec![pp.vote],
-        PbftMessage::Prepare(v) | PbftMessage::Commit(v) | PbftMessage::Checkpoint(v) => vec![*v],
-        PbftMessage::NewView(nv) if primary_of(nv.view) == me => nv.pre_prepares.clone(),
-        _ => Vec::new(),
-    }
-    .into_iter()
-    .filter(|v| v.vote.voter == me)
-    .collect()
-}
-
-/// Cross-validator safety state: committed hashes by height and every vote
-/// honest validators sent.
+/// Cross-validator safety state: committed hashes by height and every
+/// promise honest validators made.
 #[derive(Debug, Default)]
 pub struct Safety {
     committed: BTreeMap<Height, (Hash, usize)>,
-    votes: BTreeMap<(ValidatorIndex, VoteKind, u64, Height), Hash>,
     promises: BTreeMap<(ValidatorIndex, &'static str, u64, u64), Hash>,
 }
 
@@ -142,29 +123,9 @@ impl Safety {
         }
     }
 
-    /// No double-signing: a vote sent by an honest validator.
-    pub fn on_vote_sent(&mut self, v: &SignedVote) -> Option<String> {
-        let key = (v.vote.voter, v.vote.kind, v.vote.view, v.vote.seq);
-        match self.votes.get(&key) {
-            None => {
-                self.votes.insert(key, v.vote.digest);
-                None
-            }
-            Some(d) if *d == v.vote.digest => None,
-            Some(d) => Some(format!(
-                "validator {} signed {:?} view {} seq {} for {} and for {}",
-                v.vote.voter,
-                v.vote.kind,
-                v.vote.view,
-                v.vote.seq,
-                short(d),
-                short(&v.vote.digest)
-            )),
-        }
-    }
-
-    /// Records a promise other than a PBFT vote (`what` at `round`, `slot`
-    /// with `value`); returns the earlier value if it differs.
+    /// No double-signing: records a promise of an honest validator (`what`
+    /// at `round`, `slot` with `value`); returns the earlier value if it
+    /// differs.
     pub fn on_promise(
         &mut self,
         voter: ValidatorIndex,

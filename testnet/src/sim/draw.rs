@@ -6,8 +6,8 @@
 use super::faults::{Fault, FaultSet};
 use super::rng::Rng;
 use super::scenario::{
-    account, keys, Behaviour, ByzantinePlan, CrashPlan, NetParams, Partition, SilentMode,
-    TwinEpoch, ACCOUNTS, ACCOUNT_BALANCE, CHAIN_ID, VIEW_CHANGE_TIMEOUT_MS,
+    account, keys, ByzantinePlan, CrashPlan, NetParams, Partition, SilentMode, Strategy, TwinEpoch,
+    ACCOUNTS, ACCOUNT_BALANCE, CHAIN_ID, VIEW_CHANGE_TIMEOUT_MS,
 };
 use phalanx_ledger::{ConsensusParams, Genesis, GenesisAccount, ValidatorIndex, ValidatorInfo};
 
@@ -220,13 +220,13 @@ pub(super) fn choose_byzantine(
             }
             for f in picked {
                 behaviours.push(match f {
-                    Fault::Equivocate => Behaviour::Equivocate,
-                    Fault::ConflictingVotes => Behaviour::ConflictingVotes,
-                    Fault::Silent => Behaviour::Silent(choose_silent(r, n, validator)),
-                    Fault::BadSig => Behaviour::BadSig,
-                    Fault::StaleReplay => Behaviour::StaleReplay,
-                    Fault::ForgedViewChange => Behaviour::ForgedViewChange,
-                    _ => Behaviour::BadSync,
+                    Fault::Equivocate => Strategy::Equivocate,
+                    Fault::ConflictingVotes => Strategy::ConflictingVotes,
+                    Fault::Silent => Strategy::Silent(choose_silent(r, n, validator)),
+                    Fault::BadSig => Strategy::BadSig,
+                    Fault::StaleReplay => Strategy::StaleReplay,
+                    Fault::ForgedViewChange => Strategy::ForgedViewChange,
+                    _ => Strategy::BadSync,
                 });
             }
         }

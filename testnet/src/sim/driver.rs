@@ -4,11 +4,12 @@
 //! other input), fetch blocks for catch-up — with the checkers looking at
 //! every output of every honest engine as it is carried out.
 
-use super::checkers::ViolationKind;
+use super::checkers::{short, ViolationKind};
 use super::hooks::TamperCtx;
-use super::protocol::SimMessage;
+use super::protocol::SimProtocol;
 use super::world::{panic_message, Event, World};
-use phalanx_consensus::{Input, Output};
+use phalanx_adversary::Ctx;
+use phalanx_consensus::{Input, Message, Output};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{make_block, Block, Height, Justification, Payload, ValidatorIndex};
 use std::collections::VecDeque;
@@ -18,10 +19,10 @@ use std::rc::Rc;
 /// Most blocks in one catch-up answer: the node's own limit.
 const SYNC_MAX_BLOCKS: usize = phalanx_runtime::SYNC_MAX_BLOCKS as usize;
 
-impl<M: SimMessage> World<M> {
+impl<E: SimProtocol> World<E> {
     /// Feeds one input to a node, carries out its outputs in order, then
     /// the inputs they cause (block executed), like the node's driver.
-    pub(super) fn step(&mut self, node: usize, input: Input<M>) {
+    pub(super) fn step(&mut self, node: usize, input: Input<E::Message>) {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let now = self.now;
@@ -76,7 +77,12 @@ impl<M: SimMessage> World<M> {
         }
     }
 
-    fn carry_out(&mut self, node: usize, output: Output<M>, inputs: &mut VecDeque<Input<M>>) {
+    fn carry_out(
+        &mut self,
+        node: usize,
+        output: Output<E::Message, E::Record>,
+        inputs: &mut VecDeque<Input<E::Message>>,
+    ) {
         match output {
             Output::Persist(record) => self.nodes[node].persist(record),
             Output::Send { to, message } => {
@@ -142,17 +148,18 @@ impl<M: SimMessage> World<M> {
     }
 
     /// Sends an engine's message: checked (honest) or rewritten (Byzantine).
-    fn send(&mut self, node: usize, dests: Vec<ValidatorIndex>, message: M) {
+    fn send(&mut self, node: usize, dests: Vec<ValidatorIndex>, message: E::Message) {
         if self.nodes[node].honest {
             self.check_send(node, &message);
         }
         let wire = match self.nodes[node].adversary.as_mut() {
-            Some(adv) => M::byzantine_outgoing(
-                adv,
-                &mut self.adversary_rng,
-                &mut self.collusion,
-                &mut self.stats.adversary,
-                self.now,
+            Some(adv) => adv.outgoing(
+                &mut Ctx {
+                    rng: &mut self.adversary_rng,
+                    collusion: &mut self.collusion,
+                    stats: &mut self.stats.adversary,
+                    now: self.now,
+                },
                 message,
                 dests,
             ),
@@ -169,9 +176,38 @@ impl<M: SimMessage> World<M> {
         }
     }
 
-    /// Save before send and no double-signing, for an honest node's message.
-    fn check_send(&mut self, node: usize, message: &M) {
-        let problems = M::check_send(node, &self.nodes[node], &mut self.safety, message);
+    /// Save before send and no double-signing, for an honest node's
+    /// message: every promise it makes is in a record the node persisted
+    /// before, and none contradicts one its validator made before (in this
+    /// life or an earlier one, or as the other twin).
+    fn check_send(&mut self, node: usize, message: &E::Message) {
+        let n = &self.nodes[node];
+        let me = n.validator();
+        let mut problems = Vec::new();
+        for p in message.promises(me) {
+            if !n.persisted.contains(&p) {
+                problems.push((
+                    ViolationKind::SendBeforePersist,
+                    format!(
+                        "node {node} sent its {} for view {} seq {} before persisting it",
+                        p.what, p.view, p.seq
+                    ),
+                ));
+            }
+            if let Some(prev) = self.safety.on_promise(me, p.what, p.view, p.seq, p.digest) {
+                problems.push((
+                    ViolationKind::DoubleSign,
+                    format!(
+                        "validator {me} signed two {}s for view {} seq {}: {} and {}",
+                        p.what,
+                        p.view,
+                        p.seq,
+                        short(&prev),
+                        short(&p.digest)
+                    ),
+                ));
+            }
+        }
         for (kind, detail) in problems {
             self.violation(kind, detail);
         }
@@ -181,7 +217,7 @@ impl<M: SimMessage> World<M> {
         &mut self,
         from: usize,
         to: ValidatorIndex,
-        message: Rc<M>,
+        message: Rc<E::Message>,
     ) {
         for target in self.nodes_of(to) {
             if target == from {
@@ -259,8 +295,8 @@ impl<M: SimMessage> World<M> {
             // The checker's own quorum, not the engine's configuration: a
             // mutation of the engine's quorum must not lower the bar its
             // certificates are checked against (the mutation runs found it).
-            let quorum = M::CONSENSUS.quorum(self.scenario.n);
-            if let Err(e) = self.certs.check(genesis, quorum, &block, M::CONSENSUS) {
+            let quorum = E::CONSENSUS.quorum(self.scenario.n);
+            if let Err(e) = self.certs.check(genesis, quorum, &block, E::CONSENSUS) {
                 problems.push((ViolationKind::Certificate, format!("node {node}: {e}")));
             }
             if let Some(e) = self.safety.on_commit(node, &block) {
@@ -331,9 +367,15 @@ impl<M: SimMessage> World<M> {
             .take(SYNC_MAX_BLOCKS)
             .cloned()
             .collect();
-        let blocks = match self.nodes[server].adversary.as_ref() {
+        let blocks = match self.nodes[server].adversary.as_mut() {
             Some(adv) => {
-                match adv.serve_sync(&mut self.adversary_rng, &mut self.stats.adversary, blocks) {
+                let mut ctx = Ctx {
+                    rng: &mut self.adversary_rng,
+                    collusion: &mut self.collusion,
+                    stats: &mut self.stats.adversary,
+                    now: self.now,
+                };
+                match adv.serve_sync(&mut ctx, blocks) {
                     Some(b) => b,
                     None => return,
                 }

@@ -5,12 +5,11 @@
 //! the simulator something other than the shipped code without touching
 //! it: a mutant engine, a broken executor, a driver that misbehaves.
 
-use super::adversary::AdversaryStats;
 use super::checkers::Violation;
 use super::network::NetStats;
-use super::node::EngineFactory;
-use super::protocol::SimMessage;
-use phalanx_consensus::{Output, PbftMessage};
+use super::node::{factory, EngineFactory};
+use phalanx_adversary::AdversaryStats;
+use phalanx_consensus::{Engine, Output, Protocol};
 use phalanx_crypto::Keypair;
 use phalanx_ledger::{execute, Address, Executed, Payload, State, ValidatorIndex, VerifyAll};
 use serde::Serialize;
@@ -43,20 +42,20 @@ pub struct TamperCtx<'a> {
 /// Rewrites an honest engine's outputs before its driver carries them out:
 /// the hook tests use to plant violations the checkers must catch (it
 /// never touches the engine itself).
-pub trait Tamper<M = PbftMessage> {
+pub trait Tamper<E: Engine> {
     /// Called with every output list of every honest node.
-    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<M>>);
+    fn outputs(&mut self, ctx: &TamperCtx<'_>, outputs: &mut Vec<Output<E::Message, E::Record>>);
 }
 
 /// Everything about a run that is not the scenario: the engine under test,
 /// the executor, an optional tamper, and how to report.
-pub struct Hooks<M = PbftMessage> {
+pub struct Hooks<E: Engine> {
     /// Builds engines.
-    pub engine: EngineFactory<M>,
+    pub engine: EngineFactory<E>,
     /// Executes committed payloads.
     pub executor: Executor,
     /// Rewrites honest outputs (tests only).
-    pub tamper: Option<Box<dyn Tamper<M>>>,
+    pub tamper: Option<Box<dyn Tamper<E>>>,
     /// Stop at the end of the first step that breaks a property (default);
     /// false runs on to collect every violation.
     pub stop_on_violation: bool,
@@ -64,10 +63,10 @@ pub struct Hooks<M = PbftMessage> {
     pub verbose: bool,
 }
 
-impl<M: SimMessage> Default for Hooks<M> {
-    fn default() -> Hooks<M> {
+impl<E: Protocol> Default for Hooks<E> {
+    fn default() -> Hooks<E> {
         Hooks {
-            engine: M::factory(),
+            engine: factory::<E>(),
             executor: ledger_executor,
             tamper: None,
             stop_on_violation: true,
@@ -76,7 +75,7 @@ impl<M: SimMessage> Default for Hooks<M> {
     }
 }
 
-impl<M> std::fmt::Debug for Hooks<M> {
+impl<E: Engine> std::fmt::Debug for Hooks<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")
             .field("tamper", &self.tamper.is_some())

@@ -66,17 +66,15 @@
 //! an engine's inputs and outputs, or live in the network. The engine under
 //! test comes from an [`EngineFactory`], so a mutated engine can be handed in.
 
-pub mod adversary;
 pub mod checkers;
 mod draw;
 mod driver;
 pub mod faults;
-mod forge;
 pub mod hooks;
 pub mod network;
 pub mod node;
 pub mod protocol;
-pub mod rng;
+pub use phalanx_adversary::rng;
 pub mod scenario;
 pub mod sweep;
 pub mod trace;
@@ -86,8 +84,8 @@ pub mod world;
 pub use checkers::{Violation, ViolationKind};
 pub use faults::{Fault, FaultSet};
 pub use hooks::{ledger_executor, Executor, Hooks, Outcome, Stats, Tamper, TamperCtx};
-pub use node::{pbft_factory, EngineFactory, SimEngine};
-pub use protocol::{SimConsensus, SimMessage};
+pub use node::{factory, EngineFactory, SimEngine};
+pub use protocol::{SimConsensus, SimProtocol};
 pub use scenario::{Scenario, LIVENESS_BOUND_MS, VIEW_CHANGE_TIMEOUT_MS};
 pub use sweep::{sweep, sweep_with_progress, Sweep, SweepConfig, Totals};
 pub use world::{run_scenario, run_scenario_with};
@@ -164,7 +162,11 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
         crate::progress::Unit::Count("schedules"),
         config.seeds as f64,
     );
-    let result = sweep::sweep_with_progress(&config, &Hooks::default, Some(&progress));
+    let result = sweep::sweep_with_progress(
+        &config,
+        &Hooks::<phalanx_consensus::Pbft>::default,
+        Some(&progress),
+    );
     progress.finish();
     let result = result?;
     if args.verbose {

@@ -6,32 +6,33 @@
 //! restart reads them back as a real node does: in key order, overwritten,
 //! pruned, and without what was queued but not flushed when it crashed.
 
-use super::adversary::Adversary;
 use super::checkers::Model;
 use super::network::Endpoint;
-use phalanx_consensus::{CftRecord, Config, Engine, PbftMessage, Persisted, Restored, TimeoutKind};
+use phalanx_adversary::Adversary;
+use phalanx_consensus::{Config, Engine, Promise, Protocol, Record, Restored, TimeoutKind};
 use phalanx_crypto::{Hash, Keypair};
-use phalanx_ledger::{Block, Genesis, Height, MemoryStore, State, Store, ValidatorIndex, VoteKind};
+use phalanx_ledger::{Block, Genesis, Height, MemoryStore, State, Store, ValidatorIndex};
 use phalanx_runtime::Wal;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The engine under test, behind the trait (so a test or a mutation run can
-/// hand the simulator any engine).
-pub type SimEngine<M = PbftMessage> = Box<dyn Engine<Message = M>>;
+/// hand the simulator any engine that speaks `E`'s messages and records).
+pub type SimEngine<E> =
+    Box<dyn Engine<Message = <E as Engine>::Message, Record = <E as Engine>::Record>>;
 
 /// Builds (or rebuilds, after a crash) an engine from its configuration, key
-/// and restored state. The default is `Pbft::restore`.
-pub type EngineFactory<M = PbftMessage> =
-    Arc<dyn Fn(Config, Keypair, Restored) -> SimEngine<M> + Send + Sync>;
+/// and restored state. The default is [`factory`]: `E::restore`.
+pub type EngineFactory<E> =
+    Arc<dyn Fn(Config, Keypair, Restored<<E as Engine>::Record>) -> SimEngine<E> + Send + Sync>;
 
-/// The factory of the shipped PBFT engine.
-pub fn pbft_factory() -> EngineFactory {
-    <PbftMessage as super::protocol::SimMessage>::factory()
+/// The factory of the shipped engine `E`.
+pub fn factory<E: Protocol>() -> EngineFactory<E> {
+    Arc::new(|cfg, key, restored| Box::new(E::restore(cfg, key, restored)))
 }
 
 /// One running engine and its driver's durable state.
-pub struct Node<M = PbftMessage> {
+pub struct Node<E: Engine> {
     /// Where it sits in the network.
     pub endpoint: Endpoint,
     /// Whether its validator is honest (checked) or Byzantine (not checked).
@@ -41,7 +42,7 @@ pub struct Node<M = PbftMessage> {
     /// The validator key.
     pub key: Keypair,
     /// The engine; `None` while crashed.
-    pub engine: Option<SimEngine<M>>,
+    pub engine: Option<SimEngine<E>>,
     /// Bumped on every crash: events of an earlier life are ignored.
     pub incarnation: u32,
     /// The stored chain (survives crashes).
@@ -52,17 +53,10 @@ pub struct Node<M = PbftMessage> {
     pub store: Arc<MemoryStore>,
     /// The write-ahead log over `store`; `None` while crashed (what it had
     /// queued and not flushed is lost with it).
-    pub wal: Option<Wal>,
-    /// Votes persisted, for the save-before-send check.
-    pub persisted_votes: BTreeSet<(VoteKind, u64, Height, Hash)>,
-    /// Views persisted, for the save-before-send check of VIEW-CHANGEs.
-    pub persisted_views: BTreeSet<u64>,
-    /// CFT hard states persisted (term, voted for), for the save-before-send
-    /// check of votes.
-    pub persisted_hard: BTreeSet<(u64, Option<ValidatorIndex>)>,
-    /// CFT log entries persisted (index, payload digest), for the
-    /// save-before-send check of a leader's appends.
-    pub persisted_entries: BTreeSet<(u64, Hash)>,
+    pub wal: Option<Wal<E::Record>>,
+    /// Every promise a record it queued made (in any life), for the
+    /// save-before-send check.
+    pub persisted: BTreeSet<Promise>,
     /// The armed generation of each timer (a later schedule replaces it).
     pub timers: BTreeMap<TimeoutKind, u64>,
     /// The independent ledger model (honest nodes).
@@ -70,7 +64,7 @@ pub struct Node<M = PbftMessage> {
     /// Hashes of the transactions in `chain`.
     pub included: BTreeSet<Hash>,
     /// The Byzantine wrapper, if any.
-    pub adversary: Option<Adversary>,
+    pub adversary: Option<Box<dyn Adversary<E::Message>>>,
     /// Round-robin position for choosing whom to ask for blocks.
     pub sync_rotation: usize,
     /// A crash armed to strike after this many outputs of the next input.
@@ -81,7 +75,7 @@ pub struct Node<M = PbftMessage> {
     pub failed: u64,
 }
 
-impl<M> std::fmt::Debug for Node<M> {
+impl<E: Engine> std::fmt::Debug for Node<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("validator", &self.endpoint.validator)
@@ -93,7 +87,7 @@ impl<M> std::fmt::Debug for Node<M> {
     }
 }
 
-impl<M> Node<M> {
+impl<E: Engine> Node<E> {
     /// A node at genesis (not started).
     pub fn new(
         genesis: &Genesis,
@@ -101,8 +95,8 @@ impl<M> Node<M> {
         honest: bool,
         cfg: Config,
         key: Keypair,
-        adversary: Option<Adversary>,
-    ) -> Node<M> {
+        adversary: Option<Box<dyn Adversary<E::Message>>>,
+    ) -> Node<E> {
         Node {
             endpoint,
             honest,
@@ -114,10 +108,7 @@ impl<M> Node<M> {
             state: genesis.state(),
             store: Arc::new(MemoryStore::new()),
             wal: None,
-            persisted_votes: BTreeSet::new(),
-            persisted_views: BTreeSet::new(),
-            persisted_hard: BTreeSet::new(),
-            persisted_entries: BTreeSet::new(),
+            persisted: BTreeSet::new(),
             timers: BTreeMap::new(),
             model: Model::new(genesis),
             included: BTreeSet::new(),
@@ -146,12 +137,12 @@ impl<M> Node<M> {
 
     /// (Re)builds the engine from the records and the stored chain, through
     /// the node's own restore path.
-    pub fn boot(&mut self, factory: &EngineFactory<M>) {
+    pub fn boot(&mut self, factory: &EngineFactory<E>) {
         let store: Arc<dyn Store> = self.store.clone();
         let (wal, records) = Wal::open(store).expect("the memory store reads back what it holds");
         self.wal = Some(wal);
         let last = self.chain.last().expect("the chain holds genesis");
-        let restored: Restored = phalanx_runtime::restored(
+        let restored = phalanx_runtime::restored(
             records,
             last.height(),
             last.hash(),
@@ -179,28 +170,8 @@ impl<M> Node<M> {
     }
 
     /// Queues a record for the next flush.
-    pub fn persist(&mut self, record: Persisted) {
-        match &record {
-            Persisted::Vote(v) => {
-                self.persisted_votes
-                    .insert((v.vote.kind, v.vote.view, v.vote.seq, v.vote.digest));
-            }
-            Persisted::View { view, .. } => {
-                self.persisted_views.insert(*view);
-            }
-            Persisted::Cft(CftRecord::HardState { term, voted_for }) => {
-                self.persisted_hard.insert((*term, *voted_for));
-            }
-            Persisted::Cft(CftRecord::Entry { payload, .. }) => {
-                self.persisted_entries
-                    .insert((payload.height.0, payload.digest()));
-            }
-            Persisted::Prepared(_)
-            | Persisted::StableCheckpoint { .. }
-            | Persisted::NewView(_)
-            | Persisted::ViewJustification(_)
-            | Persisted::Cft(CftRecord::Truncate { .. } | CftRecord::Compacted { .. }) => {}
-        }
+    pub fn persist(&mut self, record: E::Record) {
+        self.persisted.extend(record.promises());
         if let Some(wal) = self.wal.as_mut() {
             wal.push(&record);
         }

@@ -131,52 +131,7 @@ pub struct CrashPlan {
     pub mid_handle: Option<usize>,
 }
 
-/// What a silent validator withholds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SilentMode {
-    /// Everything (and it serves no catch-up).
-    All,
-    /// Everything sent to these validators.
-    Towards(Vec<ValidatorIndex>),
-    /// Its COMMITs and CHECKPOINTs (it still pre-prepares and prepares).
-    Commits,
-    /// Each message with probability one half.
-    Random,
-}
-
-/// One misbehaviour of a Byzantine validator (around its honest engine).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Behaviour {
-    /// As primary, different PRE-PREPAREs to different halves.
-    Equivocate,
-    /// Votes for different digests to different halves.
-    ConflictingVotes,
-    /// Withholds messages.
-    Silent(SilentMode),
-    /// Corrupts signatures or claims another signer.
-    BadSig,
-    /// Resends recorded messages views later.
-    StaleReplay,
-    /// Forges VIEW-CHANGE / NEW-VIEW contents and re-signs them.
-    ForgedViewChange,
-    /// Serves catch-up requests with tampered blocks.
-    BadSync,
-}
-
-impl Behaviour {
-    /// The fault this behaviour belongs to.
-    pub fn fault(&self) -> Fault {
-        match self {
-            Behaviour::Equivocate => Fault::Equivocate,
-            Behaviour::ConflictingVotes => Fault::ConflictingVotes,
-            Behaviour::Silent(_) => Fault::Silent,
-            Behaviour::BadSig => Fault::BadSig,
-            Behaviour::StaleReplay => Fault::StaleReplay,
-            Behaviour::ForgedViewChange => Fault::ForgedViewChange,
-            Behaviour::BadSync => Fault::BadSync,
-        }
-    }
-}
+pub use phalanx_adversary::{SilentMode, Strategy};
 
 /// A Byzantine validator: an unmodified honest engine (two, for twins)
 /// wrapped in behaviours.
@@ -187,7 +142,7 @@ pub struct ByzantinePlan {
     /// Two honest copies share the key (Twins); no other behaviour then.
     pub twins: bool,
     /// Its misbehaviours.
-    pub behaviours: Vec<Behaviour>,
+    pub behaviours: Vec<Strategy>,
 }
 
 /// From `start_ms` on, which twin each peer is connected to: 1 = the first,

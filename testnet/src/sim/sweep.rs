@@ -2,7 +2,6 @@
 //! one thread from start to end, so threads never change a trace), results
 //! gathered in seed order, and the summary `phalanx sim` prints.
 
-use super::adversary::AdversaryStats;
 use super::checkers::ViolationKind;
 use super::faults::{Fault, FaultSet};
 use super::hooks::{Hooks, Outcome};
@@ -10,6 +9,8 @@ use super::protocol::SimConsensus;
 use super::scenario::{Scenario, ScenarioError};
 use super::world::run_scenario;
 use crate::progress::Progress;
+use phalanx_adversary::AdversaryStats;
+use phalanx_consensus::Pbft;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,7 +205,7 @@ fn quiet_worker_panics() {
 /// `make_hooks` gives each schedule its hooks (engine, executor, tamper).
 pub fn sweep(
     config: &SweepConfig,
-    make_hooks: &(dyn Fn() -> Hooks + Sync),
+    make_hooks: &(dyn Fn() -> Hooks<Pbft> + Sync),
 ) -> Result<Sweep, ScenarioError> {
     sweep_with_progress(config, make_hooks, None)
 }
@@ -213,7 +214,7 @@ pub fn sweep(
 /// violations so far and schedules per second. The caller finishes it.
 pub fn sweep_with_progress(
     config: &SweepConfig,
-    make_hooks: &(dyn Fn() -> Hooks + Sync),
+    make_hooks: &(dyn Fn() -> Hooks<Pbft> + Sync),
     progress: Option<&Progress>,
 ) -> Result<Sweep, ScenarioError> {
     // Fail early on a bad configuration rather than in every worker.

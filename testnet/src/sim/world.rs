@@ -6,16 +6,16 @@
 //! Nothing here reads a wall clock, iterates a `HashMap`, or depends on
 //! threads: the run is a pure function of the scenario.
 
-use super::adversary::{Adversary, Collusion};
 use super::checkers::{CertCache, Safety, SigCache, Violation, ViolationKind};
 use super::hooks::{Hooks, Outcome, Stats};
 use super::network::{Endpoint, Network};
 use super::node::Node;
-use super::protocol::{SimConsensus, SimMessage};
+use super::protocol::{SimConsensus, SimProtocol};
 use super::rng::Rng;
 use super::scenario::{account, account_key, stream, validator_key, Scenario, ACCOUNTS, CHAIN_ID};
 use super::trace::Trace;
-use phalanx_consensus::{CftMessage, Input, PbftMessage, TimeoutKind};
+use phalanx_adversary::{Collusion, Ctx};
+use phalanx_consensus::{Cft, Input, Message, Pbft, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Block, Height, SignedTransaction, Transaction, ValidatorIndex};
 use std::cmp::Reverse;
@@ -91,13 +91,13 @@ impl<M> Ord for Queued<M> {
 }
 
 /// One schedule being run.
-pub struct World<M: SimMessage = PbftMessage> {
+pub struct World<E: SimProtocol> {
     pub(super) scenario: Scenario,
-    pub(super) hooks: Hooks<M>,
+    pub(super) hooks: Hooks<E>,
     pub(super) now: u64,
-    queue: BinaryHeap<Reverse<Queued<M>>>,
+    queue: BinaryHeap<Reverse<Queued<E::Message>>>,
     pub(super) next_seq: u64,
-    pub(super) nodes: Vec<Node<M>>,
+    pub(super) nodes: Vec<Node<E>>,
     pub(super) network: Network,
     pub(super) adversary_rng: Rng,
     pub(super) collusion: Collusion,
@@ -118,13 +118,12 @@ pub struct World<M: SimMessage = PbftMessage> {
     /// committed after the heal: every honest replica must take part in
     /// the view that commits it.
     pub(super) probe: Option<Hash>,
-    pub(super) genesis_hash: Hash,
     pub(super) trace: Trace,
     pub(super) stats: Stats,
     pub(super) violations: Vec<Violation>,
 }
 
-impl<M: SimMessage> std::fmt::Debug for World<M> {
+impl<E: SimProtocol> std::fmt::Debug for World<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("World")
             .field("seed", &self.scenario.seed)
@@ -138,11 +137,11 @@ impl<M: SimMessage> std::fmt::Debug for World<M> {
 /// shipped CFT engine with the hooks' executor and flags (engine factories
 /// and tampers are typed to PBFT messages; use [`run_scenario_with`] to
 /// hand in CFT ones).
-pub fn run_scenario(scenario: Scenario, hooks: Hooks) -> Outcome {
+pub fn run_scenario(scenario: Scenario, hooks: Hooks<Pbft>) -> Outcome {
     match scenario.consensus {
         SimConsensus::Pbft => run_scenario_with(scenario, hooks),
         SimConsensus::Cft => {
-            let cft: Hooks<CftMessage> = Hooks {
+            let cft: Hooks<Cft> = Hooks {
                 executor: hooks.executor,
                 stop_on_violation: hooks.stop_on_violation,
                 verbose: hooks.verbose,
@@ -153,15 +152,15 @@ pub fn run_scenario(scenario: Scenario, hooks: Hooks) -> Outcome {
     }
 }
 
-/// Runs one schedule with an engine speaking `M`.
-pub fn run_scenario_with<M: SimMessage>(scenario: Scenario, hooks: Hooks<M>) -> Outcome {
+/// Runs one schedule with engine `E`.
+pub fn run_scenario_with<E: SimProtocol>(scenario: Scenario, hooks: Hooks<E>) -> Outcome {
     let started = std::time::Instant::now();
     let mut outcome = run_caught(scenario, hooks);
     outcome.wall_ms = started.elapsed().as_millis() as u64;
     outcome
 }
 
-fn run_caught<M: SimMessage>(scenario: Scenario, hooks: Hooks<M>) -> Outcome {
+fn run_caught<E: SimProtocol>(scenario: Scenario, hooks: Hooks<E>) -> Outcome {
     let seed = scenario.seed;
     let verbose = hooks.verbose;
     match catch_unwind(AssertUnwindSafe(move || World::new(scenario, hooks).run())) {
@@ -192,14 +191,15 @@ pub(super) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-impl<M: SimMessage> World<M> {
+impl<E: SimProtocol> World<E> {
     /// Sets up nodes, network and adversaries for `scenario`.
-    pub fn new(scenario: Scenario, hooks: Hooks<M>) -> World<M> {
+    pub fn new(scenario: Scenario, hooks: Hooks<E>) -> World<E> {
         let genesis = &scenario.genesis;
+        let genesis_hash = genesis.block().hash();
         let mut nodes = Vec::new();
         for i in 0..scenario.n {
             let v = ValidatorIndex(i as u32);
-            let cfg = M::config(genesis, v).expect("the simulator builds valid configurations");
+            let cfg = E::config(genesis, v).expect("the simulator builds valid configurations");
             let key = validator_key(i).clone();
             match scenario.byzantine_plan(v) {
                 None => nodes.push(Node::new(
@@ -227,7 +227,12 @@ impl<M: SimMessage> World<M> {
                     }
                 }
                 Some(plan) => {
-                    let adv = Adversary::new(cfg.clone(), key.clone(), plan.behaviours.clone());
+                    let adv = E::simulated(
+                        cfg.clone(),
+                        key.clone(),
+                        plan.behaviours.clone(),
+                        genesis_hash,
+                    );
                     let ep = Endpoint {
                         validator: v,
                         twin: 0,
@@ -245,7 +250,6 @@ impl<M: SimMessage> World<M> {
             scenario.heal_ms,
             net_rng,
         );
-        let genesis_hash = genesis.block().hash();
         let twin_nodes = nodes.iter().filter(|n| n.endpoint.twin != 0).count() as u64;
         let verbose = hooks.verbose;
         World {
@@ -268,7 +272,6 @@ impl<M: SimMessage> World<M> {
             all_committed: false,
             probe: None,
             committed_since_check: false,
-            genesis_hash,
             trace: Trace::new(verbose),
             stats: Stats {
                 twin_nodes,
@@ -278,7 +281,7 @@ impl<M: SimMessage> World<M> {
         }
     }
 
-    pub(super) fn push(&mut self, at: u64, event: Event<M>) {
+    pub(super) fn push(&mut self, at: u64, event: Event<E::Message>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.push(Reverse(Queued { at, seq, event }));
@@ -339,7 +342,7 @@ impl<M: SimMessage> World<M> {
             if self.nodes[i]
                 .adversary
                 .as_ref()
-                .is_some_and(Adversary::wants_ticks)
+                .is_some_and(|a| a.wants_ticks())
             {
                 let at = self.adversary_rng.range(20, 80);
                 self.push(at, Event::Tick(i));
@@ -547,7 +550,7 @@ impl<M: SimMessage> World<M> {
     }
 
     fn finish(mut self) -> Outcome {
-        let honest: Vec<&Node<M>> = self.nodes.iter().filter(|n| n.honest).collect();
+        let honest: Vec<&Node<E>> = self.nodes.iter().filter(|n| n.honest).collect();
         if let Some(longest) = honest.iter().max_by_key(|n| n.height()) {
             self.stats.height = longest.height().0;
             self.stats.txs_succeeded = longest.succeeded;
@@ -566,7 +569,7 @@ impl<M: SimMessage> World<M> {
     }
 
     /// Carries out one event; true to stop the run.
-    fn handle_event(&mut self, event: Event<M>) -> bool {
+    fn handle_event(&mut self, event: Event<E::Message>) -> bool {
         match event {
             Event::Start(i) => {
                 self.trace.words(&[self.now, 1, i as u64]);
@@ -581,15 +584,28 @@ impl<M: SimMessage> World<M> {
                     self.network.stats.cut += u64::from(self.nodes[to].is_up());
                     return false;
                 }
-                let (k, v, s, w, sig) = message.fingerprint();
-                self.trace
-                    .words(&[self.now, 2, to as u64, from as u64, k as u64, v, s, w, sig]);
+                let m = message.summary();
+                let kind = E::Message::KINDS.iter().position(|k| *k == m.kind);
+                let digest = m.digest.map_or(0, |d| {
+                    u64::from_le_bytes(d.0[..8].try_into().unwrap_or([0; 8]))
+                });
+                self.trace.words(&[
+                    self.now,
+                    2,
+                    to as u64,
+                    from as u64,
+                    kind.unwrap_or(usize::MAX) as u64,
+                    m.view,
+                    m.seq,
+                    u64::from(m.signer.0),
+                    digest,
+                ]);
                 self.trace.line(self.now, || {
                     format!("{to} <- {from}  {}", message.describe())
                 });
                 self.stats.delivered += 1;
                 if let Some(adv) = self.nodes[to].adversary.as_mut() {
-                    M::byzantine_incoming(adv, self.now, &message);
+                    adv.incoming(self.now, &message);
                 }
                 let input = Input::Message {
                     from: a.validator,
@@ -749,19 +765,16 @@ impl<M: SimMessage> World<M> {
         let Some(view) = self.nodes[node].engine.as_ref().map(|e| e.status().view) else {
             return;
         };
-        let genesis_hash = self.genesis_hash;
-        let n = &mut self.nodes[node];
-        let Some(adv) = n.adversary.as_mut() else {
+        let Some(adv) = self.nodes[node].adversary.as_mut() else {
             return;
         };
-        let wire = M::byzantine_tick(
-            adv,
-            &mut self.adversary_rng,
-            &mut self.stats.adversary,
+        let mut ctx = Ctx {
+            rng: &mut self.adversary_rng,
+            collusion: &mut self.collusion,
+            stats: &mut self.stats.adversary,
             now,
-            view,
-            genesis_hash,
-        );
+        };
+        let wire = adv.tick(&mut ctx, view);
         self.trace.words(&[now, 9, node as u64, wire.len() as u64]);
         for (to, m) in wire {
             self.transmit_to_validator(node, to, Rc::new(m));

@@ -3,24 +3,35 @@
 //! signs two different entries for one index makes its followers commit
 //! different blocks: the fork the crash-vs-Byzantine comparison shows.
 
-use super::{flip, second_half, Behaviour, Mischief, MischiefStats, WireMessage};
-use crate::metrics::MessageKind;
+//!
+//! The simulator draws no Byzantine validators for the baseline (it
+//! assumes crash faults), so its simulated adversary passes everything on.
+
+use crate::{flip, second_half, Adversarial, Adversary, Behaviour, Ctx, Strategy};
 use phalanx_consensus::cft::messages::CftBody;
-use phalanx_consensus::{CftMessage, Config};
-use phalanx_crypto::Keypair;
+use phalanx_consensus::{Cft, CftMessage, Config};
+use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{Payload, ValidatorIndex};
 use std::collections::VecDeque;
 
 /// Messages kept for stale replays.
 const HISTORY: usize = 128;
 
-impl WireMessage for CftMessage {
-    fn mischief(
+impl Adversarial for Cft {
+    fn simulated(
+        _cfg: Config,
+        _key: Keypair,
+        _strategies: Vec<Strategy>,
+        _genesis_hash: Hash,
+    ) -> Box<dyn Adversary<CftMessage>> {
+        Box::new(PassThrough)
+    }
+
+    fn injected(
         behaviour: Behaviour,
         cfg: &Config,
         key: &Keypair,
-        _seed: u64,
-    ) -> Option<Box<dyn Mischief<CftMessage>>> {
+    ) -> Option<Box<dyn Adversary<CftMessage>>> {
         let key = Keypair::from_seed(key.seed());
         let me = cfg.me;
         let chain_id = cfg.chain_id.clone();
@@ -43,25 +54,20 @@ impl WireMessage for CftMessage {
             _ => None,
         }
     }
+}
 
-    fn is_evidence_bytes(_bytes: &[u8]) -> bool {
-        false
-    }
+/// Sends what the engine sends.
+#[derive(Debug)]
+struct PassThrough;
 
-    /// A crash-fault model has no notion of equivocation evidence.
-    fn evidence_offender(&self) -> Option<ValidatorIndex> {
-        None
-    }
-
-    /// The body comes first in a `CftMessage`, so its variant index does.
-    fn wire_kind(bytes: &[u8]) -> Option<MessageKind> {
-        Some(match *bytes.first()? {
-            0 => MessageKind::RequestVote,
-            1 => MessageKind::Vote,
-            2 => MessageKind::AppendEntries,
-            3 => MessageKind::AppendAck,
-            _ => return None,
-        })
+impl Adversary<CftMessage> for PassThrough {
+    fn outgoing(
+        &mut self,
+        _ctx: &mut Ctx<'_>,
+        message: CftMessage,
+        dests: Vec<ValidatorIndex>,
+    ) -> Vec<(ValidatorIndex, CftMessage)> {
+        dests.into_iter().map(|d| (d, message.clone())).collect()
     }
 }
 
@@ -84,13 +90,12 @@ struct Equivocate {
     others: Vec<ValidatorIndex>,
 }
 
-impl Mischief<CftMessage> for Equivocate {
+impl Adversary<CftMessage> for Equivocate {
     fn outgoing(
         &mut self,
-        _now_ms: u64,
+        ctx: &mut Ctx<'_>,
         message: CftMessage,
         dests: Vec<ValidatorIndex>,
-        stats: &mut MischiefStats,
     ) -> Vec<(ValidatorIndex, CftMessage)> {
         match &message.body {
             CftBody::AppendEntries(ae) if !ae.entries.is_empty() => dests
@@ -99,7 +104,7 @@ impl Mischief<CftMessage> for Equivocate {
                     if second_half(&self.others, to) {
                         let mut lie = ae.clone();
                         lie.entries = ae.entries.iter().map(variant).collect();
-                        stats.equivocations += 1;
+                        ctx.stats.equivocations += 1;
                         let body = CftBody::AppendEntries(lie);
                         (to, CftMessage::sign(body, &self.chain_id, &self.key))
                     } else {
@@ -110,7 +115,7 @@ impl Mischief<CftMessage> for Equivocate {
             CftBody::Vote(v) if !v.granted => {
                 let mut yes = v.clone();
                 yes.granted = true;
-                stats.conflicting_votes += 1;
+                ctx.stats.conflicting_votes += 1;
                 let m = CftMessage::sign(CftBody::Vote(yes), &self.chain_id, &self.key);
                 dests.into_iter().map(|to| (to, m.clone())).collect()
             }
@@ -122,16 +127,15 @@ impl Mischief<CftMessage> for Equivocate {
 /// Every message goes out with one signature bit flipped.
 struct BadSig;
 
-impl Mischief<CftMessage> for BadSig {
+impl Adversary<CftMessage> for BadSig {
     fn outgoing(
         &mut self,
-        _now_ms: u64,
+        ctx: &mut Ctx<'_>,
         mut message: CftMessage,
         dests: Vec<ValidatorIndex>,
-        stats: &mut MischiefStats,
     ) -> Vec<(ValidatorIndex, CftMessage)> {
         flip(&mut message.signature);
-        stats.bad_signatures += dests.len() as u64;
+        ctx.stats.bad_signatures += dests.len() as u64;
         dests.into_iter().map(|to| (to, message.clone())).collect()
     }
 }
@@ -143,27 +147,26 @@ struct StaleReplay {
     turn: usize,
 }
 
-impl Mischief<CftMessage> for StaleReplay {
+impl Adversary<CftMessage> for StaleReplay {
     fn outgoing(
         &mut self,
-        now_ms: u64,
+        ctx: &mut Ctx<'_>,
         message: CftMessage,
         dests: Vec<ValidatorIndex>,
-        _stats: &mut MischiefStats,
     ) -> Vec<(ValidatorIndex, CftMessage)> {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
-        self.history.push_back((now_ms, message.clone()));
+        self.history.push_back((ctx.now, message.clone()));
         dests.into_iter().map(|to| (to, message.clone())).collect()
     }
 
-    fn tick(
-        &mut self,
-        now_ms: u64,
-        term: u64,
-        stats: &mut MischiefStats,
-    ) -> Vec<(ValidatorIndex, CftMessage)> {
+    fn wants_ticks(&self) -> bool {
+        true
+    }
+
+    fn tick(&mut self, ctx: &mut Ctx<'_>, term: u64) -> Vec<(ValidatorIndex, CftMessage)> {
+        let now_ms = ctx.now;
         let stale: Vec<&CftMessage> = self
             .history
             .iter()
@@ -176,7 +179,7 @@ impl Mischief<CftMessage> for StaleReplay {
         self.turn = self.turn.wrapping_add(1);
         let m = stale[self.turn % stale.len()].clone();
         let to = self.others[self.turn % self.others.len()];
-        stats.stale_replays += 1;
+        ctx.stats.stale_replays += 1;
         vec![(to, m)]
     }
 }
@@ -184,8 +187,20 @@ impl Mischief<CftMessage> for StaleReplay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{injected, AdversaryStats, Collusion, Rng};
     use phalanx_consensus::cft::messages::{AppendEntries, VoteReply};
     use phalanx_ledger::Height;
+
+    /// Runs `f` with a node's own context.
+    fn with_ctx<T>(stats: &mut AdversaryStats, f: impl FnOnce(&mut Ctx<'_>) -> T) -> T {
+        let (mut rng, mut collusion) = (Rng::new(0), Collusion::default());
+        f(&mut Ctx {
+            rng: &mut rng,
+            collusion: &mut collusion,
+            stats,
+            now: 0,
+        })
+    }
 
     fn setup(n: usize) -> (Config, Vec<Keypair>) {
         let keys: Vec<Keypair> = (0..n)
@@ -228,13 +243,15 @@ mod tests {
     #[test]
     fn an_equivocating_leader_sends_another_validly_signed_entry_to_half_the_followers() {
         let (cfg, keys) = setup(5);
-        let mut m = CftMessage::mischief(Behaviour::Equivocate, &cfg, &keys[0], 0).unwrap();
-        let mut stats = MischiefStats::default();
+        let mut m = injected::<Cft>(Behaviour::Equivocate, &cfg, &keys[0]).unwrap();
+        let mut stats = AdversaryStats::default();
         let honest = append(&cfg, &keys[0]);
         let mut sent = Vec::new();
         // The engine sends AppendEntries to each follower separately.
         for to in 1..5 {
-            sent.extend(m.outgoing(0, honest.clone(), vec![ValidatorIndex(to)], &mut stats));
+            sent.extend(with_ctx(&mut stats, |c| {
+                m.outgoing(c, honest.clone(), vec![ValidatorIndex(to)])
+            }));
         }
         for (_, msg) in &sent {
             msg.verify(&cfg).expect("re-signed with its own key");
@@ -247,14 +264,16 @@ mod tests {
         assert_eq!(lied, vec![3, 4]);
         assert_eq!(stats.equivocations, 2);
         // A resend carries the same lie.
-        let again = m.outgoing(0, honest.clone(), vec![ValidatorIndex(4)], &mut stats);
+        let again = with_ctx(&mut stats, |c| {
+            m.outgoing(c, honest.clone(), vec![ValidatorIndex(4)])
+        });
         assert_eq!(again[0].1, sent[3].1);
     }
 
     #[test]
     fn an_equivocating_follower_grants_every_vote() {
         let (cfg, keys) = setup(3);
-        let mut m = CftMessage::mischief(Behaviour::Equivocate, &cfg, &keys[0], 0).unwrap();
+        let mut m = injected::<Cft>(Behaviour::Equivocate, &cfg, &keys[0]).unwrap();
         let no = CftMessage::sign(
             CftBody::Vote(VoteReply {
                 term: 2,
@@ -265,8 +284,8 @@ mod tests {
             &cfg.chain_id,
             &keys[0],
         );
-        let mut stats = MischiefStats::default();
-        let out = m.outgoing(0, no, vec![ValidatorIndex(2)], &mut stats);
+        let mut stats = AdversaryStats::default();
+        let out = with_ctx(&mut stats, |c| m.outgoing(c, no, vec![ValidatorIndex(2)]));
         let CftBody::Vote(v) = &out[0].1.body else {
             panic!()
         };
@@ -277,14 +296,11 @@ mod tests {
     #[test]
     fn bad_sig_messages_fail_verification() {
         let (cfg, keys) = setup(3);
-        let mut m = CftMessage::mischief(Behaviour::BadSig, &cfg, &keys[0], 0).unwrap();
-        let mut stats = MischiefStats::default();
-        let out = m.outgoing(
-            0,
-            append(&cfg, &keys[0]),
-            vec![ValidatorIndex(1)],
-            &mut stats,
-        );
+        let mut m = injected::<Cft>(Behaviour::BadSig, &cfg, &keys[0]).unwrap();
+        let mut stats = AdversaryStats::default();
+        let out = with_ctx(&mut stats, |c| {
+            m.outgoing(c, append(&cfg, &keys[0]), vec![ValidatorIndex(1)])
+        });
         assert!(out[0].1.verify(&cfg).is_err());
     }
 }

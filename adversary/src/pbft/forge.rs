@@ -4,7 +4,7 @@
 //! exposes, and survive the one it cannot (a validator lying about its own
 //! prepared certificates).
 
-use super::rng::Rng;
+use crate::rng::Rng;
 use phalanx_consensus::pbft::messages::{NewView, ViewChange};
 use phalanx_consensus::pbft::view_change::{null_payload, plan_new_view};
 use phalanx_consensus::Config;
