@@ -12,8 +12,8 @@
 use crate::config::{Config, ConfigError};
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
-    Block, Evidence, Genesis, Height, Justification, Payload, SignedTransaction, SignedVote,
-    ValidatorIndex,
+    Block, EngineKind, Evidence, Genesis, Height, Justification, Payload, SignedTransaction,
+    SignedVote, ValidatorIndex,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -343,14 +343,61 @@ pub trait Engine: Send + 'static {
     fn check_invariants(&self) -> Result<(), String>;
 }
 
+/// The faults an engine tolerates, and what follows for n validators: the
+/// simulator's checkers, the scenario generator and the fault tools work
+/// from this, not from an engine's own configuration (so a mutant's
+/// quorum cannot lower the bar it is checked against).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultModel {
+    /// Up to f validators may lie or equivocate: n ≥ 3f+1, quorums of
+    /// ⌈(n+f+1)/2⌉ (2f+1 when n = 3f+1).
+    Byzantine,
+    /// Up to f validators may crash, none lie: n ≥ 2f+1, majority quorums.
+    Crash,
+}
+
+impl FaultModel {
+    /// Faulty validators tolerated with `n`.
+    pub fn max_faulty(self, n: usize) -> usize {
+        match self {
+            FaultModel::Byzantine => n.saturating_sub(1) / 3,
+            FaultModel::Crash => n.saturating_sub(1) / 2,
+        }
+    }
+
+    /// The votes a decision needs with `n` validators.
+    pub fn quorum(self, n: usize) -> usize {
+        match self {
+            FaultModel::Byzantine => (n + self.max_faulty(n) + 1).div_ceil(2),
+            FaultModel::Crash => n / 2 + 1,
+        }
+    }
+
+    /// The fewest validators that tolerate one fault.
+    pub fn min_validators(self) -> usize {
+        match self {
+            FaultModel::Byzantine => 4,
+            FaultModel::Crash => 3,
+        }
+    }
+
+    /// Whether validators may be Byzantine (not merely crash).
+    pub fn byzantine(self) -> bool {
+        self == FaultModel::Byzantine
+    }
+}
+
 /// A consensus protocol: its engine, with what a runtime needs to name,
 /// configure and (re)build it. The node and the simulator run any
 /// `Protocol` the same way; the registry (`phalanx_runtime::registry`)
 /// lists them.
 pub trait Protocol: Engine + Sized {
-    /// The name in genesis files, `/status`, reports and on the command
-    /// line ("pbft", "cft").
-    const NAME: &'static str;
+    /// Which engine a genesis names to run this one; its name is the one
+    /// in `/status`, reports and on the command line ("pbft", "cft").
+    const KIND: EngineKind;
+
+    /// The faults it tolerates.
+    const FAULT_MODEL: FaultModel;
 
     /// Validator `me`'s configuration from a genesis (fails on one this
     /// engine cannot run, e.g. too few validators).
@@ -359,4 +406,21 @@ pub trait Protocol: Engine + Sized {
     /// The engine rebuilt from what it persisted and the stored chain
     /// ([`Restored::genesis`] for a fresh one).
     fn restore(cfg: Config, key: Keypair, restored: Restored<Self::Record>) -> Self;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FaultModel;
+
+    #[test]
+    fn fault_model_quorums_are_the_papers() {
+        let byzantine: Vec<usize> = [4, 5, 6, 7, 10, 16]
+            .map(|n| FaultModel::Byzantine.quorum(n))
+            .into();
+        assert_eq!(byzantine, vec![3, 4, 4, 5, 7, 11]);
+        let crash: Vec<usize> = [1, 2, 3, 4, 5].map(|n| FaultModel::Crash.quorum(n)).into();
+        assert_eq!(crash, vec![1, 2, 2, 3, 3]);
+        assert_eq!(FaultModel::Byzantine.max_faulty(7), 2);
+        assert_eq!(FaultModel::Crash.max_faulty(7), 3);
+    }
 }

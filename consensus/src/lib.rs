@@ -17,8 +17,8 @@ pub use cft::messages::{CftMessage, CftRecord};
 pub use cft::Cft;
 pub use config::{Config, ConfigError, Quorums};
 pub use engine::{
-    Engine, EngineStatus, Input, Message, Output, Promise, Protocol, Record, RecordKey, Restored,
-    Summary, TimeoutKind,
+    Engine, EngineStatus, FaultModel, Input, Message, Output, Promise, Protocol, Record, RecordKey,
+    Restored, Summary, TimeoutKind,
 };
 pub use pbft::messages::PbftMessage;
 pub use pbft::record::PbftRecord;

@@ -85,7 +85,7 @@ impl<E: Protocol> Driver<E> {
             latest.header.state_root
         );
         *shared.state_mut() = state;
-        shared.set_status(|s| s.consensus = E::NAME.into());
+        shared.set_status(|s| s.consensus = E::KIND.name().into());
         shared.metrics.message_kinds(E::Message::KINDS);
         let (wal, records) = Wal::open(store.clone())?;
         let cfg = E::config(&shared.genesis, shared.me)?;
@@ -542,9 +542,9 @@ mod tests {
     use crate::home::NodeConfig;
     use crate::metrics::{classic, Format};
     use phalanx_consensus::{Cft, Engine, Pbft, PbftMessage};
-    use phalanx_ledger::ValidatorIndex;
     use phalanx_crypto::Keypair;
     use phalanx_ledger::Store;
+    use phalanx_ledger::ValidatorIndex;
     use phalanx_ledger::{
         Address, Genesis, GenesisAccount, MemoryStore, State, Transaction, ValidatorInfo,
     };

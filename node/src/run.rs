@@ -145,13 +145,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
     );
     // Refuse bad configurations before touching the database.
     let engine = genesis.consensus.engine;
-    with_engine(
-        engine,
-        CheckConfig {
-            genesis: &genesis,
-            me,
-        },
-    )??;
+    check_engine_config(&genesis, me)?;
     let store = open_store(&home, &genesis)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -256,6 +250,14 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         let _ = api.await;
         anyhow::Ok(())
     })
+}
+
+/// Refuses a genesis whose engine this build does not run, or whose
+/// engine refuses validator `me`'s configuration (too few validators, bad
+/// parameters).
+pub fn check_engine_config(genesis: &Genesis, me: ValidatorIndex) -> anyhow::Result<()> {
+    with_engine(genesis.consensus.engine, CheckConfig { genesis, me })??;
+    Ok(())
 }
 
 /// Checks validator `me`'s configuration of the genesis engine.

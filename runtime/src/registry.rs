@@ -8,7 +8,7 @@
 //! adversary under `adversary/src/`, and one line in the match below.
 
 use phalanx_adversary::Adversarial;
-use phalanx_consensus::{Cft, Pbft};
+use phalanx_consensus::{Cft, FaultModel, Pbft};
 use phalanx_ledger::EngineKind;
 
 /// Code generic over the engine, to run for one named at run time.
@@ -43,7 +43,7 @@ pub fn with_engine<W: WithEngine>(kind: EngineKind, code: W) -> Result<W::Output
 pub fn runnable() -> Vec<EngineKind> {
     EngineKind::ALL
         .into_iter()
-        .filter(|k| with_engine(*k, Name).is_ok())
+        .filter(|k| with_engine(*k, Kind).is_ok())
         .collect()
 }
 
@@ -56,13 +56,41 @@ pub fn runnable_names() -> String {
         .join(", ")
 }
 
-/// Reads an engine's own name.
-struct Name;
+/// Parses an engine name (command-line flags), listing the runnable
+/// engines when it is not one.
+pub fn parse(name: &str) -> Result<EngineKind, String> {
+    runnable()
+        .into_iter()
+        .find(|k| k.name() == name.trim())
+        .ok_or_else(|| {
+            format!(
+                "unknown consensus engine {name:?}; this build runs {}",
+                runnable_names()
+            )
+        })
+}
 
-impl WithEngine for Name {
-    type Output = &'static str;
-    fn run<E: Adversarial>(self) -> &'static str {
-        E::NAME
+/// The faults engine `kind` tolerates.
+pub fn fault_model(kind: EngineKind) -> Result<FaultModel, NotRunnable> {
+    with_engine(kind, FaultModelOf)
+}
+
+struct FaultModelOf;
+
+impl WithEngine for FaultModelOf {
+    type Output = FaultModel;
+    fn run<E: Adversarial>(self) -> FaultModel {
+        E::FAULT_MODEL
+    }
+}
+
+/// Reads the kind an engine answers to.
+struct Kind;
+
+impl WithEngine for Kind {
+    type Output = EngineKind;
+    fn run<E: Adversarial>(self) -> EngineKind {
+        E::KIND
     }
 }
 
@@ -70,18 +98,22 @@ impl WithEngine for Name {
 mod tests {
     use super::*;
 
-    /// The genesis name of each kind is the name its engine reports (in
-    /// `/status`, reports and logs).
+    /// Each kind runs the engine that answers to it, and names parse back.
     #[test]
-    fn each_engine_answers_to_its_kinds_name() {
+    fn each_kind_runs_its_own_engine() {
         assert!(runnable().len() >= 2);
         for kind in runnable() {
-            assert_eq!(with_engine(kind, Name), Ok(kind.name()));
+            assert_eq!(with_engine(kind, Kind), Ok(kind));
+            assert_eq!(parse(kind.name()), Ok(kind));
         }
-        let err = with_engine(EngineKind::Pow, Name).unwrap_err().to_string();
+        let err = with_engine(EngineKind::Pow, Kind).unwrap_err().to_string();
         assert!(
             err.contains("engine pow") && err.contains("pbft, cft"),
             "{err}"
         );
+        let err = parse("raft").unwrap_err();
+        assert!(err.contains("raft") && err.contains("pbft, cft"), "{err}");
+        assert_eq!(fault_model(EngineKind::Pbft), Ok(FaultModel::Byzantine));
+        assert_eq!(fault_model(EngineKind::Cft), Ok(FaultModel::Crash));
     }
 }

@@ -22,8 +22,8 @@ use phalanx_consensus::CftRecord;
 use phalanx_consensus::{Cft, Engine, EngineStatus, Input, Output, Pbft, PbftMessage, PbftRecord};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
-    execute, Address, Executed, Payload, SignatureCheck, SignedTransaction, State, Transaction,
-    ValidatorIndex, Vote,
+    execute, Address, EngineKind, Executed, Payload, SignatureCheck, SignedTransaction, State,
+    Transaction, ValidatorIndex, Vote,
 };
 use phalanx_testnet::progress::{Clock, Progress, Unit, LINE_EVERY};
 use phalanx_testnet::sim::scenario::{
@@ -31,8 +31,8 @@ use phalanx_testnet::sim::scenario::{
 };
 use phalanx_testnet::sim::sweep_with_progress;
 use phalanx_testnet::sim::{
-    factory, run_scenario, run_scenario_with, sweep, Fault, FaultSet, Hooks, Outcome, Scenario,
-    SimArgs, SimConsensus, SimEngine, Sweep, SweepConfig, Tamper, TamperCtx, ViolationKind,
+    factory, run_scenario, sweep, Fault, FaultSet, Hooks, Outcome, Scenario, SimArgs, SimEngine,
+    Sweep, SweepConfig, Tamper, TamperCtx, ViolationKind,
 };
 use std::sync::{Arc, Mutex};
 
@@ -49,12 +49,16 @@ fn config(n: usize, byzantine: usize, faults: &str, start_seed: u64, seeds: u64)
         seeds,
         threads: threads(),
         verbose: false,
-        consensus: SimConsensus::Pbft,
+        consensus: EngineKind::Pbft,
     }
 }
 
 fn run_sweep(c: &SweepConfig) -> Sweep {
-    let s = sweep(c, &Hooks::default).expect("valid sweep");
+    let s = match c.consensus {
+        EngineKind::Cft => sweep(c, &Hooks::<Cft>::default),
+        _ => sweep(c, &Hooks::<Pbft>::default),
+    }
+    .expect("valid sweep");
     print!("{}", phalanx_testnet::sim::sweep::report_text(&s));
     s
 }
@@ -206,7 +210,7 @@ fn the_failing_seeds_of_the_first_100k_run_pass() {
         16712, 23175, 37919, 47789, 53423, 57984, 63889, 71414, 78242, 91450, 96240,
     ];
     for seed in DOUBLE_SIGN.into_iter().chain(INVARIANT).chain(LIVENESS) {
-        let o = run_scenario(scenario(seed, 4, 1, "all"), Hooks::default());
+        let o = run_scenario(scenario(seed, 4, 1, "all"), Hooks::<Pbft>::default());
         assert!(o.violations.is_empty(), "seed {seed}: {:?}", o.violations);
         assert!(o.stats.heal_to_live_ms.is_some(), "seed {seed} not live");
     }
@@ -242,7 +246,10 @@ fn the_seeds_that_left_a_replica_alone_in_a_view_change_pass() {
         (173, 7, 2),
     ];
     for (seed, n, byzantine) in cases {
-        let o = run_scenario(scenario(seed, n, byzantine, "all"), Hooks::default());
+        let o = run_scenario(
+            scenario(seed, n, byzantine, "all"),
+            Hooks::<Pbft>::default(),
+        );
         assert!(
             o.violations.is_empty(),
             "seed {seed} n={n}: {:?}",
@@ -256,7 +263,7 @@ fn the_seeds_that_left_a_replica_alone_in_a_view_change_pass() {
 
 fn cft_config(n: usize, seeds: u64) -> SweepConfig {
     SweepConfig {
-        consensus: SimConsensus::Cft,
+        consensus: EngineKind::Cft,
         ..config(n, 0, "all", 0, seeds)
     }
 }
@@ -315,21 +322,20 @@ fn cft_schedules_with_crashes_and_network_faults_have_no_violation() {
 
 #[test]
 fn cft_a_seed_replays_to_the_same_trace_and_byzantine_validators_are_refused() {
-    let cft = |seed| {
-        Scenario::generate_for(SimConsensus::Cft, seed, 3, 0, FaultSet::all()).expect("valid")
-    };
-    let a = run_scenario(cft(5), Hooks::default());
-    let b = run_scenario(cft(5), Hooks::default());
+    let cft =
+        |seed| Scenario::generate_for(EngineKind::Cft, seed, 3, 0, FaultSet::all()).expect("valid");
+    let a = run_scenario(cft(5), Hooks::<Cft>::default());
+    let b = run_scenario(cft(5), Hooks::<Cft>::default());
     assert_eq!(a.trace_hash, b.trace_hash);
     assert!(a.violations.is_empty(), "{:?}", a.violations);
     assert!(a.stats.height > 0);
     // Byzantine validators are refused: the baseline assumes crash faults.
-    assert!(Scenario::generate_for(SimConsensus::Cft, 5, 3, 1, FaultSet::all()).is_err());
-    assert!(Scenario::generate_for(SimConsensus::Cft, 5, 2, 0, FaultSet::all()).is_err());
+    assert!(Scenario::generate_for(EngineKind::Cft, 5, 3, 1, FaultSet::all()).is_err());
+    assert!(Scenario::generate_for(EngineKind::Cft, 5, 2, 0, FaultSet::all()).is_err());
 }
 
 fn calm_cft(seed: u64) -> Scenario {
-    let mut s = Scenario::generate_for(SimConsensus::Cft, seed, 3, 0, FaultSet::NONE)
+    let mut s = Scenario::generate_for(EngineKind::Cft, seed, 3, 0, FaultSet::NONE)
         .expect("valid scenario");
     s.without_faults();
     s
@@ -373,7 +379,7 @@ impl Tamper<Cft> for CftForgetsItsVote {
 #[test]
 fn teeth_cft_checkers_catch_a_double_vote_and_an_unpersisted_vote() {
     let run = |tamper: Box<dyn Tamper<Cft>>| {
-        run_scenario_with(
+        run_scenario(
             calm_cft(3),
             Hooks {
                 tamper: Some(tamper),
@@ -395,7 +401,7 @@ fn teeth_cft_checkers_catch_a_double_vote_and_an_unpersisted_vote() {
         o.violations
     );
     // And untampered, the same schedule is clean.
-    let o = run_scenario(calm_cft(3), Hooks::default());
+    let o = run_scenario(calm_cft(3), Hooks::<Cft>::default());
     assert!(o.violations.is_empty(), "{:?}", o.violations);
 }
 
@@ -409,12 +415,12 @@ fn scenario(seed: u64, n: usize, byzantine: usize, faults: &str) -> Scenario {
 #[test]
 fn a_seed_replays_to_the_same_trace() {
     for (seed, n, b) in [(3, 4, 1), (11, 7, 2)] {
-        let first = run_scenario(scenario(seed, n, b, "all"), Hooks::default());
-        let second = run_scenario(scenario(seed, n, b, "all"), Hooks::default());
+        let first = run_scenario(scenario(seed, n, b, "all"), Hooks::<Pbft>::default());
+        let second = run_scenario(scenario(seed, n, b, "all"), Hooks::<Pbft>::default());
         assert_eq!(first.trace_hash, second.trace_hash, "seed {seed}");
         assert_eq!(first.stats, second.stats, "seed {seed}");
         assert_eq!(first.violations, second.violations, "seed {seed}");
-        let other = run_scenario(scenario(seed + 1, n, b, "all"), Hooks::default());
+        let other = run_scenario(scenario(seed + 1, n, b, "all"), Hooks::<Pbft>::default());
         assert_ne!(
             first.trace_hash,
             other.trace_hash,
@@ -430,8 +436,8 @@ fn thread_count_does_not_change_traces() {
     one.threads = 1;
     let mut three = one.clone();
     three.threads = 3;
-    let a = sweep(&one, &Hooks::default).unwrap();
-    let b = sweep(&three, &Hooks::default).unwrap();
+    let a = sweep(&one, &Hooks::<Pbft>::default).unwrap();
+    let b = sweep(&three, &Hooks::<Pbft>::default).unwrap();
     let hashes = |s: &Sweep| {
         s.outcomes
             .iter()
@@ -457,7 +463,7 @@ enum Command {
 fn the_printed_replay_command_reproduces_the_schedule() {
     let original = sweep(
         &config(7, 2, "loss,partition,equivocate,twins", 40, 3),
-        &Hooks::default,
+        &Hooks::<Pbft>::default,
     )
     .unwrap();
     for o in &original.outcomes {
@@ -465,7 +471,7 @@ fn the_printed_replay_command_reproduces_the_schedule() {
         let Command::Sim(args) = Cli::try_parse_from(command.split_whitespace())
             .expect("the command parses")
             .command;
-        let replay = sweep(&args.sweep_config(), &Hooks::default).unwrap();
+        let replay = sweep(&args.sweep_config(), &Hooks::<Pbft>::default).unwrap();
         assert_eq!(replay.outcomes.len(), 1, "{command}");
         assert_eq!(replay.outcomes[0].seed, o.seed, "{command}");
         assert_eq!(replay.outcomes[0].trace_hash, o.trace_hash, "{command}");
@@ -511,7 +517,10 @@ impl Printed {
 #[test]
 fn a_sweep_reports_schedules_done_and_violations_found() {
     for (hooks, name) in [
-        (&Hooks::default as &(dyn Fn() -> Hooks<Pbft> + Sync), "shipped"),
+        (
+            &Hooks::default as &(dyn Fn() -> Hooks<Pbft> + Sync),
+            "shipped",
+        ),
         (&|| mutant_hooks(false, true), "broken engine"),
     ] {
         let printed = Printed::default();
@@ -616,7 +625,7 @@ fn teeth_a_fork_is_an_agreement_violation() {
         "{:?}",
         o.violations
     );
-    let clean = run_scenario(calm(5), Hooks::default());
+    let clean = run_scenario(calm(5), Hooks::<Pbft>::default());
     assert!(clean.violations.is_empty(), "{:?}", clean.violations);
 }
 
@@ -768,7 +777,7 @@ fn forged_transfer(seed: u64) -> Scenario {
 
 #[test]
 fn teeth_a_forged_transaction_changing_state_is_a_validity_violation() {
-    let honest = run_scenario(forged_transfer(9), Hooks::default());
+    let honest = run_scenario(forged_transfer(9), Hooks::<Pbft>::default());
     assert!(honest.violations.is_empty(), "{:?}", honest.violations);
     // The forged transfer fails; the liveness probe after the heal succeeds.
     assert_eq!(
@@ -855,7 +864,7 @@ fn silent_first_primary(seed: u64) -> Scenario {
 
 #[test]
 fn teeth_a_mutant_engine_from_the_factory_is_caught() {
-    let shipped = run_scenario(silent_first_primary(10), Hooks::default());
+    let shipped = run_scenario(silent_first_primary(10), Hooks::<Pbft>::default());
     assert!(shipped.violations.is_empty(), "{:?}", shipped.violations);
     assert!(
         shipped.stats.max_view >= 1,
@@ -930,11 +939,11 @@ fn teeth_a_replica_left_alone_in_a_view_change_is_a_liveness_violation() {
         s.liveness_bound_ms = 5_000;
         s
     };
-    let shipped = run_scenario(primary_crashes(12), Hooks::default());
+    let shipped = run_scenario(primary_crashes(12), Hooks::<Pbft>::default());
     assert!(shipped.violations.is_empty(), "{:?}", shipped.violations);
     assert!(shipped.stats.max_view >= 1, "the view changed");
     let base = factory::<Pbft>();
-    let deaf = Hooks {
+    let deaf = Hooks::<Pbft> {
         engine: Arc::new(move |cfg, key, restored| -> SimEngine<Pbft> {
             if cfg.me == ValidatorIndex(3) {
                 Box::new(DeafToNewView {

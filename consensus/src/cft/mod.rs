@@ -37,7 +37,7 @@ pub mod replication;
 
 use crate::config::Config;
 use crate::config::ConfigError;
-use crate::engine::{Engine, EngineStatus, Input, Output, Protocol, Restored};
+use crate::engine::{Engine, EngineStatus, FaultModel, Input, Output, Protocol, Restored};
 use log::Log;
 use messages::{CftBody, CftMessage, CftRecord};
 use phalanx_crypto::{Hash, Keypair};
@@ -385,7 +385,8 @@ impl Cft {
 }
 
 impl Protocol for Cft {
-    const NAME: &'static str = "cft";
+    const KIND: phalanx_ledger::EngineKind = phalanx_ledger::EngineKind::Cft;
+    const FAULT_MODEL: FaultModel = FaultModel::Crash;
 
     fn config(
         genesis: &phalanx_ledger::Genesis,

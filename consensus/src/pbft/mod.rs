@@ -17,7 +17,9 @@ pub mod sync;
 pub mod view_change;
 
 use crate::config::{Config, ConfigError};
-use crate::engine::{Engine, EngineStatus, Input, Output, Protocol, Restored, TimeoutKind};
+use crate::engine::{
+    Engine, EngineStatus, FaultModel, Input, Output, Protocol, Restored, TimeoutKind,
+};
 use log::Slot;
 use messages::{Complaint, NewView, PbftMessage, ViewChange};
 use phalanx_crypto::{Hash, Keypair};
@@ -582,7 +584,8 @@ impl Pbft {
 }
 
 impl Protocol for Pbft {
-    const NAME: &'static str = "pbft";
+    const KIND: phalanx_ledger::EngineKind = phalanx_ledger::EngineKind::Pbft;
+    const FAULT_MODEL: FaultModel = FaultModel::Byzantine;
 
     fn config(
         genesis: &phalanx_ledger::Genesis,

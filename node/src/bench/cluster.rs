@@ -2,12 +2,13 @@
 //! `phalanx testnet init`, one `phalanx node` process per validator), or one
 //! already running that `testnet/local.sh up` made.
 
-use crate::cli::testnet::{Consensus, InitArgs};
+use crate::cli::testnet::InitArgs;
 use crate::client::Client;
 use crate::home::Home;
 use crate::shared::NodeStatus;
 use anyhow::Context as _;
 use phalanx_crypto::{read_key_file, KeyKind, Keypair};
+use phalanx_ledger::EngineKind;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ impl Cluster {
     /// accounts and starts every node (logs in `dir/logs/`).
     pub fn launch(
         n: u32,
-        consensus: Consensus,
+        consensus: EngineKind,
         dir: &Path,
         base_port: u16,
         accounts: u32,
@@ -47,7 +48,7 @@ impl Cluster {
     /// `phalanx node` command line.
     pub fn launch_with(
         n: u32,
-        consensus: Consensus,
+        consensus: EngineKind,
         dir: &Path,
         base_port: u16,
         accounts: u32,

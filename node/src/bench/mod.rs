@@ -40,8 +40,8 @@ pub struct BenchArgs {
     #[arg(long, short = 'n', value_name = "N")]
     pub validators: Option<u32>,
     /// The consensus engine of launched testnets.
-    #[arg(long, value_enum, default_value_t = crate::cli::testnet::Consensus::Pbft)]
-    pub consensus: crate::cli::testnet::Consensus,
+    #[arg(long, value_parser = phalanx_runtime::registry::parse, default_value = "pbft")]
+    pub consensus: phalanx_ledger::EngineKind,
     /// The running testnet to drive (the directory `testnet/local.sh up` made).
     #[arg(long, value_name = "DIR", default_value = "testnet-data")]
     pub testnet: PathBuf,

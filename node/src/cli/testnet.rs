@@ -11,7 +11,10 @@
 use crate::home::{ApiConfig, Home, NodeConfig, P2pConfig};
 use anyhow::Context as _;
 use phalanx_crypto::{write_key_file, KeyKind, Keypair};
-use phalanx_ledger::{ConsensusParams, EngineKind, Genesis, GenesisAccount, ValidatorInfo};
+use phalanx_ledger::{
+    ConsensusParams, EngineKind, Genesis, GenesisAccount, ValidatorIndex, ValidatorInfo,
+};
+use phalanx_runtime::registry;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -128,15 +131,6 @@ pub fn write_twin(args: &TwinArgs) -> anyhow::Result<String> {
     Ok(format!("http://{}", config.api.listen))
 }
 
-/// The engines `phalanx testnet init --consensus` offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Consensus {
-    /// PBFT: tolerates f Byzantine validators out of n ≥ 3f+1.
-    Pbft,
-    /// Raft-style baseline: tolerates f crashed validators out of n ≥ 2f+1.
-    Cft,
-}
-
 /// `phalanx testnet init` arguments.
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
@@ -145,8 +139,8 @@ pub struct InitArgs {
     pub validators: u32,
     /// The consensus engine written into the genesis: pbft (Byzantine faults,
     /// n ≥ 3f+1) or cft (the crash-fault-tolerant baseline, n ≥ 2f+1).
-    #[arg(long, value_enum, default_value_t = Consensus::Pbft)]
-    pub consensus: Consensus,
+    #[arg(long, value_parser = registry::parse, default_value = "pbft")]
+    pub consensus: EngineKind,
     /// The directory to create (it must not exist or be empty).
     #[arg(long, short, value_name = "DIR")]
     pub output: PathBuf,
@@ -205,19 +199,28 @@ struct NodePlan {
     node_key: Keypair,
 }
 
-fn check_args(args: &InitArgs) -> anyhow::Result<()> {
-    match args.consensus {
-        Consensus::Pbft => anyhow::ensure!(
-            args.validators >= 4,
-            "PBFT needs at least 4 validators (n ≥ 3f+1 with f ≥ 1), got --validators {}",
-            args.validators
+/// "PBFT, tolerates f = 1 Byzantine" for `engine` with `n` validators.
+fn tolerates(engine: EngineKind, n: usize) -> String {
+    let name = engine.name().to_uppercase();
+    match registry::fault_model(engine) {
+        Ok(model) => format!(
+            "{name}, tolerates f = {} {}",
+            model.max_faulty(n),
+            if model.byzantine() {
+                "Byzantine"
+            } else {
+                "crashed"
+            }
         ),
-        Consensus::Cft => anyhow::ensure!(
-            args.validators >= 1,
-            "CFT needs at least 1 validator, got --validators {}",
-            args.validators
-        ),
+        Err(_) => name,
     }
+}
+
+fn check_args(args: &InitArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.validators >= 1,
+        "a testnet needs at least 1 validator, got --validators 0"
+    );
     anyhow::ensure!(
         args.validators <= u32::from(API_PORT_OFFSET),
         "at most {API_PORT_OFFSET} validators (node i's API port is base-port + {API_PORT_OFFSET} + i, so more would collide with P2P ports), got {}",
@@ -411,13 +414,13 @@ fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
             })
             .collect(),
         consensus: ConsensusParams {
-            engine: match args.consensus {
-                Consensus::Pbft => EngineKind::Pbft,
-                Consensus::Cft => EngineKind::Cft,
-            },
+            engine: args.consensus,
             ..ConsensusParams::default()
         },
     };
+    // The engine's own rule on the validator set (PBFT needs n ≥ 4).
+    crate::run::check_engine_config(&genesis, ValidatorIndex(0))
+        .with_context(|| format!("--validators {}", args.validators))?;
     genesis
         .validate()
         .context("the testnet's genesis would be invalid")?;
@@ -492,13 +495,7 @@ fn print_summary(args: &InitArgs, plan: &Plan) {
         "wrote a {}-validator testnet (chain {:?}, {}) to {out}",
         plan.nodes.len(),
         plan.genesis.chain_id,
-        match args.consensus {
-            Consensus::Pbft => format!(
-                "PBFT, tolerates f = {} Byzantine",
-                (plan.nodes.len() - 1) / 3
-            ),
-            Consensus::Cft => format!("CFT, tolerates f = {} crashed", (plan.nodes.len() - 1) / 2),
-        }
+        tolerates(args.consensus, plan.nodes.len())
     );
     for (i, v) in plan.genesis.validators.iter().enumerate() {
         println!(
@@ -553,7 +550,7 @@ mod tests {
     fn args(n: u32) -> InitArgs {
         InitArgs {
             validators: n,
-            consensus: Consensus::Pbft,
+            consensus: EngineKind::Pbft,
             output: PathBuf::from("unused"),
             base_port: 26000,
             hosts: None,
@@ -701,13 +698,13 @@ mod tests {
         assert!(msg(args(3)).contains("at least 4 validators"));
         // The crash-fault-tolerant baseline runs with 3 (f = 1) and writes cft.
         let cft = plan(&InitArgs {
-            consensus: Consensus::Cft,
+            consensus: EngineKind::Cft,
             ..args(3)
         })
         .unwrap();
         assert_eq!(cft.genesis.consensus.engine, EngineKind::Cft);
         assert!(msg(InitArgs {
-            consensus: Consensus::Cft,
+            consensus: EngineKind::Cft,
             ..args(0)
         })
         .contains("at least 1 validator"));

@@ -215,7 +215,7 @@ pub fn run(
         &["--allow-fault-injection"],
     )?;
     cluster.wait_ready(Duration::from_secs(60))?;
-    let cft = setup.consensus == crate::cli::testnet::Consensus::Cft;
+    let cft = !setup.model().byzantine();
     let primary = current_primary(&cluster.apis, cft, Duration::from_secs(20))?;
     let targets: Vec<usize> = if fault == Fault::None {
         Vec::new()

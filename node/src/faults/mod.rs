@@ -15,7 +15,9 @@
 mod cell;
 mod report;
 
-use crate::cli::testnet::Consensus;
+use phalanx_consensus::FaultModel;
+use phalanx_ledger::EngineKind;
+use phalanx_runtime::registry;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -25,44 +27,31 @@ pub use cell::CellResult;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Setup {
     /// The engine.
-    #[serde(serialize_with = "consensus_name")]
-    pub consensus: Consensus,
+    pub consensus: EngineKind,
     /// Validators.
     pub n: u32,
 }
 
-fn consensus_name<S: serde::Serializer>(c: &Consensus, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(engine_name(*c))
-}
-
-fn engine_name(c: Consensus) -> &'static str {
-    match c {
-        Consensus::Pbft => "pbft",
-        Consensus::Cft => "cft",
-    }
-}
-
 impl Setup {
-    /// Faults tolerated: ⌊(n−1)/3⌋ for PBFT, ⌊(n−1)/2⌋ for CFT.
+    /// The faults its engine tolerates (setups are parsed from runnable
+    /// engines only).
+    pub fn model(&self) -> FaultModel {
+        registry::fault_model(self.consensus).unwrap_or(FaultModel::Byzantine)
+    }
+
+    /// Faults tolerated: ⌊(n−1)/3⌋ Byzantine, ⌊(n−1)/2⌋ crashed.
     pub fn f(&self) -> u32 {
-        match self.consensus {
-            Consensus::Pbft => (self.n - 1) / 3,
-            Consensus::Cft => (self.n - 1) / 2,
-        }
+        self.model().max_faulty(self.n as usize) as u32
     }
 
     /// `pbft-4`, `cft-3`, ...
     pub fn name(&self) -> String {
-        format!("{}-{}", engine_name(self.consensus), self.n)
+        format!("{}-{}", self.consensus, self.n)
     }
 
     /// `PBFT n=4`, for tables and charts.
     pub fn label(&self) -> String {
-        format!(
-            "{} n={}",
-            engine_name(self.consensus).to_uppercase(),
-            self.n
-        )
+        format!("{} n={}", self.consensus.name().to_uppercase(), self.n)
     }
 }
 
@@ -77,11 +66,13 @@ impl std::str::FromStr for Setup {
         };
         let (engine, n) = s.trim().split_once('-').ok_or_else(bad)?;
         let n: u32 = n.parse().map_err(|_| bad())?;
-        let consensus = match engine {
-            "pbft" if (4..=16).contains(&n) => Consensus::Pbft,
-            "cft" if (3..=16).contains(&n) => Consensus::Cft,
-            _ => return Err(bad()),
-        };
+        let consensus = registry::parse(engine).map_err(|e| format!("{}: {e}", bad()))?;
+        let min = registry::fault_model(consensus)
+            .map_err(|e| e.to_string())?
+            .min_validators() as u32;
+        if !(min..=16).contains(&n) {
+            return Err(bad());
+        }
         Ok(Setup { consensus, n })
     }
 }
@@ -312,11 +303,11 @@ fn which(program: &str) -> bool {
 pub fn plan(args: &FaultsArgs) -> Vec<(Setup, Fault)> {
     if args.quick {
         let pbft = Setup {
-            consensus: Consensus::Pbft,
+            consensus: EngineKind::Pbft,
             n: 4,
         };
         let cft = Setup {
-            consensus: Consensus::Cft,
+            consensus: EngineKind::Cft,
             n: 3,
         };
         return vec![
@@ -403,7 +394,7 @@ pub fn run(args: &FaultsArgs) -> anyhow::Result<()> {
     println!("{summary}");
     let mut failures = Vec::new();
     for c in &report.cells {
-        if c.setup.consensus == Consensus::Pbft {
+        if c.setup.model().byzantine() {
             if let Some(fork) = &c.fork {
                 failures.push(format!(
                     "SAFETY: {} {}: honest nodes committed different blocks at height {}",
@@ -413,7 +404,7 @@ pub fn run(args: &FaultsArgs) -> anyhow::Result<()> {
                 ));
             }
         }
-        if c.setup.consensus == Consensus::Cft && c.fault == Fault::Equivocate && c.fork.is_none() {
+        if !c.setup.model().byzantine() && c.fault == Fault::Equivocate && c.fork.is_none() {
             failures.push(format!(
                 "{} with an equivocating leader did not fork: the comparison expects it to",
                 c.setup.label()

@@ -3,7 +3,6 @@
 
 use super::cell::{short, CellResult};
 use super::{Fault, FaultsReport, Setup, ALL_FAULTS};
-use crate::cli::testnet::Consensus;
 use phalanx_testnet::chart::{BarChart, BarGroup, LineChart, Series};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -93,12 +92,12 @@ fn explain(r: &FaultsReport) -> String {
     let pbft: Vec<&CellResult> = r
         .cells
         .iter()
-        .filter(|c| c.setup.consensus == Consensus::Pbft)
+        .filter(|c| c.setup.model().byzantine())
         .collect();
     let cft: Vec<&CellResult> = r
         .cells
         .iter()
-        .filter(|c| c.setup.consensus == Consensus::Cft)
+        .filter(|c| !c.setup.model().byzantine())
         .collect();
     if !pbft.is_empty() {
         let forks = pbft.iter().filter(|c| c.fork.is_some()).count();
@@ -184,11 +183,11 @@ fn explain(r: &FaultsReport) -> String {
     let base_p = r
         .cells
         .iter()
-        .find(|c| c.setup.consensus == Consensus::Pbft && c.fault == Fault::None);
+        .find(|c| c.setup.model().byzantine() && c.fault == Fault::None);
     let base_c = r
         .cells
         .iter()
-        .find(|c| c.setup.consensus == Consensus::Cft && c.fault == Fault::None);
+        .find(|c| !c.setup.model().byzantine() && c.fault == Fault::None);
     if let (Some(p), Some(c)) = (base_p, base_c) {
         let _ = writeln!(
             out,

@@ -17,7 +17,7 @@
 //!
 //! This module only observes; it never changes what the simulation does.
 
-use super::protocol::SimConsensus;
+use phalanx_consensus::FaultModel;
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     Account, Address, Block, Genesis, Height, Justification, Receipt, SignedTransaction, State,
@@ -160,18 +160,16 @@ pub fn short(h: &Hash) -> String {
     h.to_string()[..12].to_owned()
 }
 
-/// Checks a committed block's justification: a PBFT certificate for this
-/// height and payload, signed by a quorum (or, for the CFT baseline, a
-/// leader that is a validator).
+/// Checks a committed block's justification: a quorum certificate for
+/// this height and payload (or, under the crash-fault model, a leader that
+/// is a validator).
 pub fn check_certificate(
     genesis: &Genesis,
     quorum: usize,
     block: &Block,
-    consensus: SimConsensus,
+    model: FaultModel,
 ) -> Result<(), String> {
-    if let (SimConsensus::Cft, Justification::Cft { leader, .. }) =
-        (consensus, &block.justification)
-    {
+    if let (FaultModel::Crash, Justification::Cft { leader, .. }) = (model, &block.justification) {
         // A crash-fault model commits on the leader's word: all a block can
         // show is a leader from the validator set.
         return if (leader.0 as usize) < genesis.validators.len() {
@@ -212,12 +210,12 @@ impl CertCache {
         genesis: &Genesis,
         quorum: usize,
         block: &Block,
-        consensus: SimConsensus,
+        model: FaultModel,
     ) -> Result<(), String> {
         let key = (block.hash(), phalanx_crypto::encode(&block.justification));
         self.0
             .entry(key)
-            .or_insert_with(|| check_certificate(genesis, quorum, block, consensus))
+            .or_insert_with(|| check_certificate(genesis, quorum, block, model))
             .clone()
     }
 }

@@ -6,8 +6,8 @@
 
 use super::checkers::{short, ViolationKind};
 use super::hooks::TamperCtx;
-use super::protocol::SimProtocol;
 use super::world::{panic_message, Event, World};
+use phalanx_adversary::Adversarial;
 use phalanx_adversary::Ctx;
 use phalanx_consensus::{Input, Message, Output};
 use phalanx_crypto::Hash;
@@ -19,7 +19,7 @@ use std::rc::Rc;
 /// Most blocks in one catch-up answer: the node's own limit.
 const SYNC_MAX_BLOCKS: usize = phalanx_runtime::SYNC_MAX_BLOCKS as usize;
 
-impl<E: SimProtocol> World<E> {
+impl<E: Adversarial> World<E> {
     /// Feeds one input to a node, carries out its outputs in order, then
     /// the inputs they cause (block executed), like the node's driver.
     pub(super) fn step(&mut self, node: usize, input: Input<E::Message>) {
@@ -295,8 +295,8 @@ impl<E: SimProtocol> World<E> {
             // The checker's own quorum, not the engine's configuration: a
             // mutation of the engine's quorum must not lower the bar its
             // certificates are checked against (the mutation runs found it).
-            let quorum = E::CONSENSUS.quorum(self.scenario.n);
-            if let Err(e) = self.certs.check(genesis, quorum, &block, E::CONSENSUS) {
+            let quorum = E::FAULT_MODEL.quorum(self.scenario.n);
+            if let Err(e) = self.certs.check(genesis, quorum, &block, E::FAULT_MODEL) {
                 problems.push((ViolationKind::Certificate, format!("node {node}: {e}")));
             }
             if let Some(e) = self.safety.on_commit(node, &block) {

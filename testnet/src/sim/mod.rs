@@ -66,6 +66,9 @@
 //! an engine's inputs and outputs, or live in the network. The engine under
 //! test comes from an [`EngineFactory`], so a mutated engine can be handed in.
 
+use phalanx_ledger::EngineKind;
+use phalanx_runtime::registry;
+
 pub mod checkers;
 mod draw;
 mod driver;
@@ -73,7 +76,6 @@ pub mod faults;
 pub mod hooks;
 pub mod network;
 pub mod node;
-pub mod protocol;
 pub use phalanx_adversary::rng;
 pub mod scenario;
 pub mod sweep;
@@ -85,18 +87,17 @@ pub use checkers::{Violation, ViolationKind};
 pub use faults::{Fault, FaultSet};
 pub use hooks::{ledger_executor, Executor, Hooks, Outcome, Stats, Tamper, TamperCtx};
 pub use node::{factory, EngineFactory, SimEngine};
-pub use protocol::{SimConsensus, SimProtocol};
 pub use scenario::{Scenario, LIVENESS_BOUND_MS, VIEW_CHANGE_TIMEOUT_MS};
 pub use sweep::{sweep, sweep_with_progress, Sweep, SweepConfig, Totals};
-pub use world::{run_scenario, run_scenario_with};
+pub use world::run_scenario;
 
 /// `phalanx sim` arguments.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SimArgs {
     /// The engine under test: `pbft`, or `cft` (the crash-fault-tolerant
     /// baseline: no Byzantine validators, network faults and crashes only).
-    #[arg(long, value_enum, default_value = "pbft")]
-    pub consensus: SimConsensus,
+    #[arg(long, value_parser = registry::parse, default_value = "pbft")]
+    pub consensus: EngineKind,
     /// Validators in every schedule (at least 4 for PBFT, 3 for CFT).
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
@@ -137,10 +138,12 @@ impl SimArgs {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             })
         };
-        let byzantine = self.byzantine.unwrap_or(match self.consensus {
-            SimConsensus::Pbft => scenario::max_faulty(self.validators.max(4)),
-            SimConsensus::Cft => 0,
-        });
+        let byzantine = self
+            .byzantine
+            .unwrap_or(match registry::fault_model(self.consensus) {
+                Ok(model) if model.byzantine() => scenario::max_faulty(self.validators.max(4)),
+                _ => 0,
+            });
         SweepConfig {
             validators: self.validators,
             byzantine,
@@ -154,6 +157,19 @@ impl SimArgs {
     }
 }
 
+/// A sweep of the shipped engine the arguments name.
+struct Sweeping<'a> {
+    config: &'a SweepConfig,
+    progress: &'a crate::progress::Progress,
+}
+
+impl registry::WithEngine for Sweeping<'_> {
+    type Output = Result<Sweep, scenario::ScenarioError>;
+    fn run<E: phalanx_adversary::Adversarial>(self) -> Self::Output {
+        sweep::sweep_with_progress(self.config, &Hooks::<E>::default, Some(self.progress))
+    }
+}
+
 /// Runs `phalanx sim`; `Ok(true)` when no schedule violated a property.
 pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
     let config = args.sweep_config();
@@ -162,11 +178,13 @@ pub fn run(args: &SimArgs) -> anyhow::Result<bool> {
         crate::progress::Unit::Count("schedules"),
         config.seeds as f64,
     );
-    let result = sweep::sweep_with_progress(
-        &config,
-        &Hooks::<phalanx_consensus::Pbft>::default,
-        Some(&progress),
-    );
+    let result = registry::with_engine(
+        config.consensus,
+        Sweeping {
+            config: &config,
+            progress: &progress,
+        },
+    )?;
     progress.finish();
     let result = result?;
     if args.verbose {

@@ -9,10 +9,11 @@
 //! particular situation (a partition that never heals, no faults at all).
 
 use super::faults::{Fault, FaultSet};
-use super::protocol::SimConsensus;
 use super::rng::Rng;
 use phalanx_crypto::Keypair;
+use phalanx_ledger::EngineKind;
 use phalanx_ledger::{Address, ConsensusParams, Genesis, SignedTransaction, ValidatorIndex};
+use phalanx_runtime::registry;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -207,23 +208,37 @@ pub struct Scenario {
     /// Simulated time run after liveness is reached.
     pub settle_ms: u64,
     /// The engine under test.
-    pub consensus: SimConsensus,
+    pub consensus: EngineKind,
 }
 
 /// Why a scenario cannot be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScenarioError {
-    /// n is out of range.
-    #[error("--validators {0}: the simulator runs PBFT with 4 to {MAX_VALIDATORS} validators")]
-    Validators(usize),
-    /// n is out of range for the CFT baseline.
-    #[error("--validators {0}: the simulator runs CFT with 3 to {MAX_VALIDATORS} validators")]
-    CftValidators(usize),
-    /// The CFT baseline assumes crash faults only.
+    /// The engine is not one this build runs.
+    #[error(transparent)]
+    Engine(#[from] registry::NotRunnable),
+    /// n is out of range for the engine.
     #[error(
-        "--byzantine {0}: the CFT baseline assumes crash faults only; use --byzantine 0 (or PBFT)"
+        "--validators {n}: the simulator runs {engine} with {min} to {MAX_VALIDATORS} validators"
     )]
-    ByzantineInCft(usize),
+    Validators {
+        /// Requested.
+        n: usize,
+        /// The engine.
+        engine: EngineKind,
+        /// The fewest it runs with.
+        min: usize,
+    },
+    /// A crash-fault engine (the CFT baseline) assumes crash faults only.
+    #[error(
+        "--byzantine {byzantine}: {engine} assumes crash faults only; use --byzantine 0 (or a Byzantine fault-tolerant engine)"
+    )]
+    ByzantineInCrashModel {
+        /// Requested.
+        byzantine: usize,
+        /// The engine.
+        engine: EngineKind,
+    },
     /// More Byzantine validators than PBFT tolerates.
     #[error("--byzantine {byzantine}: PBFT with {n} validators tolerates at most f = {f} Byzantine validators")]
     TooManyByzantine {
@@ -273,7 +288,7 @@ impl Scenario {
         byzantine_count: usize,
         requested: FaultSet,
     ) -> Result<Scenario, ScenarioError> {
-        Scenario::generate_for(SimConsensus::Pbft, seed, n, byzantine_count, requested)
+        Scenario::generate_for(EngineKind::default(), seed, n, byzantine_count, requested)
     }
 
     /// The script for (engine, seed, n, Byzantine count, faults). The CFT
@@ -282,23 +297,26 @@ impl Scenario {
     /// give it the same network, crashes and workload as PBFT without
     /// Byzantine validators.
     pub fn generate_for(
-        consensus: SimConsensus,
+        consensus: EngineKind,
         seed: u64,
         n: usize,
         byzantine_count: usize,
         requested: FaultSet,
     ) -> Result<Scenario, ScenarioError> {
-        match consensus {
-            SimConsensus::Pbft if !(4..=MAX_VALIDATORS).contains(&n) => {
-                return Err(ScenarioError::Validators(n));
-            }
-            SimConsensus::Cft if !(3..=MAX_VALIDATORS).contains(&n) => {
-                return Err(ScenarioError::CftValidators(n));
-            }
-            SimConsensus::Cft if byzantine_count > 0 => {
-                return Err(ScenarioError::ByzantineInCft(byzantine_count));
-            }
-            _ => {}
+        let model = registry::fault_model(consensus)?;
+        let min = model.min_validators();
+        if !(min..=MAX_VALIDATORS).contains(&n) {
+            return Err(ScenarioError::Validators {
+                n,
+                engine: consensus,
+                min,
+            });
+        }
+        if byzantine_count > 0 && !model.byzantine() {
+            return Err(ScenarioError::ByzantineInCrashModel {
+                byzantine: byzantine_count,
+                engine: consensus,
+            });
         }
         let f = max_faulty(n);
         if byzantine_count > f {

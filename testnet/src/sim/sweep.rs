@@ -5,12 +5,12 @@
 use super::checkers::ViolationKind;
 use super::faults::{Fault, FaultSet};
 use super::hooks::{Hooks, Outcome};
-use super::protocol::SimConsensus;
 use super::scenario::{Scenario, ScenarioError};
 use super::world::run_scenario;
 use crate::progress::Progress;
+use phalanx_adversary::Adversarial;
 use phalanx_adversary::AdversaryStats;
-use phalanx_consensus::Pbft;
+use phalanx_ledger::EngineKind;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,16 +35,23 @@ pub struct SweepConfig {
     /// Keep readable traces.
     pub verbose: bool,
     /// The engine under test.
-    pub consensus: SimConsensus,
+    pub consensus: EngineKind,
+}
+
+/// The engine's name between `before` and `after`, or nothing for the
+/// default engine (PBFT), as the command line and the summary spell it.
+fn engine_flag(engine: EngineKind, before: &str, after: &str) -> String {
+    if engine == EngineKind::default() {
+        String::new()
+    } else {
+        format!("{before}{engine}{after}")
+    }
 }
 
 impl SweepConfig {
     /// The command that replays `seed` of this sweep exactly.
     pub fn replay_command(&self, seed: u64) -> String {
-        let engine = match self.consensus {
-            SimConsensus::Pbft => String::new(),
-            other => format!("--consensus {} ", other.name()),
-        };
+        let engine = engine_flag(self.consensus, "--consensus ", " ");
         format!(
             "phalanx sim {engine}--validators {} --byzantine {} --faults {} --seeds 1 --start-seed {seed} --verbose",
             self.validators, self.byzantine, self.faults
@@ -203,18 +210,18 @@ fn quiet_worker_panics() {
 
 /// Runs seeds `start_seed .. start_seed + seeds` on `threads` threads;
 /// `make_hooks` gives each schedule its hooks (engine, executor, tamper).
-pub fn sweep(
+pub fn sweep<E: Adversarial>(
     config: &SweepConfig,
-    make_hooks: &(dyn Fn() -> Hooks<Pbft> + Sync),
+    make_hooks: &(dyn Fn() -> Hooks<E> + Sync),
 ) -> Result<Sweep, ScenarioError> {
     sweep_with_progress(config, make_hooks, None)
 }
 
 /// [`sweep`], updating `progress` as each schedule ends: schedules done,
 /// violations so far and schedules per second. The caller finishes it.
-pub fn sweep_with_progress(
+pub fn sweep_with_progress<E: Adversarial>(
     config: &SweepConfig,
-    make_hooks: &(dyn Fn() -> Hooks<Pbft> + Sync),
+    make_hooks: &(dyn Fn() -> Hooks<E> + Sync),
     progress: Option<&Progress>,
 ) -> Result<Sweep, ScenarioError> {
     // Fail early on a bad configuration rather than in every worker.
@@ -341,10 +348,7 @@ pub fn report_text(s: &Sweep) -> String {
     out.push_str(&format!(
         "phalanx sim: {} schedules ({}n={}, byzantine={}, faults={}, seeds {}..={}), {} violations in {} schedules, {:.1} schedules/s ({:.2} s on {} threads), traces {:016x}\n",
         t.schedules,
-        match c.consensus {
-            SimConsensus::Pbft => "",
-            SimConsensus::Cft => "cft, ",
-        },
+        engine_flag(c.consensus, "", ", "),
         c.validators,
         c.byzantine,
         c.faults,

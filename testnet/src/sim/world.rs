@@ -10,12 +10,12 @@ use super::checkers::{CertCache, Safety, SigCache, Violation, ViolationKind};
 use super::hooks::{Hooks, Outcome, Stats};
 use super::network::{Endpoint, Network};
 use super::node::Node;
-use super::protocol::{SimConsensus, SimProtocol};
 use super::rng::Rng;
 use super::scenario::{account, account_key, stream, validator_key, Scenario, ACCOUNTS, CHAIN_ID};
 use super::trace::Trace;
+use phalanx_adversary::Adversarial;
 use phalanx_adversary::{Collusion, Ctx};
-use phalanx_consensus::{Cft, Input, Message, Pbft, TimeoutKind};
+use phalanx_consensus::{Input, Message, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Block, Height, SignedTransaction, Transaction, ValidatorIndex};
 use std::cmp::Reverse;
@@ -91,7 +91,7 @@ impl<M> Ord for Queued<M> {
 }
 
 /// One schedule being run.
-pub struct World<E: SimProtocol> {
+pub struct World<E: Adversarial> {
     pub(super) scenario: Scenario,
     pub(super) hooks: Hooks<E>,
     pub(super) now: u64,
@@ -123,7 +123,7 @@ pub struct World<E: SimProtocol> {
     pub(super) violations: Vec<Violation>,
 }
 
-impl<E: SimProtocol> std::fmt::Debug for World<E> {
+impl<E: Adversarial> std::fmt::Debug for World<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("World")
             .field("seed", &self.scenario.seed)
@@ -133,34 +133,26 @@ impl<E: SimProtocol> std::fmt::Debug for World<E> {
     }
 }
 
-/// Runs one schedule to its end and checks it. A CFT scenario runs the
-/// shipped CFT engine with the hooks' executor and flags (engine factories
-/// and tampers are typed to PBFT messages; use [`run_scenario_with`] to
-/// hand in CFT ones).
-pub fn run_scenario(scenario: Scenario, hooks: Hooks<Pbft>) -> Outcome {
-    match scenario.consensus {
-        SimConsensus::Pbft => run_scenario_with(scenario, hooks),
-        SimConsensus::Cft => {
-            let cft: Hooks<Cft> = Hooks {
-                executor: hooks.executor,
-                stop_on_violation: hooks.stop_on_violation,
-                verbose: hooks.verbose,
-                ..Hooks::default()
-            };
-            run_scenario_with(scenario, cft)
-        }
-    }
-}
-
-/// Runs one schedule with engine `E`.
-pub fn run_scenario_with<E: SimProtocol>(scenario: Scenario, hooks: Hooks<E>) -> Outcome {
+/// Runs one schedule of engine `E` to its end and checks it.
+///
+/// # Panics
+///
+/// If the scenario was drawn for another engine.
+pub fn run_scenario<E: Adversarial>(scenario: Scenario, hooks: Hooks<E>) -> Outcome {
+    assert_eq!(
+        scenario.consensus,
+        E::KIND,
+        "a {} scenario handed to the {} engine",
+        scenario.consensus,
+        E::KIND
+    );
     let started = std::time::Instant::now();
     let mut outcome = run_caught(scenario, hooks);
     outcome.wall_ms = started.elapsed().as_millis() as u64;
     outcome
 }
 
-fn run_caught<E: SimProtocol>(scenario: Scenario, hooks: Hooks<E>) -> Outcome {
+fn run_caught<E: Adversarial>(scenario: Scenario, hooks: Hooks<E>) -> Outcome {
     let seed = scenario.seed;
     let verbose = hooks.verbose;
     match catch_unwind(AssertUnwindSafe(move || World::new(scenario, hooks).run())) {
@@ -191,7 +183,7 @@ pub(super) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-impl<E: SimProtocol> World<E> {
+impl<E: Adversarial> World<E> {
     /// Sets up nodes, network and adversaries for `scenario`.
     pub fn new(scenario: Scenario, hooks: Hooks<E>) -> World<E> {
         let genesis = &scenario.genesis;
