@@ -100,6 +100,10 @@ fn summaries_and_wire_kinds_agree_for_every_message() {
             }),
             ("complaint", 5, 0, false),
         ),
+        (
+            PbftMessage::Echo(vote(VoteKind::PrePrepare, 2, 7)),
+            ("pre_prepare_echo", 2, 7, true),
+        ),
     ];
     for (m, (kind, view, seq, digest)) in pbft {
         let s = m.summary();
@@ -169,6 +173,27 @@ fn summaries_and_wire_kinds_agree_for_every_message() {
         assert!(CftMessage::KINDS.contains(&kind));
     }
     assert_eq!(PbftMessage::wire_kind(&[]), None);
-    assert_eq!(PbftMessage::wire_kind(&[8]), None);
+    assert_eq!(PbftMessage::wire_kind(&[9]), None);
     assert_eq!(CftMessage::wire_kind(&[4]), None);
+}
+
+/// What a message promises is only what its sender signed: a relayed
+/// NEW-VIEW's pre-prepares are the primary's, an echo's vote is the
+/// primary's, evidence is about somebody else.
+#[test]
+fn promises_are_only_the_senders_own() {
+    use phalanx_ledger::{Evidence, VoteKind};
+    let prepare = PbftMessage::Prepare(vote(VoteKind::Prepare, 2, 7));
+    let p = prepare.promises(ValidatorIndex(1));
+    assert_eq!(p.len(), 1);
+    assert_eq!((p[0].what, p[0].view, p[0].seq), ("prepare", 2, 7));
+    assert!(prepare.promises(ValidatorIndex(2)).is_empty());
+    let echo = PbftMessage::Echo(vote(VoteKind::PrePrepare, 2, 7));
+    assert!(echo.promises(ValidatorIndex(1)).is_empty());
+    let evidence = PbftMessage::Evidence(Evidence {
+        first: vote(VoteKind::Prepare, 1, 9),
+        second: vote(VoteKind::Prepare, 1, 9),
+    });
+    assert!(evidence.promises(ValidatorIndex(1)).is_empty());
+    assert_eq!(evidence.evidence_offender(), Some(ValidatorIndex(1)));
 }

@@ -68,13 +68,23 @@ fn broadcasts(out: &[Output<PbftMessage, PbftRecord>]) -> Vec<&PbftMessage> {
         .collect()
 }
 
-/// §4.2: a backup that accepts a PRE-PREPARE persists, then multicasts, its PREPARE.
+/// §4.2: a backup that accepts a PRE-PREPARE persists, then multicasts, its
+/// PREPARE (and then echoes the primary's vote to the other backups).
 #[test]
 fn s4_2_backup_prepares_after_persisting() {
     let mut e = engine(4, 1);
     let p = payload(0, 1, 2);
-    let out = e.handle(0, msg(0, pre_prepare(0, 1, &p)));
+    let pp = pre_prepare(0, 1, &p);
+    let PbftMessage::PrePrepare(PrePrepare { vote: primary, .. }) = &pp else {
+        unreachable!()
+    };
+    let primary = *primary;
+    let out = e.handle(0, msg(0, pp));
     let prepare = vote(VoteKind::Prepare, 0, 1, p.digest(), 1);
+    let echo = |to| Output::Send {
+        to: ValidatorIndex(to),
+        message: PbftMessage::Echo(primary),
+    };
     assert_eq!(
         out,
         vec![
@@ -84,6 +94,8 @@ fn s4_2_backup_prepares_after_persisting() {
                 kind: TimeoutKind::Progress { view: 0 },
                 after_ms: 1000
             },
+            echo(2),
+            echo(3),
         ]
     );
 }
@@ -977,6 +989,99 @@ fn equivocating_primary_produces_evidence_and_a_view_change() {
     assert!(c.run_until(30_000, |c| (1..4)
         .all(|i| c.nodes[i].blocks.iter().any(|b| !b.evidence.is_empty()))));
     c.assert_agreement();
+}
+
+/// The echo: a backup passes the primary's PRE-PREPARE vote on to the
+/// other backups, once per slot; two backups handed different proposals
+/// each find out from the other's echo and hold verified evidence.
+#[test]
+fn an_echo_of_another_proposal_catches_an_equivocating_primary() {
+    let (a, b) = (payload(0, 1, 1), payload(0, 1, 2));
+    let (mut e2, mut e3) = (engine(4, 2), engine(4, 3));
+    let echoes = |out: &[Output<PbftMessage, PbftRecord>]| -> Vec<(u32, SignedVote)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    to,
+                    message: PbftMessage::Echo(v),
+                } => Some((to.0, *v)),
+                _ => None,
+            })
+            .collect()
+    };
+    let out2 = e2.handle(0, msg(0, pre_prepare(0, 1, &a)));
+    let out3 = e3.handle(0, msg(0, pre_prepare(0, 1, &b)));
+    // Sent to the other backups only (not back to the primary, not to itself).
+    let (echo2, echo3) = (echoes(&out2), echoes(&out3));
+    assert_eq!(
+        echo2.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert_eq!(echo2[0].1.vote.digest, a.digest());
+    // The same proposal again is not echoed again.
+    assert!(echoes(&e2.handle(0, msg(0, pre_prepare(0, 1, &a)))).is_empty());
+    let out = e2.handle(0, msg(3, PbftMessage::Echo(echo3[0].1)));
+    let ev = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Evidence(ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .expect("evidence");
+    assert_eq!(ev.offender(), ValidatorIndex(0));
+    ev.verify(CHAIN, &e2.config().validators).unwrap();
+    assert!(e2.faulty().contains(&ValidatorIndex(0)));
+    // An echo can also come first: the PRE-PREPARE then conflicts with it.
+    let out = e3.handle(0, msg(2, PbftMessage::Echo(echo2[0].1)));
+    assert!(out.iter().any(|o| matches!(o, Output::Evidence(_))));
+}
+
+/// A matching echo is nothing new, and an echo cannot frame the primary:
+/// a vote another validator signed, or one with a broken signature, is
+/// dropped before it is kept.
+#[test]
+fn matching_and_forged_echoes_are_no_evidence() {
+    let a = payload(0, 1, 1);
+    let mut e = engine(4, 2);
+    let out = e.handle(0, msg(0, pre_prepare(0, 1, &a)));
+    let PbftMessage::PrePrepare(pp) = pre_prepare(0, 1, &a) else {
+        unreachable!()
+    };
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Send {
+            message: PbftMessage::Echo(_),
+            ..
+        }
+    )));
+    assert!(e.handle(0, msg(3, PbftMessage::Echo(pp.vote))).is_empty());
+    // Signed by validator 3, claiming to be the primary's.
+    let mut forged = vote(VoteKind::PrePrepare, 0, 1, Hash([9; 32]), 3);
+    forged.vote.voter = ValidatorIndex(0);
+    // Validator 3's own vote, which names it (not the primary).
+    let own = vote(VoteKind::PrePrepare, 0, 1, Hash([9; 32]), 3);
+    // The primary's real vote for another digest, one bit flipped.
+    let mut flipped = vote(VoteKind::PrePrepare, 0, 1, Hash([9; 32]), 0);
+    flipped.signature.0[3] ^= 1;
+    for echo in [forged, own, flipped] {
+        let out = e.handle(0, msg(3, PbftMessage::Echo(echo)));
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Evidence(_))),
+            "{echo:?}"
+        );
+    }
+    assert!(e.faulty().is_empty());
+    // A forged echo for a slot not seen yet does not take the slot: the
+    // primary's real PRE-PREPARE is still accepted (and prepared).
+    let b = payload(0, 2, 1);
+    let mut forged = vote(VoteKind::PrePrepare, 0, 2, Hash([7; 32]), 3);
+    forged.vote.voter = ValidatorIndex(0);
+    e.handle(0, msg(3, PbftMessage::Echo(forged)));
+    let out = e.handle(0, msg(0, pre_prepare(0, 2, &b)));
+    assert!(broadcasts(&out)
+        .iter()
+        .any(|m| matches!(m, PbftMessage::Prepare(_))));
+    assert!(e.faulty().is_empty());
 }
 
 /// Save before send, across a restart: a replica that PREPAREd one digest

@@ -139,8 +139,7 @@ pub struct RejectLabels {
 pub struct MessageLabels {
     /// Sent or received.
     pub direction: Direction,
-    /// The message kind: one of the engine's `Message::KINDS` (or the
-    /// PRE-PREPARE echo's).
+    /// The message kind: one of the engine's `Message::KINDS`.
     pub kind: &'static str,
 }
 

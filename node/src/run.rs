@@ -7,7 +7,7 @@ use crate::shared::Shared;
 use anyhow::Context as _;
 use phalanx_adversary::Adversarial;
 use phalanx_crypto::{read_key_file, KeyKind};
-use phalanx_ledger::{EngineKind, Genesis, Height, RocksStore, State, Store, ValidatorIndex};
+use phalanx_ledger::{Genesis, Height, RocksStore, State, Store, ValidatorIndex};
 use phalanx_runtime::registry::{with_engine, WithEngine};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -189,17 +189,6 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         let shared = Arc::new(Shared::new(genesis, me, config, store.clone()));
         let (event_tx, event_rx) = mpsc::channel(8192);
         let net = crate::p2p::spawn(net_cfg, store, event_tx)?;
-        // Honest PBFT nodes echo each PRE-PREPARE vote so that an
-        // equivocating primary is caught (see behaviour/echo.rs).
-        let event_rx = match engine {
-            EngineKind::Pbft => crate::behaviour::echo::interpose(
-                phalanx_consensus::Config::from_genesis(&shared.genesis, me)?,
-                shared.clone(),
-                net.clone(),
-                event_rx,
-            ),
-            _ => event_rx,
-        };
         let listener = tokio::net::TcpListener::bind(&api_listen)
             .await
             .with_context(|| format!("cannot listen for the API on {api_listen} (port in use?)"))?;

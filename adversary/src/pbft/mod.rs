@@ -36,6 +36,7 @@ fn view_of(m: &PbftMessage) -> u64 {
         PbftMessage::NewView(nv) => nv.view,
         PbftMessage::Evidence(e) => e.first.vote.view,
         PbftMessage::Complaint(c) => c.view,
+        PbftMessage::Echo(v) => v.vote.view,
     }
 }
 
@@ -383,6 +384,7 @@ fn corrupt_message(rng: &mut Rng, m: &PbftMessage, impostor: ValidatorIndex) -> 
                 flip_random(rng, &mut c.signature);
             }
         }
+        PbftMessage::Echo(v) => flip_random(rng, &mut v.signature),
     }
     m
 }
@@ -440,6 +442,7 @@ impl Adversary<PbftMessage> for BadSigAll {
             // only makes peers drop it, which they would do anyway.
             PbftMessage::Evidence(e) => flip(&mut e.second.signature),
             PbftMessage::Complaint(c) => flip(&mut c.signature),
+            PbftMessage::Echo(v) => flip(&mut v.signature),
         }
         ctx.stats.bad_signatures += dests.len() as u64;
         dests.into_iter().map(|d| (d, message.clone())).collect()

@@ -33,6 +33,10 @@ pub enum PbftMessage {
     Evidence(Evidence),
     /// A replica's timer fired in a view; f+1 of them end the view.
     Complaint(Complaint),
+    /// The primary's PRE-PREPARE vote, passed on by a backup that received
+    /// it, so that two backups handed different proposals find out (see
+    /// the `echo` module).
+    Echo(SignedVote),
 }
 
 impl PbftMessage {
@@ -53,6 +57,7 @@ impl Message for PbftMessage {
         "new_view",
         "evidence",
         "complaint",
+        "pre_prepare_echo",
     ];
 
     fn summary(&self) -> Summary {
@@ -69,6 +74,7 @@ impl Message for PbftMessage {
             PbftMessage::Commit(v) => vote("commit", v),
             PbftMessage::Checkpoint(v) => vote("checkpoint", v),
             PbftMessage::Evidence(e) => vote("evidence", &e.first),
+            PbftMessage::Echo(v) => vote("pre_prepare_echo", v),
             PbftMessage::Complaint(c) => Summary {
                 kind: "complaint",
                 view: c.view,
@@ -108,9 +114,11 @@ impl Message for PbftMessage {
                 vec![v]
             }
             PbftMessage::NewView(nv) => nv.pre_prepares.iter().collect(),
-            PbftMessage::ViewChange(_) | PbftMessage::Evidence(_) | PbftMessage::Complaint(_) => {
-                Vec::new()
-            }
+            // An echo carries the primary's vote, not the sender's.
+            PbftMessage::ViewChange(_)
+            | PbftMessage::Evidence(_)
+            | PbftMessage::Complaint(_)
+            | PbftMessage::Echo(_) => Vec::new(),
         }
     }
 
@@ -164,6 +172,10 @@ impl Message for PbftMessage {
             ),
             PbftMessage::Evidence(_) => format!("evidence against {voter} (v{view} s{seq})"),
             PbftMessage::Complaint(_) => format!("complaint about v{view} by {voter}"),
+            PbftMessage::Echo(_) => format!(
+                "echo of {voter}'s pre-prepare v{view} s{seq} ({})",
+                s.short_digest()
+            ),
         }
     }
 }

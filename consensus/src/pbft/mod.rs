@@ -9,6 +9,7 @@
 //! network; all of that arrives as [`Input`] and leaves as [`Output`].
 
 pub mod checkpoint;
+mod echo;
 pub mod log;
 pub mod messages;
 pub mod normal;
@@ -107,6 +108,9 @@ pub struct Pbft {
     pub(crate) known_evidence: BTreeSet<Hash>,
     pub(crate) pending_evidence: Vec<Evidence>,
     pub(crate) faulty: BTreeSet<ValidatorIndex>,
+    /// The primary's PRE-PREPARE vote per (view, seq), from PRE-PREPAREs
+    /// and ECHOes, verified, and whether this replica echoed it (see `echo`).
+    pub(crate) primary_votes: BTreeMap<(u64, Height), (SignedVote, bool)>,
     pub(crate) future: VecDeque<(ValidatorIndex, PbftMessage)>,
     /// The highest view each validator voted in among `future` (to notice
     /// that we missed a view change).
@@ -169,6 +173,7 @@ impl Pbft {
             known_evidence: BTreeSet::new(),
             pending_evidence: Vec::new(),
             faulty: BTreeSet::new(),
+            primary_votes: BTreeMap::new(),
             future: VecDeque::new(),
             future_views: BTreeMap::new(),
             consecutive_view_changes: 0,
@@ -477,6 +482,7 @@ impl Pbft {
             PbftMessage::ViewChange(vc) => self.on_view_change(vc, out),
             PbftMessage::NewView(nv) => self.on_new_view(nv, out),
             PbftMessage::Complaint(c) => self.on_complaint(c, out),
+            PbftMessage::Echo(v) => self.on_echo(v, out),
             PbftMessage::Evidence(e) => {
                 if e.verify(&self.cfg.chain_id, &self.cfg.validators).is_ok() {
                     self.on_evidence_found(e, out);

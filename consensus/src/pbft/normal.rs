@@ -61,6 +61,9 @@ impl Pbft {
         if self.faulty.contains(&v.voter) {
             return;
         }
+        if self.note_primary_vote(pp.vote, out) {
+            return;
+        }
         match self.admit(v.view, v.seq) {
             Admit::Drop => return,
             Admit::Later => return self.buffer_future(from, PbftMessage::PrePrepare(pp), out),
@@ -85,7 +88,9 @@ impl Pbft {
             self.counters.invalid += 1;
             return;
         }
+        let vote = pp.vote;
         self.accept_pre_prepare(pp.vote, pp.payload, out);
+        self.echo_pre_prepare(vote, out);
     }
 
     /// Installs an accepted pre-prepare (from PRE-PREPARE or NEW-VIEW) and

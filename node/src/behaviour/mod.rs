@@ -14,7 +14,6 @@
 //! an engine emits.
 
 pub mod admin;
-pub mod echo;
 
 pub use phalanx_adversary::Behaviour;
 
