@@ -465,7 +465,7 @@ impl<E: Protocol> Driver<E> {
         }
         self.committed_since_tick += block.txs.len() as u64;
         let (height, hash) = (block.height(), block.hash());
-        self.shared.commits.push(crate::shared::CommitRecord {
+        self.shared.commits.push(crate::api::types::CommitRecord {
             height: height.0,
             block_hash: hash,
             proposed_at_ms: proposed_at,
@@ -538,8 +538,8 @@ mod tests {
     //! timer.
 
     use super::*;
-    use crate::behaviour::{interpose, Behaviour, FaultControl};
     use crate::home::NodeConfig;
+    use crate::injection::{interpose, Behaviour, FaultControl};
     use crate::metrics::{classic, Format};
     use phalanx_consensus::{Cft, Engine, Pbft, PbftMessage};
     use phalanx_crypto::Keypair;

@@ -88,7 +88,7 @@ pub struct NodeConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct FaultsConfig {
     /// honest, silent, equivocate, bad-sig, stale-replay or delay:MS.
-    pub behaviour: crate::behaviour::Behaviour,
+    pub behaviour: phalanx_adversary::Behaviour,
     /// Whether `POST /admin/*` may change the behaviour, partition the node
     /// or add latency.
     pub allow_fault_injection: bool,
@@ -97,7 +97,7 @@ pub struct FaultsConfig {
 impl Default for FaultsConfig {
     fn default() -> Self {
         FaultsConfig {
-            behaviour: crate::behaviour::Behaviour::Honest,
+            behaviour: phalanx_adversary::Behaviour::Honest,
             allow_fault_injection: false,
         }
     }

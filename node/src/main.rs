@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 mod api;
-mod behaviour;
 mod bench;
 mod cli;
 mod client;
@@ -14,6 +13,7 @@ mod clock;
 mod driver;
 mod faults;
 mod home;
+mod injection;
 mod mempool;
 mod metrics;
 mod p2p;

@@ -51,7 +51,7 @@ pub struct NodeArgs {
     /// (everything it sends leaves MS milliseconds late). Overrides
     /// `[faults] behaviour` in config.toml.
     #[arg(long, value_name = "BEHAVIOUR")]
-    pub behaviour: Option<crate::behaviour::Behaviour>,
+    pub behaviour: Option<crate::injection::Behaviour>,
     /// Let `POST /admin/behaviour`, `/admin/partition` and `/admin/latency`
     /// change this node at run time (what `phalanx faults` drives). Never
     /// on a production node.
@@ -181,7 +181,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         };
         let api_listen = config.api.listen.clone();
         let behaviour = args.behaviour.unwrap_or(config.faults.behaviour);
-        let control = Arc::new(crate::behaviour::FaultControl::new(
+        let control = Arc::new(crate::injection::FaultControl::new(
             behaviour,
             args.allow_fault_injection || config.faults.allow_fault_injection,
         ));
@@ -193,8 +193,8 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen for the API on {api_listen} (port in use?)"))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let router = crate::api::router(shared.clone()).merge(crate::behaviour::admin::router(
-            crate::behaviour::admin::AdminState {
+        let router = crate::api::router(shared.clone()).merge(crate::injection::admin::router(
+            crate::injection::admin::AdminState {
                 control: control.clone(),
                 net: net.clone(),
                 n,
@@ -216,7 +216,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
             fault_injection = control.allow_injection,
             "phalanx node started"
         );
-        if behaviour != crate::behaviour::Behaviour::Honest {
+        if behaviour != crate::injection::Behaviour::Honest {
             tracing::warn!(%behaviour, "this validator is Byzantine on purpose (--behaviour)");
         }
         let vote_log = args.vote_log.as_deref();
@@ -268,7 +268,7 @@ struct StartDriver<'a> {
     shared: Arc<Shared>,
     key: phalanx_crypto::Keypair,
     net: mpsc::Sender<crate::p2p::NetCommand>,
-    control: Arc<crate::behaviour::FaultControl>,
+    control: Arc<crate::injection::FaultControl>,
     vote_log: Option<&'a std::path::Path>,
     events: mpsc::Receiver<crate::p2p::NetEvent>,
     shutdown: watch::Receiver<bool>,
@@ -279,7 +279,7 @@ impl WithEngine for StartDriver<'_> {
     fn run<E: Adversarial>(self) -> Self::Output {
         let cfg = E::config(&self.shared.genesis, self.shared.me)?;
         let wrapper_key = phalanx_crypto::Keypair::from_seed(self.key.seed());
-        let net = crate::behaviour::interpose::<E>(
+        let net = crate::injection::interpose::<E>(
             self.control,
             self.shared.clone(),
             cfg,

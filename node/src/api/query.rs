@@ -6,8 +6,9 @@ use super::types::{
     AccountResponse, BlockResponse, EvidenceResponse, Finality, HealthResponse, TxResponse,
     TxState, ValidatorResponse,
 };
+use crate::api::types::NodeStatus;
 use crate::metrics::Format;
-use crate::shared::{NodeStatus, Shared};
+use crate::shared::Shared;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};

@@ -216,7 +216,7 @@ fn error_code(v: &Value) -> &str {
 fn reads_status_health_validators_blocks_and_metrics() {
     let node = Node::start(1000);
     let client = node.client();
-    let status: crate::shared::NodeStatus = client.get("/status").unwrap();
+    let status: crate::api::types::NodeStatus = client.get("/status").unwrap();
     assert_eq!(
         (status.chain_id.as_str(), status.validator_index),
         (CHAIN, 0)
@@ -757,7 +757,7 @@ fn batch_submit_refuses_per_transaction_and_queues_the_rest() {
 fn commits_lists_recent_commits_and_long_polls() {
     let node = Node::start(1000);
     for h in 1..=3u64 {
-        node.shared.commits.push(crate::shared::CommitRecord {
+        node.shared.commits.push(crate::api::types::CommitRecord {
             height: h,
             block_hash: phalanx_crypto::Hash([h as u8; 32]),
             proposed_at_ms: 1,

@@ -206,5 +206,63 @@ pub struct CommitsResponse {
     /// (older ones can only be read with `GET /blocks/{height}`).
     pub oldest_kept: u64,
     /// Commits from `from` on, in height order.
-    pub commits: Vec<crate::shared::CommitRecord>,
+    pub commits: Vec<CommitRecord>,
+}
+
+/// What `GET /status` reports; the driver publishes a new one on every change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The chain.
+    pub chain_id: String,
+    /// This node's name.
+    pub moniker: String,
+    /// This node's validator index.
+    pub validator_index: u32,
+    /// Latest committed height.
+    pub height: u64,
+    /// Hash of the latest block.
+    pub latest_block_hash: Hash,
+    /// Current view.
+    pub view: u64,
+    /// The primary of `view`.
+    pub primary: u32,
+    /// Whether a view change is under way.
+    pub view_changing: bool,
+    /// Connected validator peers (their validator indices).
+    pub peers: Vec<u32>,
+    /// Transactions in the mempool.
+    pub mempool_size: usize,
+    /// The consensus engine the driver runs ("pbft", "cft").
+    pub consensus: String,
+    /// How this node behaves towards its peers ("honest" unless started
+    /// with `--behaviour` or changed by fault injection).
+    #[serde(default)]
+    pub behaviour: String,
+    /// Validators this node has proven faulty (equivocation evidence) and
+    /// whose consensus messages it ignores.
+    #[serde(default)]
+    pub faulty_peers: Vec<u32>,
+    /// The node's version ("0.1.0").
+    #[serde(default)]
+    pub version: String,
+    /// The git commit the node was built from, or "unknown".
+    #[serde(default)]
+    pub git_commit: String,
+}
+
+/// One committed block as `GET /commits` reports it: when this node
+/// executed it and which transactions it holds (what a benchmark needs to
+/// time every transaction without fetching whole blocks).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    /// The height.
+    pub height: u64,
+    /// The block hash.
+    pub block_hash: Hash,
+    /// The proposer's timestamp (ms since the Unix epoch).
+    pub proposed_at_ms: u64,
+    /// When this node had executed and stored it (ms since the Unix epoch).
+    pub committed_at_ms: u64,
+    /// The transaction hashes, in block order.
+    pub tx_hashes: Vec<Hash>,
 }

@@ -2,10 +2,10 @@
 //! `phalanx testnet init`, one `phalanx node` process per validator), or one
 //! already running that `testnet/local.sh up` made.
 
+use crate::api::types::NodeStatus;
 use crate::cli::testnet::InitArgs;
 use crate::client::Client;
 use crate::home::Home;
-use crate::shared::NodeStatus;
 use anyhow::Context as _;
 use phalanx_crypto::{read_key_file, KeyKind, Keypair};
 use phalanx_ledger::EngineKind;

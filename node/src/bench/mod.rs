@@ -378,7 +378,7 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
         accounts.len()
     );
     let batches = load::presign(&accounts, &nonces, &cluster.chain_id, total, batch, n);
-    let statuses: Vec<crate::shared::NodeStatus> = cluster
+    let statuses: Vec<crate::api::types::NodeStatus> = cluster
         .apis
         .iter()
         .map(|a| crate::client::Client::new(a)?.get("/status"))
@@ -463,7 +463,7 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
         .filter_map(|a| {
             crate::client::Client::new(a)
                 .ok()?
-                .get::<crate::shared::NodeStatus>("/status")
+                .get::<crate::api::types::NodeStatus>("/status")
                 .ok()
                 .map(|s| s.view)
         })

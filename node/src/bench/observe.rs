@@ -3,9 +3,9 @@
 //! for (committed tx/s on all nodes, submit→commit latency, blocks/s).
 
 use super::load::Live;
+use crate::api::types::CommitRecord;
 use crate::api::types::CommitsResponse;
 use crate::client::Client;
-use crate::shared::CommitRecord;
 use phalanx_crypto::Hash;
 use serde::Serialize;
 use std::collections::HashMap;

@@ -2,11 +2,11 @@
 //! as the API's JSON (`--json`).
 
 use super::names::KeysDirArg;
+use crate::api::types::NodeStatus;
 use crate::api::types::{
     AccountResponse, BlockResponse, EvidenceResponse, TxResponse, TxState, ValidatorResponse,
 };
 use crate::client::{Client, NodeArg};
-use crate::shared::NodeStatus;
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Address, Justification, TxStatus};
 use serde::de::DeserializeOwned;

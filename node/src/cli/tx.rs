@@ -2,9 +2,9 @@
 //! to a node's API.
 
 use super::names::KeysDirArg;
+use crate::api::types::NodeStatus;
 use crate::api::types::{AccountResponse, SubmitResponse, TxResponse, TxState};
 use crate::client::{Client, ClientError, NodeArg};
-use crate::shared::NodeStatus;
 use anyhow::Context as _;
 use phalanx_crypto::Hash;
 use phalanx_crypto::{read_key_file, KeyKind};

@@ -8,12 +8,12 @@
 //! included; Byzantine ones not), height by height.
 
 use super::{Fault, FaultsArgs, Setup};
+use crate::api::types::{CommitRecord, NodeStatus};
 use crate::api::types::{CommitsResponse, EvidenceResponse};
 use crate::bench::cluster::Cluster;
 use crate::bench::load::{self, Live, Pace};
 use crate::bench::observe::{self, Percentiles};
 use crate::client::Client;
-use crate::shared::{CommitRecord, NodeStatus};
 use phalanx_crypto::Hash;
 use phalanx_testnet::progress::{self, Progress};
 use serde::Serialize;

@@ -1,11 +1,12 @@
-//! Byzantine behaviours and network faults for real nodes, built around the
-//! unmodified honest engine (docs/architecture.md, "Fault injection": faults
-//! wrap the engine's inputs and outputs or the network, never its code).
+//! Fault injection on real nodes: the engine's adversary
+//! (`phalanx_adversary`) and network faults put around the unmodified
+//! honest engine (docs/architecture.md, "Fault injection": faults wrap the
+//! engine's inputs and outputs or the network, never its code).
 //!
 //! The driver hands every outgoing consensus message to the network through
 //! a channel; [`interpose`] puts a task on that channel that rewrites,
 //! withholds, delays or replays what the honest engine sends, according to
-//! the node's current [`Behaviour`]. Rewritten messages are re-signed with
+//! the node's current [`Behaviour`] (`--behaviour`). Rewritten messages are re-signed with
 //! this validator's own key only. The network task itself blocks peers for
 //! partitions (`NetCommand::Block`), so a partition cuts every kind of
 //! traffic, not just consensus.
