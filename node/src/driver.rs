@@ -1,8 +1,8 @@
-//! The driver: a tokio loop that owns the PBFT engine, feeds it inputs
-//! (network messages, transactions, timers) and carries out its outputs in
-//! order: persist (synced, before anything leaves the node), send, arm
-//! timers, execute committed blocks into the store (docs/architecture.md,
-//! "The node's runtime").
+//! The driver: a tokio loop that owns the engine (any registered one),
+//! feeds it inputs (network messages, transactions, timers) and carries out
+//! its outputs in order: persist (synced, before anything leaves the node),
+//! send, arm timers, execute committed blocks into the store
+//! (docs/architecture.md, "The node's runtime").
 
 use crate::clock::now_ms;
 use crate::metrics::{Direction, DropReason};

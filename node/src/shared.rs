@@ -194,7 +194,7 @@ impl Shared {
             chain_id: genesis.chain_id.clone(),
             moniker: config.moniker.clone(),
             validator_index: me.0,
-            consensus: "pbft".into(),
+            consensus: genesis.consensus.engine.name().into(),
             behaviour: "honest".into(),
             version: crate::version::VERSION.into(),
             git_commit: crate::version::GIT_COMMIT.into(),
