@@ -41,6 +41,7 @@ struct CachedCheck<'a>(&'a Shared);
 impl SignatureCheck for CachedCheck<'_> {
     fn verdicts(&self, txs: &[SignedTransaction]) -> Vec<bool> {
         self.0
+            .intake
             .verify_now(txs)
             .into_iter()
             .map(|(_, ok)| ok)
@@ -84,8 +85,8 @@ impl<E: Protocol> Driver<E> {
             latest.height(),
             latest.header.state_root
         );
-        *shared.state_mut() = state;
-        shared.set_status(|s| s.consensus = E::KIND.name().into());
+        *shared.executed.write() = state;
+        shared.status.set(|s| s.consensus = E::KIND.name().into());
         shared.metrics.message_kinds(E::Message::KINDS);
         let (wal, records) = Wal::open(store.clone())?;
         let cfg = E::config(&shared.genesis, shared.me)?;
@@ -185,7 +186,7 @@ impl<E: Protocol> Driver<E> {
                     Some(event) => self.on_net_event(event).await?,
                     None => break,
                 },
-                _ = self.shared.new_txs() => self.on_new_txs()?,
+                _ = self.shared.intake.new_txs() => self.on_new_txs()?,
                 _ = sleep, if next_timer.is_some() => self.fire_timers()?,
                 _ = tick.tick() => self.on_tick(),
             }
@@ -247,7 +248,7 @@ impl<E: Protocol> Driver<E> {
                             for (tx, (hash, ok)) in txs.into_iter().zip(verdicts) {
                                 let _ = shared.insert_verified(tx, hash, ok);
                             }
-                            shared.wake_driver();
+                            shared.intake.wake_driver();
                         }
                         _ => shared.metrics.dropped(DropReason::MalformedTxBatch),
                     }
@@ -255,7 +256,7 @@ impl<E: Protocol> Driver<E> {
             }
             NetEvent::SyncBlocks(blocks) => self.step(Input::SyncBlocks(blocks))?,
             NetEvent::Peers(peers) => {
-                let before = self.shared.status().peers;
+                let before = self.shared.status.get().peers;
                 if peers.iter().any(|p| !before.contains(p)) {
                     // A peer (re)connected: it may hold blocks we missed
                     // (the engine verifies whatever comes back).
@@ -263,7 +264,7 @@ impl<E: Protocol> Driver<E> {
                     let _ = self.net.try_send(NetCommand::Sync { from });
                 }
                 self.shared.metrics.peers.set(peers.len() as i64);
-                self.shared.set_status(|s| s.peers = peers);
+                self.shared.status.set(|s| s.peers = peers);
             }
             NetEvent::Dropped(reason) => self.shared.metrics.dropped(reason),
         }
@@ -271,7 +272,7 @@ impl<E: Protocol> Driver<E> {
     }
 
     fn on_new_txs(&mut self) -> anyhow::Result<()> {
-        let outbox = self.shared.take_outbox();
+        let outbox = self.shared.intake.take_outbox();
         if !outbox.is_empty() {
             let _ = self
                 .net
@@ -430,7 +431,7 @@ impl<E: Protocol> Driver<E> {
         let fee_to = self.shared.genesis.fee_recipient(payload.proposer);
         let proposed_at = payload.timestamp_ms;
         let executed = execute(
-            &self.shared.state(),
+            &self.shared.executed.read(),
             &payload,
             &fee_to,
             &CachedCheck(&self.shared),
@@ -444,14 +445,14 @@ impl<E: Protocol> Driver<E> {
         self.shared
             .store
             .append_block(&block, &executed.receipts, &executed.diff)?;
-        self.shared.state_mut().apply(&executed.diff);
+        self.shared.executed.write().apply(&executed.diff);
         for e in &block.evidence {
             if self.shared.store.put_evidence(e)? {
                 self.shared.metrics.evidence.inc();
             }
         }
         {
-            let state = self.shared.state();
+            let state = self.shared.executed.read();
             self.shared
                 .mempool
                 .on_commit(&block.txs, |a| state.account(a).copied());
@@ -482,7 +483,7 @@ impl<E: Protocol> Driver<E> {
         let mempool = self.shared.mempool.len();
         let (height, hash) = (self.latest.height().0, self.latest.hash());
         self.shared.metrics.view.set(st.view as i64);
-        self.shared.set_status(|s| {
+        self.shared.status.set(|s| {
             s.height = height;
             s.latest_block_hash = hash;
             s.view = st.view;
@@ -495,7 +496,10 @@ impl<E: Protocol> Driver<E> {
     fn on_tick(&mut self) {
         self.publish_status();
         let shared = &self.shared;
-        let again = shared.resend.due(now_ms(), |h| shared.mempool.get(h));
+        let again = shared
+            .intake
+            .resend
+            .due(now_ms(), |h| shared.mempool.get(h));
         if !again.is_empty() {
             shared.metrics.txs_resent.inc_by(again.len() as u64);
             for chunk in again.chunks(RESEND_BATCH) {
@@ -509,7 +513,7 @@ impl<E: Protocol> Driver<E> {
         let elapsed = self.last_summary.elapsed();
         if elapsed >= Duration::from_secs(5) {
             let st = self.engine.status();
-            let status = self.shared.status();
+            let status = self.shared.status.get();
             tracing::info!(
                 height = self.latest.height().0,
                 view = st.view,
@@ -597,11 +601,11 @@ mod tests {
     #[tokio::test]
     async fn status_names_the_engine_that_runs() {
         let pbft = node(0);
-        assert_eq!(pbft.shared.status().consensus, "pbft");
+        assert_eq!(pbft.shared.status.get().consensus, "pbft");
         let shared = shared_at_genesis(ValidatorIndex(1));
         let (net, _wire) = mpsc::channel(16);
         let _cft = Driver::<Cft>::new(shared.clone(), key("v1"), net).unwrap();
-        assert_eq!(shared.status().consensus, "cft");
+        assert_eq!(shared.status.get().consensus, "cft");
     }
 
     /// One validator: its driver, and what its fault wrapper hands to the

@@ -28,13 +28,13 @@ fn param(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
 }
 
 pub(super) async fn status(State(shared): AppState) -> Json<NodeStatus> {
-    Json(shared.status())
+    Json(shared.status.get())
 }
 
 pub(super) async fn health(State(shared): AppState) -> Json<HealthResponse> {
     Json(HealthResponse {
         ok: true,
-        height: shared.status().height,
+        height: shared.status.get().height,
     })
 }
 
@@ -274,7 +274,7 @@ pub(super) async fn commits(
     let from = params.from.unwrap_or(1).max(1);
     let limit = params.limit.unwrap_or(1000).clamp(1, 1000);
     let wait = std::time::Duration::from_millis(params.wait_ms.unwrap_or(0).min(10_000));
-    let mut changes = shared.subscribe_status();
+    let mut changes = shared.status.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     while changes.borrow_and_update().height < from {
         match tokio::time::timeout_at(deadline, changes.changed()).await {
@@ -282,7 +282,7 @@ pub(super) async fn commits(
             Ok(Err(_)) | Err(_) => break,
         }
     }
-    let latest = shared.status().height;
+    let latest = shared.status.get().height;
     let (commits, oldest_kept) = shared.commits.since(from, limit);
     Ok(Json(super::types::CommitsResponse {
         latest,

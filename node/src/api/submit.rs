@@ -60,7 +60,7 @@ pub(super) async fn submit_tx(
     let hash = tx.hash();
     // Subscribe before submitting, so a commit that lands right after the
     // insert is still seen as a change.
-    let mut changes = shared.subscribe_status();
+    let mut changes = shared.status.subscribe();
     if let Err(e) = shared.submit(tx).await {
         // A resubmitted transaction may be committed already (its nonce is
         // then used) or still pending: answer what happened to it rather

@@ -177,12 +177,12 @@ impl Node {
             .append_block(&block, &executed.receipts, &executed.diff)
             .unwrap();
         // As the driver does: the in-memory state follows the store.
-        self.shared.state_mut().apply(&executed.diff);
+        self.shared.executed.write().apply(&executed.diff);
         self.shared
             .mempool
             .on_commit(&block.txs, |a| store.account(a).ok().flatten());
         let height = block.height();
-        self.shared.set_status(|s| {
+        self.shared.status.set(|s| {
             s.height = height.0;
             s.latest_block_hash = block.hash();
         });
@@ -552,7 +552,7 @@ fn wait_returns_the_commit_or_the_hash_on_timeout() {
         let tx = tx.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            node.shared.set_status(|s| s.view = 1);
+            node.shared.status.set(|s| s.view = 1);
             std::thread::sleep(Duration::from_millis(50));
             node.commit(vec![tx])
         })
@@ -765,7 +765,7 @@ fn commits_lists_recent_commits_and_long_polls() {
             tx_hashes: vec![phalanx_crypto::Hash([9; 32]); h as usize],
         });
     }
-    node.shared.set_status(|s| s.height = 3);
+    node.shared.status.set(|s| s.height = 3);
     let answer: crate::api::types::CommitsResponse = node.client().get("/commits?from=2").unwrap();
     assert_eq!((answer.latest, answer.oldest_kept), (3, 1));
     let heights: Vec<u64> = answer.commits.iter().map(|c| c.height).collect();

@@ -233,7 +233,7 @@ impl<E: Adversarial> Wrapper<E> {
             self.current = injected::<E>(now, &self.cfg, &self.key);
             self.installed = now;
             let name = now.to_string();
-            self.shared.set_status(|s| s.behaviour = name);
+            self.shared.status.set(|s| s.behaviour = name);
             if now != Behaviour::Honest {
                 tracing::warn!(behaviour = %now, "fault injection: this node now misbehaves");
             }
@@ -281,7 +281,7 @@ impl<E: Adversarial> Wrapper<E> {
 
     fn note_offender(&self, m: &E::Message) {
         if let Some(offender) = m.evidence_offender() {
-            self.shared.set_status(|s| {
+            self.shared.status.set(|s| {
                 if !s.faulty_peers.contains(&offender.0) {
                     s.faulty_peers.push(offender.0);
                     s.faulty_peers.sort_unstable();
@@ -335,7 +335,7 @@ impl<E: Adversarial> Wrapper<E> {
 
     fn on_tick(&mut self) {
         self.refresh();
-        let view = self.shared.status().view;
+        let view = self.shared.status.get().view;
         let Some(adversary) = self.current.as_mut().filter(|a| a.wants_ticks()) else {
             return;
         };
