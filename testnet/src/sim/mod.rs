@@ -1,4 +1,5 @@
-//! The deterministic simulator (`phalanx sim`): n unmodified PBFT engines in
+//! The deterministic simulator (`phalanx sim`): n unmodified engines (PBFT,
+//! or any engine in the registry) in
 //! one process, a seeded hostile network, crashes and restarts from
 //! persisted state, a client workload with invalid transactions, Byzantine
 //! validators built around honest engines, and checkers for agreement,
@@ -25,7 +26,7 @@
 //!   everyone is up, and clients hand every node the valid transactions its
 //!   chain still lacks (as mempool gossip would). Byzantine validators keep
 //!   misbehaving.
-//! - Byzantine validators ([`adversary`]) are honest engines whose outputs
+//! - Byzantine validators (`phalanx_adversary`) are honest engines whose outputs
 //!   are rewritten and re-signed with their own key: equivocating
 //!   pre-prepares, conflicting votes, withholding, corrupted signatures,
 //!   stale replays, forged VIEW-CHANGE/NEW-VIEW, tampered catch-up answers;
@@ -37,8 +38,9 @@
 //!
 //! After every step ([`checkers`], [`world`]): agreement on block hashes per
 //! height; validity against an independent model of the transfer rules;
-//! every vote an honest validator sends was persisted first and never
-//! conflicts with another it sent (across restarts); commits come in order
+//! every promise an honest validator's message makes (`Message::promises`:
+//! a vote, a granted term vote, an entry) was persisted first and never
+//! conflicts with another it made (across restarts); commits come in order
 //! with quorum certificates; evidence never accuses an honest validator;
 //! `check_invariants` holds on every honest engine. Liveness: within
 //! [`LIVENESS_BOUND_MS`] of healing, every honest node has committed (in a
@@ -50,14 +52,13 @@
 //!
 //! Layout: [`rng`] (the only randomness), [`faults`] (the `--faults`
 //! vocabulary), [`scenario`] (a schedule's script) and its [`workload`],
-//! [`network`],
-//! [`adversary`] (Byzantine wrappers), [`node`] (one engine and its durable
+//! [`network`], [`node`] (one engine, its Byzantine wrapper if any, and its durable
 //! state), [`checkers`], [`trace`], [`hooks`] (what a run is handed and
 //! returns), [`world`] (the event loop) and its drivers, [`sweep`]
 //! (many seeds on many threads, and the report).
 //!
 //! The same world runs the crash-fault-tolerant baseline (`--consensus
-//! cft`, [`protocol`]): n ≥ 3, no Byzantine validators, the network faults
+//! cft`, picked through `phalanx_runtime::registry`): n ≥ 3, no Byzantine validators, the network faults
 //! and crashes above, and the same agreement, validity and liveness
 //! checkers. Its promises are Raft's: one granted vote per term and one
 //! entry per (term, index) from a leader, each persisted before it is sent.
