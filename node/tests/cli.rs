@@ -380,6 +380,39 @@ fn testnet_init_refuses_too_few_validators() {
     assert!(!out_dir.exists(), "nothing written");
 }
 
+/// Every `--consensus` flag takes the engines of the registry, and an
+/// unknown one is a usage error that lists them.
+#[test]
+fn an_unknown_engine_is_refused_with_the_engines_this_build_runs() {
+    for args in [
+        &["testnet", "init", "--consensus", "raft", "--output", "x"][..],
+        &["sim", "--consensus", "raft", "--seeds", "1"][..],
+        &["bench", "--consensus", "raft"][..],
+    ] {
+        let err = fails(2, args);
+        assert!(
+            err.contains("unknown consensus engine \"raft\"") && err.contains("pbft, cft"),
+            "{args:?}: {err}"
+        );
+    }
+    // A known one is taken: the CFT baseline, one crash tolerated.
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("t");
+    let out = ok(&[
+        "testnet",
+        "init",
+        "--consensus",
+        "cft",
+        "--validators",
+        "3",
+        "--output",
+        p(&out_dir),
+    ]);
+    assert!(out.contains("CFT, tolerates f = 1 crashed"), "{out}");
+    let genesis = std::fs::read_to_string(out_dir.join("node0/config/genesis.json")).unwrap();
+    assert!(genesis.contains("\"engine\": \"cft\""), "{genesis}");
+}
+
 #[test]
 fn testnet_init_with_hosts_puts_each_node_on_its_machine() {
     let dir = tempfile::tempdir().unwrap();
