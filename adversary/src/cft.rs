@@ -7,7 +7,7 @@
 //! The simulator draws no Byzantine validators for the baseline (it
 //! assumes crash faults), so its simulated adversary passes everything on.
 
-use crate::{flip, second_half, Adversarial, Adversary, Behaviour, Ctx, Strategy};
+use crate::{flip, second_half, to_each, Adversarial, Adversary, Behaviour, Ctx, Strategy};
 use phalanx_consensus::cft::messages::CftBody;
 use phalanx_consensus::{Cft, CftMessage, Config};
 use phalanx_crypto::{Hash, Keypair};
@@ -67,7 +67,7 @@ impl Adversary<CftMessage> for PassThrough {
         message: CftMessage,
         dests: Vec<ValidatorIndex>,
     ) -> Vec<(ValidatorIndex, CftMessage)> {
-        dests.into_iter().map(|d| (d, message.clone())).collect()
+        to_each(&message, dests)
     }
 }
 
@@ -117,9 +117,9 @@ impl Adversary<CftMessage> for Equivocate {
                 yes.granted = true;
                 ctx.stats.conflicting_votes += 1;
                 let m = CftMessage::sign(CftBody::Vote(yes), &self.chain_id, &self.key);
-                dests.into_iter().map(|to| (to, m.clone())).collect()
+                to_each(&m, dests)
             }
-            _ => dests.into_iter().map(|to| (to, message.clone())).collect(),
+            _ => to_each(&message, dests),
         }
     }
 }
@@ -136,7 +136,7 @@ impl Adversary<CftMessage> for BadSig {
     ) -> Vec<(ValidatorIndex, CftMessage)> {
         flip(&mut message.signature);
         ctx.stats.bad_signatures += dests.len() as u64;
-        dests.into_iter().map(|to| (to, message.clone())).collect()
+        to_each(&message, dests)
     }
 }
 
@@ -158,7 +158,7 @@ impl Adversary<CftMessage> for StaleReplay {
             self.history.pop_front();
         }
         self.history.push_back((ctx.now, message.clone()));
-        dests.into_iter().map(|to| (to, message.clone())).collect()
+        to_each(&message, dests)
     }
 
     fn wants_ticks(&self) -> bool {

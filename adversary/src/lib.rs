@@ -324,6 +324,12 @@ pub fn second_half(dests: &[ValidatorIndex], v: ValidatorIndex) -> bool {
     sorted.len() >= 2 && pos >= sorted.len() / 2
 }
 
+/// `message` to each of `dests`, unchanged: what an adversary sends when
+/// it leaves a message alone.
+pub fn to_each<M: Clone>(message: &M, dests: Vec<ValidatorIndex>) -> Vec<(ValidatorIndex, M)> {
+    dests.into_iter().map(|d| (d, message.clone())).collect()
+}
+
 /// Flips one bit of a signature (always the same one, so tests can tell).
 pub fn flip(sig: &mut phalanx_crypto::Signature) {
     sig.0[7] ^= 0x20;

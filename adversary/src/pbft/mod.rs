@@ -4,7 +4,7 @@
 
 mod forge;
 
-use crate::{flip, Adversarial, Adversary, Behaviour, Ctx, Rng, SilentMode, Strategy};
+use crate::{flip, to_each, Adversarial, Adversary, Behaviour, Ctx, Rng, SilentMode, Strategy};
 use phalanx_consensus::pbft::messages::{PrePrepare, ViewChange};
 use phalanx_consensus::{Config, Pbft, PbftMessage};
 use phalanx_crypto::{Hash, Keypair};
@@ -79,8 +79,7 @@ impl PbftAdversary {
         dests: Vec<ValidatorIndex>,
     ) -> Vec<(ValidatorIndex, PbftMessage)> {
         self.remember(ctx.now, &message);
-        let mut wire: Vec<(ValidatorIndex, PbftMessage)> =
-            dests.into_iter().map(|d| (d, message.clone())).collect();
+        let mut wire: Vec<(ValidatorIndex, PbftMessage)> = to_each(&message, dests);
         let behaviours = self.behaviours.clone();
         for b in &behaviours {
             wire = match b {
@@ -445,7 +444,7 @@ impl Adversary<PbftMessage> for BadSigAll {
             PbftMessage::Echo(v) => flip(&mut v.signature),
         }
         ctx.stats.bad_signatures += dests.len() as u64;
-        dests.into_iter().map(|d| (d, message.clone())).collect()
+        to_each(&message, dests)
     }
 }
 
