@@ -4,142 +4,20 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
+mod common;
 
-struct Testnet {
-    dir: tempfile::TempDir,
-    base_port: u16,
-    nodes: Vec<Option<Child>>,
+use common::{Testnet, BIN};
+
+/// Ports from the pid (and a block per test) so parallel runs do not
+/// collide; below 32768, where Linux hands out ephemeral ports.
+fn base_port(block: u16) -> u16 {
+    20_000 + (std::process::id() % 28) as u16 * 400 + block * 200
 }
 
+/// What the end-to-end tests do beyond the shared harness.
 impl Testnet {
-    fn init(n: usize, block: u16) -> Testnet {
-        let dir = tempfile::tempdir().unwrap();
-        // Ports from the pid (and a block per test) so parallel runs do not
-        // collide; below 32768, where Linux hands out ephemeral ports.
-        let base_port = 20_000 + (std::process::id() % 28) as u16 * 400 + block * 200;
-        let out = Command::new(BIN)
-            .args([
-                "testnet",
-                "init",
-                "--validators",
-                &n.to_string(),
-                "--output",
-            ])
-            .arg(dir.path().join("net"))
-            .args(["--base-port", &base_port.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "testnet init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut t = Testnet {
-            dir,
-            base_port,
-            nodes: (0..n).map(|_| None).collect(),
-        };
-        for i in 0..n {
-            t.start(i);
-        }
-        t
-    }
-
-    fn net(&self) -> PathBuf {
-        self.dir.path().join("net")
-    }
-
-    fn api(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.base_port + 100 + i as u16)
-    }
-
-    fn start(&mut self, i: usize) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.net().join(format!("node{i}.log")))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["node", "--home"])
-            .arg(self.net().join(format!("node{i}")))
-            .args(["--log", "info", "--vote-log"])
-            .arg(self.net().join(format!("votes{i}.log")))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.nodes[i] = Some(child);
-    }
-
-    fn get(&self, i: usize, path: &str) -> Option<Value> {
-        let mut resp = ureq::get(&format!("{}{path}", self.api(i))).call().ok()?;
-        resp.body_mut().read_json::<Value>().ok()
-    }
-
-    /// POST /txs with a raw body: (HTTP status, JSON body).
-    fn post_raw(&self, i: usize, body: &str) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut resp = agent
-            .post(&format!("{}/txs", self.api(i)))
-            .content_type("application/json")
-            .send(body)
-            .unwrap();
-        let status = resp.status().as_u16();
-        (
-            status,
-            resp.body_mut().read_json::<Value>().unwrap_or(Value::Null),
-        )
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].take() {
-            c.kill().unwrap(); // SIGKILL
-            c.wait().unwrap();
-        }
-    }
-
-    fn status(&self, i: usize) -> Option<Value> {
-        self.get(i, "/status")
-    }
-
-    fn height(&self, i: usize) -> u64 {
-        self.get(i, "/status")
-            .and_then(|s| s["height"].as_u64())
-            .unwrap_or(0)
-    }
-
-    fn wait_until(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if f() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("timed out waiting for {what}; logs in {}", self.logs());
-    }
-
-    fn logs(&self) -> String {
-        let mut s = String::new();
-        for i in 0..self.nodes.len() {
-            let text = std::fs::read_to_string(self.net().join(format!("node{i}.log")))
-                .unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            s.push_str(&format!(
-                "\n--- node{i} ---\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        s
-    }
-
     fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(BIN).args(args).output().unwrap();
         (
@@ -159,19 +37,6 @@ impl Testnet {
     }
 }
 
-impl Drop for Testnet {
-    fn drop(&mut self) {
-        if std::env::var_os("PHALANX_E2E_KEEP").is_some() {
-            eprintln!("keeping {}", self.dir.path().display());
-            let _ = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
-        }
-        for c in self.nodes.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn signed(key: &phalanx_crypto::Keypair, chain: &str, to: &str, amount: u64, nonce: u64) -> Value {
     let tx = phalanx_ledger::Transaction {
         chain_id: chain.to_owned(),
@@ -187,7 +52,7 @@ fn signed(key: &phalanx_crypto::Keypair, chain: &str, to: &str, amount: u64, non
 
 /// Submits `tx` to node `via` and waits until every node has it in a block.
 fn submit_and_wait(t: &Testnet, via: usize, tx: &Value, what: &str) {
-    let (status, resp) = t.post_raw(via, &tx.to_string());
+    let (status, resp) = t.post(via, &tx.to_string());
     assert!(status < 300, "{resp}");
     let hash = resp["tx_hash"].as_str().unwrap().to_owned();
     t.wait_until(what, 60, || {
@@ -244,7 +109,7 @@ fn assert_same_chain(t: &Testnet, nodes: &[usize]) -> u64 {
 /// one slot.
 #[test]
 fn four_nodes_agree_on_500_transfers_and_survive_kill_9_of_a_backup_and_the_primary() {
-    let mut t = Testnet::init(4, 0);
+    let mut t = Testnet::init(4, base_port(0), true);
     t.wait_until("every API to answer", 60, || {
         (0..4).all(|i| t.get(i, "/health").is_some())
     });
@@ -286,7 +151,7 @@ fn four_nodes_agree_on_500_transfers_and_survive_kill_9_of_a_backup_and_the_prim
     for round in 0..120u64 {
         for j in 1..4 {
             let body = signed(&keys[j], &chain, &addrs[(j + 1) % 4], 2, nonces[j]);
-            let (status, resp) = t.post_raw((j + round as usize) % 4, &body.to_string());
+            let (status, resp) = t.post((j + round as usize) % 4, &body.to_string());
             assert!(status < 300, "api submit from account{j}: {status} {resp}");
             nonces[j] += 1;
         }
@@ -307,7 +172,7 @@ fn four_nodes_agree_on_500_transfers_and_survive_kill_9_of_a_backup_and_the_prim
     let load = |t: &Testnet, count: u64, via: usize, nonces: &mut [u64; 4]| {
         for _ in 0..count {
             let body = signed(&keys[1], &chain, &addrs[2], 1, nonces[1]);
-            let (status, resp) = t.post_raw(via, &body.to_string());
+            let (status, resp) = t.post(via, &body.to_string());
             assert!(status < 300, "submit under load: {status} {resp}");
             nonces[1] += 1;
         }
@@ -383,7 +248,7 @@ fn four_nodes_agree_on_500_transfers_and_survive_kill_9_of_a_backup_and_the_prim
 #[test]
 fn bad_input_is_refused_or_dropped_and_nothing_bad_is_committed() {
     use std::io::Write as _;
-    let t = Testnet::init(4, 1);
+    let t = Testnet::init(4, base_port(1), true);
     t.wait_until("every API to answer", 60, || {
         (0..4).all(|i| t.get(i, "/health").is_some())
     });
@@ -396,7 +261,7 @@ fn bad_input_is_refused_or_dropped_and_nothing_bad_is_committed() {
     let a0 = t.address(&t.account(0));
     let a1 = t.address(&t.account(1));
     let refused = |t: &Testnet, body: &str, status: u16, code: &str| {
-        let (s, resp) = t.post_raw(1, body);
+        let (s, resp) = t.post(1, body);
         assert_eq!(s, status, "{body}: {resp}");
         assert_eq!(resp["code"].as_str(), Some(code), "{resp}");
         assert!(!resp["message"].as_str().unwrap_or("").is_empty(), "{resp}");
@@ -435,7 +300,7 @@ fn bad_input_is_refused_or_dropped_and_nothing_bad_is_committed() {
     submit_and_wait(&t, 0, &good, "the good transfer to commit");
     // Resubmitting it is harmless (it is not applied twice: checked below);
     // another transfer with its nonce is a replay.
-    let _ = t.post_raw(1, &good.to_string());
+    let _ = t.post(1, &good.to_string());
     let replay = signed(&key0, &chain, &a1, 6, 0);
     refused(&t, &replay.to_string(), 422, "nonce_used");
     // Overspend, through the CLI: a clear message and a non-zero exit.

@@ -24,11 +24,13 @@
 //! hides the bug (and makes the test's own transfers slow).
 
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
+mod common;
+
+use common::Testnet;
+
 const N: usize = 4;
 
 /// Ports 19000..19943: above bench.rs (12000..18923), below e2e.rs and
@@ -47,78 +49,8 @@ fn base_port() -> u16 {
         .expect("a free block of ports in 19000..19943")
 }
 
-struct Testnet {
-    dir: tempfile::TempDir,
-    base_port: u16,
-    nodes: Vec<Option<Child>>,
-}
-
+/// What this test does beyond the shared harness.
 impl Testnet {
-    fn init() -> Testnet {
-        let dir = tempfile::tempdir().unwrap();
-        let base_port = base_port();
-        let out = Command::new(BIN)
-            .args([
-                "testnet",
-                "init",
-                "--validators",
-                &N.to_string(),
-                "--output",
-            ])
-            .arg(dir.path().join("net"))
-            .args(["--base-port", &base_port.to_string()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "testnet init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut t = Testnet {
-            dir,
-            base_port,
-            nodes: (0..N).map(|_| None).collect(),
-        };
-        for i in 0..N {
-            t.start(i);
-        }
-        t
-    }
-
-    fn net(&self) -> PathBuf {
-        self.dir.path().join("net")
-    }
-
-    fn api(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.base_port + 100 + i as u16)
-    }
-
-    fn start(&mut self, i: usize) {
-        assert!(self.nodes[i].is_none(), "node{i} is already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.net().join(format!("node{i}.log")))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["node", "--home"])
-            .arg(self.net().join(format!("node{i}")))
-            .args(["--log", "info"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.nodes[i] = Some(child);
-    }
-
-    /// kill -9.
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].take() {
-            c.kill().unwrap(); // SIGKILL
-            c.wait().unwrap();
-        }
-    }
-
     /// What `testnet/local.sh down` does to each node: SIGTERM, up to 5 s to
     /// exit, then SIGKILL. Returns whether the node exited by itself.
     fn stop(&mut self, i: usize) -> bool {
@@ -140,21 +72,6 @@ impl Testnet {
         let _ = c.kill();
         c.wait().unwrap();
         false
-    }
-
-    fn get(&self, i: usize, path: &str) -> Option<Value> {
-        let mut resp = ureq::get(&format!("{}{path}", self.api(i))).call().ok()?;
-        resp.body_mut().read_json::<Value>().ok()
-    }
-
-    fn status(&self, i: usize) -> Option<Value> {
-        self.get(i, "/status")
-    }
-
-    fn height(&self, i: usize) -> u64 {
-        self.status(i)
-            .and_then(|s| s["height"].as_u64())
-            .unwrap_or(0)
     }
 
     /// `(view, view_changing)` from `/status`.
@@ -181,48 +98,6 @@ impl Testnet {
             .unwrap_or_else(|| panic!("no phalanx_view_changes_total in node{i}'s /metrics"))
     }
 
-    /// POST /txs: (HTTP status, JSON body).
-    fn post(&self, i: usize, body: &str) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut resp = agent
-            .post(&format!("{}/txs", self.api(i)))
-            .content_type("application/json")
-            .send(body)
-            .unwrap();
-        let status = resp.status().as_u16();
-        (
-            status,
-            resp.body_mut().read_json::<Value>().unwrap_or(Value::Null),
-        )
-    }
-
-    /// Polls `f` every 200 ms; true once it holds, false after `secs`.
-    fn poll(&self, secs: u64, mut f: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if f() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn wait_until(&self, what: &str, secs: u64, f: impl FnMut() -> bool) {
-        if !self.poll(secs, f) {
-            panic!(
-                "timed out after {secs} s waiting for {what}\n{}{}",
-                self.statuses(),
-                self.logs()
-            );
-        }
-    }
-
     fn wait_serving(&self, nodes: &[usize]) {
         self.wait_until("the nodes' APIs to answer", 60, || {
             nodes.iter().all(|i| self.get(*i, "/health").is_some())
@@ -244,46 +119,6 @@ impl Testnet {
                 })
             })
         });
-    }
-
-    /// Every node's `/status`, one line each.
-    fn statuses(&self) -> String {
-        let mut s = String::from("statuses:");
-        for i in 0..N {
-            let st = self
-                .status(i)
-                .map_or_else(|| "(no answer)".to_owned(), |v| v.to_string());
-            s.push_str(&format!("\n  node{i}: {st}"));
-        }
-        s
-    }
-
-    /// The tail of every node's log.
-    fn logs(&self) -> String {
-        let mut s = String::new();
-        for i in 0..N {
-            let text = std::fs::read_to_string(self.net().join(format!("node{i}.log")))
-                .unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(25).collect();
-            s.push_str(&format!(
-                "\n--- node{i}.log (last 25 lines) ---\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        s
-    }
-}
-
-impl Drop for Testnet {
-    fn drop(&mut self) {
-        if std::env::var_os("PHALANX_E2E_KEEP").is_some() {
-            eprintln!("keeping {}", self.dir.path().display());
-            let _ = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
-        }
-        for c in self.nodes.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -348,7 +183,7 @@ impl Sender {
 #[test]
 fn after_a_view_change_and_a_whole_testnet_restart_a_killed_backup_needs_no_view_change() {
     let started = Instant::now();
-    let mut t = Testnet::init();
+    let mut t = Testnet::init(N, base_port(), false);
     let all = [0, 1, 2, 3];
     t.wait_serving(&all);
     t.wait_connected(&all);
