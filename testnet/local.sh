@@ -64,7 +64,7 @@ build() {
   fi
   "$root/scripts/ensure-deps.sh" >&2
   say "==> building phalanx (release; the first build compiles RocksDB and takes a while)"
-  (cd "$root" && cargo build --release --locked -p phalanx-node --bin phalanx) >&2
+  (cd "$root" && cargo build --release --locked -p phalanx --bin phalanx) >&2
 }
 
 # Alive and not a zombie (a killed node whose parent has not reaped it yet).

@@ -91,7 +91,7 @@ build() {
   fi
   "$root/scripts/ensure-deps.sh"
   echo "==> building phalanx (release; the first build compiles RocksDB and takes a while)"
-  (cd "$root" && cargo build --release --locked -p phalanx-node --bin phalanx)
+  (cd "$root" && cargo build --release --locked -p phalanx --bin phalanx)
 }
 
 pid_alive() {

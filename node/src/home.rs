@@ -204,6 +204,10 @@ impl NodeConfig {
     }
 }
 
+/// A node's API port is this far above its P2P port, in the default config
+/// and in the homes `phalanx testnet init` writes.
+pub const API_PORT_OFFSET: u16 = 100;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,10 +225,6 @@ mod tests {
             .parse()
             .unwrap();
         let api_port: u16 = api.rsplit(':').next().unwrap().parse().unwrap();
-        assert_eq!(
-            api_port,
-            p2p_port + crate::cli::testnet::API_PORT_OFFSET,
-            "{api}"
-        );
+        assert_eq!(api_port, p2p_port + API_PORT_OFFSET, "{api}");
     }
 }

@@ -8,18 +8,17 @@
 //! peers dial it there; nodes on distinct hosts all use the base port (and
 //! base port + 100 for the API), and nodes sharing a host count up from it.
 
-use crate::home::{ApiConfig, Home, NodeConfig, P2pConfig};
 use anyhow::Context as _;
 use phalanx_crypto::{write_key_file, KeyKind, Keypair};
 use phalanx_ledger::{
     ConsensusParams, EngineKind, Genesis, GenesisAccount, ValidatorIndex, ValidatorInfo,
 };
+use phalanx_node::home::{ApiConfig, Home, NodeConfig, P2pConfig};
 use phalanx_runtime::registry;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-/// The API port is this far above the P2P port.
-pub const API_PORT_OFFSET: u16 = 100;
+pub use phalanx_node::home::API_PORT_OFFSET;
 
 /// `phalanx testnet` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -404,7 +403,7 @@ fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
         .collect::<anyhow::Result<_>>()?;
     let genesis = Genesis {
         chain_id: args.chain_id.clone(),
-        genesis_time_ms: crate::clock::now_ms(),
+        genesis_time_ms: phalanx_node::clock::now_ms(),
         validators,
         accounts: accounts
             .iter()
@@ -419,7 +418,7 @@ fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
         },
     };
     // The engine's own rule on the validator set (PBFT needs n ≥ 4).
-    crate::run::check_engine_config(&genesis, ValidatorIndex(0))
+    phalanx_node::run::check_engine_config(&genesis, ValidatorIndex(0))
         .with_context(|| format!("--validators {}", args.validators))?;
     genesis
         .validate()

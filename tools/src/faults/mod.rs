@@ -257,8 +257,8 @@ impl FaultsReport {
     pub fn new(command: String, partition_method: String, rate: f64, duration_s: f64) -> Self {
         FaultsReport {
             command,
-            version: crate::version::VERSION.into(),
-            git_commit: crate::version::GIT_COMMIT.into(),
+            version: phalanx_node::version::VERSION.into(),
+            git_commit: phalanx_node::version::GIT_COMMIT.into(),
             machine: crate::bench::Machine::detect(),
             partition_method,
             rate,

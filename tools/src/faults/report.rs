@@ -379,7 +379,7 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::version::{GIT_COMMIT, VERSION};
+    use phalanx_node::version::{GIT_COMMIT, VERSION};
 
     #[test]
     fn the_report_names_the_version_and_commit_that_measured() {

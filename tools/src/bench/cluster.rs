@@ -2,13 +2,13 @@
 //! `phalanx testnet init`, one `phalanx node` process per validator), or one
 //! already running that `testnet/local.sh up` made.
 
-use crate::api::types::NodeStatus;
-use crate::cli::testnet::InitArgs;
-use crate::client::Client;
-use crate::home::Home;
+use crate::testnet::InitArgs;
 use anyhow::Context as _;
 use phalanx_crypto::{read_key_file, KeyKind, Keypair};
 use phalanx_ledger::EngineKind;
+use phalanx_node::api::types::NodeStatus;
+use phalanx_node::client::Client;
+use phalanx_node::home::Home;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,7 +62,7 @@ impl Cluster {
                 )
             })?;
         }
-        crate::cli::testnet::write_quietly(&InitArgs {
+        crate::testnet::write_quietly(&InitArgs {
             validators: n,
             consensus,
             output: dir.to_path_buf(),
@@ -201,7 +201,7 @@ impl Cluster {
             .with_context(|| format!("node{i} was not launched by this cluster"))?
             .clone();
         let home = self.dir.join(format!("node{i}-twin"));
-        let api = crate::cli::testnet::write_twin(&crate::cli::testnet::TwinArgs {
+        let api = crate::testnet::write_twin(&crate::testnet::TwinArgs {
             home: self.dir.join(format!("node{i}")),
             output: home.clone(),
             p2p_port,

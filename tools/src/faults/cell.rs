@@ -8,13 +8,13 @@
 //! included; Byzantine ones not), height by height.
 
 use super::{Fault, FaultsArgs, Setup};
-use crate::api::types::{CommitRecord, NodeStatus};
-use crate::api::types::{CommitsResponse, EvidenceResponse};
 use crate::bench::cluster::Cluster;
 use crate::bench::load::{self, Live, Pace};
 use crate::bench::observe::{self, Percentiles};
-use crate::client::Client;
 use phalanx_crypto::Hash;
+use phalanx_node::api::types::{CommitRecord, NodeStatus};
+use phalanx_node::api::types::{CommitsResponse, EvidenceResponse};
+use phalanx_node::client::Client;
 use phalanx_testnet::progress::{self, Progress};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};

@@ -197,8 +197,8 @@ impl BenchReport {
     pub fn new(command: String) -> BenchReport {
         BenchReport {
             command,
-            version: crate::version::VERSION.into(),
-            git_commit: crate::version::GIT_COMMIT.into(),
+            version: phalanx_node::version::VERSION.into(),
+            git_commit: phalanx_node::version::GIT_COMMIT.into(),
             machine: Machine::detect(),
             started_unix_s: load::unix_ms() as u64 / 1000,
             runs: Vec::new(),
@@ -378,10 +378,10 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
         accounts.len()
     );
     let batches = load::presign(&accounts, &nonces, &cluster.chain_id, total, batch, n);
-    let statuses: Vec<crate::api::types::NodeStatus> = cluster
+    let statuses: Vec<phalanx_node::api::types::NodeStatus> = cluster
         .apis
         .iter()
-        .map(|a| crate::client::Client::new(a)?.get("/status"))
+        .map(|a| phalanx_node::client::Client::new(a)?.get("/status"))
         .collect::<Result<_, _>>()?;
     let from = statuses.iter().map(|s| s.height).max().unwrap_or(0) + 1;
     let view_before = statuses.iter().map(|s| s.view).max().unwrap_or(0);
@@ -461,9 +461,9 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
         .apis
         .iter()
         .filter_map(|a| {
-            crate::client::Client::new(a)
+            phalanx_node::client::Client::new(a)
                 .ok()?
-                .get::<crate::api::types::NodeStatus>("/status")
+                .get::<phalanx_node::api::types::NodeStatus>("/status")
                 .ok()
                 .map(|s| s.view)
         })

@@ -3,10 +3,10 @@
 //! for (committed tx/s on all nodes, submit→commit latency, blocks/s).
 
 use super::load::Live;
-use crate::api::types::CommitRecord;
-use crate::api::types::CommitsResponse;
-use crate::client::Client;
 use phalanx_crypto::Hash;
+use phalanx_node::api::types::CommitRecord;
+use phalanx_node::api::types::CommitsResponse;
+use phalanx_node::client::Client;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,10 +2,10 @@
 //! submitted in batches (`POST /txs/batch`) open-loop at a target rate or
 //! closed-loop as fast as the nodes take them.
 
-use crate::api::types::{AccountResponse, BatchSubmitResponse};
-use crate::client::Client;
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{Address, SignedTransaction, Transaction};
+use phalanx_node::api::types::{AccountResponse, BatchSubmitResponse};
+use phalanx_node::client::Client;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;

@@ -5,29 +5,9 @@
 
 #![forbid(unsafe_code)]
 
-mod api;
-mod bench;
-mod cli;
-mod client;
-mod clock;
-mod commits;
-mod driver;
-mod faults;
-mod home;
-mod injection;
-mod intake;
-mod mempool;
-mod metrics;
-mod p2p;
-mod run;
-mod shared;
-#[cfg(test)]
-mod testutil;
-mod txpush;
-mod verify;
-mod version;
-
 use clap::{Parser, Subcommand};
+use phalanx_node::{cli, run, version};
+use phalanx_tools::{bench, faults, testnet};
 use std::process::ExitCode;
 
 /// Phalanx: a Byzantine-fault-tolerant ledger node (PBFT over libp2p).
@@ -53,7 +33,7 @@ enum Command {
     Keys(cli::keys::KeysCommand),
     /// Create the homes of a local multi-node testnet.
     #[command(subcommand)]
-    Testnet(cli::testnet::TestnetCommand),
+    Testnet(testnet::TestnetCommand),
     /// Sign and submit transactions.
     #[command(subcommand)]
     Tx(cli::tx::TxCommand),
@@ -90,7 +70,7 @@ fn main() -> ExitCode {
         Command::Node(args) => run::run(args),
         Command::Init(args) => cli::init::run(args),
         Command::Keys(cmd) => cli::keys::run(cmd),
-        Command::Testnet(cmd) => cli::testnet::run(cmd),
+        Command::Testnet(cmd) => testnet::run(cmd),
         Command::Tx(cmd) => cli::tx::run(cmd),
         Command::Query(cmd) => cli::query::run(cmd),
         Command::Bench(args) => bench::run(args),
