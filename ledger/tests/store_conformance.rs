@@ -558,6 +558,60 @@ fn evidence_is_deduplicated(store: &dyn Store) {
     assert_eq!(stored, expected);
 }
 
+/// Issue 18, finding 5: a transaction a Byzantine proposer repeats — in
+/// the same block ([T, Z, T]) or a later one — fails the second time with
+/// a bad nonce, and the index keeps the receipt of the transfer that
+/// happened. A transaction that failed first and succeeded later (its
+/// sender was funded in between) shows the success.
+fn a_repeated_transaction_keeps_its_successful_receipt(store: &dyn Store) {
+    let g = genesis();
+    let first = genesis_appended(&g);
+    let mut state = g.state();
+    let t = transfer(&user("alice"), addr("bob"), 5, 0, 1);
+    let z = transfer(&user("bob"), addr("carol"), 1, 0, 0);
+    // carol holds 50: 60 is too much until bob's 20 below arrives.
+    let late = transfer(&user("carol"), addr("dave"), 60, 0, 0);
+    let b1 = build_block(
+        &g,
+        &state,
+        &first.block,
+        0,
+        0,
+        vec![t.clone(), z, t.clone(), late.clone()],
+        vec![],
+    );
+    assert!(b1.receipts[0].is_success());
+    assert!(matches!(
+        status(&b1, 2),
+        TxStatus::Failed(RejectReason::BadNonce { .. })
+    ));
+    assert!(matches!(
+        status(&b1, 3),
+        TxStatus::Failed(RejectReason::InsufficientFunds { .. })
+    ));
+    state.apply(&b1.diff);
+    let fund = transfer(&user("bob"), addr("carol"), 20, 1, 0);
+    let b2 = build_block(
+        &g,
+        &state,
+        &b1.block,
+        1,
+        0,
+        vec![t.clone(), fund, late.clone()],
+        vec![],
+    );
+    assert!(!b2.receipts[0].is_success());
+    assert!(b2.receipts[2].is_success(), "{:?}", b2.receipts[2]);
+    append_all(store, &[first, b1, b2]);
+
+    let t_at = store.tx(&t.hash()).unwrap().expect("indexed");
+    assert_eq!((t_at.height, t_at.index), (Height(1), 0));
+    assert!(t_at.receipt.is_success(), "{:?}", t_at.receipt);
+    let late_at = store.tx(&late.hash()).unwrap().expect("indexed");
+    assert_eq!((late_at.height, late_at.index), (Height(2), 2));
+    assert!(late_at.receipt.is_success());
+}
+
 /// Readers running beside the writer see whole blocks: the state they load
 /// is the state of one block (its root is that block's state root, and the
 /// supply is intact), never half of one.
@@ -637,6 +691,7 @@ macro_rules! conformance_suite {
                 refused_appends_change_nothing,
                 consensus_and_meta,
                 evidence_is_deduplicated,
+                a_repeated_transaction_keeps_its_successful_receipt,
                 concurrent_reads_see_whole_blocks,
             );
         }

@@ -1,6 +1,6 @@
 //! An in-memory [`Store`] for tests and the simulator.
 
-use super::{check_append, ConsensusEntry, Store, StoreError, TxLocation};
+use super::{check_append, receipts_to_index, ConsensusEntry, Store, StoreError, TxLocation};
 use crate::block::{Block, Receipt};
 use crate::state::{Account, State, StateDiff};
 use crate::types::{Address, Height};
@@ -84,8 +84,11 @@ impl Store for MemoryStore {
         let mut inner = self.write();
         check_append(inner.blocks.last(), block, receipts, diff)?;
         let height = block.height();
+        let indexed = receipts_to_index(receipts, |h| {
+            Ok(inner.txs.get(h).is_some_and(|l| l.receipt.is_success()))
+        })?;
         inner.by_hash.insert(block.hash(), height);
-        for r in receipts {
+        for r in indexed {
             inner.txs.insert(
                 r.tx_hash,
                 TxLocation {

@@ -123,6 +123,31 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// The receipts of a block that go into the transaction index, in order.
+///
+/// A transaction applies at most once (it uses its sender's nonce), so its
+/// success is final: a later copy of it — repeated by a Byzantine proposer
+/// in the same block or a later one — fails with a bad nonce, and that
+/// receipt must not hide the transfer that happened. A failed receipt is
+/// kept unless the transaction already succeeded (`succeeded_before` asks
+/// the store about earlier blocks); a success always is.
+pub(crate) fn receipts_to_index<'a>(
+    receipts: &'a [Receipt],
+    mut succeeded_before: impl FnMut(&Hash) -> Result<bool, StoreError>,
+) -> Result<Vec<&'a Receipt>, StoreError> {
+    let mut succeeded_here = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(receipts.len());
+    for r in receipts {
+        if r.is_success() {
+            succeeded_here.insert(r.tx_hash);
+        } else if succeeded_here.contains(&r.tx_hash) || succeeded_before(&r.tx_hash)? {
+            continue;
+        }
+        kept.push(r);
+    }
+    Ok(kept)
+}
+
 /// The checks every store makes before an append, given its latest block.
 pub(crate) fn check_append(
     latest: Option<&Block>,

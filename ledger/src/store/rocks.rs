@@ -10,7 +10,7 @@
 //! This module must never panic on what it reads back: bytes that do not
 //! decode are [`StoreError::Corrupt`], naming the record.
 
-use super::{check_append, ConsensusEntry, Store, StoreError, TxLocation};
+use super::{check_append, receipts_to_index, ConsensusEntry, Store, StoreError, TxLocation};
 use crate::block::{Block, Receipt};
 use crate::state::{Account, State, StateDiff};
 use crate::types::{Address, Height};
@@ -287,7 +287,10 @@ impl Store for RocksStore {
         batch.put_cf(self.cf(CF_BLOCKS)?, height_key(height), encode(block));
         batch.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, height_key(height));
         let txs = self.cf(CF_TXS)?;
-        for r in receipts {
+        let indexed = receipts_to_index(receipts, |h| {
+            Ok(self.tx(h)?.is_some_and(|l| l.receipt.is_success()))
+        })?;
+        for r in indexed {
             let location = TxLocation {
                 height,
                 index: r.index,
