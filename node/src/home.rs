@@ -192,6 +192,20 @@ impl NodeConfig {
             config.mempool.max_txs > 0,
             "mempool.max_txs must be positive"
         );
+        // Zero would not mean "unbounded": it would drop every message
+        // (or transaction, or connection) without a word.
+        anyhow::ensure!(
+            config.p2p.peer_queue > 0,
+            "p2p.peer_queue must be positive (it is how many messages may wait for one peer)"
+        );
+        anyhow::ensure!(
+            config.p2p.max_connections > 0,
+            "p2p.max_connections must be positive"
+        );
+        anyhow::ensure!(
+            config.mempool.max_bytes > 0,
+            "mempool.max_bytes must be positive"
+        );
         Ok(config)
     }
 
@@ -211,6 +225,24 @@ pub const API_PORT_OFFSET: u16 = 100;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18, finding 8: a zero that would silently drop everything is
+    /// refused with the key's name.
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        for (section, key) in [
+            ("p2p", "peer_queue"),
+            ("p2p", "max_connections"),
+            ("mempool", "max_bytes"),
+            ("mempool", "max_txs"),
+        ] {
+            let err = NodeConfig::from_toml(&format!("[{section}]\n{key} = 0\n"))
+                .expect_err(key)
+                .to_string();
+            assert!(err.contains(&format!("{section}.{key}")), "{err}");
+        }
+        assert!(NodeConfig::from_toml("").is_ok());
+    }
 
     #[test]
     fn a_default_home_serves_its_api_where_the_cli_looks() {
