@@ -4,69 +4,13 @@
 mod common;
 
 use common::*;
-use phalanx_consensus::pbft::messages::{Complaint, PrePrepare, ViewChange, ViewChangeBody};
+use phalanx_consensus::pbft::messages::{Complaint, PrePrepare, ViewChange};
 use phalanx_consensus::pbft::view_change::{null_payload, plan_new_view};
 use phalanx_consensus::{
     Config, Engine, Input, Output, Pbft, PbftMessage, PbftRecord, Restored, TimeoutKind,
 };
 use phalanx_crypto::Hash;
-use phalanx_ledger::{Height, Justification, Payload, SignedVote, ValidatorIndex, Vote, VoteKind};
-
-fn engine(n: usize, me: usize) -> Pbft {
-    let g = genesis(n, params());
-    Pbft::new(
-        Config::from_genesis(&g, ValidatorIndex(me as u32)).unwrap(),
-        validator_key(me),
-        g.block().hash(),
-    )
-}
-
-fn payload(view: u64, seq: u64, txs: usize) -> Payload {
-    Payload {
-        chain_id: CHAIN.into(),
-        height: Height(seq),
-        round: view,
-        proposer: ValidatorIndex((view % 4) as u32),
-        timestamp_ms: 7,
-        txs: (0..txs as u64).map(|k| transfer(0, 1, 1, k)).collect(),
-        evidence: vec![],
-    }
-}
-
-fn vote(kind: VoteKind, view: u64, seq: u64, digest: Hash, voter: usize) -> SignedVote {
-    Vote {
-        kind,
-        view,
-        seq: Height(seq),
-        digest,
-        voter: ValidatorIndex(voter as u32),
-    }
-    .sign(CHAIN, &validator_key(voter))
-}
-
-fn pre_prepare(view: u64, seq: u64, p: &Payload) -> PbftMessage {
-    let primary = (view % 4) as usize;
-    PbftMessage::PrePrepare(PrePrepare {
-        vote: vote(VoteKind::PrePrepare, view, seq, p.digest(), primary),
-        payload: p.clone(),
-    })
-}
-
-fn msg(from: usize, message: PbftMessage) -> Input<PbftMessage> {
-    Input::Message {
-        from: ValidatorIndex(from as u32),
-        message,
-    }
-}
-
-fn broadcasts(out: &[Output<PbftMessage, PbftRecord>]) -> Vec<&PbftMessage> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Broadcast(m) => Some(m),
-            _ => None,
-        })
-        .collect()
-}
+use phalanx_ledger::{Height, Justification, SignedVote, ValidatorIndex, VoteKind};
 
 /// §4.2: a backup that accepts a PRE-PREPARE persists, then multicasts, its
 /// PREPARE (and then echoes the primary's vote to the other backups).
@@ -465,24 +409,6 @@ fn s4_5_2_joins_on_f_plus_1_view_changes() {
     );
     assert_eq!(e1.status().view, 1);
     assert!(!e1.status().view_changing);
-}
-
-/// A VIEW-CHANGE to `view` from `voter` with nothing prepared, at genesis.
-fn empty_view_change(view: u64, voter: usize) -> PbftMessage {
-    let g = genesis(4, params());
-    PbftMessage::ViewChange(ViewChange::sign(
-        ViewChangeBody {
-            new_view: view,
-            stable_seq: Height::GENESIS,
-            stable_digest: g.block().hash(),
-            checkpoint_proof: vec![],
-            prepared: vec![],
-            committed: vec![],
-            voter: ValidatorIndex(voter as u32),
-        },
-        CHAIN,
-        &validator_key(voter),
-    ))
 }
 
 fn view_change_timer(out: &[Output<PbftMessage, PbftRecord>]) -> Option<(TimeoutKind, u64)> {

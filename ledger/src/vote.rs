@@ -129,10 +129,10 @@ pub struct CommitCertificate {
 /// Why a certificate or evidence does not check out.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
-    /// Fewer distinct valid signers than the quorum.
-    #[error("certificate has {valid} valid distinct signers, needs {quorum}")]
+    /// Fewer distinct signers than the quorum.
+    #[error("certificate has {valid} distinct signers, needs {quorum}")]
     NoQuorum {
-        /// Distinct signers whose signature verified.
+        /// Distinct signers.
         valid: usize,
         /// Signers needed.
         quorum: usize,
@@ -146,6 +146,9 @@ pub enum ProofError {
     /// Evidence whose two votes do not conflict.
     #[error("the two votes do not conflict")]
     NotConflicting,
+    /// A validator's signature appears twice (a padded certificate).
+    #[error("validator {0} signed the certificate twice")]
+    RepeatedSigner(ValidatorIndex),
 }
 
 impl CommitCertificate {
@@ -157,11 +160,27 @@ impl CommitCertificate {
         validators: &[PublicKey],
         quorum: usize,
     ) -> Result<(), ProofError> {
+        // The shape first, before any signature is checked: at most one
+        // signature per validator (so at most n), and enough of them. A
+        // certificate padded with copies of one vote costs its receiver
+        // nothing but this loop.
         let mut seen = std::collections::BTreeSet::new();
+        for (voter, _) in &self.commits {
+            if voter.as_usize() >= validators.len() {
+                return Err(ProofError::UnknownSigner(*voter));
+            }
+            if !seen.insert(*voter) {
+                return Err(ProofError::RepeatedSigner(*voter));
+            }
+        }
+        if seen.len() < quorum {
+            return Err(ProofError::NoQuorum {
+                valid: seen.len(),
+                quorum,
+            });
+        }
         for (voter, signature) in &self.commits {
-            let key = validators
-                .get(voter.as_usize())
-                .ok_or(ProofError::UnknownSigner(*voter))?;
+            let key = &validators[voter.as_usize()];
             let vote = Vote {
                 kind: VoteKind::Commit,
                 view: self.view,
@@ -175,13 +194,6 @@ impl CommitCertificate {
             }
             .verify(chain_id, key)
             .map_err(|_| ProofError::BadSignature(*voter))?;
-            seen.insert(*voter);
-        }
-        if seen.len() < quorum {
-            return Err(ProofError::NoQuorum {
-                valid: seen.len(),
-                quorum,
-            });
         }
         Ok(())
     }

@@ -298,6 +298,11 @@ pub enum MessageError {
     /// The content is inconsistent.
     #[error("malformed: {0}")]
     Malformed(&'static str),
+    /// One validator appears twice where each may appear once (a padded
+    /// certificate or NEW-VIEW, two pieces of evidence against one
+    /// validator in a payload).
+    #[error("a validator appears twice in {0}")]
+    Repeated(&'static str),
 }
 
 /// Checks a signed vote's kind, signer and signature.
@@ -331,6 +336,19 @@ pub fn check_payload(
     if payload.proposer.as_usize() >= cfg.n() {
         return Err(MessageError::BadPayload("proposer"));
     }
+    // At most one piece of evidence per validator (so at most n), counted
+    // before any of their signatures is checked: one is enough to prove a
+    // validator faulty, and a Byzantine validator can sign any number of
+    // distinct ones against itself.
+    if payload.evidence.len() > cfg.n() {
+        return Err(MessageError::BadPayload("more evidence than validators"));
+    }
+    let mut offenders = BTreeSet::new();
+    for e in &payload.evidence {
+        if !offenders.insert(e.offender()) {
+            return Err(MessageError::Repeated("a payload's evidence"));
+        }
+    }
     for e in &payload.evidence {
         e.verify(&cfg.chain_id, &cfg.validators)
             .map_err(|_| MessageError::BadPayload("invalid evidence"))?;
@@ -343,6 +361,11 @@ pub fn check_payload(
 
 /// Checks that `votes` hold at least `needed` valid votes of `kind` for
 /// (view, seq, digest) from distinct validators, none of them in `excluded`.
+///
+/// The shape is checked before any signature: every vote is for the slot,
+/// no validator appears twice (so there are at most n votes), and there
+/// are enough of them. A certificate padded with copies of one real vote
+/// is refused at the cost of this loop, not of a signature check per copy.
 fn check_quorum(
     cfg: &Config,
     votes: &[SignedVote],
@@ -360,11 +383,18 @@ fn check_quorum(
         if !matches || Some(v.vote.voter) == excluded {
             return Err(MessageError::Malformed(what));
         }
-        verify_vote(cfg, v, kind)?;
-        voters.insert(v.vote.voter);
+        if v.vote.voter.as_usize() >= cfg.n() {
+            return Err(MessageError::UnknownSigner(v.vote.voter));
+        }
+        if !voters.insert(v.vote.voter) {
+            return Err(MessageError::Repeated(what));
+        }
     }
     if voters.len() < needed {
         return Err(MessageError::NoQuorum(what));
+    }
+    for v in votes {
+        verify_vote(cfg, v, kind)?;
     }
     Ok(())
 }
@@ -472,8 +502,9 @@ impl ViewChange {
         }
     }
 
-    /// Checks the signature, the checkpoint proof and every prepared certificate.
-    pub fn verify(&self, cfg: &Config) -> Result<(), MessageError> {
+    /// Checks the sender's signature over the body (one check; what
+    /// [`ViewChange::verify`] does first).
+    pub fn verify_signature(&self, cfg: &Config) -> Result<(), MessageError> {
         let b = &self.body;
         let key = cfg
             .key(b.voter)
@@ -486,7 +517,20 @@ impl ViewChange {
             },
             &self.signature,
         )
-        .map_err(|_| MessageError::BadSignature(b.voter))?;
+        .map_err(|_| MessageError::BadSignature(b.voter))
+    }
+
+    /// Checks the signature, the checkpoint proof and every prepared
+    /// certificate. Each certificate holds at most one vote per validator,
+    /// and there is at most one per seq in the watermark window, so a
+    /// valid VIEW-CHANGE is bounded whatever its sender wanted.
+    pub fn verify(&self, cfg: &Config) -> Result<(), MessageError> {
+        let b = &self.body;
+        // Complaints travel outside the signature; at most one per validator.
+        if self.justification.len() > cfg.n() {
+            return Err(MessageError::Malformed("more complaints than validators"));
+        }
+        self.verify_signature(cfg)?;
         if b.stable_seq != Height::GENESIS {
             check_quorum(
                 cfg,

@@ -10,6 +10,7 @@
 
 pub mod checkpoint;
 mod echo;
+pub mod future;
 pub mod log;
 pub mod messages;
 pub mod normal;
@@ -32,9 +33,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// The output type of the PBFT engine.
 pub type PbftOutput = Output<PbftMessage, PbftRecord>;
-
-/// Most messages for future views kept until that view starts.
-const MAX_FUTURE_MESSAGES: usize = 8192;
 
 /// The last stable checkpoint and its proof (§4.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +61,11 @@ pub struct PbftCounters {
     /// Votes this replica refused to sign because it had signed another digest
     /// for the same slot (only after a restart with an inconsistent log).
     pub refused_double_sign: u64,
+    /// Evidence dropped because its offender was already proven faulty.
+    pub redundant_evidence: u64,
+    /// Messages for later views not kept: beyond the view horizon, or
+    /// over their signer's budget (see `future`).
+    pub future_dropped: u64,
 }
 
 /// The PBFT engine of one validator.
@@ -111,7 +114,7 @@ pub struct Pbft {
     /// The primary's PRE-PREPARE vote per (view, seq), from PRE-PREPAREs
     /// and ECHOes, verified, and whether this replica echoed it (see `echo`).
     pub(crate) primary_votes: BTreeMap<(u64, Height), (SignedVote, bool)>,
-    pub(crate) future: VecDeque<(ValidatorIndex, PbftMessage)>,
+    pub(crate) future: future::FutureBuffer,
     /// The highest view each validator voted in among `future` (to notice
     /// that we missed a view change).
     pub(crate) future_views: BTreeMap<ValidatorIndex, u64>,
@@ -174,7 +177,7 @@ impl Pbft {
             pending_evidence: Vec::new(),
             faulty: BTreeSet::new(),
             primary_votes: BTreeMap::new(),
-            future: VecDeque::new(),
+            future: future::FutureBuffer::default(),
             future_views: BTreeMap::new(),
             consecutive_view_changes: 0,
             progress_mark: None,
@@ -286,6 +289,12 @@ impl Pbft {
         &self.counters
     }
 
+    /// Messages for later views held, and their encoded bytes (bounded
+    /// per signer: see `future`).
+    pub fn future_buffered(&self) -> (usize, usize) {
+        self.future.size()
+    }
+
     /// Validators this replica treats as faulty (proven equivocators).
     pub fn faulty(&self) -> &BTreeSet<ValidatorIndex> {
         &self.faulty
@@ -329,13 +338,21 @@ impl Pbft {
         Some(signed)
     }
 
-    /// Records evidence once: persist/gossip it, mark the offender faulty,
-    /// and leave the view if the offender is its primary.
+    /// Records evidence once per offender: persist/gossip it, mark the
+    /// offender faulty, and leave the view if the offender is its primary.
+    /// Later evidence against a validator already proven faulty proves
+    /// nothing new and is dropped (counted): a Byzantine validator can sign
+    /// any number of distinct pieces against itself, and each would cost a
+    /// synced write, a broadcast and room in the next proposal.
     pub(crate) fn on_evidence_found(&mut self, evidence: Evidence, out: &mut Vec<PbftOutput>) {
-        if !self.known_evidence.insert(evidence.id()) {
+        let offender = evidence.offender();
+        if self.faulty.contains(&offender) {
+            if !self.known_evidence.contains(&evidence.id()) {
+                self.counters.redundant_evidence += 1;
+            }
             return;
         }
-        let offender = evidence.offender();
+        self.known_evidence.insert(evidence.id());
         self.faulty.insert(offender);
         self.pending_evidence.push(evidence.clone());
         out.push(Output::Evidence(evidence.clone()));
@@ -500,22 +517,21 @@ impl Pbft {
         message: PbftMessage,
         out: &mut Vec<PbftOutput>,
     ) {
-        if self.future.len() >= MAX_FUTURE_MESSAGES {
-            self.future.pop_front();
-            self.counters.invalid += 1;
-        }
         let vote = match &message {
-            PbftMessage::PrePrepare(pp) => Some(pp.vote.vote),
-            PbftMessage::Prepare(v) | PbftMessage::Commit(v) => Some(v.vote),
-            _ => None,
+            PbftMessage::PrePrepare(pp) => pp.vote.vote,
+            PbftMessage::Prepare(v) | PbftMessage::Commit(v) => v.vote,
+            _ => return,
         };
-        self.future.push_back((from, message));
-        if let Some(v) = vote {
-            if v.view > self.view && v.voter != self.me() {
-                let h = self.future_views.entry(v.voter).or_default();
-                *h = (*h).max(v.view);
-                self.maybe_follow_higher_view(out);
-            }
+        let within = vote.view <= self.view.saturating_add(future::VIEW_HORIZON);
+        if !(within && self.future.push(from, vote.voter, message)) {
+            self.counters.future_dropped += 1;
+        }
+        // The vote is verified: it says its signer is in that view, even
+        // when the message itself was not kept.
+        if vote.view > self.view && vote.voter != self.me() {
+            let h = self.future_views.entry(vote.voter).or_default();
+            *h = (*h).max(vote.view);
+            self.maybe_follow_higher_view(out);
         }
     }
 
@@ -541,7 +557,7 @@ impl Pbft {
 
     /// Re-handles buffered messages after entering a view.
     pub(crate) fn replay_future(&mut self, out: &mut Vec<PbftOutput>) {
-        let buffered = std::mem::take(&mut self.future);
+        let buffered = self.future.take();
         self.future_views.clear();
         for (from, message) in buffered {
             self.on_message(from, message, out);

@@ -2,7 +2,9 @@
 //! handing committed payloads to the driver in sequence order.
 
 use super::log::Inserted;
-use super::messages::{check_payload, verify_vote, PbftMessage, PrePrepare, PreparedCert};
+use super::messages::{
+    check_payload, verify_vote, MessageError, PbftMessage, PrePrepare, PreparedCert,
+};
 use super::record::PbftRecord;
 use super::{Pbft, PbftOutput};
 use crate::engine::{Output, TimeoutKind};
@@ -66,7 +68,14 @@ impl Pbft {
         }
         match self.admit(v.view, v.seq) {
             Admit::Drop => return,
-            Admit::Later => return self.buffer_future(from, PbftMessage::PrePrepare(pp), out),
+            Admit::Later => {
+                // Only a payload that could be accepted is worth its room.
+                if self.check_proposal(&pp).is_err() {
+                    self.counters.invalid += 1;
+                    return;
+                }
+                return self.buffer_future(from, PbftMessage::PrePrepare(pp), out);
+            }
             Admit::Now => {}
         }
         let slot = self.slots.entry(v.seq).or_default();
@@ -81,16 +90,24 @@ impl Pbft {
             }
             return;
         }
-        if check_payload(&self.cfg, &pp.payload, v.seq, &v.digest).is_err()
-            || pp.payload.round != v.view
-            || pp.payload.proposer != v.voter
-        {
+        if self.check_proposal(&pp).is_err() {
             self.counters.invalid += 1;
             return;
         }
         let vote = pp.vote;
         self.accept_pre_prepare(pp.vote, pp.payload, out);
         self.echo_pre_prepare(vote, out);
+    }
+
+    /// A PRE-PREPARE's payload against its signed vote: the view-independent
+    /// payload rules, and the round and proposer the vote implies.
+    fn check_proposal(&self, pp: &PrePrepare) -> Result<(), MessageError> {
+        let v = &pp.vote.vote;
+        check_payload(&self.cfg, &pp.payload, v.seq, &v.digest)?;
+        if pp.payload.round != v.view || pp.payload.proposer != v.voter {
+            return Err(MessageError::BadPayload("round or proposer"));
+        }
+        Ok(())
     }
 
     /// Installs an accepted pre-prepare (from PRE-PREPARE or NEW-VIEW) and
@@ -314,8 +331,14 @@ impl Pbft {
             .iter()
             .map(phalanx_ledger::Evidence::id)
             .collect();
-        self.pending_evidence
-            .retain(|e| !committed_ids.contains(&e.id()));
+        // Committed evidence settles its offender: other pending pieces
+        // against the same validator would only repeat it on chain.
+        self.pending_evidence.retain(|e| {
+            !payload
+                .evidence
+                .iter()
+                .any(|c| c.offender() == e.offender())
+        });
         // Evidence learnt from a committed block proves its offender faulty
         // as surely as evidence received directly; every honest replica
         // commits the block, so all leave an equivocating primary's view
@@ -324,9 +347,8 @@ impl Pbft {
         // ran its view on, while the one that had it first waited alone).
         let mut primary_proven_faulty = false;
         for e in &payload.evidence {
-            if !self.known_evidence.contains(&e.id()) {
-                let offender = e.offender();
-                self.faulty.insert(offender);
+            let offender = e.offender();
+            if self.faulty.insert(offender) {
                 primary_proven_faulty |= offender == self.cfg.primary(self.view);
             }
         }

@@ -322,6 +322,12 @@ impl Pbft {
         if moved_on {
             return;
         }
+        // Only for a request its sender really signed: otherwise anyone
+        // could make us send on behalf of a validator that never asked.
+        if vc.verify_signature(&self.cfg).is_err() {
+            self.counters.bad_signature += 1;
+            return;
+        }
         if target <= self.view && self.view_active {
             self.send_new_view_to(to, target, out);
             return;
@@ -465,9 +471,16 @@ impl Pbft {
         if vcs.len() < self.cfg.quorums.quorum || !vcs.contains_key(&self.me()) {
             return;
         }
-        // Justifications stay out of the NEW-VIEW: the view change is done.
+        // Exactly a quorum (§4.4's V): our own and the others' in index
+        // order; any quorum gives a safe plan, and a fixed size keeps a
+        // NEW-VIEW bounded (a backup refuses any other count).
+        // Justifications stay out of it: the view change is done.
+        let me = self.me();
         let vcs: Vec<ViewChange> = vcs
-            .values()
+            .get(&me)
+            .into_iter()
+            .chain(vcs.iter().filter(|(v, _)| **v != me).map(|(_, vc)| vc))
+            .take(self.cfg.quorums.quorum)
             .map(|vc| ViewChange {
                 justification: Vec::new(),
                 ..vc.clone()
@@ -519,8 +532,15 @@ impl Pbft {
 
     /// Checks a NEW-VIEW by recomputation; returns the plan it follows.
     pub fn verify_new_view(&self, nv: &NewView) -> Result<NewViewPlan, &'static str> {
-        nv.verify_signature(&self.cfg)
-            .map_err(|_| "bad new-view signature")?;
+        // The shape before any signature: exactly a quorum of VIEW-CHANGEs
+        // for this view from distinct validators, and no more pre-prepares
+        // than the watermark window holds.
+        if nv.view_changes.len() != self.cfg.quorums.quorum {
+            return Err("a new-view carries exactly a quorum of view changes");
+        }
+        if nv.pre_prepares.len() as u64 > self.cfg.params.watermark_window {
+            return Err("more pre-prepares than the watermark window");
+        }
         let mut voters = BTreeSet::new();
         for vc in &nv.view_changes {
             if vc.body.new_view != nv.view {
@@ -529,10 +549,11 @@ impl Pbft {
             if !voters.insert(vc.body.voter) {
                 return Err("two view changes from one validator");
             }
-            vc.verify(&self.cfg).map_err(|_| "invalid view change")?;
         }
-        if voters.len() < self.cfg.quorums.quorum {
-            return Err("fewer view changes than a quorum");
+        nv.verify_signature(&self.cfg)
+            .map_err(|_| "bad new-view signature")?;
+        for vc in &nv.view_changes {
+            vc.verify(&self.cfg).map_err(|_| "invalid view change")?;
         }
         let plan = plan_new_view(&self.cfg, nv.view, &nv.view_changes);
         if plan.entries.len() != nv.pre_prepares.len() {

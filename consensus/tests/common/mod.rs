@@ -5,13 +5,15 @@
 
 #![allow(dead_code)]
 
+use phalanx_consensus::pbft::messages::{PrePrepare, ViewChange, ViewChangeBody};
 use phalanx_consensus::{
     Config, Engine, Input, Output, Pbft, PbftMessage, PbftRecord, Restored, TimeoutKind,
 };
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
-    execute, make_block, Address, Block, ConsensusParams, Genesis, GenesisAccount, Height,
-    SignedTransaction, State, Transaction, ValidatorIndex, ValidatorInfo, VerifyAll,
+    execute, make_block, Address, Block, ConsensusParams, Genesis, GenesisAccount, Height, Payload,
+    SignedTransaction, SignedVote, State, Transaction, ValidatorIndex, ValidatorInfo, VerifyAll,
+    Vote, VoteKind,
 };
 use std::collections::{BTreeMap, VecDeque};
 
@@ -304,4 +306,80 @@ impl Cluster {
 
 pub fn hash_of_block(b: &Block) -> Hash {
     b.hash()
+}
+
+// Single-engine helpers for handler tests (pbft_paper.rs, bounds.rs).
+
+pub fn engine(n: usize, me: usize) -> Pbft {
+    let g = genesis(n, params());
+    Pbft::new(
+        Config::from_genesis(&g, ValidatorIndex(me as u32)).unwrap(),
+        validator_key(me),
+        g.block().hash(),
+    )
+}
+
+pub fn payload(view: u64, seq: u64, txs: usize) -> Payload {
+    Payload {
+        chain_id: CHAIN.into(),
+        height: Height(seq),
+        round: view,
+        proposer: ValidatorIndex((view % 4) as u32),
+        timestamp_ms: 7,
+        txs: (0..txs as u64).map(|k| transfer(0, 1, 1, k)).collect(),
+        evidence: vec![],
+    }
+}
+
+pub fn vote(kind: VoteKind, view: u64, seq: u64, digest: Hash, voter: usize) -> SignedVote {
+    Vote {
+        kind,
+        view,
+        seq: Height(seq),
+        digest,
+        voter: ValidatorIndex(voter as u32),
+    }
+    .sign(CHAIN, &validator_key(voter))
+}
+
+pub fn pre_prepare(view: u64, seq: u64, p: &Payload) -> PbftMessage {
+    let primary = (view % 4) as usize;
+    PbftMessage::PrePrepare(PrePrepare {
+        vote: vote(VoteKind::PrePrepare, view, seq, p.digest(), primary),
+        payload: p.clone(),
+    })
+}
+
+pub fn msg(from: usize, message: PbftMessage) -> Input<PbftMessage> {
+    Input::Message {
+        from: ValidatorIndex(from as u32),
+        message,
+    }
+}
+
+pub fn broadcasts(out: &[Output<PbftMessage, PbftRecord>]) -> Vec<&PbftMessage> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A VIEW-CHANGE to `view` from `voter` with nothing prepared, at genesis.
+pub fn empty_view_change(view: u64, voter: usize) -> PbftMessage {
+    let g = genesis(4, params());
+    PbftMessage::ViewChange(ViewChange::sign(
+        ViewChangeBody {
+            new_view: view,
+            stable_seq: Height::GENESIS,
+            stable_digest: g.block().hash(),
+            checkpoint_proof: vec![],
+            prepared: vec![],
+            committed: vec![],
+            voter: ValidatorIndex(voter as u32),
+        },
+        CHAIN,
+        &validator_key(voter),
+    ))
 }
