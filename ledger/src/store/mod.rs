@@ -131,10 +131,10 @@ pub trait Store: Send + Sync {
 /// receipt must not hide the transfer that happened. A failed receipt is
 /// kept unless the transaction already succeeded (`succeeded_before` asks
 /// the store about earlier blocks); a success always is.
-pub(crate) fn receipts_to_index<'a>(
-    receipts: &'a [Receipt],
+pub(crate) fn receipts_to_index(
+    receipts: &[Receipt],
     mut succeeded_before: impl FnMut(&Hash) -> Result<bool, StoreError>,
-) -> Result<Vec<&'a Receipt>, StoreError> {
+) -> Result<Vec<&Receipt>, StoreError> {
     let mut succeeded_here = std::collections::HashSet::new();
     let mut kept = Vec::with_capacity(receipts.len());
     for r in receipts {
