@@ -247,7 +247,7 @@ up() {
   echo "  curl -s $(api 2)/blocks/latest"
   if [ -n "$faults" ]; then
     echo "Break a node on purpose:"
-    echo "  curl -s -X POST $(api 1 | sed 's#http://##')/admin/behaviour -d '{\"behaviour\":\"silent\"}'"
+    echo "  curl -s -X POST $(api 1 | sed 's#http://##')/admin/behaviour -H 'content-type: application/json' -d '{\"behaviour\":\"silent\"}'"
   fi
   echo "Stop it:  testnet/local.sh down    (a fresh chain: testnet/local.sh reset)"
 }

@@ -267,6 +267,33 @@ fn bad_input_is_refused_or_dropped_and_nothing_bad_is_committed() {
         assert!(!resp["message"].as_str().unwrap_or("").is_empty(), "{resp}");
     };
 
+    // The admin routes of a node without --allow-fault-injection refuse
+    // changes (403); a form post, what a web page could send, is refused
+    // before that (415); reading the fault state is fine.
+    let (s, resp) = t.post_to(1, "/admin/latency", Some("application/json"), r#"{"ms":5}"#);
+    assert_eq!(
+        (s, resp["code"].as_str()),
+        (403, Some("fault_injection_disabled")),
+        "{resp}"
+    );
+    for form in [
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+    ] {
+        let (s, resp) = t.post_to(1, "/admin/behaviour", form, r#"{"behaviour":"silent"}"#);
+        assert_eq!(
+            (s, resp["code"].as_str()),
+            (415, Some("json_only")),
+            "{form:?}: {resp}"
+        );
+    }
+    let faults = t
+        .get(1, "/admin/faults")
+        .expect("GET /admin/faults from this machine");
+    assert_eq!(faults["allow_fault_injection"], false);
+    assert_eq!(faults["behaviour"], "honest", "{faults}");
+
     // Malformed JSON, and JSON that is not a transaction.
     refused(&t, "{not json", 400, "malformed");
     refused(&t, r#"{"tx": 1}"#, 400, "malformed");

@@ -203,7 +203,9 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         ));
         let mut api_shutdown = shutdown_rx.clone();
         let api = tokio::spawn(async move {
-            axum::serve(listener, router)
+            // The client's address, for the admin routes' local-only rule.
+            let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, service)
                 .with_graceful_shutdown(async move {
                     let _ = api_shutdown.changed().await;
                 })

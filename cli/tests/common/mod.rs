@@ -106,15 +106,26 @@ impl Testnet {
 
     /// POST /txs with a raw body: (HTTP status, JSON body).
     pub fn post(&self, i: usize, body: &str) -> (u16, Value) {
+        self.post_to(i, "/txs", Some("application/json"), body)
+    }
+
+    /// POST to any route with a raw body and content type (none: no header).
+    pub fn post_to(
+        &self,
+        i: usize,
+        path: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> (u16, Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
             .into();
-        let mut resp = agent
-            .post(&format!("{}/txs", self.api(i)))
-            .content_type("application/json")
-            .send(body)
-            .unwrap();
+        let mut request = agent.post(&format!("{}{path}", self.api(i)));
+        if let Some(c) = content_type {
+            request = request.content_type(c);
+        }
+        let mut resp = request.send(body).unwrap();
         let status = resp.status().as_u16();
         (
             status,
