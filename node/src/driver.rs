@@ -169,6 +169,22 @@ impl<E: Protocol> Driver<E> {
     /// Runs until `shutdown` turns true.
     pub async fn run(
         mut self,
+        events: mpsc::Receiver<NetEvent>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let result = self.run_loop(events, shutdown).await;
+        if let Err(e) = &result {
+            // A write that failed (a full disk, say) stops consensus here;
+            // say so where operators look instead of answering "ok".
+            let reason = format!("{e:#}");
+            tracing::error!(error = %reason, "the consensus driver stopped: this node no longer takes part in consensus");
+            self.shared.status.set(|s| s.stopped = Some(reason));
+        }
+        result
+    }
+
+    async fn run_loop(
+        &mut self,
         mut events: mpsc::Receiver<NetEvent>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
@@ -637,8 +653,11 @@ mod tests {
     }
 
     fn node(i: u32) -> Node {
+        node_over(i, shared_at_genesis(ValidatorIndex(i)))
+    }
+
+    fn node_over(i: u32, shared: Arc<Shared>) -> Node {
         let me = ValidatorIndex(i);
-        let shared = shared_at_genesis(me);
         let (net, wire) = mpsc::channel(4096);
         let cfg = <Pbft as Protocol>::config(&shared.genesis, me).unwrap();
         let control = Arc::new(FaultControl::new(Behaviour::Honest, false));
@@ -962,5 +981,180 @@ mod tests {
             assert_eq!(sent, received + cut, "{k}");
         }
         assert!(c.counted(1, "sent", "commit") > 0.0);
+    }
+
+    /// A store whose writes fail once `full` is set, like a full disk.
+    struct FullDisk {
+        inner: MemoryStore,
+        full: std::sync::atomic::AtomicBool,
+    }
+
+    impl FullDisk {
+        fn check(&self) -> Result<(), phalanx_ledger::StoreError> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(phalanx_ledger::StoreError::Backend(
+                    "No space left on device (os error 28)".into(),
+                ));
+            }
+            Ok(())
+        }
+    }
+
+    impl Store for FullDisk {
+        fn latest_height(&self) -> Result<Option<Height>, phalanx_ledger::StoreError> {
+            self.inner.latest_height()
+        }
+        fn block(
+            &self,
+            h: Height,
+        ) -> Result<Option<phalanx_ledger::Block>, phalanx_ledger::StoreError> {
+            self.inner.block(h)
+        }
+        fn block_by_hash(
+            &self,
+            h: &phalanx_crypto::Hash,
+        ) -> Result<Option<phalanx_ledger::Block>, phalanx_ledger::StoreError> {
+            self.inner.block_by_hash(h)
+        }
+        fn tx(
+            &self,
+            h: &phalanx_crypto::Hash,
+        ) -> Result<Option<phalanx_ledger::TxLocation>, phalanx_ledger::StoreError> {
+            self.inner.tx(h)
+        }
+        fn account(
+            &self,
+            a: &Address,
+        ) -> Result<Option<phalanx_ledger::Account>, phalanx_ledger::StoreError> {
+            self.inner.account(a)
+        }
+        fn load_state(&self) -> Result<State, phalanx_ledger::StoreError> {
+            self.inner.load_state()
+        }
+        fn append_block(
+            &self,
+            block: &phalanx_ledger::Block,
+            receipts: &[phalanx_ledger::Receipt],
+            diff: &phalanx_ledger::StateDiff,
+        ) -> Result<(), phalanx_ledger::StoreError> {
+            self.check()?;
+            self.inner.append_block(block, receipts, diff)
+        }
+        fn put_consensus(&self, k: &[u8], v: &[u8]) -> Result<(), phalanx_ledger::StoreError> {
+            self.check()?;
+            self.inner.put_consensus(k, v)
+        }
+        fn consensus(&self, k: &[u8]) -> Result<Option<Vec<u8>>, phalanx_ledger::StoreError> {
+            self.inner.consensus(k)
+        }
+        fn consensus_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, phalanx_ledger::StoreError> {
+            self.inner.consensus_entries()
+        }
+        fn write_consensus(
+            &self,
+            puts: &[(Vec<u8>, Vec<u8>)],
+            deletes: &[Vec<u8>],
+        ) -> Result<(), phalanx_ledger::StoreError> {
+            self.check()?;
+            self.inner.write_consensus(puts, deletes)
+        }
+        fn put_evidence(
+            &self,
+            e: &phalanx_ledger::Evidence,
+        ) -> Result<bool, phalanx_ledger::StoreError> {
+            self.check()?;
+            self.inner.put_evidence(e)
+        }
+        fn evidence(&self) -> Result<Vec<phalanx_ledger::Evidence>, phalanx_ledger::StoreError> {
+            self.inner.evidence()
+        }
+        fn put_meta(&self, k: &str, v: &[u8]) -> Result<(), phalanx_ledger::StoreError> {
+            self.check()?;
+            self.inner.put_meta(k, v)
+        }
+        fn meta(&self, k: &str) -> Result<Option<Vec<u8>>, phalanx_ledger::StoreError> {
+            self.inner.meta(k)
+        }
+    }
+
+    /// Issue 18, finding 8: a write that fails (a full disk) stops the
+    /// driver, and the node says so in `/status` (and so `/health`) instead
+    /// of answering "ok" while it no longer takes part in consensus.
+    #[tokio::test]
+    async fn a_failed_write_stops_the_driver_and_the_status_says_why() {
+        let inner = MemoryStore::new();
+        let g = genesis().block();
+        let diff = State::default().diff(
+            Height::GENESIS,
+            genesis()
+                .state()
+                .accounts()
+                .map(|(a, acct)| (*a, *acct))
+                .collect(),
+        );
+        inner.append_block(&g, &[], &diff).unwrap();
+        let disk = Arc::new(FullDisk {
+            inner,
+            full: std::sync::atomic::AtomicBool::new(false),
+        });
+        let shared = Arc::new(Shared::new(
+            genesis(),
+            ValidatorIndex(1),
+            NodeConfig::default(),
+            disk.clone(),
+        ));
+        let Node {
+            driver: backup,
+            shared: backup_shared,
+            ..
+        } = node_over(1, shared);
+
+        // The primary proposes block 1; take its PRE-PREPARE off the wire.
+        let mut primary = node(0);
+        primary.driver.step(Input::Start).unwrap();
+        primary
+            .driver
+            .step(Input::Transactions(vec![transfer(0)]))
+            .unwrap();
+        primary.driver.timers.remove(&TimeoutKind::Batch);
+        primary
+            .driver
+            .step(Input::Timeout(TimeoutKind::Batch))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut pre_prepare = None;
+        while let Ok(cmd) = primary.wire.try_recv() {
+            if let NetCommand::Broadcast(bytes) = cmd {
+                if PbftMessage::wire_kind(&bytes) == Some("pre_prepare") {
+                    pre_prepare = Some(bytes.to_vec());
+                }
+            }
+        }
+        let bytes = pre_prepare.expect("the primary's PRE-PREPARE");
+
+        // The backup's disk fills; the PREPARE it must save cannot be saved.
+        disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (events, events_rx) = mpsc::channel(16);
+        let (_stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(backup.run(events_rx, stop_rx));
+        events
+            .send(NetEvent::Consensus {
+                from: ValidatorIndex(0),
+                bytes,
+            })
+            .await
+            .unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the driver stops")
+            .unwrap();
+        let err = format!("{:#}", result.expect_err("the driver fails"));
+        assert!(err.contains("No space left"), "{err}");
+        let stopped = backup_shared
+            .status
+            .get()
+            .stopped
+            .expect("status says stopped");
+        assert!(stopped.contains("No space left"), "{stopped}");
     }
 }

@@ -13,6 +13,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use phalanx_crypto::Hash;
@@ -31,11 +32,19 @@ pub(super) async fn status(State(shared): AppState) -> Json<NodeStatus> {
     Json(shared.status.get())
 }
 
-pub(super) async fn health(State(shared): AppState) -> Json<HealthResponse> {
-    Json(HealthResponse {
-        ok: true,
-        height: shared.status.get().height,
-    })
+pub(super) async fn health(State(shared): AppState) -> (StatusCode, Json<HealthResponse>) {
+    let status = shared.status.get();
+    let code = if status.stopped.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let health = HealthResponse {
+        ok: status.stopped.is_none(),
+        height: status.height,
+        error: status.stopped,
+    };
+    (code, Json(health))
 }
 
 pub(super) async fn latest_block(State(shared): AppState) -> Result<Json<BlockResponse>, ApiError> {

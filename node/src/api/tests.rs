@@ -223,6 +223,7 @@ fn reads_status_health_validators_blocks_and_metrics() {
     );
     let health: HealthResponse = client.get("/health").unwrap();
     assert!(health.ok);
+    assert_eq!(health.error, None);
 
     let validators: Vec<ValidatorResponse> = client.get("/validators").unwrap();
     assert_eq!(validators.len(), 4);
@@ -878,4 +879,24 @@ fn transfer_wait_outlasts_the_node_wait_and_takes_accounts_by_name() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("did not commit within"), "{err}");
+}
+
+/// Issue 18, finding 8: once the driver has stopped (a write failed), the
+/// node still answers reads, but `/health` fails with the reason and
+/// `/status` says why.
+#[test]
+fn health_fails_once_the_driver_has_stopped() {
+    let node = Node::start(1000);
+    node.shared
+        .status
+        .set(|s| s.stopped = Some("writing the vote log: No space left on device".into()));
+    let (status, answer) = node.raw("GET", "/health", None);
+    assert_eq!(status, 503, "{answer}");
+    let health: HealthResponse = serde_json::from_value(answer).unwrap();
+    assert!(!health.ok);
+    assert!(health.error.unwrap().contains("No space left"));
+    let st: crate::api::types::NodeStatus = node.client().get("/status").unwrap();
+    assert!(st.stopped.is_some());
+    let latest: BlockResponse = node.client().get("/blocks/latest").unwrap();
+    assert_eq!(latest.height, Height(0), "reads still work");
 }

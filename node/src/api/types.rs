@@ -16,13 +16,17 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// `GET /health`.
+/// `GET /health`: 200 with `ok: true` while the node runs consensus, 503
+/// with `ok: false` and the reason once its driver has stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthResponse {
-    /// Always true when the API answers.
+    /// Whether the node takes part in consensus.
     pub ok: bool,
     /// Latest committed height.
     pub height: u64,
+    /// Why it does not, when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Whether a block can still be replaced.
@@ -248,6 +252,11 @@ pub struct NodeStatus {
     /// The git commit the node was built from, or "unknown".
     #[serde(default)]
     pub git_commit: String,
+    /// Why the consensus driver stopped, if it did (a full disk, say): the
+    /// node still answers reads but no longer takes part in consensus, and
+    /// `/health` fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// One committed block as `GET /commits` reports it: when this node
