@@ -45,6 +45,12 @@ pub enum Input<M> {
     /// Certified blocks fetched from peers after an [`Output::RequestSync`].
     /// Untrusted: the engine verifies every justification.
     SyncBlocks(Vec<Block>),
+    /// Transactions handed in earlier that can no longer apply: a committed
+    /// block used their sender's nonce (with another transaction, say a
+    /// conflicting one a client sent elsewhere). The engine stops waiting
+    /// for them; one it kept would hold it "busy" forever and make it
+    /// complain about a primary that did nothing wrong.
+    Forget(Vec<Hash>),
 }
 
 /// Something an engine asks its driver to do. Carry them out in order.

@@ -1105,3 +1105,18 @@ fn persisted_records(out: &[Out]) -> Vec<CftRecord> {
         })
         .collect()
 }
+
+/// Issue 18, finding 4: a transaction whose nonce another one used leaves
+/// the engine when the driver says so ([`Input::Forget`]); the others stay.
+#[test]
+fn forgotten_transactions_leave_the_pending_queue() {
+    let g = genesis(3, params());
+    let mut e = Cft::new(config(&g, 1), validator_key(1), g.block().hash());
+    e.handle(0, Input::Start);
+    let (lost, kept) = (transfer(0, 1, 5, 0), transfer(0, 1, 5, 1));
+    e.handle(1, Input::Transactions(vec![lost.clone(), kept]));
+    assert_eq!(e.status().pending_txs, 2);
+    e.handle(2, Input::Forget(vec![lost.hash(), lost.hash()]));
+    assert_eq!(e.status().pending_txs, 1);
+    assert_eq!(e.counters().forgotten, 1);
+}

@@ -404,11 +404,14 @@ impl<E: Protocol> Driver<E> {
                 justification,
             } => {
                 self.wal.flush()?;
-                let (height, hash) = self.execute(payload, justification)?;
+                let (height, hash, lost) = self.execute(payload, justification)?;
                 inputs.push_back(Input::BlockExecuted {
                     height,
                     block_hash: hash,
                 });
+                if !lost.is_empty() {
+                    inputs.push_back(Input::Forget(lost));
+                }
             }
             Output::Evidence(evidence) => {
                 if self.shared.store.put_evidence(&evidence)? {
@@ -443,7 +446,7 @@ impl<E: Protocol> Driver<E> {
         &mut self,
         payload: Payload,
         justification: Justification,
-    ) -> anyhow::Result<(Height, Hash)> {
+    ) -> anyhow::Result<(Height, Hash, Vec<Hash>)> {
         let fee_to = self.shared.genesis.fee_recipient(payload.proposer);
         let proposed_at = payload.timestamp_ms;
         let executed = execute(
@@ -467,12 +470,12 @@ impl<E: Protocol> Driver<E> {
                 self.shared.metrics.evidence.inc();
             }
         }
-        {
+        let lost = {
             let state = self.shared.executed.read();
             self.shared
                 .mempool
-                .on_commit(&block.txs, |a| state.account(a).copied());
-        }
+                .on_commit(&block.txs, |a| state.account(a).copied())
+        };
         let m = &self.shared.metrics;
         m.height.set(block.height().0 as i64);
         m.committed_txs.inc_by(block.txs.len() as u64);
@@ -491,7 +494,7 @@ impl<E: Protocol> Driver<E> {
         });
         self.latest = block;
         self.publish_status();
-        Ok((height, hash))
+        Ok((height, hash, lost))
     }
 
     fn publish_status(&self) {
@@ -1156,5 +1159,66 @@ mod tests {
             .stopped
             .expect("status says stopped");
         assert!(stopped.contains("No space left"), "{stopped}");
+    }
+
+    /// Issue 18, finding 4: a client sends A to the primary and A' (same
+    /// sender and nonce) to the backups. A commits; the backups' engines
+    /// must forget A', or they stay busy with it forever and complain the
+    /// primary out of its view on an idle chain.
+    #[tokio::test]
+    async fn a_transaction_that_lost_its_nonce_leaves_every_engine() {
+        let mut c = Cluster::new();
+        for n in &mut c.nodes {
+            n.driver.step(Input::Start).unwrap();
+        }
+        c.settle().await;
+        let alice = key("alice");
+        let conflicting = Transaction {
+            chain_id: CHAIN.into(),
+            from: Address(alice.public()),
+            to: Address(key("bob").public()),
+            amount: 2,
+            nonce: 0,
+            fee: 1,
+        }
+        .sign(&alice);
+        for i in 1..N as usize {
+            let shared = c.nodes[i].shared.clone();
+            let account = shared.executed.account(&conflicting.tx.from);
+            shared
+                .mempool
+                .insert(conflicting.clone(), conflicting.hash(), true, account)
+                .unwrap();
+            c.nodes[i]
+                .driver
+                .step(Input::Transactions(vec![conflicting.clone()]))
+                .unwrap();
+            assert_eq!(c.nodes[i].driver.engine.status().pending_txs, 1);
+        }
+        c.nodes[0]
+            .driver
+            .step(Input::Transactions(vec![transfer(0)]))
+            .unwrap();
+        c.fire(0, |k| *k == TimeoutKind::Batch);
+        c.settle().await;
+        for (i, n) in c.nodes.iter().enumerate() {
+            assert_eq!(n.driver.latest.height(), Height(1), "block 1 at {i}");
+            assert_eq!(
+                n.driver.engine.status().pending_txs,
+                0,
+                "node {i} forgot A'"
+            );
+            assert!(!n.shared.mempool.contains(&conflicting.hash()));
+        }
+        // Nothing left to wait for: a progress timer finds no work, and
+        // nobody complains about the primary.
+        for i in 1..N as usize {
+            c.fire(i, |k| matches!(k, TimeoutKind::Progress { .. }));
+        }
+        c.settle().await;
+        for n in &c.nodes {
+            let st = n.driver.engine.status();
+            assert_eq!((st.view, st.view_changing), (0, false));
+        }
     }
 }

@@ -247,11 +247,15 @@ impl Mempool {
 
     /// Prunes after a commit: the block's transactions, and every queued
     /// transaction whose nonce is now used. `account` gives committed state.
+    /// Returns the hashes pruned that the block did not hold: transactions
+    /// that lost their nonce to another (the engine must forget them too).
     pub fn on_commit(
         &self,
         txs: &[SignedTransaction],
         account: impl Fn(&Address) -> Option<Account>,
-    ) {
+    ) -> Vec<Hash> {
+        let in_block: std::collections::HashSet<Hash> = txs.iter().map(|t| t.hash()).collect();
+        let mut lost = Vec::new();
         let mut guard = self.lock();
         let inner = &mut *guard;
         let mut senders: Vec<Address> = txs.iter().map(|t| t.tx.from).collect();
@@ -266,6 +270,9 @@ impl Mempool {
                         if let Some((_, size)) = inner.txs.remove(&h) {
                             inner.bytes -= size;
                         }
+                        if !in_block.contains(&h) {
+                            lost.push(h);
+                        }
                     }
                 }
                 if queue.is_empty() {
@@ -276,6 +283,7 @@ impl Mempool {
                 }
             }
         }
+        lost
     }
 }
 
@@ -321,8 +329,26 @@ mod tests {
         assert_eq!(ready, vec![1, 2, 3]);
         assert!(m.take_ready().is_empty(), "released once");
         assert_eq!(m.waiting(), 0);
-        m.on_commit(&[tx(0, 1), t1], |_| acct(2));
+        assert_eq!(m.on_commit(&[tx(0, 1), t1], |_| acct(2)), vec![]);
         assert_eq!(m.len(), 2);
+    }
+
+    /// Issue 18, finding 4: a transaction that lost its nonce to another
+    /// (a client sent A here and A' to the primary) is pruned and reported,
+    /// so the driver can make the engine forget it too.
+    #[test]
+    fn a_transaction_that_lost_its_nonce_is_reported() {
+        let m = Mempool::new("c", 100, 1 << 20);
+        let mine = tx(0, 5);
+        let next = tx(1, 5);
+        for t in [&mine, &next] {
+            m.insert(t.clone(), t.hash(), true, acct(0)).unwrap();
+        }
+        let theirs = tx(0, 7);
+        assert_ne!(theirs.hash(), mine.hash());
+        assert_eq!(m.on_commit(&[theirs], |_| acct(1)), vec![mine.hash()]);
+        assert!(!m.contains(&mine.hash()));
+        assert!(m.contains(&next.hash()), "nonce 1 still applies");
     }
 
     #[test]

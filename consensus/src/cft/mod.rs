@@ -74,6 +74,9 @@ pub struct CftCounters {
     /// AppendEntries dropped because they contradict a committed entry
     /// (only an equivocating leader or a corrupt store can cause this).
     pub conflicts_with_committed: u64,
+    /// Pending transactions dropped because their nonce was used
+    /// ([`Input::Forget`]).
+    pub forgotten: u64,
 }
 
 /// The CFT engine of one validator.
@@ -328,6 +331,16 @@ impl Cft {
         out.push(Output::Persist(CftRecord::Truncate { write, from }));
     }
 
+    /// Drops transactions that can no longer apply (see [`Input::Forget`]).
+    fn forget(&mut self, hashes: &[Hash]) {
+        for h in hashes {
+            if self.pending_txs.remove(h).is_some() {
+                self.proposed.remove(h);
+                self.counters.forgotten += 1;
+            }
+        }
+    }
+
     fn on_transactions(&mut self, txs: Vec<SignedTransaction>, out: &mut Vec<CftOutput>) {
         for tx in txs {
             let hash = tx.hash();
@@ -416,6 +429,7 @@ impl Engine for Cft {
                 self.on_block_executed(height, block_hash, &mut out)
             }
             Input::SyncBlocks(blocks) => self.on_sync_blocks(blocks, &mut out),
+            Input::Forget(hashes) => self.forget(&hashes),
         }
         debug_assert!(
             self.check_invariants().is_ok(),

@@ -66,6 +66,9 @@ pub struct PbftCounters {
     /// Messages for later views not kept: beyond the view horizon, or
     /// over their signer's budget (see `future`).
     pub future_dropped: u64,
+    /// Pending transactions dropped because their nonce was used
+    /// ([`Input::Forget`]).
+    pub forgotten: u64,
 }
 
 /// The PBFT engine of one validator.
@@ -564,6 +567,16 @@ impl Pbft {
         }
     }
 
+    /// Drops transactions that can no longer apply (see [`Input::Forget`]).
+    fn forget(&mut self, hashes: &[Hash]) {
+        for h in hashes {
+            if self.pending_txs.remove(h).is_some() {
+                self.proposed.remove(h);
+                self.counters.forgotten += 1;
+            }
+        }
+    }
+
     fn on_transactions(&mut self, txs: Vec<SignedTransaction>, out: &mut Vec<PbftOutput>) {
         for tx in txs {
             let hash = tx.hash();
@@ -637,6 +650,7 @@ impl Engine for Pbft {
                 self.on_block_executed(height, block_hash, &mut out)
             }
             Input::SyncBlocks(blocks) => self.on_sync_blocks(blocks, &mut out),
+            Input::Forget(hashes) => self.forget(&hashes),
         }
         debug_assert!(
             self.check_invariants().is_ok(),
