@@ -194,7 +194,8 @@ impl Cluster {
                     let node = &mut self.nodes[i];
                     assert_eq!(payload.height, node.blocks.last().unwrap().height().next());
                     let fee_to = self.genesis.fee_recipient(payload.proposer);
-                    let executed = execute(&node.state, &payload, &fee_to, &VerifyAll);
+                    let executed =
+                        execute(&node.state, &payload, &fee_to, params().min_fee, &VerifyAll);
                     node.state.apply(&executed.diff);
                     let parent = node.blocks.last().unwrap().hash();
                     let block = make_block(payload, parent, executed.diff.root, justification);

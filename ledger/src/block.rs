@@ -236,6 +236,14 @@ pub enum RejectReason {
     /// Crediting the recipient or proposer would overflow a balance.
     #[error("balance overflow")]
     Overflow,
+    /// The fee is below the chain's minimum (genesis `min_fee`).
+    #[error("fee {fee} is below the minimum {min_fee}")]
+    FeeTooLow {
+        /// The transaction's fee.
+        fee: u64,
+        /// The chain's minimum.
+        min_fee: u64,
+    },
 }
 
 /// The outcome of one transaction.

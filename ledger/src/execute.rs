@@ -40,12 +40,14 @@ pub struct Executed {
     pub receipts: Vec<Receipt>,
 }
 
-/// Executes `payload` on `state`. `fee_recipient` is the proposer's account.
+/// Executes `payload` on `state`. `fee_recipient` is the proposer's account;
+/// a transaction paying less than `min_fee` (the genesis parameter) fails.
 /// Does not modify `state`; apply `diff` to move it forward.
 pub fn execute(
     state: &State,
     payload: &Payload,
     fee_recipient: &Address,
+    min_fee: u64,
     signatures: &dyn SignatureCheck,
 ) -> Executed {
     let height = payload.height;
@@ -60,6 +62,7 @@ pub fn execute(
             sig_ok,
             &payload.chain_id,
             fee_recipient,
+            min_fee,
         ) {
             Ok(()) => TxStatus::Success,
             Err(reason) => TxStatus::Failed(reason),
@@ -96,6 +99,7 @@ fn apply_tx(
     sig_ok: bool,
     chain_id: &str,
     fee_recipient: &Address,
+    min_fee: u64,
 ) -> Result<(), RejectReason> {
     let tx = &stx.tx;
     if !sig_ok {
@@ -104,6 +108,12 @@ fn apply_tx(
     if tx.chain_id != chain_id {
         return Err(RejectReason::WrongChainId {
             found: tx.chain_id.clone(),
+        });
+    }
+    if tx.fee < min_fee {
+        return Err(RejectReason::FeeTooLow {
+            fee: tx.fee,
+            min_fee,
         });
     }
     let sender = current(state, changed, &tx.from).ok_or(RejectReason::UnknownSender)?;

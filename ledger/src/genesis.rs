@@ -100,6 +100,12 @@ pub struct ConsensusParams {
     pub watermark_window: u64,
     /// How long a replica waits for a pending request to commit before a view change.
     pub view_change_timeout_ms: u64,
+    /// The smallest fee a transaction may pay: below it, it is refused by
+    /// the mempool and fails in a block (so that spam costs something).
+    /// A genesis whose consensus section predates this parameter reads as
+    /// 0, which keeps its chain's rules; a new genesis gets 1.
+    #[serde(default)]
+    pub min_fee: u64,
 }
 
 impl Default for ConsensusParams {
@@ -111,6 +117,7 @@ impl Default for ConsensusParams {
             checkpoint_interval: 16,
             watermark_window: 64,
             view_change_timeout_ms: 2000,
+            min_fee: 1,
         }
     }
 }

@@ -278,7 +278,13 @@ impl Checker {
             assert_eq!(block, &self.genesis.block());
         } else {
             let fee_recipient = self.genesis.fee_recipient(block.header.proposer);
-            let executed = execute(&self.replay, &block.payload(), &fee_recipient, &VerifyAll);
+            let executed = execute(
+                &self.replay,
+                &block.payload(),
+                &fee_recipient,
+                self.genesis.consensus.min_fee,
+                &VerifyAll,
+            );
             assert_eq!(
                 executed.diff.root,
                 block.header.state_root,

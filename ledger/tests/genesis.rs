@@ -318,3 +318,20 @@ fn a_key_file_public_key_is_accepted() {
     let g = Genesis::load(&write(dir.path(), &v)).expect("load");
     assert_eq!(g.validators[0].public_key, key);
 }
+
+/// Issue 18, finding 4: `min_fee` is new. A genesis written before it
+/// (with a consensus section, as every `phalanx testnet init` wrote) keeps
+/// its chain's rules: no minimum. A new genesis gets a minimum fee of 1.
+#[test]
+fn a_genesis_from_before_min_fee_has_no_minimum() {
+    let mut v = good();
+    v["consensus"].as_object_mut().unwrap().remove("min_fee");
+    let dir = tempfile::tempdir().unwrap();
+    let g = Genesis::load(&write(dir.path(), &v)).expect("load");
+    assert_eq!(g.consensus.min_fee, 0);
+    assert_eq!(phalanx_ledger::ConsensusParams::default().min_fee, 1);
+    let mut v = good();
+    v["consensus"]["min_fee"] = json!(5);
+    let g = Genesis::load(&write(dir.path(), &v)).expect("load");
+    assert_eq!(g.consensus.min_fee, 5);
+}

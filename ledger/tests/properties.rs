@@ -199,6 +199,8 @@ fn reject_reason() -> impl Strategy<Value = RejectReason> {
         (any::<u64>(), any::<u64>())
             .prop_map(|(balance, needed)| RejectReason::InsufficientFunds { balance, needed }),
         Just(RejectReason::Overflow),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(fee, min_fee)| RejectReason::FeeTooLow { fee, min_fee }),
     ]
 }
 
@@ -244,6 +246,7 @@ fn valid_genesis() -> impl Strategy<Value = Genesis> {
         1..10_000u64,
         0..10_000u64,
         1..=u64::MAX,
+        any::<u64>(),
     )
         .prop_map(
             |(
@@ -253,6 +256,7 @@ fn valid_genesis() -> impl Strategy<Value = Genesis> {
                 checkpoint_interval,
                 extra,
                 view_change_timeout_ms,
+                min_fee,
             )| {
                 ConsensusParams {
                     engine,
@@ -261,6 +265,7 @@ fn valid_genesis() -> impl Strategy<Value = Genesis> {
                     checkpoint_interval,
                     watermark_window: checkpoint_interval + extra,
                     view_change_timeout_ms,
+                    min_fee,
                 }
             },
         );
@@ -613,6 +618,7 @@ impl Model {
         tx: &Transaction,
         signature_ok: bool,
         fee_to: Address,
+        min_fee: u64,
     ) -> Result<(), RejectReason> {
         if !signature_ok {
             return Err(RejectReason::BadSignature);
@@ -620,6 +626,12 @@ impl Model {
         if tx.chain_id != CHAIN_ID {
             return Err(RejectReason::WrongChainId {
                 found: tx.chain_id.clone(),
+            });
+        }
+        if tx.fee < min_fee {
+            return Err(RejectReason::FeeTooLow {
+                fee: tx.fee,
+                min_fee,
             });
         }
         let Some(&(balance, nonce)) = self.accounts.get(&tx.from) else {
@@ -729,6 +741,7 @@ proptest! {
     fn random_transfers_keep_supply_and_match_the_model(
         balances in prop::array::uniform4(prop_oneof![0..2_000u64, 0..=u64::MAX / 4]),
         blocks in prop::collection::vec((0..VALIDATORS as u32, prop::collection::vec(intent(), 0..12)), 1..6),
+        min_fee in prop_oneof![Just(0u64), 1..4u64],
     ) {
         let g = genesis_with(&balances);
         let supply = g.state().total_supply();
@@ -747,7 +760,7 @@ proptest! {
             let mut verdicts = Vec::new();
             for intent in intents {
                 let (stx, signature_ok) = make_tx(intent, &model, &mut fresh);
-                verdicts.push(model.apply(&stx.tx, signature_ok, fee_to));
+                verdicts.push(model.apply(&stx.tx, signature_ok, fee_to, min_fee));
                 txs.push(stx);
             }
             let payload = Payload {
@@ -759,7 +772,7 @@ proptest! {
                 txs,
                 evidence: vec![],
             };
-            let executed = execute(&state, &payload, &fee_to, &VerifyAll);
+            let executed = execute(&state, &payload, &fee_to, min_fee, &VerifyAll);
             prop_assert_eq!(executed.receipts.len(), payload.txs.len());
             for (i, (receipt, verdict)) in executed.receipts.iter().zip(&verdicts).enumerate() {
                 let stx = &payload.txs[i];

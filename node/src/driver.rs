@@ -453,6 +453,7 @@ impl<E: Protocol> Driver<E> {
             &self.shared.executed.read(),
             &payload,
             &fee_to,
+            self.shared.genesis.consensus.min_fee,
             &CachedCheck(&self.shared),
         );
         let block = make_block(

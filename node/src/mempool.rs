@@ -66,6 +66,14 @@ pub enum MempoolError {
     /// The mempool is full.
     #[error("mempool is full; retry later")]
     Full,
+    /// The fee is below the chain's minimum.
+    #[error("fee {fee} is below this chain's minimum fee {min_fee}")]
+    FeeTooLow {
+        /// In the transaction.
+        fee: u64,
+        /// The genesis `min_fee`.
+        min_fee: u64,
+    },
 }
 
 impl MempoolError {
@@ -81,6 +89,7 @@ impl MempoolError {
             MempoolError::InsufficientFunds { .. } => RejectReason::InsufficientFunds,
             MempoolError::NonceTaken(_) => RejectReason::NonceTaken,
             MempoolError::Full => RejectReason::MempoolFull,
+            MempoolError::FeeTooLow { .. } => RejectReason::FeeTooLow,
         }
     }
 
@@ -103,16 +112,18 @@ struct Inner {
 #[derive(Debug)]
 pub struct Mempool {
     chain_id: String,
+    min_fee: u64,
     max_txs: usize,
     max_bytes: usize,
     inner: Mutex<Inner>,
 }
 
 impl Mempool {
-    /// An empty mempool.
-    pub fn new(chain_id: &str, max_txs: usize, max_bytes: usize) -> Mempool {
+    /// An empty mempool for a chain and its minimum fee.
+    pub fn new(chain_id: &str, min_fee: u64, max_txs: usize, max_bytes: usize) -> Mempool {
         Mempool {
             chain_id: chain_id.to_owned(),
+            min_fee,
             max_txs,
             max_bytes,
             inner: Mutex::new(Inner::default()),
@@ -162,6 +173,12 @@ impl Mempool {
         }
         if !signature_ok {
             return Err(MempoolError::BadSignature);
+        }
+        if t.fee < self.min_fee {
+            return Err(MempoolError::FeeTooLow {
+                fee: t.fee,
+                min_fee: self.min_fee,
+            });
         }
         let account = sender.ok_or(MempoolError::UnknownSender(t.from))?;
         if t.nonce < account.nonce {
@@ -315,7 +332,7 @@ mod tests {
 
     #[test]
     fn releases_in_nonce_order_without_gaps_and_prunes() {
-        let m = Mempool::new("c", 100, 1 << 20);
+        let m = Mempool::new("c", 0, 100, 1 << 20);
         for n in [2u64, 0, 3] {
             let t = tx(n, 1);
             m.insert(t.clone(), t.hash(), true, acct(0)).unwrap();
@@ -333,12 +350,27 @@ mod tests {
         assert_eq!(m.len(), 2);
     }
 
+    /// Issue 18, finding 4: spam costs something. A fee under the chain's
+    /// minimum is refused with both figures.
+    #[test]
+    fn a_fee_under_the_minimum_is_refused() {
+        let m = Mempool::new("c", 2, 100, 1 << 20);
+        let t = tx(0, 1);
+        let err = m.insert(t.clone(), t.hash(), true, acct(0)).unwrap_err();
+        assert_eq!(err, MempoolError::FeeTooLow { fee: 1, min_fee: 2 });
+        assert_eq!(err.code(), "fee_too_low");
+        assert!(m.is_empty());
+        assert!(Mempool::new("c", 1, 100, 1 << 20)
+            .insert(t.clone(), t.hash(), true, acct(0))
+            .is_ok());
+    }
+
     /// Issue 18, finding 4: a transaction that lost its nonce to another
     /// (a client sent A here and A' to the primary) is pruned and reported,
     /// so the driver can make the engine forget it too.
     #[test]
     fn a_transaction_that_lost_its_nonce_is_reported() {
-        let m = Mempool::new("c", 100, 1 << 20);
+        let m = Mempool::new("c", 0, 100, 1 << 20);
         let mine = tx(0, 5);
         let next = tx(1, 5);
         for t in [&mine, &next] {
@@ -353,7 +385,7 @@ mod tests {
 
     #[test]
     fn refusals_have_reasons() {
-        let m = Mempool::new("c", 2, 1 << 20);
+        let m = Mempool::new("c", 0, 2, 1 << 20);
         let t = tx(0, 1);
         assert_eq!(
             m.insert(t.clone(), t.hash(), false, acct(0)),

@@ -107,6 +107,8 @@ label_values! {
         NonceTaken => "nonce_taken",
         /// The mempool is full.
         MempoolFull => "mempool_full",
+        /// The fee is below the chain's minimum.
+        FeeTooLow => "fee_too_low",
     }
 }
 

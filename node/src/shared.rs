@@ -106,6 +106,7 @@ impl Shared {
     ) -> Shared {
         let mempool = Mempool::new(
             &genesis.chain_id,
+            genesis.consensus.min_fee,
             config.mempool.max_txs,
             config.mempool.max_bytes,
         );

@@ -749,8 +749,8 @@ impl SignatureCheck for TrustAll {
     }
 }
 
-fn trusting_executor(state: &State, payload: &Payload, fee_to: &Address) -> Executed {
-    execute(state, payload, fee_to, &TrustAll)
+fn trusting_executor(state: &State, payload: &Payload, fee_to: &Address, min_fee: u64) -> Executed {
+    execute(state, payload, fee_to, min_fee, &TrustAll)
 }
 
 /// A schedule whose only transaction is a transfer out of account 0 signed

@@ -60,7 +60,12 @@ pub fn genesis() -> Genesis {
         genesis_time_ms: 1_700_000_000_000,
         validators,
         accounts,
-        consensus: Default::default(),
+        // Fee-0 transfers are part of the fixtures; the minimum fee has
+        // its own test (execution.rs).
+        consensus: phalanx_ledger::ConsensusParams {
+            min_fee: 0,
+            ..Default::default()
+        },
     }
 }
 
@@ -179,7 +184,13 @@ pub fn build_block(
         evidence,
     };
     let fee_recipient = genesis.fee_recipient(payload.proposer);
-    let executed = execute(state, &payload, &fee_recipient, &VerifyAll);
+    let executed = execute(
+        state,
+        &payload,
+        &fee_recipient,
+        genesis.consensus.min_fee,
+        &VerifyAll,
+    );
     let justification = Justification::Pbft(commit_certificate(round, height, payload.digest()));
     let block = make_block(payload, parent.hash(), executed.diff.root, justification);
     Appended {

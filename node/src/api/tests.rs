@@ -159,6 +159,7 @@ impl Node {
             &state,
             &payload,
             &self.shared.genesis.fee_recipient(ValidatorIndex(1)),
+            self.shared.genesis.consensus.min_fee,
             &VerifyAll,
         );
         let cert = CommitCertificate {
@@ -443,12 +444,23 @@ fn submission_refusals_have_codes_and_statuses() {
                     to: addr("alice"),
                     amount: 1,
                     nonce: 0,
-                    fee: 0,
+                    fee: 1,
                 }
                 .sign(&key("bob")),
             ),
             422,
             "unknown_account",
+        ),
+        (
+            json(
+                &Transaction {
+                    fee: 0,
+                    ..transfer(1, 1).tx.clone()
+                }
+                .sign(&key("alice")),
+            ),
+            422,
+            "fee_too_low",
         ),
         (
             json(
@@ -656,7 +668,7 @@ fn cli_transfer_and_queries_against_a_served_node() {
         keys: KeysDirArg::default(),
         timeout: Duration::from_secs(60),
         amount: 1,
-        fee: 0,
+        fee: 1,
         nonce: NonceArg::Auto,
         wait: false,
         chain_id: None,
@@ -676,7 +688,7 @@ fn cli_transfer_and_queries_against_a_served_node() {
         keys: KeysDirArg::default(),
         timeout: Duration::from_secs(60),
         amount: 1,
-        fee: 0,
+        fee: 1,
         nonce: NonceArg::Fixed(0),
         wait: false,
         chain_id: None,
@@ -813,7 +825,7 @@ fn transfer_wait_outlasts_the_node_wait_and_takes_accounts_by_name() {
         to: "bob".into(),
         keys: keys_arg.clone(),
         amount: 7,
-        fee: 0,
+        fee: 1,
         nonce: NonceArg::Auto,
         wait: true,
         timeout: Duration::from_secs(20),

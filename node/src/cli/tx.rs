@@ -100,8 +100,9 @@ pub struct TransferArgs {
     /// Units to move.
     #[arg(long)]
     pub amount: u64,
-    /// Units paid to the block's proposer.
-    #[arg(long, default_value_t = 0)]
+    /// Units paid to the block's proposer; at least the chain's minimum
+    /// fee (genesis `min_fee`, 1 in a genesis `phalanx testnet init` writes).
+    #[arg(long, default_value_t = 1)]
     pub fee: u64,
     /// The nonce: `auto` (the account's next nonce, from the node) or a number.
     #[arg(long, value_parser = parse_nonce, default_value = "auto", value_name = "auto|N")]

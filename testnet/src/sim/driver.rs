@@ -264,7 +264,8 @@ impl<E: Adversarial> World<E> {
         let genesis = &self.scenario.genesis;
         let fee_to = genesis.fee_recipient(payload.proposer);
         let n = &mut self.nodes[node];
-        let executed = (self.hooks.executor)(&n.state, &payload, &fee_to);
+        let min_fee = genesis.consensus.min_fee;
+        let executed = (self.hooks.executor)(&n.state, &payload, &fee_to, min_fee);
         n.state.apply(&executed.diff);
         let ok = executed.receipts.iter().filter(|r| r.is_success()).count() as u64;
         n.succeeded += ok;

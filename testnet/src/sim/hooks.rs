@@ -14,14 +14,20 @@ use phalanx_crypto::Keypair;
 use phalanx_ledger::{execute, Address, Executed, Payload, State, ValidatorIndex, VerifyAll};
 use serde::Serialize;
 
-/// Executes a committed payload on a state (the default is the ledger's
-/// `execute` with every signature checked). A test can hand in a broken one
-/// to see the validity checker object.
-pub type Executor = fn(&State, &Payload, &Address) -> Executed;
+/// Executes a committed payload on a state, given the fee recipient and
+/// the chain's minimum fee (the default is the ledger's `execute` with
+/// every signature checked). A test can hand in a broken one to see the
+/// validity checker object.
+pub type Executor = fn(&State, &Payload, &Address, u64) -> Executed;
 
 /// The ledger's own execution.
-pub fn ledger_executor(state: &State, payload: &Payload, fee_to: &Address) -> Executed {
-    execute(state, payload, fee_to, &VerifyAll)
+pub fn ledger_executor(
+    state: &State,
+    payload: &Payload,
+    fee_to: &Address,
+    min_fee: u64,
+) -> Executed {
+    execute(state, payload, fee_to, min_fee, &VerifyAll)
 }
 
 /// What a [`Tamper`] is told about the node whose outputs it sees.
