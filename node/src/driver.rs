@@ -255,8 +255,15 @@ impl<E: Protocol> Driver<E> {
                 // it: consensus messages queued behind a pushed batch must not
                 // wait for its verification (at n = 16 on two cores that wait
                 // starved the primary). The task wakes the loop when done.
+                // A bounded number at once: a flood of pushed batches is
+                // dropped and counted, not queued without limit.
+                let Some(permit) = self.shared.intake.admit_pushed() else {
+                    self.shared.metrics.dropped(DropReason::TxBatchBusy);
+                    return Ok(());
+                };
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match phalanx_crypto::decode::<Vec<SignedTransaction>>(&bytes) {
                         Ok(txs) if txs.len() <= MAX_PUSHED_BATCH => {
                             shared.metrics.pushed_txs_received.inc_by(txs.len() as u64);
@@ -1221,5 +1228,44 @@ mod tests {
             let st = n.driver.engine.status();
             assert_eq!((st.view, st.view_changing), (0, false));
         }
+    }
+
+    /// Issue 18, finding 6: pushed transaction batches are checked a
+    /// bounded number at a time; one more while the most are in flight is
+    /// dropped and counted, and taken again once there is room.
+    #[tokio::test]
+    async fn pushed_batches_beyond_the_bound_are_dropped_and_counted() {
+        let mut n = node(1);
+        let held: Vec<_> = (0..crate::intake::MAX_PUSHED_IN_FLIGHT)
+            .map(|_| n.shared.intake.admit_pushed().expect("room"))
+            .collect();
+        assert!(n.shared.intake.admit_pushed().is_none());
+        let batch = phalanx_crypto::encode(&vec![transfer(0)]);
+        n.driver
+            .on_net_event(NetEvent::Txs(batch.clone()))
+            .await
+            .unwrap();
+        let busy = |n: &Node| {
+            let text = n.shared.metrics.render(Format::Classic);
+            classic::parse(&text).unwrap()["phalanx_dropped_messages_total"]
+                .value(
+                    "phalanx_dropped_messages_total",
+                    &[("reason", "tx_batch_busy")],
+                )
+                .unwrap()
+        };
+        assert_eq!(busy(&n), 1.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(n.shared.mempool.is_empty());
+        drop(held);
+        n.driver.on_net_event(NetEvent::Txs(batch)).await.unwrap();
+        for _ in 0..100 {
+            if !n.shared.mempool.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(n.shared.mempool.len(), 1, "taken once there is room");
+        assert_eq!(busy(&n), 1.0);
     }
 }

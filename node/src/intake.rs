@@ -9,8 +9,15 @@ use phalanx_crypto::Hash;
 use phalanx_ledger::SignedTransaction;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
-use std::sync::Mutex;
-use tokio::sync::Notify;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// Most transaction batches pushed by peers that are decoded, queued for
+/// their signature check or being checked at once. A batch over this is
+/// dropped (counted as `tx_batch_busy`): pushing is best effort, a
+/// proposal carries its transactions anyway, and before this bound every
+/// pushed batch became a task of its own, queued without limit.
+pub const MAX_PUSHED_IN_FLIGHT: usize = 16;
 
 /// What the node does with transactions before the mempool has them.
 #[derive(Debug)]
@@ -27,6 +34,8 @@ pub struct Intake {
     /// by the driver.
     outbox: Mutex<Vec<SignedTransaction>>,
     new_txs: Notify,
+    /// Permits for pushed batches in flight ([`MAX_PUSHED_IN_FLIGHT`]).
+    pushed: Arc<Semaphore>,
 }
 
 impl Default for Intake {
@@ -39,11 +48,18 @@ impl Default for Intake {
             resend: Resend::default(),
             outbox: Mutex::new(Vec::new()),
             new_txs: Notify::new(),
+            pushed: Arc::new(Semaphore::new(MAX_PUSHED_IN_FLIGHT)),
         }
     }
 }
 
 impl Intake {
+    /// Room for one more pushed batch, held until its transactions are in
+    /// the mempool; `None` when [`MAX_PUSHED_IN_FLIGHT`] are in flight.
+    pub fn admit_pushed(&self) -> Option<OwnedSemaphorePermit> {
+        self.pushed.clone().try_acquire_owned().ok()
+    }
+
     /// Tells the driver that transactions were added to the mempool.
     pub fn wake_driver(&self) {
         self.new_txs.notify_one();

@@ -65,6 +65,9 @@ label_values! {
         MalformedConsensus => "malformed_consensus",
         /// A pushed transaction batch that does not decode or is too large.
         MalformedTxBatch => "malformed_tx_batch",
+        /// A pushed transaction batch that arrived while the most allowed
+        /// were already being checked.
+        TxBatchBusy => "tx_batch_busy",
         /// The channel to the network task was full.
         NetQueueFull => "net_queue_full",
         /// Too many consensus messages outstanding to one peer.
