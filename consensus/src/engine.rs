@@ -320,6 +320,11 @@ pub struct EngineStatus {
     pub stable_checkpoint: Height,
     /// Transactions waiting to be ordered.
     pub pending_txs: usize,
+    /// A height where this replica's own block differs from the one a
+    /// quorum certified (a stable checkpoint's digest): its store is
+    /// corrupt or it executes differently. The driver must stop.
+    #[serde(default)]
+    pub diverged_at: Option<Height>,
 }
 
 /// A deterministic consensus engine: the state machine a driver runs.

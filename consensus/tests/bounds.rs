@@ -346,3 +346,39 @@ fn messages_for_later_views_are_bounded_per_signer() {
     assert_eq!(e.future_buffered(), (0, 0));
     assert_eq!(e.counters().invalid, 1);
 }
+
+/// Issue 18, finding 8: a replica whose own block differs from the one a
+/// quorum certified at a checkpoint (here: its state was altered under it,
+/// as a corrupt store would) says so in its status, for its driver to stop.
+#[test]
+fn a_replica_whose_block_differs_from_a_stable_checkpoint_reports_it() {
+    let mut c = Cluster::new(4, params());
+    let tampered = {
+        let s = &c.nodes[2].state;
+        let changed = [(
+            phalanx_ledger::Address(account_key(3).public()),
+            phalanx_ledger::Account {
+                balance: 7,
+                nonce: 0,
+            },
+        )]
+        .into_iter()
+        .collect();
+        s.diff(s.height(), changed)
+    };
+    c.nodes[2].state.apply(&tampered);
+    let interval = params().checkpoint_interval;
+    for k in 0..interval {
+        c.submit(vec![transfer(0, 1, 1, k)]);
+        assert!(c.run_until(20_000, |c| (0..4).all(|i| c.height(i) > k)));
+    }
+    c.run();
+    for i in [0, 1, 3] {
+        assert_eq!(c.nodes[i].engine.status().diverged_at, None, "node {i}");
+    }
+    assert_eq!(
+        c.nodes[2].engine.status().diverged_at,
+        Some(Height(interval)),
+        "node 2 executed differently"
+    );
+}

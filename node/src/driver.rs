@@ -79,11 +79,25 @@ impl<E: Protocol> Driver<E> {
             .ok_or_else(|| anyhow::anyhow!("store has no genesis block"))?;
         let state = store.load_state()?;
         anyhow::ensure!(
-            state.root() == latest.header.state_root,
-            "store is inconsistent: state root {} does not match block {} ({})",
+            state.height() == latest.height() && state.root() == latest.header.state_root,
+            "the store is corrupt: its accounts are at height {} with state root {}, \
+             its latest block is {} with state root {}; move the data directory away \
+             and let the node sync the chain again",
+            state.height(),
             state.root(),
             latest.height(),
             latest.header.state_root
+        );
+        // Transfers move units and fees go to proposers: the supply never
+        // changes. Balances that do not add up mean lost or altered records.
+        let supply = shared.genesis.state().total_supply();
+        anyhow::ensure!(
+            state.total_supply() == supply,
+            "the store is corrupt: its {} accounts hold {} units in all, the genesis \
+             supply is {supply}; move the data directory away and let the node sync \
+             the chain again",
+            state.accounts().count(),
+            state.total_supply()
         );
         *shared.executed.write() = state;
         shared.status.set(|s| s.consensus = E::KIND.name().into());
@@ -329,6 +343,15 @@ impl<E: Protocol> Driver<E> {
             }
             // Anything persisted is on disk before this step returns.
             self.wal.flush()?;
+        }
+        if let Some(h) = self.engine.status().diverged_at {
+            let ours = self.shared.store.block(h)?.map(|b| b.hash());
+            anyhow::bail!(
+                "this node's block at height {h} ({}) is not the one a quorum of validators \
+                 certified there: its store is corrupt or it executes differently. Stop it, \
+                 move its data directory away and let it sync the chain again",
+                ours.map_or_else(|| "missing".to_owned(), |h| h.to_string())
+            );
         }
         self.log_view_state();
         Ok(())
@@ -1267,5 +1290,44 @@ mod tests {
         }
         assert_eq!(n.shared.mempool.len(), 1, "taken once there is room");
         assert_eq!(busy(&n), 1.0);
+    }
+
+    /// Issue 18, finding 8: the start-up check compared the state root with
+    /// itself. A store whose balances no longer add up to the genesis
+    /// supply (a record lost or altered) now refuses to start, and says so.
+    #[tokio::test]
+    async fn a_store_whose_balances_do_not_add_up_refuses_to_start() {
+        let shared = shared_at_genesis(ValidatorIndex(1));
+        let g = genesis();
+        let state = g.state();
+        let alice = Address(key("alice").public());
+        let mut minted = *state.account(&alice).unwrap();
+        minted.balance += 1_000;
+        let diff = state.diff(Height(1), [(alice, minted)].into_iter().collect());
+        let payload = phalanx_ledger::Payload {
+            chain_id: CHAIN.into(),
+            height: Height(1),
+            round: 0,
+            proposer: ValidatorIndex(0),
+            timestamp_ms: 1,
+            txs: vec![],
+            evidence: vec![],
+        };
+        let block = phalanx_ledger::make_block(
+            payload,
+            g.block().hash(),
+            diff.root,
+            phalanx_ledger::Justification::Genesis,
+        );
+        shared.store.append_block(&block, &[], &diff).unwrap();
+        let (net, _wire) = mpsc::channel(16);
+        let err = Driver::<Pbft>::new(shared, key("v1"), net)
+            .err()
+            .expect("refused");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("the store is corrupt") && text.contains("genesis supply"),
+            "{text}"
+        );
     }
 }

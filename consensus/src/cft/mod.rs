@@ -450,6 +450,7 @@ impl Engine for Cft {
             last_executed: self.last_executed,
             stable_checkpoint: self.log.base().0,
             pending_txs: self.pending_txs.len(),
+            diverged_at: None,
         }
     }
 

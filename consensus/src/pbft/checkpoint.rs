@@ -22,6 +22,11 @@ impl Pbft {
             return;
         }
         self.last_executed = height;
+        if height == self.stable.seq && block_hash != self.stable.digest {
+            // Caught up past a checkpoint a quorum certified, and our own
+            // block there is another.
+            self.diverged_at.get_or_insert(height);
+        }
         if height.0.is_multiple_of(self.cfg.params.checkpoint_interval) {
             let vote = Vote {
                 kind: VoteKind::Checkpoint,
@@ -85,6 +90,15 @@ impl Pbft {
             return;
         }
         let seq = cp.seq;
+        // Our own CHECKPOINT there says what we executed; a quorum certified
+        // another block hash, so our store or our execution is wrong.
+        if self
+            .signed
+            .get(&(VoteKind::Checkpoint, 0, seq))
+            .is_some_and(|own| own.vote.digest != cp.digest)
+        {
+            self.diverged_at.get_or_insert(seq);
+        }
         out.push(Output::Persist(PbftRecord::StableCheckpoint {
             seq,
             digest: cp.digest,

@@ -130,6 +130,9 @@ pub struct Pbft {
     pub(crate) sync_outstanding: bool,
     pub(crate) now_ms: u64,
     pub(crate) counters: PbftCounters,
+    /// The first checkpoint height where our own block hash differed from
+    /// the stable checkpoint's digest (see `checkpoint`).
+    pub(crate) diverged_at: Option<Height>,
 }
 
 impl std::fmt::Debug for Pbft {
@@ -189,6 +192,7 @@ impl Pbft {
             sync_outstanding: false,
             now_ms: 0,
             counters: PbftCounters::default(),
+            diverged_at: None,
             cfg,
         };
         if restored.last_executed == Height::GENESIS {
@@ -668,6 +672,7 @@ impl Engine for Pbft {
             last_executed: self.last_executed,
             stable_checkpoint: self.stable.seq,
             pending_txs: self.pending_txs.len(),
+            diverged_at: self.diverged_at,
         }
     }
 
