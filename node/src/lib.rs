@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admission;
 pub mod api;
 pub mod cli;
 pub mod client;

@@ -9,7 +9,9 @@
 //!   own signatures, so nothing else signs them.
 //! - Block sync is request-response (`/phalanx/sync/1`), served from the store.
 //! - Dropped connections are redialled with exponential backoff.
-//! - Caps: message size, connections, outstanding messages per peer.
+//! - Caps: message size, connections, outstanding messages per peer; a
+//!   handshake must finish in time and a stranger's address holds few
+//!   pending slots (`admission.rs`).
 //!
 //! This task never interprets consensus messages; it hands bytes to the driver.
 
@@ -161,6 +163,7 @@ impl request_response::Codec for BytesCodec {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    admission: crate::admission::Admission,
     allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     limits: connection_limits::Behaviour,
     txs: request_response::Behaviour<BytesCodec>,
@@ -233,6 +236,7 @@ pub fn spawn(
         .with_request_timeout(Duration::from_secs(10))
         .with_max_concurrent_streams(1024);
     let behaviour = Behaviour {
+        admission: crate::admission::Admission::new(cfg.validators.iter().map(|(_, a)| a)),
         allow,
         limits: connection_limits::Behaviour::new(limits),
         txs: request_response::Behaviour::with_codec(
@@ -265,6 +269,9 @@ pub fn spawn(
         )?
         .with_behaviour(|_| behaviour)?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        // A connection must finish its handshake in this time (libp2p's
+        // default too; pinned here because `admission` relies on it).
+        .with_connection_timeout(crate::admission::HANDSHAKE_TIMEOUT)
         .build();
     swarm.listen_on(cfg.listen.clone()).map_err(|e| {
         anyhow::anyhow!(
