@@ -50,6 +50,11 @@ pub enum Strategy {
     ForgedViewChange,
     /// Serves catch-up requests with tampered blocks.
     BadSync,
+    /// Floods and malformed messages: evidence against itself, padded
+    /// certificates, PRE-PREPAREs for later views and from a non-primary,
+    /// impersonated VIEW-CHANGEs, a payload that is not the signed one,
+    /// view changes without backoff (`pbft::flood`).
+    Flood,
 }
 
 /// What a [`Strategy::Silent`] validator withholds.
@@ -166,6 +171,8 @@ pub struct AdversaryStats {
     pub forged_new_views: u64,
     /// Catch-up answers tampered with.
     pub bad_sync: u64,
+    /// Flooded or malformed messages sent (`Strategy::Flood`).
+    pub floods: u64,
 }
 
 impl AdversaryStats {
@@ -179,6 +186,7 @@ impl AdversaryStats {
         self.forged_view_changes += other.forged_view_changes;
         self.forged_new_views += other.forged_new_views;
         self.bad_sync += other.bad_sync;
+        self.floods += other.floods;
     }
 }
 

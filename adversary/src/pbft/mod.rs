@@ -2,6 +2,7 @@
 //! and corrupted messages, stale replays, forged view changes, tampered
 //! catch-up answers — each a rewrite of what the honest engine sends.
 
+mod flood;
 mod forge;
 
 use crate::{flip, to_each, Adversarial, Adversary, Behaviour, Ctx, Rng, SilentMode, Strategy};
@@ -98,6 +99,14 @@ impl PbftAdversary {
                         SilentMode::Random => ctx.rng.chance(0.5),
                     });
                     ctx.stats.withheld += (before - wire.len()) as u64;
+                    wire
+                }
+                Strategy::Flood => {
+                    for (_, m) in wire.iter_mut() {
+                        if let Some(bad) = self.flood_rewrite(ctx, m) {
+                            *m = bad;
+                        }
+                    }
                     wire
                 }
                 Strategy::StaleReplay | Strategy::BadSync => wire,
@@ -286,6 +295,11 @@ impl PbftAdversary {
             stats.forged_view_changes += 1;
             out.extend(peers.iter().map(|p| (*p, vc.clone())));
         }
+        if self.has(|b| *b == Strategy::Flood) {
+            for m in self.flood_tick(ctx, current_view, &peers) {
+                out.extend(peers.iter().map(|p| (*p, m.clone())));
+            }
+        }
         out
     }
 
@@ -405,7 +419,12 @@ impl Adversary<PbftMessage> for PbftAdversary {
 
     /// Replays and invented view changes.
     fn wants_ticks(&self) -> bool {
-        self.has(|b| matches!(b, Strategy::StaleReplay | Strategy::ForgedViewChange))
+        self.has(|b| {
+            matches!(
+                b,
+                Strategy::StaleReplay | Strategy::ForgedViewChange | Strategy::Flood
+            )
+        })
     }
 
     fn tick(&mut self, ctx: &mut Ctx<'_>, view: u64) -> Vec<(ValidatorIndex, PbftMessage)> {

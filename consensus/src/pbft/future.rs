@@ -35,7 +35,6 @@ pub(crate) struct FutureBuffer {
 #[derive(Debug)]
 struct Buffered {
     from: ValidatorIndex,
-    bytes: usize,
     message: PbftMessage,
 }
 
@@ -53,11 +52,7 @@ impl FutureBuffer {
             return false;
         }
         self.held.insert(signer, (count + 1, held + bytes));
-        self.messages.push_back(Buffered {
-            from,
-            bytes,
-            message,
-        });
+        self.messages.push_back(Buffered { from, message });
         true
     }
 
@@ -72,7 +67,15 @@ impl FutureBuffer {
 
     /// (messages, encoded bytes) held.
     pub(crate) fn size(&self) -> (usize, usize) {
-        let bytes = self.messages.iter().map(|b| b.bytes).sum();
+        let bytes = self.held.values().map(|(_, b)| b).sum();
         (self.messages.len(), bytes)
+    }
+
+    /// Whether every signer is within its budget (for `check_invariants`).
+    pub(crate) fn within_budget(&self) -> bool {
+        self.held
+            .values()
+            .all(|(m, b)| *m <= MAX_MESSAGES_PER_SIGNER && *b <= MAX_BYTES_PER_SIGNER)
+            && self.held.values().map(|(m, _)| m).sum::<usize>() == self.messages.len()
     }
 }

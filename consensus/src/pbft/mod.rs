@@ -677,6 +677,24 @@ impl Engine for Pbft {
     }
 
     fn check_invariants(&self) -> Result<(), String> {
+        // What a Byzantine validator can make this replica hold is bounded
+        // (issue 18): the simulator checks it after every step.
+        let n = self.cfg.n();
+        if self.pending_evidence.len() > n {
+            return Err(format!(
+                "{} pieces of evidence pending for {n} validators",
+                self.pending_evidence.len()
+            ));
+        }
+        if !self.future.within_budget() {
+            return Err(format!(
+                "messages for later views over their budget: {:?}",
+                self.future.size()
+            ));
+        }
+        if self.view_changes.len() > 65 || self.view_changes.values().any(|m| m.len() > n) {
+            return Err("more VIEW-CHANGEs held than views × validators allow".into());
+        }
         if self.last_executed > self.last_committed {
             return Err(format!(
                 "executed {} beyond committed {}",

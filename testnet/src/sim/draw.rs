@@ -226,6 +226,7 @@ pub(super) fn choose_byzantine(
                     Fault::BadSig => Strategy::BadSig,
                     Fault::StaleReplay => Strategy::StaleReplay,
                     Fault::ForgedViewChange => Strategy::ForgedViewChange,
+                    Fault::Flood => Strategy::Flood,
                     _ => Strategy::BadSync,
                 });
             }

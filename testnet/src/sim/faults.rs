@@ -42,11 +42,16 @@ pub enum Fault {
     Twins,
     /// A Byzantine validator serves catch-up requests with tampered blocks.
     BadSync,
+    /// A Byzantine validator floods: evidence against itself, padded
+    /// certificates, PRE-PREPAREs for later views and from a non-primary,
+    /// impersonated VIEW-CHANGEs, payloads that differ from their signed
+    /// digest, view changes without backoff.
+    Flood,
 }
 
 impl Fault {
     /// Every fault, in a fixed order.
-    pub const ALL: [Fault; 14] = [
+    pub const ALL: [Fault; 15] = [
         Fault::Delay,
         Fault::Loss,
         Fault::Dup,
@@ -61,6 +66,7 @@ impl Fault {
         Fault::ForgedViewChange,
         Fault::Twins,
         Fault::BadSync,
+        Fault::Flood,
     ];
 
     /// The command-line name.
@@ -80,6 +86,7 @@ impl Fault {
             Fault::ForgedViewChange => "forged-view-change",
             Fault::Twins => "twins",
             Fault::BadSync => "bad-sync",
+            Fault::Flood => "flood",
         }
     }
 

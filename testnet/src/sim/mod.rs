@@ -115,7 +115,7 @@ pub struct SimArgs {
     /// Faults each schedule draws from: `all`, or a comma-separated list of
     /// delay, loss, dup, reorder, partition, crash, equivocate,
     /// conflicting-votes, silent, bad-sig, stale-replay, forged-view-change,
-    /// twins, bad-sync.
+    /// twins, bad-sync, flood.
     #[arg(long, default_value = "all")]
     pub faults: FaultSet,
     /// Print a JSON summary instead of text.
