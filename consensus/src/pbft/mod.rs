@@ -508,6 +508,14 @@ impl Pbft {
             PbftMessage::Complaint(c) => self.on_complaint(c, out),
             PbftMessage::Echo(v) => self.on_echo(v, out),
             PbftMessage::Evidence(e) => {
+                // Against a validator already proven faulty it proves
+                // nothing new: dropped before its two signatures are checked.
+                if self.faulty.contains(&e.offender()) {
+                    if !self.known_evidence.contains(&e.id()) {
+                        self.counters.redundant_evidence += 1;
+                    }
+                    return;
+                }
                 if e.verify(&self.cfg.chain_id, &self.cfg.validators).is_ok() {
                     self.on_evidence_found(e, out);
                 } else {
