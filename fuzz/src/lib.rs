@@ -43,8 +43,9 @@ pub struct Target {
     pub about: &'static str,
     /// Valid inputs to start from.
     pub seeds: fn() -> Vec<Vec<u8>>,
-    /// Decodes one input; panics only on a bug (a round trip that differs).
-    pub run: fn(&[u8]),
+    /// Decodes one input: whether it was accepted. Panics only on a bug
+    /// (a decoder's own, or a round trip that differs).
+    pub run: fn(&[u8]) -> bool,
 }
 
 /// Every target.
@@ -206,6 +207,8 @@ pub fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
 pub struct Report {
     /// Inputs tried.
     pub inputs: u64,
+    /// Inputs the decoder accepted (the rest it refused with an error).
+    pub accepted: u64,
     /// Inputs that panicked, with the first one (hex).
     pub panics: u64,
     /// The first panicking input, hex-encoded.
@@ -228,6 +231,7 @@ pub fn fuzz(target: &Target, inputs: u64, seed: u64, mut check: impl FnMut(u64, 
         };
         let result = catch_unwind(AssertUnwindSafe(|| (target.run)(&input)));
         report.inputs += 1;
+        report.accepted += u64::from(result.as_ref().is_ok_and(|ok| *ok));
         if result.is_err() {
             report.panics += 1;
             report
@@ -255,67 +259,71 @@ mod run {
         Some(value)
     }
 
-    pub(super) fn pbft_message(bytes: &[u8]) {
+    pub(super) fn pbft_message(bytes: &[u8]) -> bool {
         use phalanx_consensus::Message as _;
-        if let Some(m) = round_trip::<PbftMessage>(bytes) {
+        let m = round_trip::<PbftMessage>(bytes);
+        if let Some(m) = &m {
             let _ = (m.summary(), m.describe(), PbftMessage::wire_kind(bytes));
         }
+        m.is_some()
     }
 
-    pub(super) fn cft_message(bytes: &[u8]) {
+    pub(super) fn cft_message(bytes: &[u8]) -> bool {
         use phalanx_consensus::Message as _;
-        if let Some(m) = round_trip::<CftMessage>(bytes) {
+        let m = round_trip::<CftMessage>(bytes);
+        if let Some(m) = &m {
             let _ = (m.summary(), m.describe());
         }
+        m.is_some()
     }
 
-    pub(super) fn tx_batch(bytes: &[u8]) {
-        if let Some(txs) = round_trip::<Vec<SignedTransaction>>(bytes) {
-            for t in &txs {
-                let _ = t.hash();
-            }
-        }
-    }
-
-    pub(super) fn sync_request(bytes: &[u8]) {
-        let _ = round_trip::<(Height, u64)>(bytes);
-    }
-
-    pub(super) fn sync_blocks(bytes: &[u8]) {
-        if let Some(blocks) = round_trip::<Vec<Block>>(bytes) {
-            for b in &blocks {
-                let _ = (b.hash(), b.body_matches_header());
-            }
-        }
-    }
-
-    pub(super) fn http_tx(bytes: &[u8]) {
-        if let Ok(t) = serde_json::from_slice::<SignedTransaction>(bytes) {
+    pub(super) fn tx_batch(bytes: &[u8]) -> bool {
+        let txs = round_trip::<Vec<SignedTransaction>>(bytes);
+        for t in txs.iter().flatten() {
             let _ = t.hash();
         }
+        txs.is_some()
     }
 
-    pub(super) fn http_batch(bytes: &[u8]) {
-        let _ = serde_json::from_slice::<Vec<SignedTransaction>>(bytes);
+    pub(super) fn sync_request(bytes: &[u8]) -> bool {
+        round_trip::<(Height, u64)>(bytes).is_some()
     }
 
-    pub(super) fn key_file(bytes: &[u8]) {
+    pub(super) fn sync_blocks(bytes: &[u8]) -> bool {
+        let blocks = round_trip::<Vec<Block>>(bytes);
+        for b in blocks.iter().flatten() {
+            let _ = (b.hash(), b.body_matches_header());
+        }
+        blocks.is_some()
+    }
+
+    pub(super) fn http_tx(bytes: &[u8]) -> bool {
+        serde_json::from_slice::<SignedTransaction>(bytes)
+            .map(|t| t.hash())
+            .is_ok()
+    }
+
+    pub(super) fn http_batch(bytes: &[u8]) -> bool {
+        serde_json::from_slice::<Vec<SignedTransaction>>(bytes).is_ok()
+    }
+
+    pub(super) fn key_file(bytes: &[u8]) -> bool {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("key.json");
         std::fs::write(&path, bytes).expect("write the key file");
-        for kind in [KeyKind::Account, KeyKind::Validator, KeyKind::Node] {
-            let _ = phalanx_crypto::read_key_file(&path, kind);
-        }
+        [KeyKind::Account, KeyKind::Validator, KeyKind::Node]
+            .into_iter()
+            .filter(|kind| phalanx_crypto::read_key_file(&path, *kind).is_ok())
+            .count()
+            > 0
     }
 
-    pub(super) fn genesis(bytes: &[u8]) {
-        if let Ok(g) = Genesis::from_json(&String::from_utf8_lossy(bytes)) {
-            let _ = g.validate();
-        }
+    pub(super) fn genesis(bytes: &[u8]) -> bool {
+        Genesis::from_json(&String::from_utf8_lossy(bytes)).is_ok_and(|g| g.validate().is_ok())
     }
 
-    pub(super) fn config(bytes: &[u8]) {
-        let _ = phalanx_node::home::NodeConfig::from_toml(&String::from_utf8_lossy(bytes));
+    pub(super) fn config(bytes: &[u8]) -> bool {
+        phalanx_node::home::NodeConfig::from_toml(&String::from_utf8_lossy(bytes)).is_ok()
     }
 }
 
@@ -334,6 +342,14 @@ mod tests {
             let report = fuzz(t, inputs, 7, |_, _| {});
             assert_eq!(report.panics, 0, "{}: {:?}", t.name, report.first_panic);
             assert_eq!(report.inputs, inputs);
+            // The mutations leave some inputs decodable (the decoder's
+            // accepting paths run too) and break most.
+            assert!(
+                report.accepted >= seeds.len() as u64 && report.accepted < inputs,
+                "{}: {} of {inputs} accepted",
+                t.name,
+                report.accepted
+            );
         }
     }
 
@@ -374,6 +390,7 @@ mod tests {
             run: |b| {
                 phalanx_crypto::decode::<Vec<phalanx_ledger::SignedTransaction>>(b)
                     .expect("planted");
+                true
             },
         };
         std::panic::set_hook(Box::new(|_| {}));

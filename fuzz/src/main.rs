@@ -56,9 +56,10 @@ fn main() -> ExitCode {
         let ok = report.panics == 0 && peak <= MAX_RESIDENT;
         failed |= !ok;
         println!(
-            "{:<14} {:>9} inputs  {:>3} panics  peak {:>4} MiB  {:>6.1} s  {}",
+            "{:<14} {:>9} inputs  {:>8} accepted  {:>3} panics  peak {:>4} MiB  {:>6.1} s  {}",
             t.name,
             report.inputs,
+            report.accepted,
             report.panics,
             peak >> 20,
             started.elapsed().as_secs_f64(),
