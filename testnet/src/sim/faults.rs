@@ -235,8 +235,10 @@ mod tests {
         let set: FaultSet = "loss, twins,crash".parse().unwrap();
         assert_eq!(set.to_string(), "loss,crash,twins");
         assert_eq!(set.to_string().parse::<FaultSet>().unwrap(), set);
-        let err = "loss,flood".parse::<FaultSet>().unwrap_err();
-        assert!(err.contains("unknown fault \"flood\""), "{err}");
+        let err = "loss,tsunami".parse::<FaultSet>().unwrap_err();
+        assert!(err.contains("unknown fault \"tsunami\""), "{err}");
+        assert!(err.contains("bad-sync, flood"), "{err}");
         assert!(Fault::Twins.is_byzantine() && !Fault::Crash.is_byzantine());
+        assert!(Fault::Flood.is_byzantine());
     }
 }
