@@ -19,6 +19,11 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 /// pushed batch became a task of its own, queued without limit.
 pub const MAX_PUSHED_IN_FLIGHT: usize = 16;
 
+/// Most `POST /txs/batch` requests read and checked at once (each up to
+/// 8 MiB of JSON). One more is answered 503 `busy` before its body is
+/// read: the client retries, instead of the node buffering without limit.
+pub const MAX_CLIENT_BATCHES_IN_FLIGHT: usize = 32;
+
 /// What the node does with transactions before the mempool has them.
 #[derive(Debug)]
 pub struct Intake {
@@ -36,6 +41,8 @@ pub struct Intake {
     new_txs: Notify,
     /// Permits for pushed batches in flight ([`MAX_PUSHED_IN_FLIGHT`]).
     pushed: Arc<Semaphore>,
+    /// Permits for client batches ([`MAX_CLIENT_BATCHES_IN_FLIGHT`]).
+    client_batches: Arc<Semaphore>,
 }
 
 impl Default for Intake {
@@ -49,6 +56,7 @@ impl Default for Intake {
             outbox: Mutex::new(Vec::new()),
             new_txs: Notify::new(),
             pushed: Arc::new(Semaphore::new(MAX_PUSHED_IN_FLIGHT)),
+            client_batches: Arc::new(Semaphore::new(MAX_CLIENT_BATCHES_IN_FLIGHT)),
         }
     }
 }
@@ -58,6 +66,12 @@ impl Intake {
     /// the mempool; `None` when [`MAX_PUSHED_IN_FLIGHT`] are in flight.
     pub fn admit_pushed(&self) -> Option<OwnedSemaphorePermit> {
         self.pushed.clone().try_acquire_owned().ok()
+    }
+
+    /// Room for one more client batch, held until it is answered; `None`
+    /// when [`MAX_CLIENT_BATCHES_IN_FLIGHT`] are in flight.
+    pub fn admit_client_batch(&self) -> Option<OwnedSemaphorePermit> {
+        self.client_batches.clone().try_acquire_owned().ok()
     }
 
     /// Tells the driver that transactions were added to the mempool.

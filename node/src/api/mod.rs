@@ -44,7 +44,11 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route(
             "/txs/batch",
             axum::routing::post(submit::submit_batch)
-                .layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
+                .layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES))
+                .layer(axum::middleware::from_fn_with_state(
+                    shared.clone(),
+                    submit::admit_batch,
+                )),
         )
         .route("/commits", get(query::commits))
         .route("/txs/{hash}", get(query::tx))

@@ -150,6 +150,29 @@ pub const MAX_BATCH: usize = 10_000;
 /// batch signature verification and queued together. Refusals are per
 /// transaction; the request fails as a whole only if the body is not an array
 /// of transactions or holds more than [`MAX_BATCH`].
+/// Lets a `POST /txs/batch` through only while fewer than
+/// `MAX_CLIENT_BATCHES_IN_FLIGHT` are being read and checked; otherwise
+/// 503 `busy`, before the body is read.
+pub(super) async fn admit_batch(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let Some(_permit) = shared.intake.admit_client_batch() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "{} transaction batches are being checked already; retry shortly",
+                crate::intake::MAX_CLIENT_BATCHES_IN_FLIGHT
+            ),
+        )
+        .into_response();
+    };
+    next.run(request).await
+}
+
 pub(super) async fn submit_batch(
     State(shared): State<Arc<Shared>>,
     body: Result<Bytes, BytesRejection>,

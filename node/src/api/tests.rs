@@ -912,3 +912,32 @@ fn health_fails_once_the_driver_has_stopped() {
     let latest: BlockResponse = node.client().get("/blocks/latest").unwrap();
     assert_eq!(latest.height, Height(0), "reads still work");
 }
+
+/// Issue 18, finding 6: client batches are read and checked a bounded
+/// number at a time; one more is answered 503 `busy` before its body is
+/// read, and taken once there is room.
+#[test]
+fn client_batches_beyond_the_bound_are_answered_busy() {
+    let node = Node::start(1000);
+    let held: Vec<_> = (0..crate::intake::MAX_CLIENT_BATCHES_IN_FLIGHT)
+        .map(|_| node.shared.intake.admit_client_batch().expect("room"))
+        .collect();
+    let body = serde_json::to_string(&vec![transfer(0, 5)]).unwrap();
+    let (status, answer) = node.raw("POST", "/txs/batch", Some(&body));
+    assert_eq!((status, error_code(&answer)), (503, "busy"), "{answer}");
+    assert!(node.shared.mempool.is_empty());
+    // Single transactions are not held up by it.
+    let (status, answer) = node.raw("POST", "/txs", Some(&json(&transfer(0, 5))));
+    assert_eq!(status, 202, "{answer}");
+    drop(held);
+    let (status, answer) = node.raw(
+        "POST",
+        "/txs/batch",
+        Some(&serde_json::to_string(&vec![transfer(1, 5)]).unwrap()),
+    );
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+}
