@@ -345,6 +345,18 @@ impl Pbft {
         Some(signed)
     }
 
+    /// Whether `evidence` proves nothing new: its offender is already
+    /// proven faulty (a piece not seen before is counted as redundant).
+    fn is_redundant(&mut self, evidence: &Evidence) -> bool {
+        if !self.faulty.contains(&evidence.offender()) {
+            return false;
+        }
+        if !self.known_evidence.contains(&evidence.id()) {
+            self.counters.redundant_evidence += 1;
+        }
+        true
+    }
+
     /// Records evidence once per offender: persist/gossip it, mark the
     /// offender faulty, and leave the view if the offender is its primary.
     /// Later evidence against a validator already proven faulty proves
@@ -352,13 +364,10 @@ impl Pbft {
     /// any number of distinct pieces against itself, and each would cost a
     /// synced write, a broadcast and room in the next proposal.
     pub(crate) fn on_evidence_found(&mut self, evidence: Evidence, out: &mut Vec<PbftOutput>) {
-        let offender = evidence.offender();
-        if self.faulty.contains(&offender) {
-            if !self.known_evidence.contains(&evidence.id()) {
-                self.counters.redundant_evidence += 1;
-            }
+        if self.is_redundant(&evidence) {
             return;
         }
+        let offender = evidence.offender();
         self.known_evidence.insert(evidence.id());
         self.faulty.insert(offender);
         self.pending_evidence.push(evidence.clone());
@@ -508,12 +517,8 @@ impl Pbft {
             PbftMessage::Complaint(c) => self.on_complaint(c, out),
             PbftMessage::Echo(v) => self.on_echo(v, out),
             PbftMessage::Evidence(e) => {
-                // Against a validator already proven faulty it proves
-                // nothing new: dropped before its two signatures are checked.
-                if self.faulty.contains(&e.offender()) {
-                    if !self.known_evidence.contains(&e.id()) {
-                        self.counters.redundant_evidence += 1;
-                    }
+                // Dropped before its two signatures are checked.
+                if self.is_redundant(&e) {
                     return;
                 }
                 if e.verify(&self.cfg.chain_id, &self.cfg.validators).is_ok() {
