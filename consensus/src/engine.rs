@@ -195,6 +195,36 @@ pub struct Promise {
     pub digest: Hash,
 }
 
+/// One signed statement inside a message (see [`Message::statements`]):
+/// who signed it, what kind it is, and a fingerprint of what was signed
+/// together with the signature — two statements are the same only if both
+/// the content and the signature are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Statement {
+    /// The validator whose signature it carries.
+    pub signer: ValidatorIndex,
+    /// The kind ("prepare", "view-change", ...).
+    pub what: &'static str,
+    /// SHA-256 of the encoded (content, signature).
+    pub fingerprint: Hash,
+}
+
+impl Statement {
+    /// The statement `signer` made by signing `signed` (content and
+    /// signature, encoded together).
+    pub fn of<T: Serialize + ?Sized>(
+        signer: ValidatorIndex,
+        what: &'static str,
+        signed: &T,
+    ) -> Statement {
+        Statement {
+            signer,
+            what,
+            fingerprint: Hash::digest(&phalanx_crypto::encode(signed)),
+        }
+    }
+}
+
 /// An engine's wire message, as the runtime, the metrics, the logs and the
 /// simulator see it.
 pub trait Message:
@@ -223,6 +253,16 @@ pub trait Message:
     /// What `sender` promises by sending it (only what `sender` itself
     /// signed: a NEW-VIEW, for one, relays others' VIEW-CHANGEs).
     fn promises(&self, sender: ValidatorIndex) -> Vec<Promise>;
+
+    /// Every signed statement the message carries, its sender's own and
+    /// the ones it passes on (votes in certificates, VIEW-CHANGEs in a
+    /// NEW-VIEW, evidence). The simulator checks that an honest validator
+    /// passes on, in another honest validator's name, only what that
+    /// validator sent — an impersonation the engine let through shows up
+    /// there whatever the engine's own checks say.
+    fn statements(&self) -> Vec<Statement> {
+        Vec::new()
+    }
 
     /// One readable line (the simulator's `--verbose` trace).
     fn describe(&self) -> String;

@@ -18,7 +18,7 @@ pub use cft::Cft;
 pub use config::{Config, ConfigError, Quorums};
 pub use engine::{
     Engine, EngineStatus, FaultModel, Input, Message, Output, Promise, Protocol, Record, RecordKey,
-    Restored, Summary, TimeoutKind,
+    Restored, Statement, Summary, TimeoutKind,
 };
 pub use pbft::messages::PbftMessage;
 pub use pbft::record::PbftRecord;

@@ -68,8 +68,13 @@ impl PbftAdversary {
         }
         // A PRE-PREPARE for the current view from a validator that is not
         // its primary.
+        // It names the next slot or the one after, with a plausible
+        // timestamp, so that only the signer check stops it.
         if self.cfg.primary(view) != self.me {
-            out.push(self.pre_prepare(view, Height(1 + rng.below(64)), rng.bytes32(), false));
+            let seq = Height(self.highest_seq.0 + 1 + rng.below(2));
+            let mut salt = rng.bytes32();
+            salt[8..16].copy_from_slice(&ctx.now.to_le_bytes());
+            out.push(self.pre_prepare(view, seq, salt, false));
         }
         // A VIEW-CHANGE under another validator's name, and one of its own
         // for the next view (sent every tick: no backoff).

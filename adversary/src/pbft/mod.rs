@@ -24,6 +24,18 @@ pub struct PbftAdversary {
     cfg: Config,
     genesis_hash: Hash,
     history: VecDeque<(u64, PbftMessage)>,
+    /// The highest sequence number seen in a proposal or vote, so that a
+    /// forged proposal names a slot that is still open.
+    highest_seq: Height,
+}
+
+/// A proposal's or vote's sequence number.
+fn view_seq(m: &PbftMessage) -> u64 {
+    match m {
+        PbftMessage::PrePrepare(pp) => pp.vote.vote.seq.0,
+        PbftMessage::Prepare(v) | PbftMessage::Commit(v) => v.vote.seq.0,
+        _ => 0,
+    }
 }
 
 /// A message's view, for deciding what is stale.
@@ -51,6 +63,7 @@ impl PbftAdversary {
             cfg,
             genesis_hash,
             history: VecDeque::new(),
+            highest_seq: Height::GENESIS,
         }
     }
 
@@ -412,8 +425,13 @@ impl Adversary<PbftMessage> for PbftAdversary {
         self.rewrite(ctx, message, dests)
     }
 
-    /// Recorded for later replay.
+    /// Recorded for later replay; the highest slot in use noted.
     fn incoming(&mut self, now: u64, message: &PbftMessage) {
+        if let PbftMessage::PrePrepare(_) | PbftMessage::Prepare(_) | PbftMessage::Commit(_) =
+            message
+        {
+            self.highest_seq = self.highest_seq.max(Height(view_seq(message)));
+        }
         self.remember(now, message);
     }
 

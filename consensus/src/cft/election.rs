@@ -16,9 +16,15 @@ use phalanx_ledger::{Height, ValidatorIndex};
 impl Cft {
     /// The election timeout for this validator in the current term: the
     /// configured base plus a deterministic jitter in [0, base) (§5.2
-    /// "randomized election timeouts").
+    /// "randomized election timeouts"), the base doubled for each election
+    /// this validator started in a row without a leader emerging (at most
+    /// 64 times). Raft needs broadcast time ≪ election timeout; on a
+    /// network slower than the configured timeout the doubling finds a
+    /// timeout that holds instead of running elections forever (the
+    /// simulator's `slow` fault).
     pub(crate) fn election_timeout_ms(&self) -> u64 {
-        let base = self.cfg.params.view_change_timeout_ms.max(1);
+        let shift = self.elections_in_a_row.min(6);
+        let base = self.cfg.params.view_change_timeout_ms.max(1) << shift;
         let h = Hash::of(
             Domain::CftMessage,
             &("election-timeout", self.me(), self.term),
@@ -73,6 +79,7 @@ impl Cft {
 
     /// §5.2: increment the term, vote for self, ask everyone else.
     pub(crate) fn start_election(&mut self, out: &mut Vec<CftOutput>) {
+        self.elections_in_a_row = self.elections_in_a_row.saturating_add(1);
         self.term += 1;
         self.voted_for = Some(self.me());
         self.role = Role::Candidate;
@@ -180,6 +187,7 @@ impl Cft {
     pub(crate) fn become_leader(&mut self, out: &mut Vec<CftOutput>) {
         self.role = Role::Leader;
         self.leader = Some(self.me());
+        self.elections_in_a_row = 0;
         self.votes.clear();
         self.election_timer = None;
         let next = self.log.last_index().next();
@@ -211,6 +219,7 @@ impl Cft {
 
     /// Records the leader of the current term when first heard from.
     pub(crate) fn learn_leader(&mut self, leader: ValidatorIndex, out: &mut Vec<CftOutput>) {
+        self.elections_in_a_row = 0;
         if self.leader != Some(leader) {
             self.leader = Some(leader);
             out.push(Output::ViewChanged {

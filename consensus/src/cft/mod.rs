@@ -118,6 +118,9 @@ pub struct Cft {
     pub(crate) election_deadline_ms: u64,
     /// The term of the election timer armed with the driver, if any.
     pub(crate) election_timer: Option<u64>,
+    /// Elections this validator started since it last heard from a leader
+    /// or became one (each doubles the election timeout; not persisted).
+    pub(crate) elections_in_a_row: u32,
     /// Leader: when the next heartbeat is due.
     pub(crate) heartbeat_due_ms: u64,
     /// Leader: when a partial batch is due, if one is waiting.
@@ -238,6 +241,7 @@ impl Cft {
             proposed: HashSet::new(),
             election_deadline_ms: 0,
             election_timer: None,
+            elections_in_a_row: 0,
             heartbeat_due_ms: 0,
             batch_due_ms: None,
             leader_timer_ms: None,

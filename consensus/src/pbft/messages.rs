@@ -6,10 +6,10 @@
 
 use super::record::{view_promise, vote_promise};
 use crate::config::Config;
-use crate::engine::{Message, Promise, Summary};
+use crate::engine::{Message, Promise, Statement, Summary};
 use phalanx_crypto::{Domain, Hash, Keypair, Signature};
 use phalanx_ledger::{
-    CommitCertificate, Evidence, Height, Payload, SignedVote, ValidatorIndex, VoteKind,
+    CommitCertificate, Evidence, Height, Payload, SignedVote, ValidatorIndex, Vote, VoteKind,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -145,6 +145,30 @@ impl Message for PbftMessage {
             }
         }
         promises
+    }
+
+    fn statements(&self) -> Vec<Statement> {
+        let mut out = Vec::new();
+        match self {
+            PbftMessage::PrePrepare(pp) => out.push(vote_statement(&pp.vote)),
+            PbftMessage::Prepare(v)
+            | PbftMessage::Commit(v)
+            | PbftMessage::Checkpoint(v)
+            | PbftMessage::Echo(v) => out.push(vote_statement(v)),
+            PbftMessage::ViewChange(vc) => view_change_statements(vc, &mut out),
+            PbftMessage::NewView(nv) => {
+                for vc in &nv.view_changes {
+                    view_change_statements(vc, &mut out);
+                }
+                out.extend(nv.pre_prepares.iter().map(vote_statement));
+            }
+            PbftMessage::Evidence(e) => {
+                out.push(vote_statement(&e.first));
+                out.push(vote_statement(&e.second));
+            }
+            PbftMessage::Complaint(c) => out.push(Statement::of(c.voter, "complaint", c)),
+        }
+        out
     }
 
     fn describe(&self) -> String {
@@ -476,6 +500,42 @@ impl Complaint {
             &self.signature,
         )
         .map_err(|_| MessageError::BadSignature(self.voter))
+    }
+}
+
+/// A signed vote as a [`Statement`].
+fn vote_statement(v: &SignedVote) -> Statement {
+    Statement::of(v.vote.voter, vote_promise(v).what, v)
+}
+
+/// A VIEW-CHANGE and every statement inside it: its checkpoint proof,
+/// prepared certificates, commit certificates and complaints.
+fn view_change_statements(vc: &ViewChange, out: &mut Vec<Statement>) {
+    let b = &vc.body;
+    out.push(Statement::of(b.voter, "view-change", &(b, &vc.signature)));
+    out.extend(b.checkpoint_proof.iter().map(vote_statement));
+    for p in &b.prepared {
+        out.push(vote_statement(&p.pre_prepare));
+        out.extend(p.prepares.iter().map(vote_statement));
+    }
+    for c in &b.committed {
+        let cert = &c.cert;
+        for (voter, signature) in &cert.commits {
+            let vote = Vote {
+                kind: VoteKind::Commit,
+                view: cert.view,
+                seq: cert.seq,
+                digest: cert.digest,
+                voter: *voter,
+            };
+            out.push(vote_statement(&SignedVote {
+                vote,
+                signature: *signature,
+            }));
+        }
+    }
+    for c in &vc.justification {
+        out.push(Statement::of(c.voter, "complaint", c));
     }
 }
 

@@ -17,7 +17,7 @@
 //!
 //! This module only observes; it never changes what the simulation does.
 
-use phalanx_consensus::FaultModel;
+use phalanx_consensus::{FaultModel, Statement};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     Account, Address, Block, Genesis, Height, Justification, Receipt, SignedTransaction, State,
@@ -49,6 +49,9 @@ pub enum ViolationKind {
     Certificate,
     /// An honest engine accused an honest validator.
     FalseEvidence,
+    /// An honest validator passed on, in another honest validator's name,
+    /// a statement that validator never sent.
+    Impersonation,
     /// Something panicked.
     Panic,
     /// The schedule needed more events than any sane run (a message storm).
@@ -68,6 +71,7 @@ impl ViolationKind {
             ViolationKind::CommitOrder => "commit-order",
             ViolationKind::Certificate => "certificate",
             ViolationKind::FalseEvidence => "false-evidence",
+            ViolationKind::Impersonation => "impersonation",
             ViolationKind::Panic => "panic",
             ViolationKind::EventBudget => "event-budget",
         }
@@ -103,6 +107,8 @@ impl fmt::Display for Violation {
 pub struct Safety {
     committed: BTreeMap<Height, (Hash, usize)>,
     promises: BTreeMap<(ValidatorIndex, &'static str, u64, u64), Hash>,
+    /// Every statement an honest validator signed and sent, by fingerprint.
+    said: BTreeSet<(ValidatorIndex, Hash)>,
 }
 
 impl Safety {
@@ -145,6 +151,30 @@ impl Safety {
         }
     }
 
+    /// No impersonation: records what honest validator `sender` signed in
+    /// a message it sends, and returns each statement it passes on in the
+    /// name of another honest validator (`honest`) that this validator
+    /// never sent.
+    pub fn on_statements(
+        &mut self,
+        sender: ValidatorIndex,
+        statements: &[Statement],
+        honest: impl Fn(ValidatorIndex) -> bool,
+    ) -> Vec<Statement> {
+        for s in statements.iter().filter(|s| s.signer == sender) {
+            self.said.insert((sender, s.fingerprint));
+        }
+        statements
+            .iter()
+            .filter(|s| {
+                s.signer != sender
+                    && honest(s.signer)
+                    && !self.said.contains(&(s.signer, s.fingerprint))
+            })
+            .copied()
+            .collect()
+    }
+
     /// The highest height some honest validator committed.
     pub fn max_height(&self) -> Height {
         self.committed
@@ -161,7 +191,7 @@ pub fn short(h: &Hash) -> String {
 }
 
 /// Checks a committed block's justification: a quorum certificate for
-/// this height and payload (or, under the crash-fault model, a leader that
+/// this height and payload from the primary of its round (or, under the crash-fault model, a leader that
 /// is a validator).
 pub fn check_certificate(
     genesis: &Genesis,
@@ -184,6 +214,18 @@ pub fn check_certificate(
     let Justification::Pbft(cert) = &block.justification else {
         return Err(format!("height {}: not a PBFT certificate", block.height()));
     };
+    // PBFT rotates its primary round-robin: a block is proposed by the
+    // primary of the round it names (re-proposals keep their round).
+    let n = genesis.validators.len() as u64;
+    let primary = ValidatorIndex((block.header.round % n.max(1)) as u32);
+    if block.header.proposer != primary {
+        return Err(format!(
+            "height {}: proposed by validator {} in round {}, whose primary is {primary}",
+            block.height(),
+            block.header.proposer,
+            block.header.round
+        ));
+    }
     let digest = block.header.payload_digest();
     if cert.seq != block.height() || cert.digest != digest {
         return Err(format!(

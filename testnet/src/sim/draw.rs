@@ -71,10 +71,22 @@ pub(super) fn make_genesis(n: usize, params: &ConsensusParams) -> Genesis {
     }
 }
 
+/// The shortest one-way delay under `slow`: half the view-change timeout.
+const SLOW_MIN_DELAY_MS: u64 = super::scenario::VIEW_CHANGE_TIMEOUT_MS / 2;
+
 pub(super) fn choose_net(r: &mut Rng, active: FaultSet) -> NetParams {
     let max_delay_ms = r.range(2, 25);
+    // Slow: longer than the base view-change timeout allows (see Fault::Slow).
+    let (min_delay_ms, max_delay_ms) = if active.contains(Fault::Slow) {
+        (
+            SLOW_MIN_DELAY_MS,
+            r.range(2 * SLOW_MIN_DELAY_MS, 3 * SLOW_MIN_DELAY_MS),
+        )
+    } else {
+        (1, max_delay_ms)
+    };
     NetParams {
-        min_delay_ms: 1,
+        min_delay_ms,
         max_delay_ms,
         spike_prob: if active.contains(Fault::Delay) {
             r.range(2, 15) as f64 / 100.0

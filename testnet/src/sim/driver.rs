@@ -176,10 +176,12 @@ impl<E: Adversarial> World<E> {
         }
     }
 
-    /// Save before send and no double-signing, for an honest node's
-    /// message: every promise it makes is in a record the node persisted
-    /// before, and none contradicts one its validator made before (in this
-    /// life or an earlier one, or as the other twin).
+    /// Save before send, no double-signing and no impersonation, for an
+    /// honest node's message: every promise it makes is in a record the
+    /// node persisted before, none contradicts one its validator made
+    /// before (in this life or an earlier one, or as the other twin), and
+    /// every statement it passes on in another honest validator's name is
+    /// one that validator sent.
     fn check_send(&mut self, node: usize, message: &E::Message) {
         let n = &self.nodes[node];
         let me = n.validator();
@@ -207,6 +209,19 @@ impl<E: Adversarial> World<E> {
                     ),
                 ));
             }
+        }
+        let scenario = &self.scenario;
+        let forged = self.safety.on_statements(me, &message.statements(), |v| {
+            scenario.byzantine_plan(v).is_none()
+        });
+        for s in forged {
+            problems.push((
+                ViolationKind::Impersonation,
+                format!(
+                    "node {node} passed on a {} in validator {}'s name that validator {} never sent",
+                    s.what, s.signer, s.signer
+                ),
+            ));
         }
         for (kind, detail) in problems {
             self.violation(kind, detail);

@@ -47,11 +47,16 @@ pub enum Fault {
     /// impersonated VIEW-CHANGEs, payloads that differ from their signed
     /// digest, view changes without backoff.
     Flood,
+    /// A slow network for the whole run: every message takes 100–300 ms,
+    /// so no request commits and no view completes within the base
+    /// view-change timeout (200 ms); only timeouts that grow with each
+    /// view change (§4.5.2) let the chain go on.
+    Slow,
 }
 
 impl Fault {
     /// Every fault, in a fixed order.
-    pub const ALL: [Fault; 15] = [
+    pub const ALL: [Fault; 16] = [
         Fault::Delay,
         Fault::Loss,
         Fault::Dup,
@@ -67,6 +72,7 @@ impl Fault {
         Fault::Twins,
         Fault::BadSync,
         Fault::Flood,
+        Fault::Slow,
     ];
 
     /// The command-line name.
@@ -87,6 +93,7 @@ impl Fault {
             Fault::Twins => "twins",
             Fault::BadSync => "bad-sync",
             Fault::Flood => "flood",
+            Fault::Slow => "slow",
         }
     }
 
@@ -101,6 +108,7 @@ impl Fault {
                 | Fault::Reorder
                 | Fault::Partition
                 | Fault::Crash
+                | Fault::Slow
         )
     }
 
