@@ -6,7 +6,7 @@
 //!
 //! On its clock ticks a `Flood` validator sends some of:
 //! - evidence against itself (two PREPAREs it signed for one slot), a new
-//!   piece each time;
+//!   piece each time (from the start, or only after 1.5 s);
 //! - PRE-PREPAREs for later views it will lead, with padded payloads;
 //! - a PRE-PREPARE for the current view although it is not its primary;
 //! - a VIEW-CHANGE signed with its key under another validator's name;
@@ -28,21 +28,39 @@ use phalanx_ledger::{
 /// Copies of one vote added to a padded certificate.
 const PADDING: usize = 64;
 
+/// When a flooder that starts late sends evidence against itself (ms).
+const LATE_EVIDENCE_MS: u64 = 1_500;
+
 /// Bytes of padding in each transaction of a flooded payload.
 const TX_PADDING: usize = 2_048;
 
 impl PbftAdversary {
     /// What a `Flood` validator sends on its own on one tick.
     pub(super) fn flood_tick(
-        &self,
+        &mut self,
         ctx: &mut Ctx<'_>,
         view: u64,
         peers: &[ValidatorIndex],
     ) -> Vec<PbftMessage> {
         let mut out = Vec::new();
         let rng = &mut *ctx.rng;
-        // Evidence against itself, a new piece each time.
-        for _ in 0..rng.range(1, 4) {
+        // Evidence against itself, a new piece each time — in half of the
+        // schedules from the start, in the other half only late: once
+        // proven faulty its other messages are ignored unread, so the
+        // attacks below need time before it incriminates itself.
+        let evidence_from = *self.flood_evidence_from_ms.get_or_insert_with(|| {
+            if rng.chance(0.5) {
+                0
+            } else {
+                LATE_EVIDENCE_MS
+            }
+        });
+        let pieces = if ctx.now >= evidence_from {
+            rng.range(1, 4)
+        } else {
+            0
+        };
+        for _ in 0..pieces {
             let seq = Height(1 + rng.below(1_000));
             let vote = |digest| {
                 self.sign(Vote {

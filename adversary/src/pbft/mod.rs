@@ -27,6 +27,9 @@ pub struct PbftAdversary {
     /// The highest sequence number seen in a proposal or vote, so that a
     /// forged proposal names a slot that is still open.
     highest_seq: Height,
+    /// When a `Flood` validator starts sending evidence against itself
+    /// (drawn on its first tick).
+    flood_evidence_from_ms: Option<u64>,
 }
 
 /// A proposal's or vote's sequence number.
@@ -64,6 +67,7 @@ impl PbftAdversary {
             genesis_hash,
             history: VecDeque::new(),
             highest_seq: Height::GENESIS,
+            flood_evidence_from_ms: None,
         }
     }
 
