@@ -82,8 +82,12 @@ fn assert_coverage(sweeps: &[&Sweep], faults: FaultSet) {
             "{fault} was active in only {active} schedules"
         );
     }
-    let effects: [(&str, u64); 22] = [
+    let effects: [(&str, u64); 23] = [
         ("blocks", sum(&|s| s.totals.blocks)),
+        (
+            "transactions forgotten (conflicting nonces)",
+            sum(&|s| s.totals.forgotten),
+        ),
         ("successful transactions", sum(&|s| s.totals.txs_succeeded)),
         ("rejected transactions", sum(&|s| s.totals.txs_failed)),
         ("view changes", sum(&|s| s.totals.view_changes)),
@@ -164,6 +168,48 @@ fn floods_stay_within_bounds_and_the_chain_goes_on() {
             s.totals.adversary.floods
         );
         assert!(s.totals.blocks > 0, "n = {n}: blocks were committed");
+    }
+}
+
+/// A network slower than the base view-change timeout (`slow`: 100–300
+/// ms per message against 200 ms) for PBFT and Raft: views and elections
+/// only finish because their timeouts double each time in a row
+/// (mutation 19 takes PBFT's doubling away and is caught at once).
+#[test]
+fn slow_networks_are_survived_by_growing_timeouts() {
+    for consensus in [EngineKind::Pbft, EngineKind::Cft] {
+        let byzantine = usize::from(consensus == EngineKind::Pbft);
+        let s = run_sweep(&SweepConfig {
+            consensus,
+            ..config(4, byzantine, "slow", 0, 30)
+        });
+        assert_clean(&s);
+        assert!(s.totals.blocks > 0, "{consensus:?}: blocks were committed");
+        assert!(
+            s.totals.view_changes > 30,
+            "{consensus:?}: timeouts fired and views changed ({})",
+            s.totals.view_changes
+        );
+    }
+}
+
+/// Clients that hand two valid transfers for one nonce to disjoint sets
+/// of validators (finding 4 of issue 18): one commits, and every engine
+/// that held the other forgets it — no honest engine still holds a
+/// transaction once the run has settled, which the world checks.
+#[test]
+fn conflicting_nonce_clients_leave_no_transaction_pending() {
+    for consensus in [EngineKind::Pbft, EngineKind::Cft] {
+        let s = run_sweep(&SweepConfig {
+            consensus,
+            ..config(4, 0, "none", 0, 40)
+        });
+        assert_clean(&s);
+        assert!(
+            s.totals.forgotten > 10,
+            "{consensus:?}: engines were told to forget losing transactions ({})",
+            s.totals.forgotten
+        );
     }
 }
 

@@ -421,3 +421,42 @@ impl Model {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(signer: u32, what: &'static str, content: u8) -> Statement {
+        Statement::of(ValidatorIndex(signer), what, &[content; 4])
+    }
+
+    #[test]
+    fn only_what_an_honest_validator_sent_may_be_passed_on_in_its_name() {
+        let mut safety = Safety::default();
+        let honest = |v: ValidatorIndex| v.0 != 3;
+        let said_by_1 = statement(1, "view-change", 7);
+        // Validator 0 passes on a VIEW-CHANGE in 1's name that 1 never sent.
+        let forged = safety.on_statements(ValidatorIndex(0), &[said_by_1], honest);
+        assert_eq!(forged, vec![said_by_1]);
+        // Once 1 has sent it, passing it on is fine; its own statements
+        // are recorded whatever else the message carries.
+        let own = statement(1, "prepare", 1);
+        assert!(safety
+            .on_statements(ValidatorIndex(1), &[said_by_1, own], honest)
+            .is_empty());
+        assert!(safety
+            .on_statements(ValidatorIndex(0), &[said_by_1, own], honest)
+            .is_empty());
+        // Same kind, other content: a different statement.
+        let other = statement(1, "view-change", 8);
+        assert_eq!(
+            safety.on_statements(ValidatorIndex(2), &[other], honest),
+            vec![other]
+        );
+        // A Byzantine validator's statements may be anything.
+        let byzantine = statement(3, "prepare", 9);
+        assert!(safety
+            .on_statements(ValidatorIndex(0), &[byzantine], honest)
+            .is_empty());
+    }
+}

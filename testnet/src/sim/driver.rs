@@ -121,6 +121,11 @@ impl<E: Adversarial> World<E> {
                 self.nodes[node].flush();
                 if let Some((height, block_hash)) = self.commit(node, payload, justification) {
                     inputs.push_back(Input::BlockExecuted { height, block_hash });
+                    let lost = self.nodes[node].settle_handed();
+                    if !lost.is_empty() {
+                        self.stats.forgotten += lost.len() as u64;
+                        inputs.push_back(Input::Forget(lost));
+                    }
                 }
             }
             Output::Evidence(e) => {

@@ -118,6 +118,9 @@ pub struct Stats {
     pub view_changes: u64,
     /// Equivocation evidence honest engines reported.
     pub evidence: u64,
+    /// Transactions engines were told to forget (their nonce was used by
+    /// a conflicting one).
+    pub forgotten: u64,
     /// Crashes of honest nodes (and those of them mid-way through outputs).
     pub crashes: u64,
     /// Of which struck between two outputs of one input.

@@ -22,6 +22,8 @@
 //!   groups; honest validators crash (sometimes between two outputs of one
 //!   input, e.g. after persisting a vote and before sending it) and restart
 //!   from their persisted records and stored chain with `restore` + `Start`.
+//!   Under `slow` every message takes 100–300 ms for the whole run, longer
+//!   than the 200 ms base timeout allows: only timeouts that grow finish.
 //! - At the heal time the network becomes reliable (base delay only),
 //!   everyone is up, and clients hand every node the valid transactions its
 //!   chain still lacks (as mempool gossip would). Byzantine validators keep
@@ -29,7 +31,9 @@
 //! - Byzantine validators (`phalanx_adversary`) are honest engines whose outputs
 //!   are rewritten and re-signed with their own key: equivocating
 //!   pre-prepares, conflicting votes, withholding, corrupted signatures,
-//!   stale replays, forged VIEW-CHANGE/NEW-VIEW, tampered catch-up answers;
+//!   stale replays, forged VIEW-CHANGE/NEW-VIEW, tampered catch-up answers,
+//!   floods (padded certificates, evidence, later-view and non-primary
+//!   PRE-PREPAREs, impersonated VIEW-CHANGEs);
 //!   Twins are two honest engines sharing a key, each peer seeing one or
 //!   both. Byzantine drivers skip the mempool's signature check, so forged
 //!   transactions reach their proposals.
@@ -41,11 +45,19 @@
 //! every promise an honest validator's message makes (`Message::promises`:
 //! a vote, a granted term vote, an entry) was persisted first and never
 //! conflicts with another it made (across restarts); commits come in order
-//! with quorum certificates; evidence never accuses an honest validator;
-//! `check_invariants` holds on every honest engine. Liveness: within
-//! [`LIVENESS_BOUND_MS`] of healing, every honest node has committed (in a
-//! block, successful or rejected by execution) every correctly signed
-//! transaction any client submitted.
+//! with quorum certificates from the primary of the block's round;
+//! evidence never accuses an honest validator; an honest validator passes
+//! on in another honest validator's name only statements that validator
+//! sent (`Message::statements`: votes in certificates, VIEW-CHANGEs in a
+//! NEW-VIEW — no impersonation gets through, whatever the engine's own
+//! checks say); `check_invariants` holds on every honest engine (with its
+//! bounds). Liveness: within [`LIVENESS_BOUND_MS`] of healing, every honest
+//! node has committed (in a block, successful or rejected by execution)
+//! every correctly signed transaction any client submitted, or another
+//! transaction of its sender with its nonce; and once the run has settled
+//! no honest engine still holds a transaction (the simulator plays the
+//! mempool: after each commit it tells the engine to forget what lost a
+//! nonce race, `Input::Forget`).
 //!
 //! A failing seed prints the command that replays it and the hash of its
 //! delivered-event trace ([`trace`]), which a replay reproduces.

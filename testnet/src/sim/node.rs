@@ -11,7 +11,9 @@ use super::network::Endpoint;
 use phalanx_adversary::Adversary;
 use phalanx_consensus::{Config, Engine, Promise, Protocol, Record, Restored, TimeoutKind};
 use phalanx_crypto::{Hash, Keypair};
-use phalanx_ledger::{Block, Genesis, Height, MemoryStore, State, Store, ValidatorIndex};
+use phalanx_ledger::{
+    Block, Genesis, Height, MemoryStore, SignedTransaction, State, Store, ValidatorIndex,
+};
 use phalanx_runtime::Wal;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -63,6 +65,11 @@ pub struct Node<E: Engine> {
     pub model: Model,
     /// Hashes of the transactions in `chain`.
     pub included: BTreeSet<Hash>,
+    /// Transactions handed to the engine that are neither in `chain` nor
+    /// forgotten: the simulator's stand-in for the node's mempool, which
+    /// tells the engine to forget one once its sender's nonce is used by
+    /// another (`Input::Forget`).
+    pub handed: BTreeMap<Hash, SignedTransaction>,
     /// The Byzantine wrapper, if any.
     pub adversary: Option<Box<dyn Adversary<E::Message>>>,
     /// Round-robin position for choosing whom to ask for blocks.
@@ -112,6 +119,7 @@ impl<E: Engine> Node<E> {
             timers: BTreeMap::new(),
             model: Model::new(genesis),
             included: BTreeSet::new(),
+            handed: BTreeMap::new(),
             adversary,
             sync_rotation: 0,
             crash_after: None,
@@ -167,6 +175,28 @@ impl<E: Engine> Node<E> {
         self.incarnation += 1;
         self.timers.clear();
         self.crash_after = None;
+    }
+
+    /// After a commit, as the node's mempool does: drops what the chain
+    /// now holds from `handed`, and returns (and drops) the transactions
+    /// whose sender's nonce another transaction used — the engine must
+    /// forget them.
+    pub fn settle_handed(&mut self) -> Vec<Hash> {
+        let (included, state) = (&self.included, &self.state);
+        let mut lost = Vec::new();
+        self.handed.retain(|h, tx| {
+            if included.contains(h) {
+                return false;
+            }
+            let used = state
+                .account(&tx.tx.from)
+                .is_some_and(|a| a.nonce > tx.tx.nonce);
+            if used {
+                lost.push(*h);
+            }
+            !used
+        });
+        lost
     }
 
     /// Queues a record for the next flush.

@@ -101,6 +101,8 @@ pub struct Totals {
     pub view_changes: u64,
     /// Evidence reported by honest nodes.
     pub evidence: u64,
+    /// Transactions engines were told to forget (conflicting nonces).
+    pub forgotten: u64,
     /// Crashes (all restarted from persisted state).
     pub crashes: u64,
     /// Crashes between two outputs of one input.
@@ -142,6 +144,7 @@ impl Totals {
         self.txs_failed += s.txs_failed;
         self.view_changes += s.view_changes;
         self.evidence += s.evidence;
+        self.forgotten += s.forgotten;
         self.crashes += s.crashes;
         self.mid_output_crashes += s.mid_output_crashes;
         self.sync_answers += s.sync_answers;

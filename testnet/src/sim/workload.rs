@@ -22,7 +22,8 @@ fn transfer(from: usize, to: usize, amount: u64, nonce: u64) -> Transaction {
 /// A workload of signed transfers between the funded accounts, with
 /// invalid ones mixed in: bad signatures, replays, double spends (a second
 /// transaction for a used nonce), overspends, a wrong chain id, an unfunded
-/// sender.
+/// sender; and conflicting pairs (two valid transfers for one nonce, handed
+/// to disjoint sets of validators at once).
 pub(super) fn generate(r: &mut Rng, n: usize, heal_ms: u64) -> Vec<Submission> {
     let mut nonces = [0u64; ACCOUNTS];
     let mut sent: Vec<SignedTransaction> = Vec::new();
@@ -105,6 +106,35 @@ pub(super) fn generate(r: &mut Rng, n: usize, heal_ms: u64) -> Vec<Submission> {
             targets,
             txs,
         });
+        // A conflicting-nonce client: two valid transfers for one nonce,
+        // one to some validators and the other to the rest (finding 4 of
+        // issue 18). One commits; every engine that holds the other must
+        // let it go.
+        if n >= 2 && r.chance(0.25) {
+            let from = r.index(ACCOUNTS);
+            let nonce = nonces[from];
+            nonces[from] += 1;
+            let to = (from + 1) % ACCOUNTS;
+            let amount = r.range(1, 50);
+            let first = transfer(from, to, amount, nonce).sign(account_key(from));
+            let second = transfer(from, to, amount + 1, nonce).sign(account_key(from));
+            let split = 1 + r.index(n - 1);
+            let (one, other): (Vec<ValidatorIndex>, Vec<ValidatorIndex>) = (0..n as u32)
+                .map(ValidatorIndex)
+                .partition(|v| (v.0 as usize) < split);
+            sent.push(first.clone());
+            sent.push(second.clone());
+            subs.push(Submission {
+                at_ms,
+                targets: one,
+                txs: vec![first],
+            });
+            subs.push(Submission {
+                at_ms,
+                targets: other,
+                txs: vec![second],
+            });
+        }
     }
     subs
 }

@@ -17,7 +17,7 @@ use phalanx_adversary::Adversarial;
 use phalanx_adversary::{Collusion, Ctx};
 use phalanx_consensus::{Input, Message, TimeoutKind};
 use phalanx_crypto::Hash;
-use phalanx_ledger::{Block, Height, SignedTransaction, Transaction, ValidatorIndex};
+use phalanx_ledger::{Block, Height, SignedTransaction, State, Transaction, ValidatorIndex};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -392,7 +392,11 @@ impl<E: Adversarial> World<E> {
         self.finish()
     }
 
-    /// Honest nodes missing wanted transactions: (node, how many).
+    /// Honest nodes missing wanted transactions: (node, how many). A
+    /// transaction is settled on a node once its chain holds it, or holds
+    /// another transaction of its sender with its nonce (it lost a race
+    /// with a conflicting one: the node's mempool drops it, and so must
+    /// every engine).
     fn missing(&self) -> Vec<(usize, usize)> {
         self.nodes
             .iter()
@@ -401,9 +405,9 @@ impl<E: Adversarial> World<E> {
             .map(|(i, n)| {
                 (
                     i,
-                    self.wanted_set
+                    self.wanted
                         .iter()
-                        .filter(|h| !n.included.contains(h))
+                        .filter(|t| !n.included.contains(&t.hash()) && !nonce_used(&n.state, t))
                         .count(),
                 )
             })
@@ -542,6 +546,9 @@ impl<E: Adversarial> World<E> {
     }
 
     fn finish(mut self) -> Outcome {
+        if self.live_at.is_some() {
+            self.check_drained();
+        }
         let honest: Vec<&Node<E>> = self.nodes.iter().filter(|n| n.honest).collect();
         if let Some(longest) = honest.iter().max_by_key(|n| n.height()) {
             self.stats.height = longest.height().0;
@@ -557,6 +564,37 @@ impl<E: Adversarial> World<E> {
             stats: self.stats,
             trace: self.trace.take_lines(),
             wall_ms: 0,
+        }
+    }
+
+    /// Once everything is committed and the run has settled, no honest
+    /// engine may still hold a transaction: each one is in the chain or
+    /// was forgotten when its nonce was used (finding 4 of issue 18: a
+    /// transaction that lost to a conflicting one stayed pending forever,
+    /// and its replica changed views alone on an idle chain).
+    fn check_drained(&mut self) {
+        let mut stuck = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(engine) = n.engine.as_ref().filter(|_| n.honest) else {
+                continue;
+            };
+            let pending = engine.status().pending_txs;
+            if pending > 0 {
+                let held: Vec<String> = n
+                    .handed
+                    .values()
+                    .map(|t| format!("{}#{}", &t.tx.from.to_string()[..8], t.tx.nonce))
+                    .collect();
+                stuck.push(format!("node {i} holds {pending} [{}]", held.join(" ")));
+            }
+        }
+        if !stuck.is_empty() {
+            let detail = format!(
+                "transactions still pending {} ms after liveness: {}",
+                self.scenario.settle_ms,
+                stuck.join(", ")
+            );
+            self.violation(ViolationKind::Liveness, detail);
         }
     }
 
@@ -694,13 +732,21 @@ impl<E: Adversarial> World<E> {
         if !self.nodes[node].is_up() {
             return;
         }
-        let txs: Vec<SignedTransaction> =
-            if self.nodes[node].honest && self.scenario.mempool_verifies {
-                txs.into_iter().filter(|t| self.sigs.valid(t)).collect()
-            } else {
-                txs
-            };
+        // Admission, as the node's mempool does it: nothing the chain
+        // already holds or whose nonce is used; and, when mempools verify,
+        // nothing badly signed (Byzantine drivers never check).
+        let verify = self.nodes[node].honest && self.scenario.mempool_verifies;
+        let n = &self.nodes[node];
+        let txs: Vec<SignedTransaction> = txs
+            .into_iter()
+            .filter(|t| !n.included.contains(&t.hash()) && !nonce_used(&n.state, t))
+            .filter(|t| !verify || self.sigs.valid(t))
+            .collect();
         if !txs.is_empty() {
+            let n = &mut self.nodes[node];
+            for tx in &txs {
+                n.handed.insert(tx.hash(), tx.clone());
+            }
             self.step(node, Input::Transactions(txs));
         }
     }
@@ -728,7 +774,8 @@ impl<E: Adversarial> World<E> {
 
     /// The network heals and crashes stop: everyone is restarted, and the
     /// clients hand every node the valid transactions its chain lacks (as
-    /// mempool gossip would).
+    /// mempool gossip would; without verifying mempools, every transaction
+    /// some node holds).
     fn heal(&mut self) {
         self.healed = true;
         self.committed_since_check = true;
@@ -737,9 +784,21 @@ impl<E: Adversarial> World<E> {
         for node in 0..self.nodes.len() {
             self.restart(node);
         }
+        // What gossip spreads: every wanted transaction, and when mempools
+        // do not verify, whatever else some node holds.
+        let mut known: Vec<SignedTransaction> = self.wanted.clone();
+        if !self.scenario.mempool_verifies {
+            let mut held: BTreeSet<Hash> = self.wanted_set.clone();
+            for n in &self.nodes {
+                for (h, tx) in &n.handed {
+                    if held.insert(*h) {
+                        known.push(tx.clone());
+                    }
+                }
+            }
+        }
         for node in 0..self.nodes.len() {
-            let lacking: Vec<SignedTransaction> = self
-                .wanted
+            let lacking: Vec<SignedTransaction> = known
                 .iter()
                 .filter(|t| !self.nodes[node].included.contains(&t.hash()))
                 .cloned()
@@ -789,4 +848,11 @@ fn run_seed(s: &Scenario) -> u64 {
         ^ ((s.n as u64) << 8)
         ^ ((s.byzantine_count as u64) << 16)
         ^ ((s.requested.bits() as u64) << 24)
+}
+
+/// Whether `state` shows the sender of `tx` past its nonce.
+fn nonce_used(state: &State, tx: &SignedTransaction) -> bool {
+    state
+        .account(&tx.tx.from)
+        .is_some_and(|a| a.nonce > tx.tx.nonce)
 }
