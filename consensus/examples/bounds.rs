@@ -7,7 +7,7 @@
 //! signature in a certificate (measured here by checking them), keep every
 //! piece of evidence, buffer every later-view message.
 
-use phalanx_consensus::pbft::messages::{PrePrepare, ViewChange, ViewChangeBody};
+use phalanx_consensus::pbft::messages::{PrePrepare, PreparedCert, ViewChange, ViewChangeBody};
 use phalanx_consensus::{Config, Engine, Input, Output, Pbft, PbftMessage};
 use phalanx_crypto::{encode, Hash, Keypair};
 use phalanx_ledger::{
@@ -179,5 +179,73 @@ fn main() {
         mib(offered),
         mib(held_bytes),
         e.counters().future_dropped
+    );
+
+    // Open (see the note): an honest VIEW-CHANGE carries the whole
+    // payload of every prepared slot above its stable checkpoint. With the
+    // default parameters (2,000 transactions a block, a 64-slot window) a
+    // full window is far above the 16 MiB frame a peer accepts, and the
+    // NEW-VIEW carries a quorum of them.
+    let p = ConsensusParams::default();
+    let from = key(9);
+    let payload = |seq: u64| Payload {
+        chain_id: CHAIN.into(),
+        height: Height(seq),
+        round: 0,
+        proposer: ValidatorIndex(0),
+        timestamp_ms: seq,
+        txs: (0..p.max_block_txs as u64)
+            .map(|nonce| {
+                Transaction {
+                    chain_id: CHAIN.into(),
+                    from: Address(from.public()),
+                    to: Address(key(8).public()),
+                    amount: 1_000 + nonce,
+                    nonce,
+                    fee: 1,
+                }
+                .sign(&from)
+            })
+            .collect(),
+        evidence: vec![],
+    };
+    let one = payload(1);
+    let prepared: Vec<PreparedCert> = (1..=p.watermark_window)
+        .map(|seq| {
+            let body = Payload {
+                height: Height(seq),
+                ..one.clone()
+            };
+            let d = body.digest();
+            PreparedCert {
+                pre_prepare: vote(VoteKind::PrePrepare, 0, seq, d, 0),
+                prepares: (1..3)
+                    .map(|v| vote(VoteKind::Prepare, 0, seq, d, v))
+                    .collect(),
+                payload: body,
+            }
+        })
+        .collect();
+    let vc = ViewChange::sign(
+        ViewChangeBody {
+            new_view: 1,
+            stable_seq: Height::GENESIS,
+            stable_digest: Hash::ZERO,
+            checkpoint_proof: vec![],
+            prepared,
+            committed: vec![],
+            voter: ValidatorIndex(1),
+        },
+        CHAIN,
+        &key(1),
+    );
+    let vc_bytes = encode(&PbftMessage::ViewChange(vc)).len();
+    println!(
+        "honest VIEW-CHANGE with a full window ({} prepared slots of {} transactions): {:.1} MiB; a NEW-VIEW with {} of them: {:.1} MiB; frame cap 16 MiB",
+        p.watermark_window,
+        p.max_block_txs,
+        mib(vc_bytes),
+        cfg.quorums.quorum,
+        mib(vc_bytes * cfg.quorums.quorum)
     );
 }
