@@ -12,6 +12,7 @@ pub mod cft;
 pub mod config;
 pub mod engine;
 pub mod pbft;
+pub mod pow;
 
 pub use cft::messages::{CftMessage, CftRecord};
 pub use cft::Cft;
