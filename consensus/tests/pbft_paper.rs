@@ -104,7 +104,7 @@ fn s4_2_prepared_needs_2f_prepares_then_commits() {
     );
     let commit = vote(VoteKind::Commit, 0, 1, d, 1);
     assert!(
-        matches!(&out[0], Output::Persist(PbftRecord::Prepared(c)) if c.slot() == (0, Height(1), d))
+        matches!(&out[0], Output::Persist(PbftRecord::Prepared(r)) if r.cert.slot() == (0, Height(1), d) && r.payload.digest() == d)
     );
     assert_eq!(out[1], Output::Persist(PbftRecord::Vote(commit)));
     assert_eq!(out[2], Output::Broadcast(PbftMessage::Commit(commit)));
@@ -375,6 +375,64 @@ fn s4_4_view_change_carries_prepared_certificates_and_null_blocks() {
     let mut short = nv;
     short.view_changes.truncate(2);
     assert!(c.nodes[3].engine.verify_new_view(&short).is_err());
+}
+
+/// §4.4 with digests only: a VIEW-CHANGE names prepared slots by digest
+/// (no payloads, so its size does not grow with the blocks in flight), and
+/// a replica that never received a re-proposed payload still prepares and
+/// commits it by digest, then gets the block by catch-up to execute it.
+#[test]
+fn s4_4_a_payload_missing_at_the_view_change_is_voted_by_digest_and_fetched() {
+    let mut c = Cluster::new(4, params());
+    let p1 = payload(0, 1, 3);
+    let d = p1.digest();
+    // Node 3 never gets the PRE-PREPARE; nodes 1 and 2 prepare seq 1 (with
+    // node 3 seeing their PREPAREs). No COMMIT gets through.
+    for i in 1..3 {
+        c.input(i, msg(0, pre_prepare(0, 1, &p1)));
+    }
+    while let Some((from, to, m)) = c.net.pop_front() {
+        if !matches!(m, PbftMessage::Commit(_) | PbftMessage::Echo(_)) {
+            c.input(to.as_usize(), Input::Message { from, message: m });
+        }
+    }
+    assert!(c.nodes[3].engine.status().pending_txs == 0);
+    assert!(c.nodes[1..3].iter().all(|n| n
+        .records
+        .iter()
+        .any(|r| matches!(r, PbftRecord::Prepared(r) if r.cert.slot().2 == d))));
+    // Everyone times out and moves to view 1 (primary: node 1).
+    let mut sizes = Vec::new();
+    for i in 1..4 {
+        c.input(i, Input::Timeout(TimeoutKind::Progress { view: 0 }));
+    }
+    while let Some((from, to, m)) = c.net.pop_front() {
+        if let PbftMessage::ViewChange(vc) = &m {
+            sizes.push(phalanx_crypto::encode(&m).len());
+            assert!(vc.body.prepared.iter().all(|p| p.slot().2 == d));
+        }
+        let to = to.as_usize();
+        // Node 3 must learn the block from its peers, not from a COMMIT of
+        // view 0 it could pair with a payload.
+        c.input(to, Input::Message { from, message: m });
+    }
+    assert!(!sizes.is_empty());
+    assert!(
+        sizes.iter().all(|s| *s < 2_048),
+        "a VIEW-CHANGE carries digests, not payloads: {sizes:?}"
+    );
+    // Node 3 prepared the re-proposal by digest (a digest-only record) and,
+    // once committed, fetched the block by catch-up; all agree.
+    assert!(c.run_until(10_000, |c| (0..4).all(|i| c.height(i) >= 1)));
+    c.assert_agreement();
+    assert_eq!(c.nodes[3].blocks[1].header.payload_digest(), d);
+    assert!(c.nodes[3].records.iter().any(
+        |r| matches!(r, PbftRecord::PreparedDigest(cert) if cert.slot() == (1, Height(1), d))
+    ));
+    assert!(c
+        .sync_requests
+        .iter()
+        .any(|(i, from)| *i == 3 && *from == Height(1)));
 }
 
 /// §4.5.2: a replica that sees f+1 VIEW-CHANGEs for higher views joins the

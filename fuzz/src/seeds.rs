@@ -78,7 +78,6 @@ fn view_change(voter: usize) -> ViewChange {
                 prepares: (1..3)
                     .map(|v| vote(VoteKind::Prepare, 0, 5, digest, v))
                     .collect(),
-                payload: p,
             }],
             committed: vec![],
             voter: ValidatorIndex(voter as u32),

@@ -11,6 +11,7 @@
 //! compaction) flushed with or before them. Each engine's records run
 //! through the log on their own, as each node runs one engine.
 
+use phalanx_consensus::pbft::record::PreparedRecord;
 use phalanx_consensus::{CftRecord, PbftRecord, Record};
 use phalanx_crypto::{Hash, Signature};
 use phalanx_ledger::{
@@ -72,7 +73,10 @@ impl Model for PbftRecord {
                 format!("vote {:?} {} {}", v.vote.kind, v.vote.view, v.vote.seq.0),
                 Some(v.vote.seq.0),
             ),
-            PbftRecord::Prepared(c) => (format!("prepared {}", c.slot().1 .0), Some(c.slot().1 .0)),
+            PbftRecord::Prepared(PreparedRecord { cert: c, .. })
+            | PbftRecord::PreparedDigest(c) => {
+                (format!("prepared {}", c.slot().1 .0), Some(c.slot().1 .0))
+            }
             PbftRecord::View { .. } => ("view".into(), None),
             PbftRecord::StableCheckpoint { .. } => ("stable".into(), None),
             PbftRecord::NewView(_) => ("new view".into(), None),

@@ -12,8 +12,8 @@ use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{Height, SignedVote, Vote, VoteKind};
 
 /// A rewritten copy of the validator's own VIEW-CHANGE, re-signed: hidden
-/// prepared certificates, a false genesis checkpoint, or a certificate whose
-/// payload does not match.
+/// prepared certificates, a false genesis checkpoint, or a certificate one
+/// prepare short.
 pub(super) fn view_change(
     rng: &mut Rng,
     cfg: &Config,
@@ -40,9 +40,11 @@ pub(super) fn view_change(
             let window = cfg.params.watermark_window;
             body.prepared.retain(|p| p.slot().1 .0 <= window);
         }
-        // A prepared certificate whose payload does not match its digest.
+        // A prepared certificate one prepare short of a quorum.
         _ => match body.prepared.first_mut() {
-            Some(p) => p.payload.timestamp_ms ^= 1,
+            Some(p) => {
+                p.prepares.pop();
+            }
             None => body.prepared.clear(),
         },
     }

@@ -28,7 +28,7 @@ use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
     Evidence, Height, SignedTransaction, SignedVote, ValidatorIndex, Vote, VoteKind,
 };
-use record::PbftRecord;
+use record::{PbftRecord, PreparedRecord};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// The output type of the PBFT engine.
@@ -213,11 +213,18 @@ impl Pbft {
                         engine.view_active = true;
                     }
                 }
-                PbftRecord::Prepared(cert) => {
+                PbftRecord::Prepared(PreparedRecord { cert, payload }) => {
                     let (view, seq, digest) = cert.slot();
                     let slot = engine.slots.entry(seq).or_default();
+                    slot.payloads.insert(digest, payload);
                     if slot.prepared.as_ref().is_none_or(|p| p.slot().0 < view) {
-                        slot.payloads.insert(digest, cert.payload.clone());
+                        slot.prepared = Some(cert);
+                    }
+                }
+                PbftRecord::PreparedDigest(cert) => {
+                    let view = cert.slot().0;
+                    let slot = engine.slots.entry(cert.slot().1).or_default();
+                    if slot.prepared.as_ref().is_none_or(|p| p.slot().0 < view) {
                         slot.prepared = Some(cert);
                     }
                 }

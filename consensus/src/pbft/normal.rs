@@ -5,7 +5,7 @@ use super::log::Inserted;
 use super::messages::{
     check_payload, verify_vote, MessageError, PbftMessage, PrePrepare, PreparedCert,
 };
-use super::record::PbftRecord;
+use super::record::{PbftRecord, PreparedRecord};
 use super::{Pbft, PbftOutput};
 use crate::engine::{Output, TimeoutKind};
 use phalanx_crypto::Hash;
@@ -95,7 +95,7 @@ impl Pbft {
             return;
         }
         let vote = pp.vote;
-        self.accept_pre_prepare(pp.vote, pp.payload, out);
+        self.accept_pre_prepare(pp.vote, Some(pp.payload), out);
         self.echo_pre_prepare(vote, out);
     }
 
@@ -111,17 +111,21 @@ impl Pbft {
     }
 
     /// Installs an accepted pre-prepare (from PRE-PREPARE or NEW-VIEW) and
-    /// sends this backup's PREPARE.
+    /// sends this backup's PREPARE. A NEW-VIEW re-proposal may come without
+    /// its payload (`None`) when this replica never received it: it votes
+    /// on the digest, and fetches the block by catch-up to execute it.
     pub(crate) fn accept_pre_prepare(
         &mut self,
         vote: SignedVote,
-        payload: Payload,
+        payload: Option<Payload>,
         out: &mut Vec<PbftOutput>,
     ) {
         let (view, seq, digest) = (vote.vote.view, vote.vote.seq, vote.vote.digest);
         let slot = self.slots.entry(seq).or_default();
         slot.pre_prepares.insert(view, vote);
-        slot.payloads.insert(digest, payload);
+        if let Some(payload) = payload {
+            slot.payloads.insert(digest, payload);
+        }
         if self.cfg.primary(view) != self.me() {
             let prepare = Vote {
                 kind: VoteKind::Prepare,
@@ -226,17 +230,22 @@ impl Pbft {
         if prepares.len() < needed {
             return;
         }
-        let Some(payload) = slot.payloads.get(&digest).cloned() else {
-            return;
-        };
         let cert = PreparedCert {
             pre_prepare,
             prepares,
-            payload,
         };
         slot.commit_sent = Some(view);
         slot.prepared = Some(cert.clone());
-        out.push(Output::Persist(PbftRecord::Prepared(cert)));
+        // A NEW-VIEW's re-proposal is prepared by digest even when this
+        // replica never received the payload (f+1 honest replicas hold it;
+        // execution waits for catch-up).
+        out.push(Output::Persist(match slot.payloads.get(&digest) {
+            Some(payload) => PbftRecord::Prepared(PreparedRecord {
+                cert,
+                payload: payload.clone(),
+            }),
+            None => PbftRecord::PreparedDigest(cert),
+        }));
         let commit = Vote {
             kind: VoteKind::Commit,
             view,
@@ -434,12 +443,6 @@ impl Pbft {
             if txs.is_empty() && evidence.is_empty() {
                 return;
             }
-            for tx in &txs {
-                self.proposed.insert(tx.hash());
-            }
-            for e in &evidence {
-                self.proposed_evidence.insert(e.id());
-            }
             let payload = Payload {
                 chain_id: self.cfg.chain_id.clone(),
                 height: seq,
@@ -458,16 +461,25 @@ impl Pbft {
                 voter: self.me(),
             };
             let Some(signed) = self.sign_vote(vote, out) else {
-                // Already pre-prepared something else here before a restart: skip the seq.
+                // Already pre-prepared something else here before a restart:
+                // skip the seq. Its transactions stay available for the
+                // next one (marking them proposed here left them pending
+                // forever, unproposed: the simulator's drain check found it).
                 self.next_seq = seq.next();
                 continue;
             };
+            for tx in &payload.txs {
+                self.proposed.insert(tx.hash());
+            }
+            for e in &payload.evidence {
+                self.proposed_evidence.insert(e.id());
+            }
             self.next_seq = seq.next();
             out.push(Output::Broadcast(PbftMessage::PrePrepare(PrePrepare {
                 vote: signed,
                 payload: payload.clone(),
             })));
-            self.accept_pre_prepare(signed, payload, out);
+            self.accept_pre_prepare(signed, Some(payload), out);
         }
     }
 }

@@ -3,7 +3,7 @@
 use super::messages::{Complaint, NewView, PreparedCert};
 use crate::engine::{Promise, Record, RecordKey};
 use phalanx_crypto::Hash;
-use phalanx_ledger::{Height, SignedVote, VoteKind};
+use phalanx_ledger::{Height, Payload, SignedVote, VoteKind};
 use serde::{Deserialize, Serialize};
 
 /// State a PBFT replica needs to find again after a restart.
@@ -24,9 +24,12 @@ pub enum PbftRecord {
         /// Whether its NEW-VIEW was accepted.
         active: bool,
     },
-    /// A prepared certificate, kept so a restarted replica still reports it
-    /// in VIEW-CHANGE (persisted before the COMMIT it leads to is sent).
-    Prepared(PreparedCert),
+    /// A prepared certificate with its payload, kept so a restarted
+    /// replica still reports it in VIEW-CHANGE and can still execute (and
+    /// serve) the payload (persisted before the COMMIT it leads to is
+    /// sent). Encoded as the certificate followed by the payload, as
+    /// before certificates lost their payloads.
+    Prepared(PreparedRecord),
     /// A stable checkpoint with its proof: records at or below `seq` may be pruned.
     StableCheckpoint {
         /// The checkpoint height.
@@ -48,6 +51,19 @@ pub enum PbftRecord {
     /// the VIEW-CHANGE resent after a restart still makes the replicas in
     /// the earlier view join it. Only the latest matters.
     ViewJustification(Vec<Complaint>),
+    /// A prepared certificate for a payload this replica has not received
+    /// (it prepared a NEW-VIEW's re-proposal by digest): same key as
+    /// `Prepared`.
+    PreparedDigest(PreparedCert),
+}
+
+/// A prepared certificate and the payload it certifies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedRecord {
+    /// The certificate.
+    pub cert: PreparedCert,
+    /// The payload whose digest the certificate names.
+    pub payload: Payload,
 }
 
 /// The promise a signed PBFT vote makes: one digest per (kind, view, seq).
@@ -88,7 +104,8 @@ impl Record for PbftRecord {
                 &phalanx_crypto::encode(&(v.vote.kind, v.vote.view)),
             ),
             PbftRecord::View { .. } => RecordKey::single(b"view"),
-            PbftRecord::Prepared(cert) => RecordKey::at(b"prep/", cert.slot().1, &[]),
+            PbftRecord::Prepared(PreparedRecord { cert, .. })
+            | PbftRecord::PreparedDigest(cert) => RecordKey::at(b"prep/", cert.slot().1, &[]),
             PbftRecord::StableCheckpoint { .. } => RecordKey::single(b"stable"),
             PbftRecord::Unused => RecordKey::single(b"unused"),
             PbftRecord::NewView(_) => RecordKey::single(b"newview"),

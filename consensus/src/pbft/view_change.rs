@@ -26,9 +26,10 @@ const MAX_VIEWS_AHEAD: u64 = 64;
 pub struct NewViewPlan {
     /// The latest stable checkpoint among the view changes (min-s) and its proof.
     pub checkpoint: StableCheckpoint,
-    /// For each seq in (min-s, max-s]: the digest and payload to re-propose
-    /// (the prepared certificate of the highest view, or a null block).
-    pub entries: Vec<(Height, Hash, Payload)>,
+    /// For each seq in (min-s, max-s]: the digest to re-propose (of the
+    /// commit certificate, else the prepared certificate of the highest
+    /// view) — or a null block, whose payload everyone computes.
+    pub entries: Vec<(Height, Hash, Option<Payload>)>,
 }
 
 /// The null block for a gap at `seq` in `view`: no transactions, proposed by
@@ -102,11 +103,11 @@ pub fn plan_new_view(cfg: &Config, view: u64, vcs: &[ViewChange]) -> NewViewPlan
     let entries = (min_s.0 + 1..=max_s.0)
         .map(Height)
         .map(|seq| match (committed.get(&seq), chosen.get(&seq)) {
-            (Some(c), _) => (seq, c.cert.digest, c.payload.clone()),
-            (None, Some(cert)) => (seq, cert.slot().2, cert.payload.clone()),
+            (Some(c), _) => (seq, c.cert.digest, None),
+            (None, Some(cert)) => (seq, cert.slot().2, None),
             (None, None) => {
                 let p = null_payload(cfg, view, seq);
-                (seq, p.digest(), p)
+                (seq, p.digest(), Some(p))
             }
         })
         .collect();
@@ -141,12 +142,9 @@ impl Pbft {
         let mut prepared: Vec<PreparedCert> = Vec::new();
         let mut committed: Vec<CommittedProof> = Vec::new();
         for (_, slot) in self.slots.range(self.stable.seq.next()..=top) {
-            if let Some((cert, payload)) = slot.committed_payload() {
+            if let Some(cert) = slot.committed.as_ref() {
                 if cert.view < target {
-                    committed.push(CommittedProof {
-                        cert: cert.clone(),
-                        payload: payload.clone(),
-                    });
+                    committed.push(CommittedProof { cert: cert.clone() });
                     continue;
                 }
             }
@@ -601,21 +599,31 @@ impl Pbft {
             .entries
             .last()
             .map_or(plan.checkpoint.seq, |(s, _, _)| *s);
-        for ((seq, _, payload), pp) in plan.entries.into_iter().zip(nv.pre_prepares) {
+        for ((seq, digest, payload), pp) in plan.entries.into_iter().zip(nv.pre_prepares) {
             if seq <= self.stable.seq {
                 continue;
             }
+            // The payload: a null block's is computed; a re-proposal's is
+            // the one this replica holds for the digest, if any.
+            let payload = payload.or_else(|| {
+                self.slots
+                    .get(&seq)
+                    .and_then(|s| s.payloads.get(&digest))
+                    .cloned()
+            });
             // Only what is still pending: a re-proposed transaction this
             // replica never saw (or already committed) must not count
             // against what the primary can propose.
-            for tx in &payload.txs {
-                let h = tx.hash();
-                if self.pending_txs.contains_key(&h) {
-                    self.proposed.insert(h);
+            if let Some(payload) = &payload {
+                for tx in &payload.txs {
+                    let h = tx.hash();
+                    if self.pending_txs.contains_key(&h) {
+                        self.proposed.insert(h);
+                    }
                 }
-            }
-            for e in &payload.evidence {
-                self.proposed_evidence.insert(e.id());
+                for e in &payload.evidence {
+                    self.proposed_evidence.insert(e.id());
+                }
             }
             self.accept_pre_prepare(pp, payload, out);
         }
