@@ -17,7 +17,8 @@
 #   scripts/fuzz-afl.sh --list
 #
 # Output stays in fuzz/afl/out/TARGET/ (ignored by git); a second run
-# resumes from the corpus the first one found unless --fresh. Replay a
+# resumes from the corpus the first one found unless --fresh (and then
+# prints figures that add up both runs). Replay a
 # finding outside AFL with: TARGET_BINARY < fuzz/afl/out/TARGET/default/crashes/id:...
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ root=$PWD
 afl_dir=$root/fuzz/afl
 
 CARGO_AFL_VERSION=0.18.2 # the same version as the afl crate in fuzz/afl/Cargo.lock
+all_targets=(pbft-message cft-message sync-blocks http-batch genesis)
 seconds=600
 targets=()
 fresh=0
@@ -33,11 +35,17 @@ while [ $# -gt 0 ]; do
         --seconds) seconds=${2:?--seconds N}; shift 2 ;;
         --target) targets+=("${2:?--target NAME}"); shift 2 ;;
         --fresh) fresh=1; shift ;;
-        --list) printf '%s\n' pbft-message cft-message sync-blocks http-batch genesis; exit 0 ;;
+        --list) printf '%s\n' "${all_targets[@]}"; exit 0 ;;
         *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(pbft-message cft-message sync-blocks http-batch genesis)
+[ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
+for t in "${targets[@]}"; do
+    case " ${all_targets[*]} " in
+        *" $t "*) ;;
+        *) echo "unknown target $t (--list)" >&2; exit 2 ;;
+    esac
+done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/phalanx-target-afl}"
 bin=$CARGO_TARGET_DIR/release
@@ -75,7 +83,6 @@ mkdir -p "$afl_dir/out"
 printf '%-13s %8s %12s %9s %7s %6s %12s %8s %6s\n' \
     target seconds execs execs/s corpus found edges crashes hangs
 for t in "${targets[@]}"; do
-    [ -x "$bin/$t" ] || { echo "unknown target $t (--list)" >&2; exit 2; }
     out=$afl_dir/out/$t
     [ $fresh = 1 ] && rm -rf "$out"
     # -m 256: no input may make a decoder hold more than 256 MiB (as
