@@ -4,7 +4,7 @@
 
 use phalanx_consensus::cft::messages::{AppendAck, AppendEntries, CftBody, RequestVote, VoteReply};
 use phalanx_consensus::pbft::messages::{
-    Complaint, NewView, PrePrepare, PreparedCert, ViewChange, ViewChangeBody,
+    CommittedProof, Complaint, NewView, PrePrepare, PreparedCert, ViewChange, ViewChangeBody,
 };
 use phalanx_consensus::{CftMessage, PbftMessage};
 use phalanx_crypto::{encode, Hash, Keypair};
@@ -84,20 +84,42 @@ fn proposal(height: u64, txs: u64, with_evidence: bool) -> Payload {
     }
 }
 
-fn view_change_from(voter: usize, with_prepared: bool) -> ViewChange {
-    let p = proposal(7, 1, false);
-    let d = p.digest();
-    let prepared = if with_prepared {
-        vec![PreparedCert {
-            pre_prepare: signed(VoteKind::PrePrepare, 1, 7, d, 1),
-            prepares: [0, 2, 3]
-                .into_iter()
-                .map(|v| signed(VoteKind::Prepare, 1, 7, d, v))
-                .collect(),
-            payload: p,
-        }]
+fn commit_certificate(view: u64, seq: u64, digest: Hash) -> CommitCertificate {
+    CommitCertificate {
+        view,
+        seq: Height(seq),
+        digest,
+        commits: (0..3)
+            .map(|v| {
+                (
+                    ValidatorIndex(v as u32),
+                    signed(VoteKind::Commit, view, seq, digest, v).signature,
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A VIEW-CHANGE to view 2 from a stable checkpoint at seq 6;
+/// `with_certs` adds a prepared certificate (seq 7) and a committed slot
+/// (seq 8), which name digests, not payloads.
+fn view_change_from(voter: usize, with_certs: bool) -> ViewChange {
+    let d = proposal(7, 1, false).digest();
+    let (prepared, committed) = if with_certs {
+        (
+            vec![PreparedCert {
+                pre_prepare: signed(VoteKind::PrePrepare, 1, 7, d, 1),
+                prepares: [0, 2, 3]
+                    .into_iter()
+                    .map(|v| signed(VoteKind::Prepare, 1, 7, d, v))
+                    .collect(),
+            }],
+            vec![CommittedProof {
+                cert: commit_certificate(1, 8, proposal(8, 2, false).digest()),
+            }],
+        )
     } else {
-        vec![]
+        (vec![], vec![])
     };
     ViewChange::sign(
         ViewChangeBody {
@@ -108,7 +130,7 @@ fn view_change_from(voter: usize, with_prepared: bool) -> ViewChange {
                 .map(|v| signed(VoteKind::Checkpoint, 1, 6, Hash([6; 32]), v))
                 .collect(),
             prepared,
-            committed: vec![],
+            committed,
             voter: ValidatorIndex(voter as u32),
         },
         CHAIN,
@@ -234,19 +256,7 @@ pub fn block_lists() -> Vec<Vec<u8>> {
         p,
         g.hash(),
         Hash([0x11; 32]),
-        Justification::Pbft(CommitCertificate {
-            view: 1,
-            seq: Height(1),
-            digest: d,
-            commits: (0..3)
-                .map(|v| {
-                    (
-                        ValidatorIndex(v as u32),
-                        signed(VoteKind::Commit, 1, 1, d, v).signature,
-                    )
-                })
-                .collect(),
-        }),
+        Justification::Pbft(commit_certificate(1, 1, d)),
     );
     let cft = make_block(
         proposal(2, 1, false),
