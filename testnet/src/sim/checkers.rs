@@ -52,6 +52,8 @@ pub enum ViolationKind {
     /// An honest validator passed on, in another honest validator's name,
     /// a statement that validator never sent.
     Impersonation,
+    /// An honest validator sent a message larger than its kind allows.
+    MessageSize,
     /// Something panicked.
     Panic,
     /// The schedule needed more events than any sane run (a message storm).
@@ -72,6 +74,7 @@ impl ViolationKind {
             ViolationKind::Certificate => "certificate",
             ViolationKind::FalseEvidence => "false-evidence",
             ViolationKind::Impersonation => "impersonation",
+            ViolationKind::MessageSize => "message-size",
             ViolationKind::Panic => "panic",
             ViolationKind::EventBudget => "event-budget",
         }

@@ -11,7 +11,9 @@ use phalanx_adversary::Adversarial;
 use phalanx_adversary::Ctx;
 use phalanx_consensus::{Input, Message, Output};
 use phalanx_crypto::Hash;
-use phalanx_ledger::{make_block, Block, Height, Justification, Payload, ValidatorIndex};
+use phalanx_ledger::{
+    make_block, Block, EngineKind, Height, Justification, Payload, ValidatorIndex,
+};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -215,6 +217,12 @@ impl<E: Adversarial> World<E> {
                 ));
             }
         }
+        if let Some((kind, size, bound)) = self.oversized(message) {
+            problems.push((
+                ViolationKind::MessageSize,
+                format!("node {node} sent a {kind} of {size} bytes; the bound is {bound}"),
+            ));
+        }
         let scenario = &self.scenario;
         let forged = self.safety.on_statements(me, &message.statements(), |v| {
             scenario.byzantine_plan(v).is_none()
@@ -231,6 +239,31 @@ impl<E: Adversarial> World<E> {
         for (kind, detail) in problems {
             self.violation(kind, detail);
         }
+    }
+
+    /// PBFT's messages other than PRE-PREPARE carry votes and digests, never
+    /// payloads, so their size is bounded by the validator count and the
+    /// watermark window alone (a VIEW-CHANGE names at most a window of
+    /// slots, each with at most n+1 votes; a NEW-VIEW carries a quorum of
+    /// them). The simulator's own bound, generous per vote; an honest
+    /// message above it is a violation. Returns (kind, size, bound).
+    fn oversized(&self, message: &E::Message) -> Option<(&'static str, usize, usize)> {
+        if self.scenario.consensus != EngineKind::Pbft {
+            return None;
+        }
+        let kind = message.summary().kind;
+        const VOTE: usize = 160;
+        let n = self.scenario.n;
+        let window = self.scenario.genesis.consensus.watermark_window as usize;
+        let view_change = 512 + (window + 2) * (n + 1) * VOTE;
+        let bound = match kind {
+            "pre_prepare" => return None,
+            "view_change" => view_change,
+            "new_view" => 512 + n * view_change + window * VOTE,
+            _ => 512,
+        };
+        let size = phalanx_crypto::encode(message).len();
+        (size > bound).then_some((kind, size, bound))
     }
 
     pub(super) fn transmit_to_validator(
