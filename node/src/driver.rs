@@ -243,7 +243,9 @@ impl<E: Protocol> Driver<E> {
 
     async fn on_net_event(&mut self, event: NetEvent) -> anyhow::Result<()> {
         match event {
-            NetEvent::Consensus { from, bytes } => {
+            // The bytes stay counted against the sender until `event`'s
+            // budget share is dropped, after the engine has handled it.
+            NetEvent::Consensus { from, bytes, .. } => {
                 match phalanx_crypto::decode::<E::Message>(&bytes) {
                     Ok(message) => {
                         let s = message.summary();
@@ -760,6 +762,7 @@ mod tests {
                     let event = NetEvent::Consensus {
                         from: ValidatorIndex(from),
                         bytes: bytes.to_vec(),
+                        _held: None,
                     };
                     self.nodes[to as usize]
                         .driver
@@ -1175,6 +1178,7 @@ mod tests {
             .send(NetEvent::Consensus {
                 from: ValidatorIndex(0),
                 bytes,
+                _held: None,
             })
             .await
             .unwrap();

@@ -22,6 +22,7 @@ pub mod clock;
 mod commits;
 mod driver;
 pub mod home;
+mod inbound;
 mod injection;
 mod intake;
 mod mempool;

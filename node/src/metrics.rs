@@ -72,6 +72,9 @@ label_values! {
         NetQueueFull => "net_queue_full",
         /// Too many consensus messages outstanding to one peer.
         PeerQueueFull => "peer_queue_full",
+        /// A validator's consensus messages waiting for the driver
+        /// already held its byte budget (`inbound.rs`).
+        PeerInboundFull => "peer_inbound_full",
         /// A peer's transaction push queue overflowed (oldest batch dropped).
         TxsQueueFull => "txs_queue_full",
         /// A transaction batch was given up after its send attempts.

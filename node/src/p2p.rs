@@ -70,6 +70,9 @@ pub enum NetEvent {
         from: ValidatorIndex,
         /// Encoded message.
         bytes: Vec<u8>,
+        /// Its bytes in the sender's inbound budget, given back when the
+        /// event is dropped (`None` where no budget applies, in tests).
+        _held: Option<crate::inbound::Held>,
     },
     /// An encoded batch of transactions pushed by a validator.
     Txs(Vec<u8>),
@@ -188,6 +191,8 @@ pub struct NetConfig {
     pub max_connections: u32,
     /// Most outstanding messages per peer.
     pub peer_queue: usize,
+    /// Bytes each validator may have queued for the driver.
+    pub inbound: std::sync::Arc<crate::inbound::InboundBudget>,
 }
 
 /// The peer id of an ed25519 node key.
@@ -544,9 +549,20 @@ impl Net {
                     match self.index_of.get(&peer) {
                         Some(from) => {
                             let bytes = Arc::try_unwrap(request).unwrap_or_else(|a| (*a).clone());
+                            let Some(held) = self.cfg.inbound.take(from.as_usize(), bytes.len())
+                            else {
+                                let _ = self
+                                    .events
+                                    .try_send(NetEvent::Dropped(DropReason::PeerInboundFull));
+                                return;
+                            };
                             let _ = self
                                 .events
-                                .send(NetEvent::Consensus { from: *from, bytes })
+                                .send(NetEvent::Consensus {
+                                    from: *from,
+                                    bytes,
+                                    _held: Some(held),
+                                })
                                 .await;
                         }
                         None => {

@@ -178,6 +178,13 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
             max_message_bytes: config.p2p.max_message_bytes,
             max_connections: config.p2p.max_connections,
             peer_queue: config.p2p.peer_queue,
+            inbound: crate::inbound::InboundBudget::new(
+                genesis.validators.len(),
+                config
+                    .p2p
+                    .max_message_bytes
+                    .saturating_mul(crate::inbound::FRAMES_PER_PEER),
+            ),
         };
         let api_listen = config.api.listen.clone();
         let behaviour = args.behaviour.unwrap_or(config.faults.behaviour);
