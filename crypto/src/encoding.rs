@@ -132,8 +132,12 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a value from its canonical bytes. Trailing bytes are an error, so
-/// every value has exactly one accepted encoding.
+/// Decodes a value. Trailing bytes are an error. Postcard also accepts
+/// over-long integer encodings (`0x81 0x00` reads as 1), so one value may
+/// arrive as several byte strings (found by the AFL++ fuzzer): nothing may
+/// key on received bytes. Nothing does — hashes, signatures and the
+/// simulator's fingerprints are over [`encode`] of the decoded value, which
+/// is canonical.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     let (value, rest) =
         postcard::take_from_bytes::<T>(bytes).map_err(|e| DecodeError(e.to_string()))?;
