@@ -21,7 +21,7 @@ pub use execute::{execute, Executed, SignatureCheck, VerifyAll};
 pub use genesis::{
     ConsensusParams, EngineKind, Genesis, GenesisAccount, GenesisError, ValidatorInfo,
 };
-pub use state::{Account, State, StateDiff};
+pub use state::{Account, State, StateDiff, Undo};
 #[cfg(feature = "rocksdb")]
 pub use store::RocksStore;
 pub use store::{MemoryStore, Store, StoreError, TxLocation};

@@ -40,6 +40,17 @@ fn chain_root(prev: &Hash, height: Height, changed: &BTreeMap<Address, Account>)
     Hash::of(Domain::StateEntry, &(prev, height, changed))
 }
 
+/// What [`State::revert`] needs to undo one applied [`StateDiff`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undo {
+    /// The height before the diff.
+    pub height: Height,
+    /// The state root before the diff.
+    pub root: Hash,
+    /// Each account the diff changes, as it was (`None`: it did not exist).
+    pub previous: BTreeMap<Address, Option<Account>>,
+}
+
 /// All accounts at some height, with the state root.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
@@ -123,5 +134,38 @@ impl State {
         }
         self.height = diff.height;
         self.root = diff.root;
+    }
+
+    /// What undoes `diff` once applied to this state: the height, the root
+    /// and every account `diff` changes as they are now (`None` for one
+    /// `diff` creates). Taken before [`State::apply`]; a chain that keeps
+    /// tentative blocks keeps one per block, so a reorg rolls state back
+    /// exactly (issue 19).
+    pub fn undo_for(&self, diff: &StateDiff) -> Undo {
+        Undo {
+            height: self.height,
+            root: self.root,
+            previous: diff
+                .changed
+                .keys()
+                .map(|a| (*a, self.accounts.get(a).copied()))
+                .collect(),
+        }
+    }
+
+    /// Rolls back the last applied diff with the [`Undo`] taken before it.
+    pub fn revert(&mut self, undo: &Undo) {
+        for (address, before) in &undo.previous {
+            match before {
+                Some(account) => {
+                    self.accounts.insert(*address, *account);
+                }
+                None => {
+                    self.accounts.remove(address);
+                }
+            }
+        }
+        self.height = undo.height;
+        self.root = undo.root;
     }
 }
