@@ -251,6 +251,7 @@ pub(crate) fn genesis_files() -> Vec<Vec<u8>> {
     vec![genesis().to_json().into_bytes()]
 }
 
+#[cfg(feature = "node")]
 pub(crate) fn config_files() -> Vec<Vec<u8>> {
     vec![
         phalanx_node::home::NodeConfig::default()

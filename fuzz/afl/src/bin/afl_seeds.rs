@@ -10,8 +10,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     for name in phalanx_fuzz_afl::TARGETS {
-        let run = phalanx_fuzz_afl::target(name).expect("every listed target exists");
-        let seeds = phalanx_fuzz_afl::seeds::for_target(name);
+        let target = phalanx_fuzz_afl::target(name);
+        let (run, seeds) = (target.run, (target.seeds)());
         let out = dir.join(name);
         std::fs::create_dir_all(&out).expect("create the seed directory");
         for (i, seed) in seeds.iter().enumerate() {
