@@ -33,7 +33,7 @@ pub struct PbftAdversary {
 }
 
 /// A proposal's or vote's sequence number.
-fn view_seq(m: &PbftMessage) -> u64 {
+fn seq_of(m: &PbftMessage) -> u64 {
     match m {
         PbftMessage::PrePrepare(pp) => pp.vote.vote.seq.0,
         PbftMessage::Prepare(v) | PbftMessage::Commit(v) => v.vote.seq.0,
@@ -434,7 +434,7 @@ impl Adversary<PbftMessage> for PbftAdversary {
         if let PbftMessage::PrePrepare(_) | PbftMessage::Prepare(_) | PbftMessage::Commit(_) =
             message
         {
-            self.highest_seq = self.highest_seq.max(Height(view_seq(message)));
+            self.highest_seq = self.highest_seq.max(Height(seq_of(message)));
         }
         self.remember(now, message);
     }

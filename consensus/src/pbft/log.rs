@@ -99,6 +99,17 @@ impl Slot {
         self.pre_prepares.get(&view).map(|v| v.vote.digest)
     }
 
+    /// Keeps `cert` unless a prepared certificate of a later view is held.
+    pub fn keep_prepared(&mut self, cert: PreparedCert) {
+        if self
+            .prepared
+            .as_ref()
+            .is_none_or(|p| p.slot().0 < cert.slot().0)
+        {
+            self.prepared = Some(cert);
+        }
+    }
+
     /// The committed payload, if the slot is committed and the payload known.
     pub fn committed_payload(&self) -> Option<(&CommitCertificate, &Payload)> {
         let cert = self.committed.as_ref()?;

@@ -214,19 +214,17 @@ impl Pbft {
                     }
                 }
                 PbftRecord::Prepared(PreparedRecord { cert, payload }) => {
-                    let (view, seq, digest) = cert.slot();
+                    let (_, seq, digest) = cert.slot();
                     let slot = engine.slots.entry(seq).or_default();
                     slot.payloads.insert(digest, payload);
-                    if slot.prepared.as_ref().is_none_or(|p| p.slot().0 < view) {
-                        slot.prepared = Some(cert);
-                    }
+                    slot.keep_prepared(cert);
                 }
                 PbftRecord::PreparedDigest(cert) => {
-                    let view = cert.slot().0;
-                    let slot = engine.slots.entry(cert.slot().1).or_default();
-                    if slot.prepared.as_ref().is_none_or(|p| p.slot().0 < view) {
-                        slot.prepared = Some(cert);
-                    }
+                    engine
+                        .slots
+                        .entry(cert.slot().1)
+                        .or_default()
+                        .keep_prepared(cert);
                 }
                 PbftRecord::StableCheckpoint { seq, digest, proof } => {
                     if seq > engine.stable.seq {

@@ -188,9 +188,7 @@ impl<E: Engine> Node<E> {
             if included.contains(h) {
                 return false;
             }
-            let used = state
-                .account(&tx.tx.from)
-                .is_some_and(|a| a.nonce > tx.tx.nonce);
+            let used = nonce_used(state, tx);
             if used {
                 lost.push(*h);
             }
@@ -206,4 +204,12 @@ impl<E: Engine> Node<E> {
             wal.push(&record);
         }
     }
+}
+
+/// Whether `state` shows the sender of `tx` past its nonce (another
+/// transaction used it).
+pub(super) fn nonce_used(state: &State, tx: &SignedTransaction) -> bool {
+    state
+        .account(&tx.tx.from)
+        .is_some_and(|a| a.nonce > tx.tx.nonce)
 }

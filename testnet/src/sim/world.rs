@@ -9,7 +9,7 @@
 use super::checkers::{CertCache, Safety, SigCache, Violation, ViolationKind};
 use super::hooks::{Hooks, Outcome, Stats};
 use super::network::{Endpoint, Network};
-use super::node::Node;
+use super::node::{nonce_used, Node};
 use super::rng::Rng;
 use super::scenario::{account, account_key, stream, validator_key, Scenario, ACCOUNTS, CHAIN_ID};
 use super::trace::Trace;
@@ -17,7 +17,7 @@ use phalanx_adversary::Adversarial;
 use phalanx_adversary::{Collusion, Ctx};
 use phalanx_consensus::{Input, Message, TimeoutKind};
 use phalanx_crypto::Hash;
-use phalanx_ledger::{Block, Height, SignedTransaction, State, Transaction, ValidatorIndex};
+use phalanx_ledger::{Block, Height, SignedTransaction, Transaction, ValidatorIndex};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -848,11 +848,4 @@ fn run_seed(s: &Scenario) -> u64 {
         ^ ((s.n as u64) << 8)
         ^ ((s.byzantine_count as u64) << 16)
         ^ ((s.requested.bits() as u64) << 24)
-}
-
-/// Whether `state` shows the sender of `tx` past its nonce.
-fn nonce_used(state: &State, tx: &SignedTransaction) -> bool {
-    state
-        .account(&tx.tx.from)
-        .is_some_and(|a| a.nonce > tx.tx.nonce)
 }
