@@ -136,12 +136,21 @@ pub enum Justification {
         /// The leader.
         leader: ValidatorIndex,
     },
-    /// Proof of work: `nonce` makes the seal hash meet `difficulty_bits`.
+    /// Proof of work. The seal covers the parent's seal, the payload
+    /// digest and the target (`bits`, compact form); `nonce` makes its
+    /// hash meet the target. The seal hash is the block's identity in the
+    /// PoW chain (the link the next block's `parent` names): consensus
+    /// orders payloads before execution, so the seal does not cover the
+    /// state root, which every node derives by executing the chain.
     Pow {
+        /// The seal hash of the parent block (the genesis block's hash
+        /// for the first block).
+        parent: Hash,
+        /// The target the block claims, in Bitcoin's compact form; it must
+        /// be the retarget's answer for its parent.
+        bits: u32,
         /// The nonce found.
         nonce: u64,
-        /// Required leading zero bits.
-        difficulty_bits: u32,
     },
     /// Proof of stake: the slot leader's signature over the block hash.
     Pos {

@@ -132,9 +132,12 @@ fn justification() -> impl Strategy<Value = Justification> {
             term,
             leader: ValidatorIndex(leader)
         }),
-        (any::<u64>(), any::<u32>()).prop_map(|(nonce, difficulty_bits)| Justification::Pow {
-            nonce,
-            difficulty_bits
+        (hash(), any::<u32>(), any::<u64>()).prop_map(|(parent, bits, nonce)| {
+            Justification::Pow {
+                parent,
+                bits,
+                nonce,
+            }
         }),
         (any::<u64>(), any::<u32>(), signature()).prop_map(|(slot, leader, signature)| {
             Justification::Pos {

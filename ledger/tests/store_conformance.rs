@@ -678,6 +678,65 @@ fn concurrent_reads_see_whole_blocks(store: &dyn Store) {
     check_chain(store, &chain, &state);
 }
 
+/// Tentative blocks (PoW, PoS) come back out exactly: after reverting to
+/// a height, every read answers as if only the chain up to it had been
+/// appended; a competing branch then goes on top; final blocks and
+/// genesis are refused.
+fn tentative_blocks_revert_exactly(store: &dyn Store) {
+    let f = fixture();
+    append_all(store, &f.chain[..2]);
+    // Blocks 2 and 3 are tentative, stored with the undo of their diffs.
+    let mut state = f.genesis.state();
+    state.apply(&f.chain[1].diff);
+    let before = state.clone();
+    for a in &f.chain[2..] {
+        let undo = state.undo_for(&a.diff);
+        store
+            .append_tentative(&a.block, &a.receipts, &a.diff, &undo)
+            .unwrap();
+        state.apply(&a.diff);
+    }
+    check_chain(store, &f.chain, &f.state);
+    assert_eq!(store.revert_latest().unwrap(), f.chain[3].block);
+    assert_eq!(store.revert_latest().unwrap(), f.chain[2].block);
+    check_chain(store, &f.chain[..2], &before);
+    for a in &f.chain[2..] {
+        assert_eq!(store.block_by_hash(&a.block.hash()).unwrap(), None);
+        for tx in &a.block.txs {
+            assert_eq!(store.tx(&tx.hash()).unwrap(), None, "{tx:?}");
+        }
+    }
+    // Erin's account was created by block 3 and is gone with it.
+    assert_eq!(store.account(&addr("erin")).unwrap(), None);
+    // Block 1 is final.
+    assert!(matches!(
+        store.revert_latest(),
+        Err(StoreError::Final { height: Height(1) })
+    ));
+    check_chain(store, &f.chain[..2], &before);
+    // A competing block 2 goes on top of block 1.
+    let alice = user("alice");
+    let other = build_block(
+        &f.genesis,
+        &before,
+        &f.chain[1].block,
+        3,
+        7,
+        vec![transfer(&alice, addr("frank"), 5, 1, 2)],
+        vec![],
+    );
+    let undo = before.undo_for(&other.diff);
+    store
+        .append_tentative(&other.block, &other.receipts, &other.diff, &undo)
+        .unwrap();
+    assert!(other.receipts[0].is_success(), "{:?}", other.receipts);
+    let mut after = before.clone();
+    after.apply(&other.diff);
+    let mut chain: Vec<Appended> = f.chain[..2].to_vec();
+    chain.push(other);
+    check_chain(store, &chain, &after);
+}
+
 /// Generates one `#[test]` per suite function for a store, given a function
 /// returning `(guard, store)`; the guard (e.g. a temporary directory) lives
 /// as long as the store and is dropped after it.
@@ -693,6 +752,7 @@ macro_rules! conformance_suite {
                 evidence_is_deduplicated,
                 a_repeated_transaction_keeps_its_successful_receipt,
                 concurrent_reads_see_whole_blocks,
+                tentative_blocks_revert_exactly,
             );
         }
     };

@@ -1077,6 +1077,20 @@ mod tests {
             self.check()?;
             self.inner.append_block(block, receipts, diff)
         }
+        fn append_tentative(
+            &self,
+            block: &phalanx_ledger::Block,
+            receipts: &[phalanx_ledger::Receipt],
+            diff: &phalanx_ledger::StateDiff,
+            undo: &phalanx_ledger::Undo,
+        ) -> Result<(), phalanx_ledger::StoreError> {
+            self.check()?;
+            self.inner.append_tentative(block, receipts, diff, undo)
+        }
+        fn revert_latest(&self) -> Result<phalanx_ledger::Block, phalanx_ledger::StoreError> {
+            self.check()?;
+            self.inner.revert_latest()
+        }
         fn put_consensus(&self, k: &[u8], v: &[u8]) -> Result<(), phalanx_ledger::StoreError> {
             self.check()?;
             self.inner.put_consensus(k, v)

@@ -1,8 +1,10 @@
 //! An in-memory [`Store`] for tests and the simulator.
 
-use super::{check_append, receipts_to_index, ConsensusEntry, Store, StoreError, TxLocation};
+use super::{
+    check_append, check_revert, receipts_to_index, ConsensusEntry, Store, StoreError, TxLocation,
+};
 use crate::block::{Block, Receipt};
-use crate::state::{Account, State, StateDiff};
+use crate::state::{Account, State, StateDiff, Undo};
 use crate::types::{Address, Height};
 use crate::vote::Evidence;
 use phalanx_crypto::Hash;
@@ -15,6 +17,8 @@ struct Inner {
     by_hash: HashMap<Hash, Height>,
     txs: HashMap<Hash, TxLocation>,
     state: State,
+    /// Undo data of the tentative blocks, by height.
+    undo: BTreeMap<Height, Undo>,
     consensus: BTreeMap<Vec<u8>, Vec<u8>>,
     evidence: BTreeMap<Hash, Evidence>,
     meta: BTreeMap<String, Vec<u8>>,
@@ -41,6 +45,38 @@ impl MemoryStore {
 
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn append(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        diff: &StateDiff,
+        undo: Option<&Undo>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        check_append(inner.blocks.last(), block, receipts, diff)?;
+        let height = block.height();
+        let indexed = receipts_to_index(receipts, |h| {
+            Ok(inner.txs.get(h).is_some_and(|l| l.receipt.is_success()))
+        })?;
+        inner.by_hash.insert(block.hash(), height);
+        for r in indexed {
+            inner.txs.insert(
+                r.tx_hash,
+                TxLocation {
+                    height,
+                    index: r.index,
+                    receipt: r.clone(),
+                },
+            );
+        }
+        inner.state.apply(diff);
+        inner.blocks.push(block.clone());
+        if let Some(undo) = undo {
+            inner.undo.insert(height, undo.clone());
+        }
+        Ok(())
     }
 }
 
@@ -81,26 +117,44 @@ impl Store for MemoryStore {
         receipts: &[Receipt],
         diff: &StateDiff,
     ) -> Result<(), StoreError> {
+        self.append(block, receipts, diff, None)
+    }
+
+    fn append_tentative(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        diff: &StateDiff,
+        undo: &Undo,
+    ) -> Result<(), StoreError> {
+        self.append(block, receipts, diff, Some(undo))
+    }
+
+    fn revert_latest(&self) -> Result<Block, StoreError> {
         let mut inner = self.write();
-        check_append(inner.blocks.last(), block, receipts, diff)?;
-        let height = block.height();
-        let indexed = receipts_to_index(receipts, |h| {
-            Ok(inner.txs.get(h).is_some_and(|l| l.receipt.is_success()))
-        })?;
-        inner.by_hash.insert(block.hash(), height);
-        for r in indexed {
-            inner.txs.insert(
-                r.tx_hash,
-                TxLocation {
-                    height,
-                    index: r.index,
-                    receipt: r.clone(),
-                },
-            );
+        let Some(latest) = inner.blocks.last().cloned() else {
+            return Err(StoreError::Final {
+                height: Height::GENESIS,
+            });
+        };
+        let height = latest.height();
+        let undo = match inner.undo.get(&height) {
+            Some(u) if height > Height::GENESIS => u.clone(),
+            _ => return Err(StoreError::Final { height }),
+        };
+        let parent = &inner.blocks[inner.blocks.len() - 2];
+        check_revert(&latest, parent, &undo)?;
+        inner.blocks.pop();
+        inner.by_hash.remove(&latest.hash());
+        for tx in &latest.txs {
+            let h = tx.hash();
+            if inner.txs.get(&h).is_some_and(|l| l.height == height) {
+                inner.txs.remove(&h);
+            }
         }
-        inner.state.apply(diff);
-        inner.blocks.push(block.clone());
-        Ok(())
+        inner.state.revert(&undo);
+        inner.undo.remove(&height);
+        Ok(latest)
     }
 
     fn put_consensus(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {

@@ -20,7 +20,7 @@ pub use memory::MemoryStore;
 pub use rocks::RocksStore;
 
 use crate::block::{Block, Receipt};
-use crate::state::{Account, State, StateDiff};
+use crate::state::{Account, State, StateDiff, Undo};
 use crate::types::{Address, Height};
 use crate::vote::Evidence;
 use phalanx_crypto::Hash;
@@ -57,6 +57,12 @@ pub enum StoreError {
         /// The height of the refused block.
         height: Height,
     },
+    /// The latest block is final (or genesis): it cannot be reverted.
+    #[error("the block at height {height} is final and cannot be reverted")]
+    Final {
+        /// Its height.
+        height: Height,
+    },
     /// The block, receipts and diff do not belong together.
     #[error("inconsistent append: {0}")]
     Inconsistent(String),
@@ -91,6 +97,22 @@ pub trait Store: Send + Sync {
         receipts: &[Receipt],
         diff: &StateDiff,
     ) -> Result<(), StoreError>;
+    /// [`Store::append_block`] for a block that is not final (proof of
+    /// work, proof of stake): also keeps `undo` — the accounts as they
+    /// were before `diff` ([`State::undo_for`]) — so that
+    /// [`Store::revert_latest`] can take the block back out exactly.
+    fn append_tentative(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        diff: &StateDiff,
+        undo: &Undo,
+    ) -> Result<(), StoreError>;
+    /// Takes the latest block out (a reorg): the block, its hash, the
+    /// transactions it indexed and its state changes, in one atomic write,
+    /// and returns it. Only a block stored with [`Store::append_tentative`]
+    /// can be taken out; a final block (or genesis) is refused.
+    fn revert_latest(&self) -> Result<Block, StoreError>;
     /// Durably stores a consensus-state value (synced before returning).
     fn put_consensus(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// A consensus-state value.
@@ -146,6 +168,26 @@ pub(crate) fn receipts_to_index(
         kept.push(r);
     }
     Ok(kept)
+}
+
+/// The checks every store makes before taking `latest` out with `undo`,
+/// given the block below it.
+pub(crate) fn check_revert(latest: &Block, parent: &Block, undo: &Undo) -> Result<(), StoreError> {
+    if undo.height != parent.height() || undo.root != parent.header.state_root {
+        return Err(StoreError::Corrupt(format!(
+            "the undo data of block {} does not lead back to block {}",
+            latest.height(),
+            parent.height()
+        )));
+    }
+    if latest.header.parent != parent.hash() {
+        return Err(StoreError::Corrupt(format!(
+            "block {} does not name block {} as its parent",
+            latest.height(),
+            parent.height()
+        )));
+    }
+    Ok(())
 }
 
 /// The checks every store makes before an append, given its latest block.

@@ -10,9 +10,11 @@
 //! This module must never panic on what it reads back: bytes that do not
 //! decode are [`StoreError::Corrupt`], naming the record.
 
-use super::{check_append, receipts_to_index, ConsensusEntry, Store, StoreError, TxLocation};
+use super::{
+    check_append, check_revert, receipts_to_index, ConsensusEntry, Store, StoreError, TxLocation,
+};
 use crate::block::{Block, Receipt};
-use crate::state::{Account, State, StateDiff};
+use crate::state::{Account, State, StateDiff, Undo};
 use crate::types::{Address, Height};
 use crate::vote::Evidence;
 use phalanx_crypto::{decode, encode, Hash, PublicKey};
@@ -40,13 +42,15 @@ const CF_CONSENSUS: &str = "consensus";
 const CF_EVIDENCE: &str = "evidence";
 /// The chain tip and callers' metadata, in separate key namespaces.
 const CF_META: &str = "meta";
+/// Height (big-endian u64) -> `Undo` of a tentative block (PoW, PoS).
+const CF_UNDO: &str = "undo";
 
 /// One memtable's size per column family.
 const MEMTABLE_BYTES: usize = 16 << 20;
 /// All memtables together.
 const MEMTABLE_BUDGET: usize = 64 << 20;
 
-const COLUMN_FAMILIES: [&str; 7] = [
+const COLUMN_FAMILIES: [&str; 8] = [
     CF_BLOCKS,
     CF_BLOCK_HASHES,
     CF_TXS,
@@ -54,6 +58,7 @@ const COLUMN_FAMILIES: [&str; 7] = [
     CF_CONSENSUS,
     CF_EVIDENCE,
     CF_META,
+    CF_UNDO,
 ];
 
 /// Meta key of the chain tip. Callers' keys are prefixed with `USER_META`,
@@ -183,6 +188,51 @@ impl RocksStore {
             .transpose()
     }
 
+    /// Appends a block (with `undo` when it is tentative) in one synced batch.
+    fn append(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        diff: &StateDiff,
+        undo: Option<&Undo>,
+    ) -> Result<(), StoreError> {
+        let mut latest = self.lock_latest();
+        check_append(latest.as_ref(), block, receipts, diff)?;
+        let height = block.height();
+        let hash = block.hash();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_BLOCKS)?, height_key(height), encode(block));
+        batch.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, height_key(height));
+        let txs = self.cf(CF_TXS)?;
+        let indexed = receipts_to_index(receipts, |h| {
+            Ok(self.tx(h)?.is_some_and(|l| l.receipt.is_success()))
+        })?;
+        for r in indexed {
+            let location = TxLocation {
+                height,
+                index: r.index,
+                receipt: r.clone(),
+            };
+            batch.put_cf(txs, r.tx_hash.0, encode(&location));
+        }
+        let accounts = self.cf(CF_ACCOUNTS)?;
+        for (address, account) in &diff.changed {
+            batch.put_cf(accounts, address.0 .0, encode(account));
+        }
+        let tip = Tip {
+            height,
+            hash,
+            state_root: diff.root,
+        };
+        batch.put_cf(self.cf(CF_META)?, TIP_KEY, encode(&tip));
+        if let Some(undo) = undo {
+            batch.put_cf(self.cf(CF_UNDO)?, height_key(height), encode(undo));
+        }
+        self.db.write_opt(batch, &synced()).map_err(backend)?;
+        *latest = Some(block.clone());
+        Ok(())
+    }
+
     /// The latest block as stored on disk, checked against the tip record.
     fn read_latest_block(&self) -> Result<Option<Block>, StoreError> {
         let Some(tip) = self.tip()? else {
@@ -279,38 +329,64 @@ impl Store for RocksStore {
         receipts: &[Receipt],
         diff: &StateDiff,
     ) -> Result<(), StoreError> {
+        self.append(block, receipts, diff, None)
+    }
+
+    fn append_tentative(
+        &self,
+        block: &Block,
+        receipts: &[Receipt],
+        diff: &StateDiff,
+        undo: &Undo,
+    ) -> Result<(), StoreError> {
+        self.append(block, receipts, diff, Some(undo))
+    }
+
+    fn revert_latest(&self) -> Result<Block, StoreError> {
         let mut latest = self.lock_latest();
-        check_append(latest.as_ref(), block, receipts, diff)?;
+        let Some(block) = latest.clone() else {
+            return Err(StoreError::Final {
+                height: Height::GENESIS,
+            });
+        };
         let height = block.height();
-        let hash = block.hash();
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_BLOCKS)?, height_key(height), encode(block));
-        batch.put_cf(self.cf(CF_BLOCK_HASHES)?, hash.0, height_key(height));
-        let txs = self.cf(CF_TXS)?;
-        let indexed = receipts_to_index(receipts, |h| {
-            Ok(self.tx(h)?.is_some_and(|l| l.receipt.is_success()))
+        let undo: Undo = match self.get(CF_UNDO, &height_key(height))? {
+            Some(bytes) if height > Height::GENESIS => {
+                decode_value(&bytes, &format!("undo data of block {height}"))?
+            }
+            _ => return Err(StoreError::Final { height }),
+        };
+        let parent = self.block(Height(height.0 - 1))?.ok_or_else(|| {
+            StoreError::Corrupt(format!("the block below height {height} is missing"))
         })?;
-        for r in indexed {
-            let location = TxLocation {
-                height,
-                index: r.index,
-                receipt: r.clone(),
-            };
-            batch.put_cf(txs, r.tx_hash.0, encode(&location));
+        check_revert(&block, &parent, &undo)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_BLOCKS)?, height_key(height));
+        batch.delete_cf(self.cf(CF_BLOCK_HASHES)?, block.hash().0);
+        let txs = self.cf(CF_TXS)?;
+        for tx in &block.txs {
+            let h = tx.hash();
+            if self.tx(&h)?.is_some_and(|l| l.height == height) {
+                batch.delete_cf(txs, h.0);
+            }
         }
         let accounts = self.cf(CF_ACCOUNTS)?;
-        for (address, account) in &diff.changed {
-            batch.put_cf(accounts, address.0 .0, encode(account));
+        for (address, before) in &undo.previous {
+            match before {
+                Some(account) => batch.put_cf(accounts, address.0 .0, encode(account)),
+                None => batch.delete_cf(accounts, address.0 .0),
+            }
         }
+        batch.delete_cf(self.cf(CF_UNDO)?, height_key(height));
         let tip = Tip {
-            height,
-            hash,
-            state_root: diff.root,
+            height: parent.height(),
+            hash: parent.hash(),
+            state_root: parent.header.state_root,
         };
         batch.put_cf(self.cf(CF_META)?, TIP_KEY, encode(&tip));
         self.db.write_opt(batch, &synced()).map_err(backend)?;
-        *latest = Some(block.clone());
-        Ok(())
+        *latest = Some(parent);
+        Ok(block)
     }
 
     fn put_consensus(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {

@@ -231,10 +231,9 @@ fn justification(j: &Justification) -> String {
             )
         }
         Justification::Cft { term, leader } => format!("CFT, term {term}, leader {leader}"),
-        Justification::Pow {
-            nonce,
-            difficulty_bits,
-        } => format!("PoW, nonce {nonce}, {difficulty_bits} bits"),
+        Justification::Pow { bits, nonce, .. } => {
+            format!("PoW, target {bits:#010x} (compact), nonce {nonce}")
+        }
         Justification::Pos { slot, leader, .. } => format!("PoS, slot {slot}, leader {leader}"),
     }
 }
