@@ -17,6 +17,10 @@ use phalanx_ledger::{
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+/// The most blocks one catch-up answer carries (the node's sync protocol
+/// and the simulator alike): an engine that gets this many asks for more.
+pub const SYNC_MAX_BLOCKS: u64 = 64;
+
 /// Something that happened, fed to an engine.
 #[derive(Clone, Debug)]
 pub enum Input<M> {
@@ -51,6 +55,26 @@ pub enum Input<M> {
     /// for them; one it kept would hold it "busy" forever and make it
     /// complain about a primary that did nothing wrong.
     Forget(Vec<Hash>),
+    /// The driver found a nonce for the job of an [`Output::Mine`]: the
+    /// seal hash of (`job`, `nonce`) meets the job's target. Untrusted as
+    /// far as the engine is concerned: it checks the seal again.
+    Mined {
+        /// The job's header hash.
+        job: Hash,
+        /// The nonce.
+        nonce: u64,
+    },
+}
+
+/// Proof-of-work search handed to the driver ([`Output::Mine`]): find a
+/// `nonce` such that `pow::seal_hash(header, nonce)`, read as a
+/// big-endian number, is at most `target`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MineJob {
+    /// What the seal covers (parent, payload digest, target).
+    pub header: Hash,
+    /// The target, 256 bits big-endian.
+    pub target: [u8; 32],
 }
 
 /// Something an engine asks its driver to do. Carry them out in order.
@@ -77,7 +101,10 @@ pub enum Output<M, R> {
     },
     /// The payload at the next height is final: execute it, store the block
     /// with this justification, then report `Input::BlockExecuted`. Commits
-    /// come in height order, each height once.
+    /// come in height order, each height once — except above
+    /// [`Engine::final_height`] (proof of work, proof of stake), where a
+    /// block is tentative and an [`Output::Revert`] may take it out again,
+    /// after which the height is committed anew.
     Commit {
         /// What to execute.
         payload: Payload,
@@ -92,6 +119,19 @@ pub enum Output<M, R> {
         /// The first missing height.
         from: Height,
     },
+    /// A reorg: the stored tentative blocks above height `to` are
+    /// abandoned. Take them out of the store, newest first, rolling the
+    /// state back exactly; their transactions that can still apply go
+    /// back to the mempool. The `Commit`s of the new branch follow. Never
+    /// below [`Engine::final_height`].
+    Revert {
+        /// The height of the common ancestor, which stays.
+        to: Height,
+    },
+    /// Search for a nonce (on worker threads, or, in the simulator, after
+    /// a time drawn from the node's hash rate) and report it with
+    /// `Input::Mined`. Replaces the job before; `None` stops mining.
+    Mine(Option<MineJob>),
     /// The engine moved to a new view (for logs and metrics).
     ViewChanged {
         /// The new view.
@@ -392,6 +432,15 @@ pub trait Engine: Send + 'static {
     /// Checks the engine's internal invariants; the simulator and debug
     /// builds call it after every input.
     fn check_invariants(&self) -> Result<(), String>;
+
+    /// The highest stored height that can never be reverted. Every
+    /// committed block is final under PBFT and CFT; proof of work and
+    /// proof of stake only make tentative blocks (a block is then
+    /// "tentative with k confirmations": k blocks, itself included, on
+    /// top of the parent it extends).
+    fn final_height(&self) -> Height {
+        self.status().last_executed
+    }
 }
 
 /// The faults an engine tolerates, and what follows for n validators: the
@@ -405,6 +454,12 @@ pub enum FaultModel {
     Byzantine,
     /// Up to f validators may crash, none lie: n ≥ 2f+1, majority quorums.
     Crash,
+    /// Longest (heaviest) chain: safe and live while honest validators
+    /// hold most of the hash rate or stake (here: f < n/2 validators with
+    /// equal shares); nothing is final, blocks only gain confirmations
+    /// (Nakamoto 2008; Garay, Kiayias & Leonardos, "The Bitcoin Backbone
+    /// Protocol", 2015).
+    Nakamoto,
 }
 
 impl FaultModel {
@@ -412,7 +467,7 @@ impl FaultModel {
     pub fn max_faulty(self, n: usize) -> usize {
         match self {
             FaultModel::Byzantine => n.saturating_sub(1) / 3,
-            FaultModel::Crash => n.saturating_sub(1) / 2,
+            FaultModel::Crash | FaultModel::Nakamoto => n.saturating_sub(1) / 2,
         }
     }
 
@@ -420,7 +475,7 @@ impl FaultModel {
     pub fn quorum(self, n: usize) -> usize {
         match self {
             FaultModel::Byzantine => (n + self.max_faulty(n) + 1).div_ceil(2),
-            FaultModel::Crash => n / 2 + 1,
+            FaultModel::Crash | FaultModel::Nakamoto => n / 2 + 1,
         }
     }
 
@@ -429,12 +484,19 @@ impl FaultModel {
         match self {
             FaultModel::Byzantine => 4,
             FaultModel::Crash => 3,
+            FaultModel::Nakamoto => 1,
         }
     }
 
     /// Whether validators may be Byzantine (not merely crash).
     pub fn byzantine(self) -> bool {
-        self == FaultModel::Byzantine
+        matches!(self, FaultModel::Byzantine | FaultModel::Nakamoto)
+    }
+
+    /// Whether committed blocks are final (quorum engines) rather than
+    /// tentative (longest-chain engines).
+    pub fn finalizes(self) -> bool {
+        self != FaultModel::Nakamoto
     }
 }
 

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod cft;
+pub mod chain;
 pub mod config;
 pub mod engine;
 pub mod pbft;
@@ -18,9 +19,10 @@ pub use cft::messages::{CftMessage, CftRecord};
 pub use cft::Cft;
 pub use config::{Config, ConfigError, Quorums};
 pub use engine::{
-    Engine, EngineStatus, FaultModel, Input, Message, Output, Promise, Protocol, Record, RecordKey,
-    Restored, Statement, Summary, TimeoutKind,
+    Engine, EngineStatus, FaultModel, Input, Message, MineJob, Output, Promise, Protocol, Record,
+    RecordKey, Restored, Statement, Summary, TimeoutKind, SYNC_MAX_BLOCKS,
 };
 pub use pbft::messages::PbftMessage;
 pub use pbft::record::PbftRecord;
 pub use pbft::Pbft;
+pub use pow::{Pow, PowMessage, PowRecord};

@@ -106,6 +106,13 @@ pub struct ConsensusParams {
     /// 0, which keeps its chain's rules; a new genesis gets 1.
     #[serde(default)]
     pub min_fee: u64,
+    /// Proof of work and proof of stake: the block interval aimed for, in
+    /// milliseconds (PoW retargets toward it).
+    pub block_time_ms: u64,
+    /// Proof of work: the easiest target allowed, in Bitcoin's compact
+    /// form; the first block's target. The default, `0x1f00ffff`, takes
+    /// about 65,000 hashes per block.
+    pub pow_limit: u32,
 }
 
 impl Default for ConsensusParams {
@@ -118,6 +125,8 @@ impl Default for ConsensusParams {
             watermark_window: 64,
             view_change_timeout_ms: 2000,
             min_fee: 1,
+            block_time_ms: 1000,
+            pow_limit: 0x1f00_ffff,
         }
     }
 }

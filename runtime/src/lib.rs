@@ -27,8 +27,9 @@ use phalanx_crypto::Hash;
 use phalanx_ledger::{Block, Height};
 
 /// The most blocks one catch-up answer carries, in the node's sync
-/// protocol and in the simulator alike.
-pub const SYNC_MAX_BLOCKS: u64 = 64;
+/// protocol and in the simulator alike (engines ask for more when an
+/// answer is this long).
+pub const SYNC_MAX_BLOCKS: u64 = phalanx_consensus::SYNC_MAX_BLOCKS;
 
 /// What an engine is rebuilt from: its records as the log returned them
 /// (key order, overwritten and pruned: not the order written), the last

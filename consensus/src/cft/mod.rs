@@ -434,6 +434,8 @@ impl Engine for Cft {
             }
             Input::SyncBlocks(blocks) => self.on_sync_blocks(blocks, &mut out),
             Input::Forget(hashes) => self.forget(&hashes),
+            // Quorum engines never ask for mining.
+            Input::Mined { .. } => {}
         }
         debug_assert!(
             self.check_invariants().is_ok(),

@@ -1,11 +1,15 @@
-//! Proof of work (issue 19), built in steps. So far the arithmetic every
-//! PoW node must agree on: compact targets, the seal check, the work a
-//! target stands for, median-time-past and the per-block retarget. The
-//! engine (mining as an output the driver carries out, fork choice by
-//! cumulative work) comes next, on the chain machinery it needs.
+//! Proof of work: the engine ([`engine`]) and the arithmetic every PoW
+//! node must agree on — compact targets, the seal, the work a target
+//! stands for, median-time-past ([`work`]) and the per-block retarget
+//! ([`retarget`]).
 
+pub mod engine;
 pub mod retarget;
 pub mod work;
 
+pub use engine::{block_id, Pow, PowCounters, PowMessage, PowRecord};
 pub use retarget::{next_target, RetargetParams};
-pub use work::{median_time_past, meets, seal_hash, work, Compact, CompactError, U256};
+pub use work::{
+    header_hash, median_time_past, meets, search, seal_hash, target_for_work, work, Compact,
+    CompactError, U256,
+};

@@ -205,10 +205,29 @@ impl Compact {
     }
 }
 
-/// The hash a proof of work is judged by: the block hash and the nonce
-/// under the `PowHeader` domain tag.
-pub fn seal_hash(block_hash: &Hash, nonce: u64) -> Hash {
-    Hash::of_parts(Domain::PowHeader, &[&block_hash.0, &nonce.to_le_bytes()])
+/// What a block's proof of work covers: its parent's seal hash, its
+/// payload digest and the target it claims (compact form).
+pub fn header_hash(parent: &Hash, payload_digest: &Hash, bits: Compact) -> Hash {
+    Hash::of_parts(
+        Domain::PowHeader,
+        &[&parent.0, &payload_digest.0, &bits.0.to_be_bytes()],
+    )
+}
+
+/// The hash a proof of work is judged by: the [`header_hash`] and the
+/// nonce under the `PowHeader` domain tag. It is also the block's
+/// identity in the PoW chain.
+pub fn seal_hash(header: &Hash, nonce: u64) -> Hash {
+    Hash::of_parts(Domain::PowHeader, &[&header.0, &nonce.to_le_bytes()])
+}
+
+/// Tries `count` nonces from `start` (wrapping) and returns the first
+/// whose seal meets `target`: what a driver's mining thread runs, a
+/// slice at a time.
+pub fn search(header: &Hash, target: U256, start: u64, count: u64) -> Option<u64> {
+    (0..count)
+        .map(|i| start.wrapping_add(i))
+        .find(|n| meets(&seal_hash(header, *n), target))
 }
 
 /// Whether `hash`, read as a big-endian number, is at most `target`.

@@ -1,0 +1,393 @@
+//! The block tree of a longest-chain engine (proof of work now, proof of
+//! stake next): every block it knows within a window below the head, the
+//! fork choice, and the path from one head to another that a reorg walks.
+//!
+//! Blocks are identified by their engine-level id (a PoW block by its seal
+//! hash), not by the ledger's block hash: consensus orders payloads before
+//! execution, so a block's id cannot depend on the state root its
+//! execution produces. The tree never executes anything; the driver does,
+//! along the branch the engine tells it to follow.
+//!
+//! The tree has a root: the parent of the oldest block it holds (genesis
+//! on a fresh node; after a restart or pruning, an older block it keeps
+//! only as an anchor). Scores are relative to the root — all branches the
+//! tree compares descend from it, so comparing them is exact — and a block
+//! whose parent is neither the root nor in the tree is an orphan.
+
+use phalanx_crypto::Hash;
+use phalanx_ledger::{Height, Justification, Payload};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// How a tie in score is broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TieBreak {
+    /// The block seen first stays head (Bitcoin).
+    FirstSeen,
+    /// The lower id wins, on every node alike (the PoS rule).
+    LowestId,
+}
+
+/// One block in the tree.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Its id.
+    pub id: Hash,
+    /// Its parent's id.
+    pub parent: Hash,
+    /// Its height.
+    pub height: Height,
+    /// What it orders.
+    pub payload: Arc<Payload>,
+    /// Its seal (or leader signature).
+    pub justification: Justification,
+    /// The sum of the scores of the blocks from the root to it (work for
+    /// PoW, one per block for PoS).
+    pub score: u128,
+    /// Arrival order, for [`TieBreak::FirstSeen`].
+    pub seen: u64,
+}
+
+/// The tree. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct Tree {
+    root: Hash,
+    root_height: Height,
+    blocks: HashMap<Hash, Entry>,
+    by_height: BTreeMap<Height, Vec<Hash>>,
+    head: Hash,
+    seen: u64,
+    tie: TieBreak,
+}
+
+/// Why a block was not added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Already in the tree.
+    Known,
+    /// Its parent is unknown (an orphan: fetch the branch).
+    Orphan,
+    /// Its height is not its parent's plus one.
+    BadHeight,
+}
+
+impl Tree {
+    /// A tree holding only its root.
+    pub fn new(root: Hash, root_height: Height, tie: TieBreak) -> Tree {
+        Tree {
+            root,
+            root_height,
+            blocks: HashMap::new(),
+            by_height: BTreeMap::new(),
+            head: root,
+            seen: 0,
+            tie,
+        }
+    }
+
+    /// The root's id.
+    pub fn root(&self) -> Hash {
+        self.root
+    }
+
+    /// The root's height.
+    pub fn root_height(&self) -> Height {
+        self.root_height
+    }
+
+    /// The head's id (the root while the tree is empty).
+    pub fn head(&self) -> Hash {
+        self.head
+    }
+
+    /// The head's height.
+    pub fn head_height(&self) -> Height {
+        self.height_of(&self.head).unwrap_or(self.root_height)
+    }
+
+    /// A block.
+    pub fn get(&self, id: &Hash) -> Option<&Entry> {
+        self.blocks.get(id)
+    }
+
+    /// Whether `id` is the root or a block in the tree.
+    pub fn knows(&self, id: &Hash) -> bool {
+        *id == self.root || self.blocks.contains_key(id)
+    }
+
+    /// The height of the root or of a block in the tree.
+    pub fn height_of(&self, id: &Hash) -> Option<Height> {
+        if *id == self.root {
+            return Some(self.root_height);
+        }
+        self.blocks.get(id).map(|e| e.height)
+    }
+
+    /// The score of the root (0) or of a block in the tree.
+    pub fn score_of(&self, id: &Hash) -> Option<u128> {
+        if *id == self.root {
+            return Some(0);
+        }
+        self.blocks.get(id).map(|e| e.score)
+    }
+
+    /// How many blocks the tree holds (the root not counted).
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Whether it holds no block.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// `id` and its ancestors in the tree, newest first (the root not
+    /// included).
+    pub fn ancestors<'a>(&'a self, id: &Hash) -> impl Iterator<Item = &'a Entry> + 'a {
+        let mut next = self.blocks.get(id);
+        std::iter::from_fn(move || {
+            let e = next?;
+            next = self.blocks.get(&e.parent);
+            Some(e)
+        })
+    }
+
+    /// Adds a block whose parent is known, scoring it `own` on top of its
+    /// parent, and moves the head if it is now the best. Returns whether
+    /// the head moved.
+    pub fn insert(
+        &mut self,
+        id: Hash,
+        payload: Arc<Payload>,
+        justification: Justification,
+        parent: Hash,
+        own: u128,
+    ) -> Result<bool, Refused> {
+        if self.knows(&id) {
+            return Err(Refused::Known);
+        }
+        let (Some(parent_height), Some(parent_score)) =
+            (self.height_of(&parent), self.score_of(&parent))
+        else {
+            return Err(Refused::Orphan);
+        };
+        if payload.height != parent_height.next() {
+            return Err(Refused::BadHeight);
+        }
+        self.seen += 1;
+        let entry = Entry {
+            id,
+            parent,
+            height: payload.height,
+            payload,
+            justification,
+            score: parent_score.saturating_add(own),
+            seen: self.seen,
+        };
+        let better = self.better(&entry);
+        self.by_height.entry(entry.height).or_default().push(id);
+        self.blocks.insert(id, entry);
+        if better {
+            self.head = id;
+        }
+        Ok(better)
+    }
+
+    /// Whether `e` beats the current head.
+    fn better(&self, e: &Entry) -> bool {
+        let Some(head) = self.blocks.get(&self.head) else {
+            return true;
+        };
+        match e.score.cmp(&head.score) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => match self.tie {
+                TieBreak::FirstSeen => false,
+                TieBreak::LowestId => e.id < head.id,
+            },
+        }
+    }
+
+    /// The reorg from the branch ending at `from` to the one ending at
+    /// `to`: the height of their common ancestor and the blocks of `to`'s
+    /// branch above it, oldest first. `None` if either is unknown.
+    pub fn path(&self, from: &Hash, to: &Hash) -> Option<(Height, Vec<Hash>)> {
+        let (mut a, mut b) = (*from, *to);
+        let (mut ha, mut hb) = (self.height_of(&a)?, self.height_of(&b)?);
+        let mut forward = Vec::new();
+        while hb > ha {
+            forward.push(b);
+            b = self.blocks.get(&b)?.parent;
+            hb = self.height_of(&b)?;
+        }
+        while ha > hb {
+            a = self.blocks.get(&a)?.parent;
+            ha = self.height_of(&a)?;
+        }
+        while a != b {
+            forward.push(b);
+            a = self.blocks.get(&a)?.parent;
+            b = self.blocks.get(&b)?.parent;
+            ha = self.height_of(&a)?;
+        }
+        forward.reverse();
+        Some((ha, forward))
+    }
+
+    /// Drops every block more than `depth` below the head: the head's
+    /// ancestor at that height becomes the root (its branch's blocks
+    /// above it stay; branches that forked below it go). Scores stay as
+    /// they are — they only need to be comparable with each other.
+    pub fn prune(&mut self, depth: u64) {
+        let head_height = self.head_height();
+        let Some(cut) = head_height.0.checked_sub(depth) else {
+            return;
+        };
+        if cut <= self.root_height.0 {
+            return;
+        }
+        let Some(new_root) = self.ancestors(&self.head).find(|e| e.height.0 == cut) else {
+            return;
+        };
+        let new_root = new_root.id;
+        // Keep what descends from the new root: walk each block up to the
+        // cut height (memoising verdicts by id as we go, heights ascending).
+        let mut keep: HashMap<Hash, bool> = HashMap::from([(new_root, true)]);
+        let heights: Vec<Height> = self.by_height.keys().copied().collect();
+        for h in heights {
+            for id in self.by_height.get(&h).cloned().unwrap_or_default() {
+                let verdict = if h.0 <= cut {
+                    id == new_root
+                } else {
+                    let parent = self.blocks.get(&id).map(|e| e.parent);
+                    parent.is_some_and(|p| keep.get(&p).copied().unwrap_or(false))
+                };
+                keep.insert(id, verdict);
+            }
+        }
+        self.blocks
+            .retain(|id, _| *id != new_root && keep.get(id).copied().unwrap_or(false));
+        self.by_height.retain(|h, _| h.0 > cut);
+        for ids in self.by_height.values_mut() {
+            ids.retain(|id| keep.get(id).copied().unwrap_or(false));
+        }
+        self.root = new_root;
+        self.root_height = Height(cut);
+    }
+
+    /// Every block at `height`.
+    pub fn at_height(&self, height: Height) -> &[Hash] {
+        self.by_height.get(&height).map_or(&[], Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_ledger::ValidatorIndex;
+
+    fn payload(height: u64, tag: u8) -> Arc<Payload> {
+        Arc::new(Payload {
+            chain_id: "t".into(),
+            height: Height(height),
+            round: u64::from(tag),
+            proposer: ValidatorIndex(0),
+            timestamp_ms: 0,
+            txs: vec![],
+            evidence: vec![],
+        })
+    }
+
+    fn id(tag: u8, height: u64) -> Hash {
+        let mut b = [0u8; 32];
+        b[0] = tag;
+        b[1] = height as u8;
+        Hash(b)
+    }
+
+    /// Adds a branch `tag` of `len` blocks on `parent` (each scoring
+    /// `each`), returning its ids.
+    fn branch(t: &mut Tree, parent: Hash, from: u64, len: u64, tag: u8, each: u128) -> Vec<Hash> {
+        let mut ids = Vec::new();
+        let mut p = parent;
+        for h in from..from + len {
+            let i = id(tag, h);
+            t.insert(i, payload(h, tag), Justification::Genesis, p, each)
+                .unwrap();
+            ids.push(i);
+            p = i;
+        }
+        ids
+    }
+
+    #[test]
+    fn the_heaviest_branch_is_head_and_ties_keep_the_first_seen() {
+        let root = Hash([0; 32]);
+        let mut t = Tree::new(root, Height(0), TieBreak::FirstSeen);
+        let a = branch(&mut t, root, 1, 3, 1, 10);
+        assert_eq!(t.head(), a[2]);
+        // A branch of equal work does not take over.
+        let b = branch(&mut t, a[0], 2, 2, 2, 10);
+        assert_eq!(t.head(), a[2]);
+        // One more block does, and the path from the old head names the
+        // fork point and the new branch.
+        let b3 = branch(&mut t, b[1], 4, 1, 2, 10);
+        assert_eq!(t.head(), b3[0]);
+        assert_eq!(
+            t.path(&a[2], &b3[0]),
+            Some((Height(1), vec![b[0], b[1], b3[0]]))
+        );
+        // Fewer, heavier blocks beat more, lighter ones.
+        let c = branch(&mut t, root, 1, 1, 3, 45);
+        assert_eq!(t.head(), c[0]);
+        assert_eq!(t.path(&b3[0], &c[0]), Some((Height(0), vec![c[0]])));
+        assert_eq!(
+            t.insert(c[0], payload(1, 3), Justification::Genesis, root, 1),
+            Err(Refused::Known)
+        );
+        assert_eq!(
+            t.insert(id(9, 9), payload(9, 9), Justification::Genesis, id(8, 8), 1),
+            Err(Refused::Orphan)
+        );
+        assert_eq!(
+            t.insert(id(9, 9), payload(5, 9), Justification::Genesis, root, 1),
+            Err(Refused::BadHeight)
+        );
+    }
+
+    #[test]
+    fn lowest_id_breaks_ties_the_same_way_on_every_node() {
+        let root = Hash([0; 32]);
+        for order in [[5u8, 4], [4, 5]] {
+            let mut t = Tree::new(root, Height(0), TieBreak::LowestId);
+            for tag in order {
+                branch(&mut t, root, 1, 1, tag, 1);
+            }
+            assert_eq!(t.head(), id(4, 1));
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_heads_branch_and_what_forks_above_the_cut() {
+        let root = Hash([0; 32]);
+        let mut t = Tree::new(root, Height(0), TieBreak::FirstSeen);
+        let main = branch(&mut t, root, 1, 10, 1, 1);
+        let low_fork = branch(&mut t, main[1], 3, 2, 2, 1);
+        let high_fork = branch(&mut t, main[7], 9, 1, 3, 1);
+        t.prune(4);
+        assert_eq!(t.root(), main[5]);
+        assert_eq!(t.root_height(), Height(6));
+        assert_eq!(t.head(), main[9]);
+        assert!(main[6..].iter().all(|i| t.get(i).is_some()));
+        assert!(main[..6].iter().all(|i| t.get(i).is_none()));
+        assert!(low_fork.iter().all(|i| !t.knows(i)));
+        assert!(t.get(&high_fork[0]).is_some());
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.path(&high_fork[0], &main[9]).unwrap().0, Height(8));
+        // Reaching below the new root is an orphan now.
+        assert_eq!(
+            t.insert(id(7, 3), payload(3, 7), Justification::Genesis, main[1], 1),
+            Err(Refused::Orphan)
+        );
+    }
+}

@@ -1,0 +1,1042 @@
+//! The proof-of-work engine: Nakamoto consensus as a deterministic state
+//! machine behind the same [`Engine`] interface as PBFT and CFT.
+//!
+//! - *Blocks.* A block is a payload with a [`Justification::Pow`]: its
+//!   parent's seal hash, the target it claims (`bits`) and a nonce. Its id
+//!   is its seal hash. The seal covers the payload digest, not the state
+//!   root (see [`phalanx_ledger::Block`]): the engine orders, the driver
+//!   executes.
+//! - *Mining* is an output: [`Output::Mine`] hands the driver a header and
+//!   a target; the driver searches nonces (worker threads on a node; in the
+//!   simulator, after a time drawn from the node's hash rate) and reports
+//!   [`Input::Mined`]. The engine re-checks the seal, adds the block to its
+//!   tree, broadcasts it and starts on the next one. A new head replaces
+//!   the job.
+//! - *Checks before anything is kept:* chain id, round 0, a proposer from
+//!   the validator set, at most `max_block_txs` transactions, no evidence,
+//!   `bits` equal to the retarget's answer for the parent, the seal under
+//!   the target, a timestamp above the median of the last 11 and at most
+//!   [`MAX_FUTURE_MS`] ahead of this node's clock. Failures are dropped
+//!   and counted.
+//! - *Fork choice:* most cumulative work; a tie keeps the block seen first.
+//!   A new head on another branch is a reorg: [`Output::Revert`] to the
+//!   common ancestor, then a `Commit` per block of the new branch.
+//!   Transactions of abandoned blocks return to the pending pool.
+//! - *Catch-up:* a block whose parent is unknown is kept as an orphan
+//!   (bounded) and the engine asks for blocks; an answer that does not
+//!   connect makes it ask from further back, doubling the distance each
+//!   time — a block locator spread over round trips — until it reaches a
+//!   block it knows.
+//! - *Nothing is final*: [`Engine::final_height`] is genesis. Blocks are
+//!   tentative with their number of confirmations. The tree keeps
+//!   [`KEEP_DEPTH`] blocks below the head; a fork from deeper is refused.
+
+use super::retarget::{next_target, RetargetParams, WINDOW};
+use super::work::{header_hash, median_time_past, meets, seal_hash, work, Compact, MEDIAN_SPAN};
+use crate::chain::{Refused, TieBreak, Tree};
+use crate::config::{Config, ConfigError, Quorums};
+use crate::engine::{
+    Engine, EngineStatus, FaultModel, Input, Message, MineJob, Output, Promise, Protocol, Record,
+    RecordKey, Restored, Summary, TimeoutKind,
+};
+use phalanx_crypto::{Hash, Keypair};
+use phalanx_ledger::{
+    Block, EngineKind, Genesis, Height, Justification, Payload, SignedTransaction, ValidatorIndex,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// How far ahead of the local clock a block's timestamp may be.
+pub const MAX_FUTURE_MS: u64 = 15_000;
+/// How many blocks below the head the tree keeps (the deepest reorg).
+pub const KEEP_DEPTH: u64 = 256;
+/// Most orphans held while their branch is fetched.
+pub const MAX_ORPHANS: usize = 256;
+/// Blocks a restart restores (at least the retarget's window, and the
+/// runtime's restore window of 64 must cover the anchor's lag plus the
+/// blocks between anchor writes).
+const ANCHOR_LAG: u64 = 32;
+const ANCHOR_EVERY: u64 = 24;
+
+/// The output type of the PoW engine.
+pub type PowOutput = Output<PowMessage, PowRecord>;
+
+/// The PoW wire message: a block, sent by its miner to every validator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowMessage {
+    /// A mined block.
+    Block {
+        /// What it orders.
+        payload: Payload,
+        /// Its seal.
+        justification: Justification,
+    },
+}
+
+impl Message for PowMessage {
+    const KINDS: &'static [&'static str] = &["block"];
+
+    fn summary(&self) -> Summary {
+        let PowMessage::Block { payload, .. } = self;
+        Summary {
+            kind: "block",
+            view: 0,
+            seq: payload.height.0,
+            signer: payload.proposer,
+            digest: None,
+        }
+    }
+
+    /// A miner signs nothing: PoW makes no promise to keep.
+    fn promises(&self, _sender: ValidatorIndex) -> Vec<Promise> {
+        Vec::new()
+    }
+
+    fn describe(&self) -> String {
+        let PowMessage::Block {
+            payload,
+            justification,
+        } = self;
+        let id = block_id(payload, justification).map_or_else(|| "?".into(), |h| short(&h));
+        format!(
+            "block {id} at {} by {} ({} txs)",
+            payload.height,
+            payload.proposer,
+            payload.txs.len()
+        )
+    }
+}
+
+/// What the PoW engine persists: only how far back a restart must read
+/// the chain (nothing it sends depends on a record).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PowRecord {
+    /// Blocks up to `height` need not be restored.
+    Anchor {
+        /// The height.
+        height: Height,
+    },
+}
+
+impl Record for PowRecord {
+    fn key(&self) -> RecordKey {
+        RecordKey::single(b"pow/anchor")
+    }
+
+    fn prunes_up_to(&self) -> Option<Height> {
+        let PowRecord::Anchor { height } = self;
+        Some(*height)
+    }
+}
+
+/// The id of a PoW block (its seal hash), if its justification is PoW.
+pub fn block_id(payload: &Payload, justification: &Justification) -> Option<Hash> {
+    match justification {
+        Justification::Pow {
+            parent,
+            bits,
+            nonce,
+        } => Some(seal_hash(
+            &header_hash(parent, &payload.digest(), Compact(*bits)),
+            *nonce,
+        )),
+        _ => None,
+    }
+}
+
+fn short(h: &Hash) -> String {
+    h.to_string()[..8].to_owned()
+}
+
+/// What the PoW engine counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PowCounters {
+    /// Blocks this node mined.
+    pub mined: u64,
+    /// Blocks received and added to the tree.
+    pub accepted: u64,
+    /// Blocks dropped as invalid (bad seal, target, timestamp, shape).
+    pub invalid: u64,
+    /// Blocks dropped because they fork below the tree's root.
+    pub too_deep: u64,
+    /// Orphans received (their parent unknown at the time).
+    pub orphans: u64,
+    /// Reorgs (head moved to another branch).
+    pub reorgs: u64,
+    /// The deepest reorg (blocks reverted).
+    pub deepest_reorg: u64,
+}
+
+/// The job being mined.
+#[derive(Clone, Debug)]
+struct Job {
+    header: Hash,
+    parent: Hash,
+    bits: Compact,
+    payload: Arc<Payload>,
+}
+
+/// The proof-of-work engine of one validator.
+#[derive(Debug)]
+pub struct Pow {
+    cfg: Config,
+    retarget: RetargetParams,
+    now_ms: u64,
+    tree: Tree,
+    /// The stored chain as this engine has told the driver to make it:
+    /// height → block id, above the tree's root.
+    stored: BTreeMap<Height, Hash>,
+    /// The last height the driver reported executed.
+    executed: Height,
+    anchor: Height,
+    /// Transactions waiting for a block, in arrival order.
+    pending: BTreeMap<u64, SignedTransaction>,
+    pending_index: HashMap<Hash, u64>,
+    next_pending: u64,
+    /// Transactions in stored blocks (tx hash → height).
+    on_chain: HashMap<Hash, Height>,
+    /// Blocks whose parent is unknown, oldest first.
+    orphans: VecDeque<(Hash, Arc<Payload>, Justification)>,
+    /// How far back the next catch-up request reaches below the head.
+    sync_back: u64,
+    job: Option<Job>,
+    counters: PowCounters,
+}
+
+impl Pow {
+    /// The engine rebuilt from the stored chain.
+    pub fn restore(cfg: Config, _key: Keypair, restored: Restored<PowRecord>) -> Pow {
+        let retarget = retarget_params(&cfg.params);
+        let anchor = restored
+            .records
+            .iter()
+            .filter_map(Record::prunes_up_to)
+            .max()
+            .unwrap_or_default();
+        let blocks: Vec<&Block> = restored
+            .recent_blocks
+            .iter()
+            .filter(|b| b.height() > anchor && b.height() <= restored.last_executed)
+            .collect();
+        let (root, root_height) = match blocks.first() {
+            Some(b) => match &b.justification {
+                Justification::Pow { parent, .. } => (*parent, Height(b.height().0 - 1)),
+                _ => (restored.last_block_hash, restored.last_executed),
+            },
+            None => (restored.last_block_hash, restored.last_executed),
+        };
+        let mut engine = Pow {
+            cfg,
+            retarget,
+            now_ms: 0,
+            tree: Tree::new(root, root_height, TieBreak::FirstSeen),
+            stored: BTreeMap::new(),
+            executed: restored.last_executed,
+            anchor,
+            pending: BTreeMap::new(),
+            pending_index: HashMap::new(),
+            next_pending: 0,
+            on_chain: HashMap::new(),
+            orphans: VecDeque::new(),
+            sync_back: 1,
+            job: None,
+            counters: PowCounters::default(),
+        };
+        let mut parent = root;
+        for b in blocks {
+            let payload = Arc::new(b.payload());
+            let Some(id) = block_id(&payload, &b.justification) else {
+                break;
+            };
+            let own = match &b.justification {
+                Justification::Pow { bits, .. } => Compact(*bits).target().map(work).unwrap_or(1),
+                _ => 1,
+            };
+            if engine
+                .tree
+                .insert(id, payload.clone(), b.justification.clone(), parent, own)
+                .is_err()
+            {
+                break;
+            }
+            engine.stored.insert(b.height(), id);
+            for tx in &payload.txs {
+                engine.on_chain.insert(tx.hash(), b.height());
+            }
+            parent = id;
+        }
+        engine
+    }
+
+    /// What it counted.
+    pub fn counters(&self) -> &PowCounters {
+        &self.counters
+    }
+
+    /// The block tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// The target of the block after `parent`, from the tree's blocks on
+    /// `parent`'s branch (`None` when the branch is too short to tell and
+    /// does not reach genesis: the tree lost that history).
+    fn next_bits(&self, parent: &Hash) -> Option<Compact> {
+        let need = WINDOW + 1;
+        let mut recent: Vec<(u64, Compact)> = self
+            .tree
+            .ancestors(parent)
+            .take(need)
+            .filter_map(|e| match &e.justification {
+                Justification::Pow { bits, .. } => Some((e.payload.timestamp_ms, Compact(*bits))),
+                _ => None,
+            })
+            .collect();
+        if recent.len() < need && self.tree.root_height() > Height::GENESIS {
+            return None;
+        }
+        recent.reverse();
+        Some(next_target(&self.retarget, &recent))
+    }
+
+    /// The median time past of `parent`'s branch.
+    fn median_time(&self, parent: &Hash) -> u64 {
+        let mut times: Vec<u64> = self
+            .tree
+            .ancestors(parent)
+            .take(MEDIAN_SPAN)
+            .map(|e| e.payload.timestamp_ms)
+            .collect();
+        times.reverse();
+        median_time_past(&times)
+    }
+
+    /// Checks a block and adds it to the tree (with any orphans it
+    /// unblocks). Returns whether it was new.
+    fn receive(&mut self, payload: Payload, justification: Justification, out: &mut Vec<PowOutput>) {
+        let Some(id) = block_id(&payload, &justification) else {
+            self.counters.invalid += 1;
+            return;
+        };
+        if self.tree.knows(&id) {
+            return;
+        }
+        if !self.well_formed(&payload) {
+            self.counters.invalid += 1;
+            return;
+        }
+        let Justification::Pow { parent, .. } = &justification else {
+            return;
+        };
+        let parent = *parent;
+        let payload = Arc::new(payload);
+        if !self.tree.knows(&parent) {
+            if payload.height <= self.tree.root_height() {
+                self.counters.too_deep += 1;
+                return;
+            }
+            self.counters.orphans += 1;
+            if self.orphans.iter().all(|(i, _, _)| *i != id) {
+                if self.orphans.len() >= MAX_ORPHANS {
+                    self.orphans.pop_front();
+                }
+                self.orphans.push_back((id, payload.clone(), justification));
+            }
+            self.ask_back(payload.height, out);
+            return;
+        }
+        if self.add(id, payload, justification) {
+            self.adopt_orphans(id);
+        }
+    }
+
+    /// The stateless checks.
+    fn well_formed(&self, p: &Payload) -> bool {
+        p.chain_id == self.cfg.chain_id
+            && p.round == 0
+            && p.proposer.as_usize() < self.cfg.n()
+            && p.txs.len() <= self.cfg.params.max_block_txs as usize
+            && p.evidence.is_empty()
+            && p.timestamp_ms <= self.now_ms.saturating_add(MAX_FUTURE_MS)
+    }
+
+    /// The checks against the parent, then into the tree.
+    fn add(&mut self, id: Hash, payload: Arc<Payload>, justification: Justification) -> bool {
+        let Justification::Pow {
+            parent, bits, nonce, ..
+        } = justification
+        else {
+            return false;
+        };
+        let Some(expected) = self.next_bits(&parent) else {
+            self.counters.too_deep += 1;
+            return false;
+        };
+        let target = match Compact(bits).target() {
+            Ok(t) if Compact(bits) == expected => t,
+            _ => {
+                self.counters.invalid += 1;
+                return false;
+            }
+        };
+        let header = header_hash(&parent, &payload.digest(), Compact(bits));
+        if !meets(&seal_hash(&header, nonce), target)
+            || payload.timestamp_ms <= self.median_time(&parent)
+        {
+            self.counters.invalid += 1;
+            return false;
+        }
+        match self
+            .tree
+            .insert(id, payload, justification, parent, work(target))
+        {
+            Ok(_) => {
+                self.counters.accepted += 1;
+                true
+            }
+            Err(Refused::Known) => false,
+            Err(_) => {
+                self.counters.invalid += 1;
+                false
+            }
+        }
+    }
+
+    /// Adds the orphans that hang (directly or through each other) from `id`.
+    fn adopt_orphans(&mut self, id: Hash) {
+        let mut parents = vec![id];
+        while let Some(p) = parents.pop() {
+            let (ready, rest): (Vec<_>, Vec<_>) = self
+                .orphans
+                .drain(..)
+                .partition(|(_, _, j)| matches!(j, Justification::Pow { parent, .. } if *parent == p));
+            self.orphans = rest.into();
+            for (oid, payload, j) in ready {
+                if self.add(oid, payload, j) {
+                    parents.push(oid);
+                }
+            }
+        }
+    }
+
+    /// Asks for blocks reaching further below `height` each time an
+    /// answer does not connect.
+    fn ask_back(&mut self, height: Height, out: &mut Vec<PowOutput>) {
+        let floor = self.tree.root_height().0 + 1;
+        let from = height.0.saturating_sub(self.sync_back).max(floor);
+        self.sync_back = self.sync_back.saturating_mul(2).min(KEEP_DEPTH);
+        out.push(Output::RequestSync { from: Height(from) });
+    }
+
+    /// Makes the stored chain follow the tree's head: a revert to the
+    /// fork point if the head left the stored branch, then a commit per
+    /// new block; then a new mining job.
+    fn follow_head(&mut self, out: &mut Vec<PowOutput>) {
+        let head = self.tree.head();
+        let stored_tip = self
+            .stored
+            .last_key_value()
+            .map(|(_, id)| *id)
+            .unwrap_or_else(|| self.tree.root());
+        if head == stored_tip {
+            return;
+        }
+        let Some((fork, branch)) = self.tree.path(&stored_tip, &head) else {
+            return;
+        };
+        let tip_height = self.tree.height_of(&stored_tip).unwrap_or_default();
+        if fork < tip_height {
+            self.counters.reorgs += 1;
+            self.counters.deepest_reorg = self.counters.deepest_reorg.max(tip_height.0 - fork.0);
+            let anchor = Height(fork.0.saturating_sub(ANCHOR_LAG));
+            if anchor < self.anchor {
+                self.anchor = anchor;
+                out.push(Output::Persist(PowRecord::Anchor { height: anchor }));
+            }
+            out.push(Output::Revert { to: fork });
+            let abandoned: Vec<Hash> = self.stored.split_off(&fork.next()).into_values().collect();
+            for id in abandoned {
+                let Some(e) = self.tree.get(&id) else {
+                    continue;
+                };
+                let txs = e.payload.txs.clone();
+                for tx in txs {
+                    let h = tx.hash();
+                    self.on_chain.remove(&h);
+                    self.add_pending(tx);
+                }
+            }
+        }
+        for id in branch {
+            let Some(e) = self.tree.get(&id) else {
+                break;
+            };
+            let (payload, justification, height) =
+                ((*e.payload).clone(), e.justification.clone(), e.height);
+            for tx in &payload.txs {
+                let h = tx.hash();
+                self.on_chain.insert(h, height);
+                if let Some(seq) = self.pending_index.remove(&h) {
+                    self.pending.remove(&seq);
+                }
+            }
+            self.stored.insert(height, id);
+            out.push(Output::Commit {
+                payload,
+                justification,
+            });
+        }
+        self.sync_back = 1;
+        self.prune();
+        self.new_job(out);
+    }
+
+    fn prune(&mut self) {
+        let before = self.tree.root_height();
+        self.tree.prune(KEEP_DEPTH + 64);
+        let root = self.tree.root_height();
+        if root > before {
+            self.stored = self.stored.split_off(&root.next());
+            self.on_chain.retain(|_, h| *h > root);
+        }
+    }
+
+    fn add_pending(&mut self, tx: SignedTransaction) {
+        let h = tx.hash();
+        if self.pending_index.contains_key(&h) || self.on_chain.contains_key(&h) {
+            return;
+        }
+        if self.pending.len() >= self.cfg.max_pending_txs {
+            return;
+        }
+        self.next_pending += 1;
+        self.pending_index.insert(h, self.next_pending);
+        self.pending.insert(self.next_pending, tx);
+    }
+
+    /// A new block template on the head, handed to the driver to mine.
+    fn new_job(&mut self, out: &mut Vec<PowOutput>) {
+        let parent = self.tree.head();
+        let Some(bits) = self.next_bits(&parent) else {
+            self.job = None;
+            out.push(Output::Mine(None));
+            return;
+        };
+        let height = self
+            .tree
+            .height_of(&parent)
+            .unwrap_or(self.tree.root_height())
+            .next();
+        let timestamp_ms = self.now_ms.max(self.median_time(&parent) + 1);
+        let txs: Vec<SignedTransaction> = self
+            .pending
+            .values()
+            .take(self.cfg.params.max_block_txs as usize)
+            .cloned()
+            .collect();
+        let payload = Payload {
+            chain_id: self.cfg.chain_id.clone(),
+            height,
+            round: 0,
+            proposer: self.cfg.me,
+            timestamp_ms,
+            txs,
+            evidence: Vec::new(),
+        };
+        let header = header_hash(&parent, &payload.digest(), bits);
+        let target = bits.target().unwrap_or_default().to_be_bytes();
+        self.job = Some(Job {
+            header,
+            parent,
+            bits,
+            payload: Arc::new(payload),
+        });
+        out.push(Output::Mine(Some(MineJob { header, target })));
+    }
+
+    fn on_mined(&mut self, job: Hash, nonce: u64, out: &mut Vec<PowOutput>) {
+        let Some(j) = self.job.clone().filter(|j| j.header == job) else {
+            return;
+        };
+        let justification = Justification::Pow {
+            parent: j.parent,
+            bits: j.bits.0,
+            nonce,
+        };
+        let id = seal_hash(&j.header, nonce);
+        if !self.add(id, j.payload.clone(), justification.clone()) {
+            return;
+        }
+        self.counters.mined += 1;
+        self.job = None;
+        out.push(Output::Broadcast(PowMessage::Block {
+            payload: (*j.payload).clone(),
+            justification,
+        }));
+    }
+
+    fn on_sync_blocks(&mut self, blocks: Vec<Block>, out: &mut Vec<PowOutput>) {
+        let full = blocks.len() as u64 >= crate::engine::SYNC_MAX_BLOCKS;
+        let mut last = None;
+        for b in blocks {
+            if !b.body_matches_header() {
+                self.counters.invalid += 1;
+                break;
+            }
+            last = Some(b.height());
+            self.receive(b.payload(), b.justification, out);
+        }
+        if let (true, Some(h)) = (full, last) {
+            out.push(Output::RequestSync { from: h.next() });
+        }
+    }
+
+    fn sync_interval(&self) -> u64 {
+        self.retarget.block_time_ms.saturating_mul(4).max(500)
+    }
+}
+
+/// The retarget parameters of a genesis's consensus section.
+pub fn retarget_params(params: &phalanx_ledger::ConsensusParams) -> RetargetParams {
+    RetargetParams {
+        block_time_ms: params.block_time_ms.max(1),
+        window: WINDOW,
+        limit: Compact(params.pow_limit),
+    }
+}
+
+impl Engine for Pow {
+    type Message = PowMessage;
+    type Record = PowRecord;
+
+    fn handle(&mut self, now_ms: u64, input: Input<PowMessage>) -> Vec<PowOutput> {
+        self.now_ms = self.now_ms.max(now_ms);
+        let mut out = Vec::new();
+        match input {
+            Input::Start => {
+                self.new_job(&mut out);
+                out.push(Output::RequestSync {
+                    from: self.tree.head_height().next(),
+                });
+                out.push(Output::ScheduleTimeout {
+                    kind: TimeoutKind::Sync,
+                    after_ms: self.sync_interval(),
+                });
+            }
+            Input::Message { message, .. } => {
+                let PowMessage::Block {
+                    payload,
+                    justification,
+                } = message;
+                self.receive(payload, justification, &mut out);
+            }
+            Input::Transactions(txs) => {
+                let was_empty = self.job.as_ref().is_some_and(|j| j.payload.txs.is_empty());
+                for tx in txs {
+                    self.add_pending(tx);
+                }
+                if was_empty && !self.pending.is_empty() {
+                    self.new_job(&mut out);
+                }
+            }
+            Input::Timeout(TimeoutKind::Sync) => {
+                out.push(Output::RequestSync {
+                    from: self.tree.head_height().next(),
+                });
+                out.push(Output::ScheduleTimeout {
+                    kind: TimeoutKind::Sync,
+                    after_ms: self.sync_interval(),
+                });
+            }
+            Input::Timeout(_) => {}
+            Input::BlockExecuted { height, .. } => {
+                self.executed = height;
+                if height.0 >= self.anchor.0 + ANCHOR_LAG + ANCHOR_EVERY {
+                    self.anchor = Height(height.0 - ANCHOR_LAG);
+                    out.push(Output::Persist(PowRecord::Anchor {
+                        height: self.anchor,
+                    }));
+                }
+            }
+            Input::SyncBlocks(blocks) => self.on_sync_blocks(blocks, &mut out),
+            Input::Forget(hashes) => {
+                for h in hashes {
+                    if let Some(seq) = self.pending_index.remove(&h) {
+                        self.pending.remove(&seq);
+                    }
+                }
+            }
+            Input::Mined { job, nonce } => self.on_mined(job, nonce, &mut out),
+        }
+        // Whatever arrived may have moved the head.
+        let mut follow = Vec::new();
+        self.follow_head(&mut follow);
+        // Persist records (anchors) before the reverts and commits they guard.
+        out.extend(follow);
+        out
+    }
+
+    fn status(&self) -> EngineStatus {
+        let head = self.tree.get(&self.tree.head());
+        EngineStatus {
+            view: 0,
+            primary: head.map_or(ValidatorIndex(0), |e| e.payload.proposer),
+            view_changing: false,
+            last_executed: self.executed,
+            stable_checkpoint: Height::GENESIS,
+            pending_txs: self.pending.len(),
+            diverged_at: None,
+        }
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        if self.pending.len() != self.pending_index.len() {
+            return Err(format!(
+                "{} pending transactions, {} indexed",
+                self.pending.len(),
+                self.pending_index.len()
+            ));
+        }
+        // The stored chain is the head's branch, height by height.
+        let head = self.tree.head();
+        let branch: Vec<(Height, Hash)> = self
+            .tree
+            .ancestors(&head)
+            .map(|e| (e.height, e.id))
+            .collect();
+        let stored: Vec<(Height, Hash)> = self.stored.iter().rev().map(|(h, i)| (*h, *i)).collect();
+        if branch != stored {
+            return Err(format!(
+                "the stored chain ({} blocks) is not the head's branch ({} blocks)",
+                stored.len(),
+                branch.len()
+            ));
+        }
+        if self.orphans.len() > MAX_ORPHANS {
+            return Err(format!("{} orphans held", self.orphans.len()));
+        }
+        Ok(())
+    }
+
+    fn final_height(&self) -> Height {
+        Height::GENESIS
+    }
+}
+
+impl Protocol for Pow {
+    const KIND: EngineKind = EngineKind::Pow;
+    const FAULT_MODEL: FaultModel = FaultModel::Nakamoto;
+
+    fn config(genesis: &Genesis, me: ValidatorIndex) -> Result<Config, ConfigError> {
+        let n = genesis.validators.len();
+        let quorums = Quorums {
+            n,
+            f: n.saturating_sub(1) / 2,
+            quorum: n / 2 + 1,
+            weak: 1,
+        };
+        let mut params = genesis.consensus.clone();
+        // The restore window: what a restart reads back (see ANCHOR_LAG).
+        params.watermark_window = params.watermark_window.max(64);
+        params.checkpoint_interval = params.checkpoint_interval.min(params.watermark_window);
+        if Compact(params.pow_limit).target().is_err() {
+            return Err(ConfigError::BadParam {
+                name: "pow_limit",
+                reason: "is not a valid compact target",
+            });
+        }
+        if params.block_time_ms == 0 {
+            return Err(ConfigError::BadParam {
+                name: "block_time_ms",
+                reason: "must be positive",
+            });
+        }
+        Config::with_quorums(
+            &genesis.chain_id,
+            genesis.validator_keys(),
+            me,
+            params,
+            quorums,
+        )
+    }
+
+    fn restore(cfg: Config, key: Keypair, restored: Restored<PowRecord>) -> Pow {
+        Pow::restore(cfg, key, restored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pow::work::{search, U256};
+    use phalanx_crypto::Keypair;
+    use phalanx_ledger::{ConsensusParams, Transaction};
+
+    const N: usize = 3;
+
+    fn cfg(me: u32) -> Config {
+        let keys: Vec<_> = (0..N as u8).map(|i| Keypair::from_seed([i; 32]).public()).collect();
+        let params = ConsensusParams {
+            engine: EngineKind::Pow,
+            // About 16 hashes a block: tests mine for real, quickly.
+            pow_limit: 0x2010_ffff,
+            block_time_ms: 1000,
+            watermark_window: 64,
+            ..ConsensusParams::default()
+        };
+        Config::with_quorums(
+            "pow-test",
+            keys,
+            ValidatorIndex(me),
+            params,
+            Quorums {
+                n: N,
+                f: 1,
+                quorum: 2,
+                weak: 1,
+            },
+        )
+        .unwrap()
+    }
+
+    fn engine(me: u32) -> Pow {
+        Pow::restore(
+            cfg(me),
+            Keypair::from_seed([me as u8; 32]),
+            Restored::genesis(Hash([7; 32])),
+        )
+    }
+
+    fn tx(nonce: u64) -> SignedTransaction {
+        let k = Keypair::from_seed([42; 32]);
+        Transaction {
+            chain_id: "pow-test".into(),
+            from: k.public().into(),
+            to: Keypair::from_seed([43; 32]).public().into(),
+            amount: 1,
+            nonce,
+            fee: 1,
+        }
+        .sign(&k)
+    }
+
+    /// The last mining job among `out`.
+    fn job(out: &[PowOutput]) -> Option<MineJob> {
+        out.iter().rev().find_map(|o| match o {
+            Output::Mine(j) => Some(j.clone()?),
+            _ => None,
+        })
+    }
+
+    /// Mines the job for real and hands the nonce back; returns the
+    /// outputs (the broadcast block among them).
+    fn mine(e: &mut Pow, now: u64, j: MineJob) -> Vec<PowOutput> {
+        let nonce = search(&j.header, U256::from_be_bytes(&j.target), 0, 1 << 20)
+            .expect("an easy target is met");
+        e.handle(now, Input::Mined { job: j.header, nonce })
+    }
+
+    fn blocks(out: &[PowOutput]) -> Vec<PowMessage> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Broadcast(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn commits(out: &[PowOutput]) -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Commit { payload, .. } => Some(payload.height.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Mines `count` blocks on `e`, each on the last; returns them.
+    fn chain(e: &mut Pow, now: &mut u64, count: usize) -> Vec<PowMessage> {
+        let mut out = e.handle(*now, Input::Start);
+        let mut made = Vec::new();
+        for _ in 0..count {
+            *now += 1000;
+            let j = job(&out).expect("a job on the head");
+            out = mine(e, *now, j);
+            made.extend(blocks(&out));
+            e.check_invariants().unwrap();
+        }
+        made
+    }
+
+    #[test]
+    fn a_mined_block_is_committed_by_its_miner_and_every_receiver() {
+        let (mut a, mut b) = (engine(0), engine(1));
+        let mut now = 1_000;
+        b.handle(now, Input::Start);
+        a.handle(now, Input::Start);
+        let out = a.handle(now, Input::Transactions(vec![tx(0), tx(1)]));
+        let j = job(&out).expect("new transactions refresh an empty job");
+        now += 1000;
+        let out = mine(&mut a, now, j);
+        assert_eq!(commits(&out), vec![1]);
+        let sent = blocks(&out);
+        assert_eq!(sent.len(), 1);
+        let PowMessage::Block { payload, .. } = &sent[0];
+        assert_eq!(payload.txs.len(), 2);
+        let out = b.handle(
+            now,
+            Input::Message {
+                from: ValidatorIndex(0),
+                message: sent[0].clone(),
+            },
+        );
+        assert_eq!(commits(&out), vec![1]);
+        assert!(job(&out).is_some(), "the receiver mines on the new head");
+        assert_eq!(a.status().pending_txs, 0);
+        assert_eq!(b.counters().accepted, 1);
+    }
+
+    #[test]
+    fn the_heavier_branch_wins_and_the_lighter_side_reorgs_with_its_transactions_back() {
+        let (mut a, mut b) = (engine(0), engine(1));
+        let (mut ta, mut tb) = (1_000, 1_000);
+        // Partitioned: a mines 2 blocks with a transaction, b mines 4.
+        a.handle(ta, Input::Start);
+        a.handle(ta, Input::Transactions(vec![tx(0)]));
+        let from_a = chain(&mut a, &mut ta, 2);
+        let from_b = chain(&mut b, &mut tb, 4);
+        // Healed: a hears b's branch and reorgs onto it.
+        let mut all = Vec::new();
+        for m in from_b.clone() {
+            all.extend(a.handle(ta, Input::Message { from: ValidatorIndex(1), message: m }));
+        }
+        let reverts: Vec<Height> = all
+            .iter()
+            .filter_map(|o| match o {
+                Output::Revert { to } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reverts, vec![Height(0)]);
+        assert_eq!(commits(&all), vec![1, 2, 3, 4]);
+        assert_eq!(a.counters().deepest_reorg, 2);
+        // The abandoned transaction is pending again, and in a's next job.
+        assert_eq!(a.status().pending_txs, 1);
+        a.check_invariants().unwrap();
+        // b ignores a's lighter branch.
+        let mut out = Vec::new();
+        for m in from_a {
+            out.extend(b.handle(tb, Input::Message { from: ValidatorIndex(0), message: m }));
+        }
+        assert!(commits(&out).is_empty());
+        assert_eq!(b.tree().head(), a.tree().head());
+    }
+
+    #[test]
+    fn blocks_that_break_a_rule_are_dropped_and_counted() {
+        let (mut a, mut b) = (engine(0), engine(1));
+        let mut now = 1_000;
+        b.handle(now, Input::Start);
+        let good = chain(&mut a, &mut now, 1).remove(0);
+        let PowMessage::Block { payload, justification } = good.clone();
+        let Justification::Pow { parent, bits, nonce } = justification else {
+            unreachable!()
+        };
+        let mut bad = Vec::new();
+        // Another payload under the same seal.
+        let mut p = payload.clone();
+        p.timestamp_ms += 1;
+        bad.push((p, justification.clone()));
+        // A target easier than the retarget allows (with a nonce that meets it).
+        let easy = Compact(0x2100_ffff);
+        let header = header_hash(&parent, &payload.digest(), easy);
+        let n = search(&header, easy.target().unwrap(), 0, 1000).unwrap();
+        bad.push((payload.clone(), Justification::Pow { parent, bits: easy.0, nonce: n }));
+        // From too far in the future.
+        let mut p = payload.clone();
+        p.timestamp_ms = now + MAX_FUTURE_MS + 1;
+        bad.push((p, Justification::Pow { parent, bits, nonce }));
+        // For another chain.
+        let mut p = payload.clone();
+        p.chain_id = "other".into();
+        bad.push((p, Justification::Pow { parent, bits, nonce }));
+        for (payload, justification) in bad {
+            let out = b.handle(
+                now,
+                Input::Message {
+                    from: ValidatorIndex(0),
+                    message: PowMessage::Block { payload, justification },
+                },
+            );
+            assert!(commits(&out).is_empty());
+        }
+        assert_eq!(b.counters().invalid, 4);
+        assert_eq!(b.tree().len(), 0);
+        let out = b.handle(now, Input::Message { from: ValidatorIndex(0), message: good });
+        assert_eq!(commits(&out), vec![1]);
+    }
+
+    #[test]
+    fn a_node_that_missed_blocks_asks_further_back_until_they_connect() {
+        let (mut a, mut b) = (engine(0), engine(1));
+        let mut now = 1_000;
+        b.handle(now, Input::Start);
+        let made = chain(&mut a, &mut now, 6);
+        // b hears only the last block: an orphan, so it asks for blocks.
+        let out = b.handle(
+            now,
+            Input::Message { from: ValidatorIndex(0), message: made[5].clone() },
+        );
+        let asks: Vec<u64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::RequestSync { from } => Some(from.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asks, vec![5]);
+        assert_eq!(b.counters().orphans, 1);
+        // The answer (blocks 5..) does not connect either: it asks from further back.
+        let as_block = |m: &PowMessage| {
+            let PowMessage::Block { payload, justification } = m;
+            phalanx_ledger::make_block(payload.clone(), Hash::ZERO, Hash::ZERO, justification.clone())
+        };
+        let out = b.handle(now, Input::SyncBlocks(vec![as_block(&made[4]), as_block(&made[5])]));
+        assert!(out.iter().any(|o| matches!(o, Output::RequestSync { from } if from.0 < 5)));
+        // From genesis up, everything connects, orphans included.
+        let all: Vec<Block> = made.iter().map(as_block).collect();
+        let out = b.handle(now, Input::SyncBlocks(all));
+        assert_eq!(commits(&out), vec![1, 2, 3, 4, 5, 6]);
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_restarted_node_rebuilds_its_branch_from_the_store() {
+        let mut a = engine(0);
+        let mut now = 1_000;
+        let made = chain(&mut a, &mut now, 5);
+        let stored: Vec<Block> = made
+            .iter()
+            .map(|m| {
+                let PowMessage::Block { payload, justification } = m;
+                phalanx_ledger::make_block(payload.clone(), Hash::ZERO, Hash::ZERO, justification.clone())
+            })
+            .collect();
+        let restored = Restored {
+            records: vec![],
+            last_executed: Height(5),
+            last_block_hash: Hash::ZERO,
+            recent_blocks: stored,
+        };
+        let mut again = Pow::restore(cfg(0), Keypair::from_seed([0; 32]), restored);
+        assert_eq!(again.tree().head(), a.tree().head());
+        again.check_invariants().unwrap();
+        // It mines on where it was, with the same target as before.
+        let out = again.handle(now, Input::Start);
+        let j = job(&out).unwrap();
+        let out_a = a.handle(now, Input::Timeout(TimeoutKind::Batch));
+        assert!(out_a.is_empty());
+        assert_eq!(Some(j.target), a.job.as_ref().map(|j| j.bits.target().unwrap().to_be_bytes()));
+    }
+}
