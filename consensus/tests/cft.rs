@@ -228,6 +228,9 @@ impl Cluster {
                     }
                 }
                 Output::Evidence(_) => panic!("CFT produces no evidence"),
+                Output::Revert { .. } | Output::Mine(_) => {
+                    panic!("CFT's blocks are final: it never reverts or mines")
+                }
             }
         }
     }

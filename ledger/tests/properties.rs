@@ -269,6 +269,8 @@ fn valid_genesis() -> impl Strategy<Value = Genesis> {
                     watermark_window: checkpoint_interval + extra,
                     view_change_timeout_ms,
                     min_fee,
+                    block_time_ms: 1 + min_fee % 10_000,
+                    pow_limit: 0x1f00_ffff,
                 }
             },
         );

@@ -49,6 +49,16 @@ impl SignatureCheck for CachedCheck<'_> {
     }
 }
 
+/// The next nonce the mining threads found (never, without them).
+async fn next_found(
+    miner: &mut Option<(crate::mining::Miner, mpsc::Receiver<crate::mining::Found>)>,
+) -> Option<crate::mining::Found> {
+    match miner {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The driver's state.
 pub struct Driver<E: Protocol> {
     shared: Arc<Shared>,
@@ -64,6 +74,8 @@ pub struct Driver<E: Protocol> {
     /// either is logged once at info level.
     logged_view: (u64, bool),
     vote_log: Option<std::io::BufWriter<std::fs::File>>,
+    /// The mining threads (proof of work only), and where they report.
+    miner: Option<(crate::mining::Miner, mpsc::Receiver<crate::mining::Found>)>,
 }
 
 impl<E: Protocol> Driver<E> {
@@ -148,7 +160,14 @@ impl<E: Protocol> Driver<E> {
             view_at_last_event: view,
             logged_view: (view, st.view_changing),
             vote_log: None,
+            miner: None,
         })
+    }
+
+    /// Mines with these settings when the engine asks for it (`Output::Mine`).
+    pub fn set_mining(&mut self, config: crate::mining::MiningConfig) {
+        let (tx, rx) = mpsc::channel(16);
+        self.miner = Some((crate::mining::Miner::start(config, tx), rx));
     }
 
     /// Appends every vote sent from now on to `path` (`--vote-log`).
@@ -219,6 +238,11 @@ impl<E: Protocol> Driver<E> {
                 _ = self.shared.intake.new_txs() => self.on_new_txs()?,
                 _ = sleep, if next_timer.is_some() => self.fire_timers()?,
                 _ = tick.tick() => self.on_tick(),
+                found = next_found(&mut self.miner) => {
+                    if let Some(f) = found {
+                        self.step(Input::Mined { job: f.job, nonce: f.nonce })?;
+                    }
+                }
             }
         }
         self.wal.flush()?;
@@ -457,6 +481,15 @@ impl<E: Protocol> Driver<E> {
             Output::RequestSync { from } => {
                 let _ = self.net.try_send(NetCommand::Sync { from });
             }
+            Output::Revert { to } => {
+                self.wal.flush()?;
+                self.revert(to)?;
+            }
+            Output::Mine(job) => {
+                if let Some((miner, _)) = &self.miner {
+                    miner.set(job);
+                }
+            }
             Output::ViewChanged { view, primary } => {
                 if view != self.view_at_last_event {
                     self.view_at_last_event = view;
@@ -469,6 +502,46 @@ impl<E: Protocol> Driver<E> {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// A reorg: takes the tentative blocks above `to` out of the store
+    /// (each with its exact state undo), puts their transactions back in
+    /// the mempool — those that can still apply will be mined again, the
+    /// others fail their nonce check there — and reloads the state.
+    fn revert(&mut self, to: Height) -> anyhow::Result<()> {
+        let from = self.latest.height();
+        let mut abandoned = Vec::new();
+        while self.latest.height() > to {
+            let block = self.shared.store.revert_latest()?;
+            abandoned.extend(block.txs);
+            self.latest = self
+                .shared
+                .store
+                .latest_block()?
+                .ok_or_else(|| anyhow::anyhow!("the store lost its genesis block"))?;
+        }
+        *self.shared.executed.write() = self.shared.store.load_state()?;
+        let mut returned = 0;
+        for tx in abandoned {
+            let hash = tx.hash();
+            if self.shared.insert_verified(tx, hash, true).is_ok() {
+                returned += 1;
+            }
+        }
+        self.shared.metrics.reorgs.inc();
+        self.shared
+            .metrics
+            .reorg_depth
+            .observe((from.0 - self.latest.height().0) as f64);
+        tracing::info!(
+            from = from.0,
+            to = to.0,
+            returned,
+            "reorg: reverted {} tentative block(s) to follow a heavier branch",
+            from.0 - self.latest.height().0
+        );
+        self.publish_status();
         Ok(())
     }
 
@@ -494,9 +567,19 @@ impl<E: Protocol> Driver<E> {
             executed.diff.root,
             justification,
         );
-        self.shared
-            .store
-            .append_block(&block, &executed.receipts, &executed.diff)?;
+        if block.height() > self.engine.final_height() {
+            let undo = self.shared.executed.read().undo_for(&executed.diff);
+            self.shared.store.append_tentative(
+                &block,
+                &executed.receipts,
+                &executed.diff,
+                &undo,
+            )?;
+        } else {
+            self.shared
+                .store
+                .append_block(&block, &executed.receipts, &executed.diff)?;
+        }
         self.shared.executed.write().apply(&executed.diff);
         for e in &block.evidence {
             if self.shared.store.put_evidence(e)? {
@@ -531,6 +614,8 @@ impl<E: Protocol> Driver<E> {
     }
 
     fn publish_status(&self) {
+        let final_height = self.engine.final_height().0;
+        self.shared.status.set(|s| s.final_height = final_height);
         let st = self.engine.status();
         let mempool = self.shared.mempool.len();
         let (height, hash) = (self.latest.height().0, self.latest.hash());

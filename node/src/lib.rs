@@ -27,6 +27,7 @@ mod injection;
 mod intake;
 mod mempool;
 mod metrics;
+pub mod mining;
 mod p2p;
 pub mod run;
 mod shared;

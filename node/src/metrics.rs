@@ -255,6 +255,10 @@ pub struct Metrics {
     pub evidence: Counter,
     /// Seconds from a block's proposal timestamp to its commit here.
     pub round_duration: Histogram,
+    /// Reorgs (proof of work, proof of stake): the head moved to another branch.
+    pub reorgs: Counter,
+    /// Blocks reverted per reorg.
+    pub reorg_depth: Histogram,
     /// Transactions refused at submission or push, by reason.
     rejected_txs: Family<RejectLabels, Counter>,
     /// Peer messages dropped, by reason.
@@ -288,6 +292,8 @@ impl Metrics {
             round_duration: Histogram::new([
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
+            reorgs: Counter::default(),
+            reorg_depth: Histogram::new([1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 64.0, 128.0]),
             rejected_txs: Family::default(),
             dropped_messages: Family::default(),
             consensus_messages: Family::default(),
@@ -318,6 +324,16 @@ impl Metrics {
         registry.register("height", "Latest committed block height", m.height.clone());
         registry.register("view", "Current consensus view", m.view.clone());
         registry.register("view_changes", "View changes", m.view_changes.clone());
+        registry.register(
+            "reorgs",
+            "Reorgs: tentative blocks reverted to follow a heavier branch",
+            m.reorgs.clone(),
+        );
+        registry.register(
+            "reorg_depth_blocks",
+            "Blocks reverted per reorg",
+            m.reorg_depth.clone(),
+        );
         registry.register(
             "committed_txs",
             "Transactions committed",

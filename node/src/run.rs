@@ -57,6 +57,14 @@ pub struct NodeArgs {
     /// on a production node.
     #[arg(long)]
     pub allow_fault_injection: bool,
+    /// Proof of work: mining threads (0: validate and follow, never mine).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub mine_threads: usize,
+    /// Proof of work: the most hashes per second this node computes, over
+    /// all its threads (0: no cap). The default keeps four nodes on one
+    /// machine within a small part of one core; a real miner raises it.
+    #[arg(long, value_name = "HASHES", default_value_t = 100_000)]
+    pub hash_rate: u64,
 }
 
 /// The filter `--log` sets (tracing env-filter syntax; `info` if it does
@@ -237,6 +245,10 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
                 net,
                 control,
                 vote_log,
+                mining: crate::mining::MiningConfig {
+                    threads: args.mine_threads,
+                    hash_rate: args.hash_rate,
+                },
                 events: event_rx,
                 shutdown: shutdown_rx,
             },
@@ -279,6 +291,7 @@ struct StartDriver<'a> {
     net: mpsc::Sender<crate::p2p::NetCommand>,
     control: Arc<crate::injection::FaultControl>,
     vote_log: Option<&'a std::path::Path>,
+    mining: crate::mining::MiningConfig,
     events: mpsc::Receiver<crate::p2p::NetEvent>,
     shutdown: watch::Receiver<bool>,
 }
@@ -298,6 +311,19 @@ impl WithEngine for StartDriver<'_> {
         let mut driver = Driver::<E>::new(self.shared, self.key, net)?;
         if let Some(path) = self.vote_log {
             driver.set_vote_log(path)?;
+        }
+        if E::KIND == phalanx_ledger::EngineKind::Pow {
+            tracing::info!(
+                threads = self.mining.threads,
+                hash_rate_cap = self.mining.hash_rate,
+                "proof of work: mining{}",
+                if self.mining.threads == 0 {
+                    " is off (--mine-threads 0)"
+                } else {
+                    ""
+                }
+            );
+            driver.set_mining(self.mining);
         }
         Ok(tokio::spawn(driver.run(self.events, self.shutdown)))
     }

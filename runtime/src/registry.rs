@@ -8,7 +8,7 @@
 //! adversary under `adversary/src/`, and one line in the match below.
 
 use phalanx_adversary::Adversarial;
-use phalanx_consensus::{Cft, FaultModel, Pbft};
+use phalanx_consensus::{Cft, FaultModel, Pbft, Pow};
 use phalanx_ledger::EngineKind;
 
 /// Code generic over the engine, to run for one named at run time.
@@ -35,7 +35,8 @@ pub fn with_engine<W: WithEngine>(kind: EngineKind, code: W) -> Result<W::Output
     match kind {
         EngineKind::Pbft => Ok(code.run::<Pbft>()),
         EngineKind::Cft => Ok(code.run::<Cft>()),
-        EngineKind::Pow | EngineKind::Pos => Err(NotRunnable { kind }),
+        EngineKind::Pow => Ok(code.run::<Pow>()),
+        EngineKind::Pos => Err(NotRunnable { kind }),
     }
 }
 
@@ -106,13 +107,17 @@ mod tests {
             assert_eq!(with_engine(kind, Kind), Ok(kind));
             assert_eq!(parse(kind.name()), Ok(kind));
         }
-        let err = with_engine(EngineKind::Pow, Kind).unwrap_err().to_string();
+        let err = with_engine(EngineKind::Pos, Kind).unwrap_err().to_string();
         assert!(
-            err.contains("engine pow") && err.contains("pbft, cft"),
+            err.contains("engine pos") && err.contains("pbft, cft, pow"),
             "{err}"
         );
         let err = parse("raft").unwrap_err();
-        assert!(err.contains("raft") && err.contains("pbft, cft"), "{err}");
+        assert!(
+            err.contains("raft") && err.contains("pbft, cft, pow"),
+            "{err}"
+        );
+        assert_eq!(fault_model(EngineKind::Pow), Ok(FaultModel::Nakamoto));
         assert_eq!(fault_model(EngineKind::Pbft), Ok(FaultModel::Byzantine));
         assert_eq!(fault_model(EngineKind::Cft), Ok(FaultModel::Crash));
     }

@@ -56,6 +56,7 @@ fn config(n: usize, byzantine: usize, faults: &str, start_seed: u64, seeds: u64)
 fn run_sweep(c: &SweepConfig) -> Sweep {
     let s = match c.consensus {
         EngineKind::Cft => sweep(c, &Hooks::<Cft>::default),
+        EngineKind::Pow => sweep(c, &Hooks::<phalanx_consensus::Pow>::default),
         _ => sweep(c, &Hooks::<Pbft>::default),
     }
     .expect("valid sweep");
@@ -340,6 +341,65 @@ fn the_seeds_that_left_a_replica_alone_in_a_view_change_pass() {
         assert!(o.stats.heal_to_live_ms.is_some(), "seed {seed} not live");
     }
 }
+
+// ------------------------------------------------ proof of work (issue 19)
+
+fn pow_config(n: usize, byzantine: usize, seeds: u64) -> SweepConfig {
+    SweepConfig {
+        consensus: EngineKind::Pow,
+        ..config(n, byzantine, "all", 0, seeds)
+    }
+}
+
+/// Proof of work in the simulator, across seeds: crashes, partitions that
+/// heal (both sides mine, the lighter side reorgs), every network fault,
+/// and a selfish miner that withholds its blocks. Each block carries real
+/// work; after every reorg the state equals a replay of the chain from
+/// genesis; every valid transaction ends up in every honest chain; and at
+/// the end honest chains share all but the last k blocks.
+#[test]
+fn pow_schedules_converge_with_forks_reorgs_and_a_selfish_miner() {
+    let honest = run_sweep(&pow_config(4, 0, POW_SEEDS));
+    let selfish = run_sweep(&pow_config(4, 1, POW_SEEDS / 4));
+    assert_clean(&honest);
+    assert_clean(&selfish);
+    let sum = |f: &dyn Fn(&Sweep) -> u64| f(&honest) + f(&selfish);
+    let reorgs: u64 = honest
+        .outcomes
+        .iter()
+        .chain(&selfish.outcomes)
+        .map(|o| o.stats.reorg_depths.iter().skip(1).sum::<u64>())
+        .sum();
+    let deep: u64 = honest
+        .outcomes
+        .iter()
+        .map(|o| o.stats.reorg_depths.iter().skip(2).sum::<u64>())
+        .sum();
+    assert!(reorgs > 0, "no reorg in any schedule");
+    assert!(
+        deep > 0,
+        "no reorg deeper than one block (partitions should cause them)"
+    );
+    assert!(sum(&|s| s.totals.blocks) > 0);
+    assert!(
+        selfish
+            .outcomes
+            .iter()
+            .map(|o| o.stats.adversary.withheld)
+            .sum::<u64>()
+            > 0
+    );
+    for o in honest.outcomes.iter().chain(&selfish.outcomes) {
+        assert!(
+            o.stats.heal_to_live_ms.is_some(),
+            "seed {} not live",
+            o.seed
+        );
+    }
+}
+
+/// Schedules per PoW sweep in CI (`PHALANX_SIM_ARGS` runs more on demand).
+const POW_SEEDS: u64 = 1_000;
 
 // ------------------------------------------------ the CFT baseline (issue 6)
 

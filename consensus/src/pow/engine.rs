@@ -314,7 +314,12 @@ impl Pow {
 
     /// Checks a block and adds it to the tree (with any orphans it
     /// unblocks). Returns whether it was new.
-    fn receive(&mut self, payload: Payload, justification: Justification, out: &mut Vec<PowOutput>) {
+    fn receive(
+        &mut self,
+        payload: Payload,
+        justification: Justification,
+        out: &mut Vec<PowOutput>,
+    ) {
         let Some(id) = block_id(&payload, &justification) else {
             self.counters.invalid += 1;
             return;
@@ -364,7 +369,10 @@ impl Pow {
     /// The checks against the parent, then into the tree.
     fn add(&mut self, id: Hash, payload: Arc<Payload>, justification: Justification) -> bool {
         let Justification::Pow {
-            parent, bits, nonce, ..
+            parent,
+            bits,
+            nonce,
+            ..
         } = justification
         else {
             return false;
@@ -407,10 +415,9 @@ impl Pow {
     fn adopt_orphans(&mut self, id: Hash) {
         let mut parents = vec![id];
         while let Some(p) = parents.pop() {
-            let (ready, rest): (Vec<_>, Vec<_>) = self
-                .orphans
-                .drain(..)
-                .partition(|(_, _, j)| matches!(j, Justification::Pow { parent, .. } if *parent == p));
+            let (ready, rest): (Vec<_>, Vec<_>) = self.orphans.drain(..).partition(
+                |(_, _, j)| matches!(j, Justification::Pow { parent, .. } if *parent == p),
+            );
             self.orphans = rest.into();
             for (oid, payload, j) in ready {
                 if self.add(oid, payload, j) {
@@ -776,7 +783,9 @@ mod tests {
     const N: usize = 3;
 
     fn cfg(me: u32) -> Config {
-        let keys: Vec<_> = (0..N as u8).map(|i| Keypair::from_seed([i; 32]).public()).collect();
+        let keys: Vec<_> = (0..N as u8)
+            .map(|i| Keypair::from_seed([i; 32]).public())
+            .collect();
         let params = ConsensusParams {
             engine: EngineKind::Pow,
             // About 16 hashes a block: tests mine for real, quickly.
@@ -824,7 +833,7 @@ mod tests {
     /// The last mining job among `out`.
     fn job(out: &[PowOutput]) -> Option<MineJob> {
         out.iter().rev().find_map(|o| match o {
-            Output::Mine(j) => Some(j.clone()?),
+            Output::Mine(j) => Some((*j)?),
             _ => None,
         })
     }
@@ -834,7 +843,13 @@ mod tests {
     fn mine(e: &mut Pow, now: u64, j: MineJob) -> Vec<PowOutput> {
         let nonce = search(&j.header, U256::from_be_bytes(&j.target), 0, 1 << 20)
             .expect("an easy target is met");
-        e.handle(now, Input::Mined { job: j.header, nonce })
+        e.handle(
+            now,
+            Input::Mined {
+                job: j.header,
+                nonce,
+            },
+        )
     }
 
     fn blocks(out: &[PowOutput]) -> Vec<PowMessage> {
@@ -909,7 +924,13 @@ mod tests {
         // Healed: a hears b's branch and reorgs onto it.
         let mut all = Vec::new();
         for m in from_b.clone() {
-            all.extend(a.handle(ta, Input::Message { from: ValidatorIndex(1), message: m }));
+            all.extend(a.handle(
+                ta,
+                Input::Message {
+                    from: ValidatorIndex(1),
+                    message: m,
+                },
+            ));
         }
         let reverts: Vec<Height> = all
             .iter()
@@ -927,7 +948,13 @@ mod tests {
         // b ignores a's lighter branch.
         let mut out = Vec::new();
         for m in from_a {
-            out.extend(b.handle(tb, Input::Message { from: ValidatorIndex(0), message: m }));
+            out.extend(b.handle(
+                tb,
+                Input::Message {
+                    from: ValidatorIndex(0),
+                    message: m,
+                },
+            ));
         }
         assert!(commits(&out).is_empty());
         assert_eq!(b.tree().head(), a.tree().head());
@@ -939,8 +966,16 @@ mod tests {
         let mut now = 1_000;
         b.handle(now, Input::Start);
         let good = chain(&mut a, &mut now, 1).remove(0);
-        let PowMessage::Block { payload, justification } = good.clone();
-        let Justification::Pow { parent, bits, nonce } = justification else {
+        let PowMessage::Block {
+            payload,
+            justification,
+        } = good.clone();
+        let Justification::Pow {
+            parent,
+            bits,
+            nonce,
+        } = justification
+        else {
             unreachable!()
         };
         let mut bad = Vec::new();
@@ -952,28 +987,58 @@ mod tests {
         let easy = Compact(0x2100_ffff);
         let header = header_hash(&parent, &payload.digest(), easy);
         let n = search(&header, easy.target().unwrap(), 0, 1000).unwrap();
-        bad.push((payload.clone(), Justification::Pow { parent, bits: easy.0, nonce: n }));
+        bad.push((
+            payload.clone(),
+            Justification::Pow {
+                parent,
+                bits: easy.0,
+                nonce: n,
+            },
+        ));
         // From too far in the future.
         let mut p = payload.clone();
         p.timestamp_ms = now + MAX_FUTURE_MS + 1;
-        bad.push((p, Justification::Pow { parent, bits, nonce }));
+        bad.push((
+            p,
+            Justification::Pow {
+                parent,
+                bits,
+                nonce,
+            },
+        ));
         // For another chain.
         let mut p = payload.clone();
         p.chain_id = "other".into();
-        bad.push((p, Justification::Pow { parent, bits, nonce }));
+        bad.push((
+            p,
+            Justification::Pow {
+                parent,
+                bits,
+                nonce,
+            },
+        ));
         for (payload, justification) in bad {
             let out = b.handle(
                 now,
                 Input::Message {
                     from: ValidatorIndex(0),
-                    message: PowMessage::Block { payload, justification },
+                    message: PowMessage::Block {
+                        payload,
+                        justification,
+                    },
                 },
             );
             assert!(commits(&out).is_empty());
         }
         assert_eq!(b.counters().invalid, 4);
         assert_eq!(b.tree().len(), 0);
-        let out = b.handle(now, Input::Message { from: ValidatorIndex(0), message: good });
+        let out = b.handle(
+            now,
+            Input::Message {
+                from: ValidatorIndex(0),
+                message: good,
+            },
+        );
         assert_eq!(commits(&out), vec![1]);
     }
 
@@ -986,7 +1051,10 @@ mod tests {
         // b hears only the last block: an orphan, so it asks for blocks.
         let out = b.handle(
             now,
-            Input::Message { from: ValidatorIndex(0), message: made[5].clone() },
+            Input::Message {
+                from: ValidatorIndex(0),
+                message: made[5].clone(),
+            },
         );
         let asks: Vec<u64> = out
             .iter()
@@ -999,11 +1067,24 @@ mod tests {
         assert_eq!(b.counters().orphans, 1);
         // The answer (blocks 5..) does not connect either: it asks from further back.
         let as_block = |m: &PowMessage| {
-            let PowMessage::Block { payload, justification } = m;
-            phalanx_ledger::make_block(payload.clone(), Hash::ZERO, Hash::ZERO, justification.clone())
+            let PowMessage::Block {
+                payload,
+                justification,
+            } = m;
+            phalanx_ledger::make_block(
+                payload.clone(),
+                Hash::ZERO,
+                Hash::ZERO,
+                justification.clone(),
+            )
         };
-        let out = b.handle(now, Input::SyncBlocks(vec![as_block(&made[4]), as_block(&made[5])]));
-        assert!(out.iter().any(|o| matches!(o, Output::RequestSync { from } if from.0 < 5)));
+        let out = b.handle(
+            now,
+            Input::SyncBlocks(vec![as_block(&made[4]), as_block(&made[5])]),
+        );
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::RequestSync { from } if from.0 < 5)));
         // From genesis up, everything connects, orphans included.
         let all: Vec<Block> = made.iter().map(as_block).collect();
         let out = b.handle(now, Input::SyncBlocks(all));
@@ -1019,8 +1100,16 @@ mod tests {
         let stored: Vec<Block> = made
             .iter()
             .map(|m| {
-                let PowMessage::Block { payload, justification } = m;
-                phalanx_ledger::make_block(payload.clone(), Hash::ZERO, Hash::ZERO, justification.clone())
+                let PowMessage::Block {
+                    payload,
+                    justification,
+                } = m;
+                phalanx_ledger::make_block(
+                    payload.clone(),
+                    Hash::ZERO,
+                    Hash::ZERO,
+                    justification.clone(),
+                )
             })
             .collect();
         let restored = Restored {
@@ -1037,6 +1126,11 @@ mod tests {
         let j = job(&out).unwrap();
         let out_a = a.handle(now, Input::Timeout(TimeoutKind::Batch));
         assert!(out_a.is_empty());
-        assert_eq!(Some(j.target), a.job.as_ref().map(|j| j.bits.target().unwrap().to_be_bytes()));
+        assert_eq!(
+            Some(j.target),
+            a.job
+                .as_ref()
+                .map(|j| j.bits.target().unwrap().to_be_bytes())
+        );
     }
 }

@@ -10,6 +10,6 @@ pub mod work;
 pub use engine::{block_id, Pow, PowCounters, PowMessage, PowRecord};
 pub use retarget::{next_target, RetargetParams};
 pub use work::{
-    header_hash, median_time_past, meets, search, seal_hash, target_for_work, work, Compact,
+    header_hash, median_time_past, meets, seal_hash, search, target_for_work, work, Compact,
     CompactError, U256,
 };

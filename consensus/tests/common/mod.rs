@@ -218,6 +218,9 @@ impl Cluster {
                     }
                 }
                 Output::ViewChanged { .. } => {}
+                Output::Revert { .. } | Output::Mine(_) => {
+                    panic!("PBFT's blocks are final: it never reverts or mines")
+                }
             }
         }
     }

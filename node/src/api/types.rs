@@ -224,6 +224,11 @@ pub struct NodeStatus {
     pub validator_index: u32,
     /// Latest committed height.
     pub height: u64,
+    /// The highest height that can never be reverted: `height` under PBFT
+    /// and CFT, genesis under proof of work and proof of stake (whose
+    /// blocks are tentative, with confirmations).
+    #[serde(default)]
+    pub final_height: u64,
     /// Hash of the latest block.
     pub latest_block_hash: Hash,
     /// Current view.

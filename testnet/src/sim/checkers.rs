@@ -214,6 +214,32 @@ pub fn check_certificate(
             ))
         };
     }
+    if let (
+        FaultModel::Nakamoto,
+        Justification::Pow {
+            parent,
+            bits,
+            nonce,
+        },
+    ) = (model, &block.justification)
+    {
+        // The checker's own seal check: the work is real and meets the
+        // target the block claims (the engine checks the claim itself
+        // against the retarget).
+        use phalanx_consensus::pow::{header_hash, meets, seal_hash, Compact};
+        let h = block.height();
+        let target = Compact(*bits)
+            .target()
+            .map_err(|e| format!("height {h}: bad target: {e}"))?;
+        let header = header_hash(parent, &block.header.payload_digest(), Compact(*bits));
+        if !meets(&seal_hash(&header, *nonce), target) {
+            return Err(format!("height {h}: the seal does not meet its target"));
+        }
+        if block.header.round != 0 || block.header.proposer.as_usize() >= genesis.validators.len() {
+            return Err(format!("height {h}: not a PoW block of this chain"));
+        }
+        return Ok(());
+    }
     let Justification::Pbft(cert) = &block.justification else {
         return Err(format!("height {}: not a PBFT certificate", block.height()));
     };

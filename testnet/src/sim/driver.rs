@@ -18,6 +18,11 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
+/// The simulated hash rate of every mining node (hashes per ms): with the
+/// simulator's genesis (500 ms blocks) four nodes settle at a few hundred
+/// hashes a block, so blocks carry real work and still cost microseconds.
+pub(super) const SIM_HASHES_PER_MS: f64 = 0.016;
+
 /// Most blocks in one catch-up answer: the node's own limit.
 const SYNC_MAX_BLOCKS: usize = phalanx_runtime::SYNC_MAX_BLOCKS as usize;
 
@@ -143,6 +148,34 @@ impl<E: Adversarial> World<E> {
                 }
             }
             Output::RequestSync { from } => self.request_sync(node, from),
+            Output::Revert { to } => {
+                self.nodes[node].flush();
+                self.revert(node, to);
+            }
+            Output::Mine(job) => {
+                let n = &mut self.nodes[node];
+                n.mining += 1;
+                let Some(job) = job else {
+                    return;
+                };
+                let (generation, incarnation) = (n.mining, n.incarnation);
+                let target = phalanx_consensus::pow::U256::from_be_bytes(&job.target);
+                let work = phalanx_consensus::pow::work(target) as f64;
+                // Exponential time to a block at the node's hash rate, from
+                // the seeded source: a run stays a function of its seed.
+                let mean_ms = work / SIM_HASHES_PER_MS;
+                let u = (self.adversary_rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                let after = (-mean_ms * (1.0 - u).ln()).min(1e9) as u64;
+                self.push(
+                    self.now + after.max(1),
+                    Event::Mined {
+                        node,
+                        incarnation,
+                        generation,
+                        job,
+                    },
+                );
+            }
             Output::ViewChanged { view, .. } => {
                 if self.nodes[node].honest {
                     self.stats.view_changes += 1;
@@ -294,6 +327,65 @@ impl<E: Adversarial> World<E> {
         }
     }
 
+    /// A reorg on `node`: takes its blocks above `to` out, rolling state
+    /// and the ledger model back, and returns their transactions to its
+    /// mempool stand-in; then checks (honest nodes) that the state equals
+    /// a replay of the remaining chain from genesis.
+    fn revert(&mut self, node: usize, to: Height) {
+        let honest = self.nodes[node].honest;
+        let height = self.nodes[node].height();
+        if to >= height {
+            return;
+        }
+        if honest {
+            let depth = (height.0 - to.0) as usize;
+            let d = &mut self.stats.reorg_depths;
+            let bucket = depth.min(16);
+            if d.len() <= bucket {
+                d.resize(bucket + 1, 0);
+            }
+            d[bucket] += 1;
+        }
+        self.trace.words(&[self.now, 12, node as u64, to.0]);
+        self.trace
+            .line(self.now, || format!("{node} REVERTS {height} -> {to}"));
+        let n = &mut self.nodes[node];
+        while n.height() > to {
+            let (Some(block), Some((undo, model))) = (n.chain.pop(), n.undo.pop()) else {
+                break;
+            };
+            n.state.revert(&undo);
+            n.model = model;
+            for tx in block.txs {
+                let h = tx.hash();
+                n.included.remove(&h);
+                n.handed.insert(h, tx);
+            }
+        }
+        if honest {
+            let replayed = self.replay(node);
+            if replayed != self.nodes[node].state {
+                let detail = format!(
+                    "node {node}: after reverting to {to} its state is not a replay of its chain"
+                );
+                self.violation(ViolationKind::Validity, detail);
+            }
+        }
+    }
+
+    /// The state a replay of `node`'s chain from genesis gives.
+    fn replay(&self, node: usize) -> phalanx_ledger::State {
+        let genesis = &self.scenario.genesis;
+        let mut state = genesis.state();
+        for b in self.nodes[node].chain.iter().skip(1) {
+            let fee_to = genesis.fee_recipient(b.header.proposer);
+            let executed =
+                (self.hooks.executor)(&state, &b.payload(), &fee_to, genesis.consensus.min_fee);
+            state.apply(&executed.diff);
+        }
+        state
+    }
+
     /// Executes and stores a committed payload; checks it on honest nodes.
     fn commit(
         &mut self,
@@ -319,6 +411,11 @@ impl<E: Adversarial> World<E> {
         let n = &mut self.nodes[node];
         let min_fee = genesis.consensus.min_fee;
         let executed = (self.hooks.executor)(&n.state, &payload, &fee_to, min_fee);
+        let tentative = !E::FAULT_MODEL.finalizes();
+        if tentative {
+            n.undo
+                .push((n.state.undo_for(&executed.diff), n.model.clone()));
+        }
         n.state.apply(&executed.diff);
         let ok = executed.receipts.iter().filter(|r| r.is_success()).count() as u64;
         n.succeeded += ok;
@@ -353,8 +450,12 @@ impl<E: Adversarial> World<E> {
             if let Err(e) = self.certs.check(genesis, quorum, &block, E::FAULT_MODEL) {
                 problems.push((ViolationKind::Certificate, format!("node {node}: {e}")));
             }
-            if let Some(e) = self.safety.on_commit(node, &block) {
-                problems.push((ViolationKind::Agreement, e));
+            // Tentative blocks may differ between nodes until the branches
+            // resolve: the common-prefix check at the end covers them.
+            if !tentative {
+                if let Some(e) = self.safety.on_commit(node, &block) {
+                    problems.push((ViolationKind::Agreement, e));
+                }
             }
             if let Err(e) = n.model.on_block(
                 &block,

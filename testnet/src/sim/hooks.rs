@@ -135,6 +135,11 @@ pub struct Stats {
     pub end_ms: u64,
     /// How long after healing every honest node had every valid transaction.
     pub heal_to_live_ms: Option<u64>,
+    /// Blocks mined (proof of work).
+    pub mined: u64,
+    /// Reorgs on honest nodes, by depth (blocks reverted): index d counts
+    /// reorgs of depth d (the last bucket: that deep or deeper).
+    pub reorg_depths: Vec<u64>,
 }
 
 /// The result of one schedule.

@@ -51,6 +51,11 @@ pub struct Node<E: Engine> {
     pub chain: Vec<Block>,
     /// The state after the last block (survives crashes).
     pub state: State,
+    /// Per stored block above genesis, what reverts it and the ledger
+    /// model before it (tentative engines: a reorg takes blocks out).
+    pub undo: Vec<(phalanx_ledger::Undo, Model)>,
+    /// The current mining job's generation (a later `Mine` replaces it).
+    pub mining: u64,
     /// The store holding the persisted records (survives crashes).
     pub store: Arc<MemoryStore>,
     /// The write-ahead log over `store`; `None` while crashed (what it had
@@ -113,6 +118,8 @@ impl<E: Engine> Node<E> {
             incarnation: 0,
             chain: vec![genesis.block()],
             state: genesis.state(),
+            undo: Vec::new(),
+            mining: 0,
             store: Arc::new(MemoryStore::new()),
             wal: None,
             persisted: BTreeSet::new(),

@@ -332,7 +332,14 @@ impl Scenario {
         let active =
             super::draw::choose_active(&mut rng(stream::FAULTS), requested, byzantine_count);
         let params = super::draw::choose_params(&mut rng(stream::PARAMS));
-        let genesis = super::draw::make_genesis(n, &params);
+        let mut genesis = super::draw::make_genesis(n, &params);
+        if consensus == EngineKind::Pow {
+            // Short blocks and an easy limit: schedules of a few seconds
+            // see dozens of blocks, each with a few hundred hashes of work.
+            genesis.consensus.engine = consensus;
+            genesis.consensus.block_time_ms = 2_000;
+            genesis.consensus.pow_limit = 0x2007_ffff;
+        }
         let mut r = rng(stream::NET);
         let heal_ms = r.range(1_000, 2_500);
         let net = super::draw::choose_net(&mut r, active);
@@ -379,7 +386,13 @@ impl Scenario {
             workload,
             mempool_verifies,
             heal_ms,
-            liveness_bound_ms: LIVENESS_BOUND_MS,
+            // A longest chain commits a block per block interval, and a
+            // partition's loser reorgs: give it the time of 60 blocks.
+            liveness_bound_ms: if consensus == EngineKind::Pow {
+                LIVENESS_BOUND_MS.max(60 * 2_000)
+            } else {
+                LIVENESS_BOUND_MS
+            },
             settle_ms: SETTLE_MS,
             consensus,
         })

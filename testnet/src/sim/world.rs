@@ -65,6 +65,13 @@ pub(super) enum Event<M> {
     Heal,
     Tick(usize),
     Deadline,
+    /// A node's mining job found its block (proof of work).
+    Mined {
+        node: usize,
+        incarnation: u32,
+        generation: u64,
+        job: phalanx_consensus::MineJob,
+    },
 }
 
 struct Queued<M> {
@@ -378,7 +385,14 @@ impl<E: Adversarial> World<E> {
                 // uses up the fault budget (issue 22). Live means every honest
                 // replica is active in one view, checked after every event
                 // because a NEW-VIEW can arrive without a commit.
-                if self.all_committed && self.probe.is_some() && self.views_disagree().is_none() {
+                // Longest-chain engines: also one common prefix (their
+                // chains converge as blocks pile up on one branch).
+                let converged = E::FAULT_MODEL.finalizes() || self.prefix_agrees_at_tips();
+                if self.all_committed
+                    && self.probe.is_some()
+                    && self.views_disagree().is_none()
+                    && converged
+                {
                     self.live_at = Some(self.now);
                     self.stats.heal_to_live_ms = Some(self.now - heal);
                     self.trace.line(self.now, || "liveness reached".into());
@@ -546,8 +560,11 @@ impl<E: Adversarial> World<E> {
     }
 
     fn finish(mut self) -> Outcome {
-        if self.live_at.is_some() {
+        if self.live_at.is_some() && E::FAULT_MODEL.finalizes() {
             self.check_drained();
+        }
+        if !E::FAULT_MODEL.finalizes() {
+            self.check_common_prefix();
         }
         let honest: Vec<&Node<E>> = self.nodes.iter().filter(|n| n.honest).collect();
         if let Some(longest) = honest.iter().max_by_key(|n| n.height()) {
@@ -565,6 +582,56 @@ impl<E: Adversarial> World<E> {
             trace: self.trace.take_lines(),
             wall_ms: 0,
         }
+    }
+
+    /// Common prefix (Garay, Kiayias & Leonardos 2015): at the end of a
+    /// run, once the network has healed and the run has settled, the
+    /// chains of the honest nodes that are up agree on every block except
+    /// the last [`COMMON_PREFIX_K`] of the shortest.
+    fn check_common_prefix(&mut self) {
+        if let Some(p) = self.prefix_disagreement() {
+            self.violation(ViolationKind::Agreement, p);
+        }
+    }
+
+    /// Whether every honest node that is up has the same head.
+    fn prefix_agrees_at_tips(&self) -> bool {
+        let mut heads = self
+            .nodes
+            .iter()
+            .filter(|n| n.honest && n.is_up())
+            .map(|n| n.chain.last().map(Block::hash));
+        let first = heads.next().flatten();
+        heads.all(|h| h == first)
+    }
+
+    /// Where two honest nodes that are up disagree more than
+    /// [`COMMON_PREFIX_K`] blocks below the shortest head among them.
+    fn prefix_disagreement(&self) -> Option<String> {
+        let chains: Vec<(usize, &Vec<Block>)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.honest && n.is_up())
+            .map(|(i, n)| (i, &n.chain))
+            .collect();
+        let shortest = chains.iter().map(|(_, c)| c.len()).min()?;
+        let settled = shortest.saturating_sub(COMMON_PREFIX_K);
+        let (first, reference) = chains.first()?;
+        for (i, c) in &chains[1..] {
+            // Chains agree below a height once they agree at it.
+            if settled == 0 || c[settled - 1].hash() == reference[settled - 1].hash() {
+                continue;
+            }
+            let h = (0..settled)
+                .find(|h| c[*h].hash() != reference[*h].hash())
+                .unwrap_or(settled - 1);
+            return Some(format!(
+                "nodes {first} and {i} differ at height {h}, more than {COMMON_PREFIX_K} blocks below the shortest honest head ({})",
+                shortest - 1
+            ));
+        }
+        None
     }
 
     /// Once everything is committed and the run has settled, no honest
@@ -724,6 +791,40 @@ impl<E: Adversarial> World<E> {
             Event::Heal => self.heal(),
             Event::Tick(node) => self.tick(node),
             Event::Deadline => return true,
+            Event::Mined {
+                node,
+                incarnation,
+                generation,
+                job,
+            } => {
+                let n = &self.nodes[node];
+                if n.incarnation != incarnation || n.mining != generation || !n.is_up() {
+                    return false;
+                }
+                // The block carries real work: search from a seeded start
+                // (the sim's targets take a few hundred hashes).
+                let target = phalanx_consensus::pow::U256::from_be_bytes(&job.target);
+                let mut start = self.adversary_rng.next_u64();
+                let nonce = loop {
+                    if let Some(found) =
+                        phalanx_consensus::pow::search(&job.header, target, start, 1 << 16)
+                    {
+                        break found;
+                    }
+                    start = start.wrapping_add(1 << 16);
+                };
+                self.stats.mined += 1;
+                self.trace.words(&[self.now, 11, node as u64, nonce]);
+                self.trace
+                    .line(self.now, || format!("{node} mines a block"));
+                self.step(
+                    node,
+                    Input::Mined {
+                        job: job.header,
+                        nonce,
+                    },
+                );
+            }
         }
         false
     }
@@ -832,6 +933,10 @@ impl<E: Adversarial> World<E> {
         }
     }
 }
+
+/// Blocks at the tip of a longest chain that honest nodes may still
+/// disagree on when a run ends (the common-prefix parameter k).
+pub const COMMON_PREFIX_K: usize = 6;
 
 fn timer_word(kind: TimeoutKind) -> u64 {
     match kind {
