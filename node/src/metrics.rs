@@ -749,6 +749,8 @@ mod tests {
                 "phalanx_peers",
                 "phalanx_pushed_txs_received_total",
                 "phalanx_rejected_txs_total",
+                "phalanx_reorg_depth_blocks",
+                "phalanx_reorgs_total",
                 "phalanx_txs_resent_total",
                 "phalanx_view",
                 "phalanx_view_changes_total",
