@@ -231,3 +231,126 @@ fn local_sh_up_accounts_by_name_faults_restart_and_reset() {
     assert!(reset.status.success());
     assert!(!net.dir().exists(), "the chain is gone");
 }
+
+/// `local.sh up --consensus pow` (issue 19): four miners under the
+/// default hash-rate cap make blocks and commit a transfer (tentative,
+/// with confirmations); a 2|2 partition makes both halves mine their own
+/// branch; once healed, all four converge on one chain and the side that
+/// lost reports the reorg in `/status`.
+#[test]
+fn local_sh_up_consensus_pow_mines_commits_and_converges_after_a_partition() {
+    let base_port = base_port();
+    let net = LocalNet {
+        cwd: tempfile::tempdir().unwrap(),
+        base_port,
+    };
+    let up = net.local_sh(&[
+        "up",
+        "--consensus",
+        "pow",
+        "--faults",
+        "--json",
+        "--base-port",
+        &base_port.to_string(),
+    ]);
+    assert!(up.status.success(), "local.sh up --consensus pow failed");
+    let status = net.status(0);
+    assert_eq!(status["consensus"], "pow", "{status}");
+    assert_eq!(status["final_height"], 0, "{status}");
+
+    let out = net.phalanx(&[
+        "tx", "transfer", "--key", "account0", "--to", "account1", "--amount", "10", "--wait",
+    ]);
+    assert!(out.contains("committed at height"), "{out}");
+    let hash = out
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let tx: Value = serde_json::from_str(&net.phalanx(&["query", "tx", &hash, "--json"])).unwrap();
+    assert_eq!(tx["finality"], "tentative", "{tx}");
+    assert!(tx["confirmations"].as_u64().unwrap() >= 1, "{tx}");
+
+    // 2|2: nodes 0 and 1 stop talking to 2 and 3, and back.
+    let admin =
+        |i: u16, route: &str, body: &str| post(&format!("{}/admin/{route}", net.api(i)), body);
+    for (i, blocked) in [(0, "[2,3]"), (1, "[2,3]"), (2, "[0,1]"), (3, "[0,1]")] {
+        let (code, body) = admin(i, "partition", &format!(r#"{{"blocked":{blocked}}}"#));
+        assert_eq!(code, 200, "{body}");
+    }
+    let start = (0..4)
+        .map(|i| net.status(i)["height"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    // Both halves mine on: each passes the height the partition started at.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h: Vec<u64> = (0..4)
+            .map(|i| net.status(i)["height"].as_u64().unwrap())
+            .collect();
+        if h.iter().all(|x| *x >= start + 3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the halves did not both mine: {h:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let a = net.status(0)["latest_block_hash"].clone();
+    let b = net.status(2)["latest_block_hash"].clone();
+    assert_ne!(a, b, "two halves, two branches");
+    for i in 0..4 {
+        let (code, body) = admin(i, "partition", r#"{"blocked":[]}"#);
+        assert_eq!(code, 200, "{body}");
+    }
+    // Healed: one head on all four (checked at one height on all nodes,
+    // as heads keep moving), and someone reverted its branch.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let heights: Vec<u64> = (0..4)
+            .map(|i| net.status(i)["height"].as_u64().unwrap())
+            .collect();
+        let low = *heights.iter().min().unwrap();
+        let at = low.saturating_sub(2).max(start + 3);
+        let hashes: Vec<Value> = (0..4)
+            .map(|i| {
+                let b: Value = serde_json::from_str(&net.phalanx(&[
+                    "query",
+                    "block",
+                    &at.to_string(),
+                    "--json",
+                    "--node",
+                    &net.api(i),
+                ]))
+                .unwrap_or(Value::Null);
+                b["hash"].clone()
+            })
+            .collect();
+        let reorgs: u64 = (0..4)
+            .map(|i| net.status(i)["reorgs"].as_u64().unwrap_or(0))
+            .sum();
+        if low >= start + 3 && hashes.iter().all(|h| *h == hashes[0] && !h.is_null()) && reorgs > 0
+        {
+            let s = (0..4)
+                .map(|i| net.status(i))
+                .find(|s| s["reorgs"].as_u64().unwrap_or(0) > 0)
+                .unwrap();
+            let r = &s["last_reorg"];
+            assert!(
+                r["to_height"].as_u64().unwrap() < r["from_height"].as_u64().unwrap(),
+                "{s}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence after the heal: heights {heights:?}, hashes at {at}: {hashes:?}, reorgs {reorgs}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(net.local_sh(&["down"]).status.success());
+}

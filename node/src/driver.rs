@@ -534,6 +534,16 @@ impl<E: Protocol> Driver<E> {
             .metrics
             .reorg_depth
             .observe((from.0 - self.latest.height().0) as f64);
+        let record = crate::api::types::ReorgRecord {
+            from_height: from.0,
+            to_height: to.0,
+            at_ms: now_ms(),
+            returned_txs: returned,
+        };
+        self.shared.status.set(|s| {
+            s.reorgs += 1;
+            s.last_reorg = Some(record);
+        });
         tracing::info!(
             from = from.0,
             to = to.0,

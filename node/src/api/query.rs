@@ -48,7 +48,9 @@ pub(super) async fn health(State(shared): AppState) -> (StatusCode, Json<HealthR
 }
 
 pub(super) async fn latest_block(State(shared): AppState) -> Result<Json<BlockResponse>, ApiError> {
-    Ok(Json(BlockResponse::new(latest(&shared)?)))
+    let block = latest(&shared)?;
+    let head = block.height();
+    Ok(Json(BlockResponse::new(block, head)))
 }
 
 fn latest(shared: &Shared) -> Result<Block, ApiError> {
@@ -110,7 +112,12 @@ pub(super) async fn block(
             ApiError::not_found("unknown_block", format!("no block with hash {hash}"))
         })?,
     };
-    Ok(Json(BlockResponse::new(block)))
+    Ok(Json(BlockResponse::new(block, head_height(&shared))))
+}
+
+/// The height of this node's latest block (for confirmations).
+fn head_height(shared: &Shared) -> Height {
+    Height(shared.status.get().height)
 }
 
 fn parse_hash(s: &str, what: &str) -> Result<Hash, ApiError> {
@@ -135,6 +142,9 @@ pub(super) async fn tx(
             height: Some(loc.height),
             index: Some(loc.index),
             finality: block.as_ref().map(|b| Finality::of(&b.justification)),
+            confirmations: block.as_ref().and_then(|b| {
+                Finality::of(&b.justification).confirmations(b.height(), head_height(&shared))
+            }),
             receipt: Some(loc.receipt),
             tx,
         }));
@@ -146,6 +156,7 @@ pub(super) async fn tx(
             height: None,
             index: None,
             finality: None,
+            confirmations: None,
             receipt: None,
             tx: None,
         }));

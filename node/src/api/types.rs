@@ -51,6 +51,14 @@ impl Finality {
     }
 }
 
+impl Finality {
+    /// A tentative block's confirmations at `height` on a chain whose
+    /// head is at `head` (`None` for a final block).
+    pub fn confirmations(self, height: Height, head: Height) -> Option<u64> {
+        (self == Finality::Tentative).then(|| head.0.saturating_sub(height.0) + 1)
+    }
+}
+
 impl std::fmt::Display for Finality {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -69,6 +77,10 @@ pub struct BlockResponse {
     pub height: Height,
     /// Final or tentative.
     pub finality: Finality,
+    /// Tentative blocks (proof of work, proof of stake): how many blocks,
+    /// this one included, the node's chain has from it to its head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u64>,
     /// The hashes of `block.txs`, in order.
     pub tx_hashes: Vec<Hash>,
     /// The block itself.
@@ -76,12 +88,15 @@ pub struct BlockResponse {
 }
 
 impl BlockResponse {
-    /// The response for a stored block.
-    pub fn new(block: Block) -> BlockResponse {
+    /// The response for a stored block, on a chain whose latest block is
+    /// at `head`.
+    pub fn new(block: Block, head: Height) -> BlockResponse {
+        let finality = Finality::of(&block.justification);
         BlockResponse {
             hash: block.hash(),
             height: block.height(),
-            finality: Finality::of(&block.justification),
+            finality,
+            confirmations: finality.confirmations(block.height(), head),
             tx_hashes: block.txs.iter().map(SignedTransaction::hash).collect(),
             block,
         }
@@ -114,6 +129,9 @@ pub struct TxResponse {
     /// Finality of the block (committed only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finality: Option<Finality>,
+    /// Confirmations of its block, when tentative (see [`BlockResponse`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u64>,
     /// What execution did (committed only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Receipt>,
@@ -224,6 +242,13 @@ pub struct NodeStatus {
     pub validator_index: u32,
     /// Latest committed height.
     pub height: u64,
+    /// Reorgs this node went through since it started (proof of work,
+    /// proof of stake: tentative blocks reverted for a heavier branch).
+    #[serde(default)]
+    pub reorgs: u64,
+    /// The last reorg, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reorg: Option<ReorgRecord>,
     /// The highest height that can never be reverted: `height` under PBFT
     /// and CFT, genesis under proof of work and proof of stake (whose
     /// blocks are tentative, with confirmations).
@@ -262,6 +287,19 @@ pub struct NodeStatus {
     /// `/health` fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+}
+
+/// A reorg, as `/status` reports the last one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReorgRecord {
+    /// The height of the head before.
+    pub from_height: u64,
+    /// The common ancestor's height: the blocks above it were reverted.
+    pub to_height: u64,
+    /// When (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Transactions of the reverted blocks put back in the mempool.
+    pub returned_txs: u64,
 }
 
 /// One committed block as `GET /commits` reports it: when this node

@@ -153,12 +153,33 @@ fn format_status(s: &NodeStatus) -> String {
     } else {
         ""
     };
-    let _ = writeln!(out, "height:     {}", s.height);
-    let _ = writeln!(
-        out,
-        "view:       {} (primary {}{changing})",
-        s.view, s.primary
-    );
+    let tentative = s.height.saturating_sub(s.final_height);
+    if s.consensus == "pow" || s.consensus == "pos" {
+        let _ = writeln!(
+            out,
+            "height:     {} (final up to {}; {tentative} tentative)",
+            s.height, s.final_height
+        );
+        match &s.last_reorg {
+            Some(r) => {
+                let _ = writeln!(
+                    out,
+                    "reorgs:     {} (last: {} -> {}, {} transactions back to the mempool)",
+                    s.reorgs, r.from_height, r.to_height, r.returned_txs
+                );
+            }
+            None => {
+                let _ = writeln!(out, "reorgs:     none");
+            }
+        }
+    } else {
+        let _ = writeln!(out, "height:     {}", s.height);
+        let _ = writeln!(
+            out,
+            "view:       {} (primary {}{changing})",
+            s.view, s.primary
+        );
+    }
     let _ = writeln!(out, "peers:      {peers}");
     let _ = writeln!(out, "chain:      {}", s.chain_id);
     let _ = writeln!(
@@ -186,7 +207,14 @@ fn format_status(s: &NodeStatus) -> String {
 fn format_block(b: &BlockResponse) -> String {
     let h = &b.block.header;
     let mut out = String::new();
-    let _ = writeln!(out, "height:     {} ({})", b.height, b.finality);
+    let confirmations = b.confirmations.map_or(String::new(), |c| {
+        format!(", {c} confirmation{}", if c == 1 { "" } else { "s" })
+    });
+    let _ = writeln!(
+        out,
+        "height:     {} ({}{confirmations})",
+        b.height, b.finality
+    );
     let _ = writeln!(out, "hash:       {}", b.hash);
     let _ = writeln!(out, "parent:     {}", h.parent);
     let _ = writeln!(
@@ -255,7 +283,12 @@ fn format_tx(t: &TxResponse) -> String {
                 None => "unknown".to_owned(),
             };
             let height = t.height.map_or("?".into(), |h| h.to_string());
-            let finality = t.finality.map_or(String::new(), |f| format!(", {f}"));
+            let confirmations = t.confirmations.map_or(String::new(), |c| {
+                format!(" with {c} confirmation{}", if c == 1 { "" } else { "s" })
+            });
+            let finality = t
+                .finality
+                .map_or(String::new(), |f| format!(", {f}{confirmations}"));
             let _ = writeln!(
                 out,
                 "status:     committed at height {height}, index {}{finality}",
