@@ -21,6 +21,7 @@
 
 pub mod cft;
 pub mod pbft;
+pub mod pos;
 pub mod pow;
 pub mod rng;
 

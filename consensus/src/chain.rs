@@ -14,8 +14,9 @@
 //! tree compares descend from it, so comparing them is exact — and a block
 //! whose parent is neither the root nor in the tree is an orphan.
 
+use crate::engine::Output;
 use phalanx_crypto::Hash;
-use phalanx_ledger::{Height, Justification, Payload};
+use phalanx_ledger::{Height, Justification, Payload, SignedTransaction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -278,6 +279,186 @@ impl Tree {
     /// Every block at `height`.
     pub fn at_height(&self, height: Height) -> &[Hash] {
         self.by_height.get(&height).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Transactions waiting for a block, in arrival order, bounded.
+#[derive(Clone, Debug, Default)]
+pub struct Pending {
+    txs: BTreeMap<u64, SignedTransaction>,
+    index: HashMap<Hash, u64>,
+    next: u64,
+    max: usize,
+}
+
+impl Pending {
+    /// An empty pool holding at most `max` transactions.
+    pub fn new(max: usize) -> Pending {
+        Pending {
+            max,
+            ..Pending::default()
+        }
+    }
+
+    /// Adds `tx` unless it is there already or the pool is full.
+    pub fn add(&mut self, tx: SignedTransaction) {
+        let h = tx.hash();
+        if self.index.contains_key(&h) || self.txs.len() >= self.max {
+            return;
+        }
+        self.next += 1;
+        self.index.insert(h, self.next);
+        self.txs.insert(self.next, tx);
+    }
+
+    /// Drops a transaction; whether it was there.
+    pub fn remove(&mut self, h: &Hash) -> bool {
+        match self.index.remove(h) {
+            Some(seq) => self.txs.remove(&seq).is_some(),
+            None => false,
+        }
+    }
+
+    /// The oldest `n`.
+    pub fn oldest(&self, n: usize) -> Vec<SignedTransaction> {
+        self.txs.values().take(n).cloned().collect()
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    /// Whether the index and the pool agree.
+    pub fn check(&self) -> Result<(), String> {
+        if self.txs.len() != self.index.len() {
+            return Err(format!(
+                "{} pending transactions, {} indexed",
+                self.txs.len(),
+                self.index.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A reorg the stored branch went through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reorg {
+    /// The common ancestor's height.
+    pub fork: Height,
+    /// Blocks reverted.
+    pub depth: u64,
+}
+
+/// The branch the driver stores (as the engine has told it to), above
+/// the tree's root, and the transactions in it.
+#[derive(Clone, Debug, Default)]
+pub struct Stored {
+    blocks: BTreeMap<Height, Hash>,
+    on_chain: HashMap<Hash, Height>,
+}
+
+impl Stored {
+    /// Records a block the driver already stores (restart).
+    pub fn restore(&mut self, height: Height, id: Hash, payload: &Payload) {
+        self.blocks.insert(height, id);
+        for tx in &payload.txs {
+            self.on_chain.insert(tx.hash(), height);
+        }
+    }
+
+    /// The stored tip's id (the tree's root when nothing is stored above it).
+    pub fn tip(&self, tree: &Tree) -> Hash {
+        self.blocks
+            .last_key_value()
+            .map_or_else(|| tree.root(), |(_, id)| *id)
+    }
+
+    /// Whether the transaction is in a stored block.
+    pub fn holds(&self, tx: &Hash) -> bool {
+        self.on_chain.contains_key(tx)
+    }
+
+    /// Makes the stored branch the tree's head branch: an
+    /// `Output::Revert` to the fork point if the head left the stored
+    /// branch (after whatever `before_revert` returns for that height,
+    /// e.g. a record that must be durable first), then a `Commit` per
+    /// block of the new branch. Transactions of abandoned blocks go back
+    /// to `pending`; those of new blocks leave it.
+    pub fn follow<M, R>(
+        &mut self,
+        tree: &Tree,
+        pending: &mut Pending,
+        out: &mut Vec<Output<M, R>>,
+        before_revert: impl FnOnce(Height) -> Option<Output<M, R>>,
+    ) -> Option<Reorg> {
+        let head = tree.head();
+        let tip = self.tip(tree);
+        if head == tip {
+            return None;
+        }
+        let (fork, branch) = tree.path(&tip, &head)?;
+        let tip_height = tree.height_of(&tip).unwrap_or_default();
+        let mut reorg = None;
+        if fork < tip_height {
+            reorg = Some(Reorg {
+                fork,
+                depth: tip_height.0 - fork.0,
+            });
+            out.extend(before_revert(fork));
+            out.push(Output::Revert { to: fork });
+            let abandoned: Vec<Hash> = self.blocks.split_off(&fork.next()).into_values().collect();
+            for id in abandoned {
+                let Some(e) = tree.get(&id) else { continue };
+                for tx in &e.payload.txs {
+                    self.on_chain.remove(&tx.hash());
+                    pending.add(tx.clone());
+                }
+            }
+        }
+        for id in branch {
+            let Some(e) = tree.get(&id) else { break };
+            for tx in &e.payload.txs {
+                let h = tx.hash();
+                self.on_chain.insert(h, e.height);
+                pending.remove(&h);
+            }
+            self.blocks.insert(e.height, id);
+            out.push(Output::Commit {
+                payload: (*e.payload).clone(),
+                justification: e.justification.clone(),
+            });
+        }
+        reorg
+    }
+
+    /// Forgets what is at or below the tree's new root.
+    pub fn prune(&mut self, root: Height) {
+        self.blocks = self.blocks.split_off(&root.next());
+        self.on_chain.retain(|_, h| *h > root);
+    }
+
+    /// Whether the stored branch is the head's branch, height by height.
+    pub fn check(&self, tree: &Tree) -> Result<(), String> {
+        let branch: Vec<(Height, Hash)> = tree
+            .ancestors(&tree.head())
+            .map(|e| (e.height, e.id))
+            .collect();
+        let stored: Vec<(Height, Hash)> = self.blocks.iter().rev().map(|(h, i)| (*h, *i)).collect();
+        if branch != stored {
+            return Err(format!(
+                "the stored chain ({} blocks) is not the head's branch ({} blocks)",
+                stored.len(),
+                branch.len()
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -112,6 +112,10 @@ pub struct Config {
     pub params: ConsensusParams,
     /// Most transactions held pending in the engine before new ones are dropped.
     pub max_pending_txs: usize,
+    /// The genesis time (ms since the Unix epoch): PoS counts slots from it.
+    pub genesis_time_ms: u64,
+    /// Each validator's genesis stake (PoS), in index order.
+    pub stakes: Vec<u64>,
 }
 
 impl Config {
@@ -167,11 +171,13 @@ impl Config {
         }
         Ok(Config {
             chain_id: chain_id.to_owned(),
+            stakes: vec![1; validators.len()],
             validators,
             me,
             quorums,
             params,
             max_pending_txs: 200_000,
+            genesis_time_ms: 0,
         })
     }
 

@@ -159,6 +159,8 @@ pub enum TimeoutKind {
     },
     /// Retry a sync request that got no useful answer.
     Sync,
+    /// A new proof-of-stake slot begins.
+    Slot,
 }
 
 /// A record an engine asks its driver to make durable (with

@@ -13,6 +13,7 @@ pub mod chain;
 pub mod config;
 pub mod engine;
 pub mod pbft;
+pub mod pos;
 pub mod pow;
 
 pub use cft::messages::{CftMessage, CftRecord};
@@ -25,4 +26,5 @@ pub use engine::{
 pub use pbft::messages::PbftMessage;
 pub use pbft::record::PbftRecord;
 pub use pbft::Pbft;
+pub use pos::{Pos, PosMessage, PosRecord};
 pub use pow::{Pow, PowMessage, PowRecord};

@@ -152,13 +152,24 @@ pub enum Justification {
         /// The nonce found.
         nonce: u64,
     },
-    /// Proof of stake: the slot leader's signature over the block hash.
+    /// Proof of stake: the slot leader's signed block. The block's id in
+    /// the PoS chain is the digest the leader signs, over (`parent`,
+    /// payload digest, `slot`); the signature is a [`crate::Vote`] of kind
+    /// `PosBlock` for (view = slot, seq = slot), so two blocks one leader
+    /// signs for one slot make [`crate::Evidence`].
     Pos {
+        /// The id of the parent block (the genesis block's hash for the first).
+        parent: Hash,
         /// The slot.
         slot: u64,
         /// The slot leader.
         leader: ValidatorIndex,
-        /// The leader's signature.
+        /// The leader's signature over its deterministic per-slot
+        /// randomness message (chain id, slot): what the epoch seeds are
+        /// made of, one value per (leader, slot) that the leader cannot
+        /// vary, only withhold.
+        rand: Signature,
+        /// The leader's signature over the block vote.
         signature: Signature,
     },
 }

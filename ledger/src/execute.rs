@@ -7,12 +7,39 @@
 //!
 //! Fee rule: fees go to the block's proposer (the validator's key is its fee
 //! account), so the total supply is constant — exactly the genesis supply.
+//!
+//! Slashing (proof of stake): each piece of equivocation evidence in the
+//! block moves [`Rules::slash_percent`] of its offender's stake account
+//! ([`crate::stake_address`]) to the slashed-stake account, the first time
+//! that validator is caught (its stake account's nonce then reads 1). A
+//! chain without stake accounts (PBFT, CFT, PoW) records evidence and
+//! changes nothing.
 
 use crate::block::{Payload, Receipt, RejectReason, TxStatus};
 use crate::state::{Account, State, StateDiff};
 use crate::tx::{verify_transactions, SignedTransaction};
 use crate::types::Address;
 use std::collections::BTreeMap;
+
+/// The chain rules execution follows, from the genesis
+/// ([`crate::Genesis::rules`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// The smallest fee a transaction may pay.
+    pub min_fee: u64,
+    /// Percent of an equivocator's stake slashed (proof of stake).
+    pub slash_percent: u64,
+}
+
+impl From<u64> for Rules {
+    /// Only a minimum fee (no slashing).
+    fn from(min_fee: u64) -> Rules {
+        Rules {
+            min_fee,
+            slash_percent: 0,
+        }
+    }
+}
 
 /// Supplies signature verdicts for a block's transactions, so a node that
 /// already verified a transaction (in its mempool) does not verify it again.
@@ -41,15 +68,19 @@ pub struct Executed {
 }
 
 /// Executes `payload` on `state`. `fee_recipient` is the proposer's account;
-/// a transaction paying less than `min_fee` (the genesis parameter) fails.
-/// Does not modify `state`; apply `diff` to move it forward.
+/// a transaction paying less than the minimum fee (the genesis parameter)
+/// fails; evidence slashes under proof of stake (see the module
+/// documentation). `rules` is a [`Rules`] or just the minimum fee. Does
+/// not modify `state`; apply `diff` to move it forward.
 pub fn execute(
     state: &State,
     payload: &Payload,
     fee_recipient: &Address,
-    min_fee: u64,
+    rules: impl Into<Rules>,
     signatures: &dyn SignatureCheck,
 ) -> Executed {
+    let rules: Rules = rules.into();
+    let min_fee = rules.min_fee;
     let height = payload.height;
     let verdicts = signatures.verdicts(&payload.txs);
     let mut changed: BTreeMap<Address, Account> = BTreeMap::new();
@@ -80,10 +111,44 @@ pub fn execute(
             fee_paid,
         });
     }
+    if rules.slash_percent > 0 {
+        for e in &payload.evidence {
+            slash(state, &mut changed, e.offender(), rules.slash_percent);
+        }
+    }
     Executed {
         diff: state.diff(height, changed),
         receipts,
     }
+}
+
+/// Moves `percent` of `offender`'s stake to the slashed-stake account, if
+/// it has a stake account not slashed before.
+fn slash(
+    state: &State,
+    changed: &mut BTreeMap<Address, Account>,
+    offender: crate::types::ValidatorIndex,
+    percent: u64,
+) {
+    let at = crate::stake_address(offender);
+    let Some(stake) = current(state, changed, &at).filter(|a| a.nonce == 0) else {
+        return;
+    };
+    let cut = (u128::from(stake.balance) * u128::from(percent.min(100)) / 100) as u64;
+    let pool_at = crate::slashed_address();
+    let mut pool = current(state, changed, &pool_at).unwrap_or_default();
+    let Some(total) = pool.balance.checked_add(cut) else {
+        return;
+    };
+    pool.balance = total;
+    changed.insert(
+        at,
+        Account {
+            balance: stake.balance - cut,
+            nonce: 1,
+        },
+    );
+    changed.insert(pool_at, pool);
 }
 
 fn current(state: &State, changed: &BTreeMap<Address, Account>, a: &Address) -> Option<Account> {

@@ -50,6 +50,24 @@ impl std::fmt::Display for EngineKind {
     }
 }
 
+/// The account holding validator `v`'s stake under proof of stake: an
+/// address derived from the index, which no key signs for (so only
+/// slashing moves what it holds).
+pub fn stake_address(v: ValidatorIndex) -> Address {
+    let h = Hash::of_parts(
+        phalanx_crypto::Domain::StateEntry,
+        &[b"phalanx/stake", &v.0.to_be_bytes()],
+    );
+    Address(PublicKey(h.0))
+}
+
+/// Where slashed stake goes: kept, not burnt, so the supply stays the
+/// genesis supply.
+pub fn slashed_address() -> Address {
+    let h = Hash::of_parts(phalanx_crypto::Domain::StateEntry, &[b"phalanx/slashed"]);
+    Address(PublicKey(h.0))
+}
+
 /// One validator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +131,15 @@ pub struct ConsensusParams {
     /// form; the first block's target. The default, `0x1f00ffff`, takes
     /// about 65,000 hashes per block.
     pub pow_limit: u32,
+    /// Proof of stake: the length of a slot (one leader, at most one block).
+    pub slot_ms: u64,
+    /// Proof of stake: slots per epoch. The leaders of an epoch are drawn
+    /// from a seed fixed at the end of the epoch before the one before.
+    pub epoch_slots: u64,
+    /// Proof of stake: the percent of its stake a validator caught signing
+    /// two blocks for one slot loses (when the block carrying the evidence
+    /// executes). Slashed stake leads no more slots.
+    pub slash_percent: u64,
 }
 
 impl Default for ConsensusParams {
@@ -127,6 +154,9 @@ impl Default for ConsensusParams {
             min_fee: 1,
             block_time_ms: 1000,
             pow_limit: 0x1f00_ffff,
+            slot_ms: 1000,
+            epoch_slots: 16,
+            slash_percent: 100,
         }
     }
 }
@@ -284,6 +314,25 @@ impl Genesis {
             })?;
         }
         let c = &self.consensus;
+        if c.engine == EngineKind::Pos {
+            for (i, v) in self.validators.iter().enumerate() {
+                supply = supply.checked_add(v.stake).ok_or_else(|| {
+                    invalid(
+                        format!("validators[{i}].stake"),
+                        "total supply with stakes exceeds 2^64-1",
+                    )
+                })?;
+            }
+            if c.slot_ms == 0 {
+                return Err(invalid("consensus.slot_ms", "must be positive"));
+            }
+            if c.epoch_slots == 0 {
+                return Err(invalid("consensus.epoch_slots", "must be positive"));
+            }
+            if c.slash_percent > 100 {
+                return Err(invalid("consensus.slash_percent", "must be 0 to 100"));
+            }
+        }
         if c.max_block_txs == 0 {
             return Err(invalid("consensus.max_block_txs", "must be positive"));
         }
@@ -319,14 +368,32 @@ impl Genesis {
             .unwrap_or(Address(PublicKey([0; 32])))
     }
 
-    /// The initial state.
+    /// The initial state (under proof of stake, with each validator's
+    /// stake in its stake account).
     pub fn state(&self) -> State {
-        let balances = self
+        let mut balances: BTreeMap<Address, u64> = self
             .accounts
             .iter()
             .map(|a| (a.address, a.balance))
             .collect();
+        if self.consensus.engine == EngineKind::Pos {
+            for (i, v) in self.validators.iter().enumerate() {
+                balances.insert(stake_address(ValidatorIndex(i as u32)), v.stake);
+            }
+        }
         State::genesis(&balances)
+    }
+
+    /// The rules execution follows on this chain.
+    pub fn rules(&self) -> crate::Rules {
+        crate::Rules {
+            min_fee: self.consensus.min_fee,
+            slash_percent: if self.consensus.engine == EngineKind::Pos {
+                self.consensus.slash_percent
+            } else {
+                0
+            },
+        }
     }
 
     /// The genesis block (height 0): no transactions, the genesis state root.

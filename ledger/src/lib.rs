@@ -17,9 +17,10 @@ mod types;
 mod vote;
 
 pub use block::{Block, BlockHeader, Justification, Payload, Receipt, RejectReason, TxStatus};
-pub use execute::{execute, Executed, SignatureCheck, VerifyAll};
+pub use execute::{execute, Executed, Rules, SignatureCheck, VerifyAll};
 pub use genesis::{
-    ConsensusParams, EngineKind, Genesis, GenesisAccount, GenesisError, ValidatorInfo,
+    slashed_address, stake_address, ConsensusParams, EngineKind, Genesis, GenesisAccount,
+    GenesisError, ValidatorInfo,
 };
 pub use state::{Account, State, StateDiff, Undo};
 #[cfg(feature = "rocksdb")]

@@ -139,13 +139,15 @@ fn justification() -> impl Strategy<Value = Justification> {
                 nonce,
             }
         }),
-        (any::<u64>(), any::<u32>(), signature()).prop_map(|(slot, leader, signature)| {
-            Justification::Pos {
+        (hash(), any::<u64>(), any::<u32>(), signature(), signature()).prop_map(
+            |(parent, slot, leader, rand, signature)| Justification::Pos {
+                parent,
                 slot,
                 leader: ValidatorIndex(leader),
+                rand,
                 signature,
             }
-        }),
+        ),
     ]
 }
 
@@ -271,6 +273,7 @@ fn valid_genesis() -> impl Strategy<Value = Genesis> {
                     min_fee,
                     block_time_ms: 1 + min_fee % 10_000,
                     pow_limit: 0x1f00_ffff,
+                    ..ConsensusParams::default()
                 }
             },
         );

@@ -568,7 +568,7 @@ impl<E: Protocol> Driver<E> {
             &self.shared.executed.read(),
             &payload,
             &fee_to,
-            self.shared.genesis.consensus.min_fee,
+            self.shared.genesis.rules(),
             &CachedCheck(&self.shared),
         );
         let block = make_block(

@@ -8,7 +8,7 @@
 //! adversary under `adversary/src/`, and one line in the match below.
 
 use phalanx_adversary::Adversarial;
-use phalanx_consensus::{Cft, FaultModel, Pbft, Pow};
+use phalanx_consensus::{Cft, FaultModel, Pbft, Pos, Pow};
 use phalanx_ledger::EngineKind;
 
 /// Code generic over the engine, to run for one named at run time.
@@ -36,7 +36,7 @@ pub fn with_engine<W: WithEngine>(kind: EngineKind, code: W) -> Result<W::Output
         EngineKind::Pbft => Ok(code.run::<Pbft>()),
         EngineKind::Cft => Ok(code.run::<Cft>()),
         EngineKind::Pow => Ok(code.run::<Pow>()),
-        EngineKind::Pos => Err(NotRunnable { kind }),
+        EngineKind::Pos => Ok(code.run::<Pos>()),
     }
 }
 

@@ -396,7 +396,7 @@ impl Cft {
             TimeoutKind::Sync => {
                 self.sync_outstanding = false;
             }
-            TimeoutKind::ViewChange { .. } => {}
+            TimeoutKind::ViewChange { .. } | TimeoutKind::Slot => {}
         }
     }
 }

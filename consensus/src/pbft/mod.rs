@@ -503,6 +503,7 @@ impl Pbft {
                 self.sync_outstanding = false;
                 self.check_behind(out);
             }
+            TimeoutKind::Slot => {}
         }
     }
 

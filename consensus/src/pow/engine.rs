@@ -33,7 +33,7 @@
 
 use super::retarget::{next_target, RetargetParams, WINDOW};
 use super::work::{header_hash, median_time_past, meets, seal_hash, work, Compact, MEDIAN_SPAN};
-use crate::chain::{Refused, TieBreak, Tree};
+use crate::chain::{Pending, Refused, Stored, TieBreak, Tree};
 use crate::config::{Config, ConfigError, Quorums};
 use crate::engine::{
     Engine, EngineStatus, FaultModel, Input, Message, MineJob, Output, Promise, Protocol, Record,
@@ -44,7 +44,7 @@ use phalanx_ledger::{
     Block, EngineKind, Genesis, Height, Justification, Payload, SignedTransaction, ValidatorIndex,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// How far ahead of the local clock a block's timestamp may be.
@@ -184,18 +184,13 @@ pub struct Pow {
     retarget: RetargetParams,
     now_ms: u64,
     tree: Tree,
-    /// The stored chain as this engine has told the driver to make it:
-    /// height → block id, above the tree's root.
-    stored: BTreeMap<Height, Hash>,
+    /// The stored chain as this engine has told the driver to make it.
+    stored: Stored,
     /// The last height the driver reported executed.
     executed: Height,
     anchor: Height,
-    /// Transactions waiting for a block, in arrival order.
-    pending: BTreeMap<u64, SignedTransaction>,
-    pending_index: HashMap<Hash, u64>,
-    next_pending: u64,
-    /// Transactions in stored blocks (tx hash → height).
-    on_chain: HashMap<Hash, Height>,
+    /// Transactions waiting for a block.
+    pending: Pending,
     /// Blocks whose parent is unknown, oldest first.
     orphans: VecDeque<(Hash, Arc<Payload>, Justification)>,
     /// How far back the next catch-up request reaches below the head.
@@ -226,18 +221,16 @@ impl Pow {
             },
             None => (restored.last_block_hash, restored.last_executed),
         };
+        let max_pending = cfg.max_pending_txs;
         let mut engine = Pow {
             cfg,
             retarget,
             now_ms: 0,
             tree: Tree::new(root, root_height, TieBreak::FirstSeen),
-            stored: BTreeMap::new(),
+            stored: Stored::default(),
             executed: restored.last_executed,
             anchor,
-            pending: BTreeMap::new(),
-            pending_index: HashMap::new(),
-            next_pending: 0,
-            on_chain: HashMap::new(),
+            pending: Pending::new(max_pending),
             orphans: VecDeque::new(),
             sync_back: 1,
             job: None,
@@ -260,10 +253,7 @@ impl Pow {
             {
                 break;
             }
-            engine.stored.insert(b.height(), id);
-            for tx in &payload.txs {
-                engine.on_chain.insert(tx.hash(), b.height());
-            }
+            engine.stored.restore(b.height(), id, &payload);
             parent = id;
         }
         engine
@@ -436,63 +426,27 @@ impl Pow {
         out.push(Output::RequestSync { from: Height(from) });
     }
 
-    /// Makes the stored chain follow the tree's head: a revert to the
-    /// fork point if the head left the stored branch, then a commit per
-    /// new block; then a new mining job.
+    /// Makes the stored chain follow the tree's head (a revert to the
+    /// fork point first if the head left the stored branch), then starts
+    /// a new mining job.
     fn follow_head(&mut self, out: &mut Vec<PowOutput>) {
-        let head = self.tree.head();
-        let stored_tip = self
+        if self.tree.head() == self.stored.tip(&self.tree) {
+            return;
+        }
+        let anchor = &mut self.anchor;
+        let reorg = self
             .stored
-            .last_key_value()
-            .map(|(_, id)| *id)
-            .unwrap_or_else(|| self.tree.root());
-        if head == stored_tip {
-            return;
-        }
-        let Some((fork, branch)) = self.tree.path(&stored_tip, &head) else {
-            return;
-        };
-        let tip_height = self.tree.height_of(&stored_tip).unwrap_or_default();
-        if fork < tip_height {
-            self.counters.reorgs += 1;
-            self.counters.deepest_reorg = self.counters.deepest_reorg.max(tip_height.0 - fork.0);
-            let anchor = Height(fork.0.saturating_sub(ANCHOR_LAG));
-            if anchor < self.anchor {
-                self.anchor = anchor;
-                out.push(Output::Persist(PowRecord::Anchor { height: anchor }));
-            }
-            out.push(Output::Revert { to: fork });
-            let abandoned: Vec<Hash> = self.stored.split_off(&fork.next()).into_values().collect();
-            for id in abandoned {
-                let Some(e) = self.tree.get(&id) else {
-                    continue;
-                };
-                let txs = e.payload.txs.clone();
-                for tx in txs {
-                    let h = tx.hash();
-                    self.on_chain.remove(&h);
-                    self.add_pending(tx);
-                }
-            }
-        }
-        for id in branch {
-            let Some(e) = self.tree.get(&id) else {
-                break;
-            };
-            let (payload, justification, height) =
-                ((*e.payload).clone(), e.justification.clone(), e.height);
-            for tx in &payload.txs {
-                let h = tx.hash();
-                self.on_chain.insert(h, height);
-                if let Some(seq) = self.pending_index.remove(&h) {
-                    self.pending.remove(&seq);
-                }
-            }
-            self.stored.insert(height, id);
-            out.push(Output::Commit {
-                payload,
-                justification,
+            .follow(&self.tree, &mut self.pending, out, |fork| {
+                // A restart must still find the fork point's branch.
+                let lower = Height(fork.0.saturating_sub(ANCHOR_LAG));
+                (lower < *anchor).then(|| {
+                    *anchor = lower;
+                    Output::Persist(PowRecord::Anchor { height: lower })
+                })
             });
+        if let Some(r) = reorg {
+            self.counters.reorgs += 1;
+            self.counters.deepest_reorg = self.counters.deepest_reorg.max(r.depth);
         }
         self.sync_back = 1;
         self.prune();
@@ -504,22 +458,14 @@ impl Pow {
         self.tree.prune(KEEP_DEPTH + 64);
         let root = self.tree.root_height();
         if root > before {
-            self.stored = self.stored.split_off(&root.next());
-            self.on_chain.retain(|_, h| *h > root);
+            self.stored.prune(root);
         }
     }
 
     fn add_pending(&mut self, tx: SignedTransaction) {
-        let h = tx.hash();
-        if self.pending_index.contains_key(&h) || self.on_chain.contains_key(&h) {
-            return;
+        if !self.stored.holds(&tx.hash()) {
+            self.pending.add(tx);
         }
-        if self.pending.len() >= self.cfg.max_pending_txs {
-            return;
-        }
-        self.next_pending += 1;
-        self.pending_index.insert(h, self.next_pending);
-        self.pending.insert(self.next_pending, tx);
     }
 
     /// A new block template on the head, handed to the driver to mine.
@@ -536,12 +482,7 @@ impl Pow {
             .unwrap_or(self.tree.root_height())
             .next();
         let timestamp_ms = self.now_ms.max(self.median_time(&parent) + 1);
-        let txs: Vec<SignedTransaction> = self
-            .pending
-            .values()
-            .take(self.cfg.params.max_block_txs as usize)
-            .cloned()
-            .collect();
+        let txs = self.pending.oldest(self.cfg.params.max_block_txs as usize);
         let payload = Payload {
             chain_id: self.cfg.chain_id.clone(),
             height,
@@ -669,9 +610,7 @@ impl Engine for Pow {
             Input::SyncBlocks(blocks) => self.on_sync_blocks(blocks, &mut out),
             Input::Forget(hashes) => {
                 for h in hashes {
-                    if let Some(seq) = self.pending_index.remove(&h) {
-                        self.pending.remove(&seq);
-                    }
+                    self.pending.remove(&h);
                 }
             }
             Input::Mined { job, nonce } => self.on_mined(job, nonce, &mut out),
@@ -698,28 +637,8 @@ impl Engine for Pow {
     }
 
     fn check_invariants(&self) -> Result<(), String> {
-        if self.pending.len() != self.pending_index.len() {
-            return Err(format!(
-                "{} pending transactions, {} indexed",
-                self.pending.len(),
-                self.pending_index.len()
-            ));
-        }
-        // The stored chain is the head's branch, height by height.
-        let head = self.tree.head();
-        let branch: Vec<(Height, Hash)> = self
-            .tree
-            .ancestors(&head)
-            .map(|e| (e.height, e.id))
-            .collect();
-        let stored: Vec<(Height, Hash)> = self.stored.iter().rev().map(|(h, i)| (*h, *i)).collect();
-        if branch != stored {
-            return Err(format!(
-                "the stored chain ({} blocks) is not the head's branch ({} blocks)",
-                stored.len(),
-                branch.len()
-            ));
-        }
+        self.pending.check()?;
+        self.stored.check(&self.tree)?;
         if self.orphans.len() > MAX_ORPHANS {
             return Err(format!("{} orphans held", self.orphans.len()));
         }

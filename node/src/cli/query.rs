@@ -262,7 +262,9 @@ fn justification(j: &Justification) -> String {
         Justification::Pow { bits, nonce, .. } => {
             format!("PoW, target {bits:#010x} (compact), nonce {nonce}")
         }
-        Justification::Pos { slot, leader, .. } => format!("PoS, slot {slot}, leader {leader}"),
+        Justification::Pos { slot, leader, .. } => {
+            format!("PoS, slot {slot}, signed by its leader {leader}")
+        }
     }
 }
 

@@ -240,6 +240,49 @@ pub fn check_certificate(
         }
         return Ok(());
     }
+    if let (
+        FaultModel::Nakamoto,
+        Justification::Pos {
+            parent,
+            slot,
+            leader,
+            signature,
+            ..
+        },
+    ) = (model, &block.justification)
+    {
+        // The checker's own check: signed by the leader it names, for the
+        // slot it names, over the id it recomputes; the engine checks that
+        // this leader leads that slot.
+        let h = block.height();
+        if block.header.proposer != *leader || block.header.round != *slot {
+            return Err(format!(
+                "height {h}: proposer or slot differ from the signature's"
+            ));
+        }
+        let key = genesis
+            .validators
+            .get(leader.as_usize())
+            .map(|v| v.public_key)
+            .ok_or_else(|| format!("height {h}: leader {leader} is not a validator"))?;
+        let id = Hash::of(
+            phalanx_crypto::Domain::PosBlock,
+            &(parent, block.header.payload_digest(), *slot),
+        );
+        let vote = phalanx_ledger::SignedVote {
+            vote: phalanx_ledger::Vote {
+                kind: phalanx_ledger::VoteKind::PosBlock,
+                view: *slot,
+                seq: Height(*slot),
+                digest: id,
+                voter: *leader,
+            },
+            signature: *signature,
+        };
+        return vote
+            .verify(&genesis.chain_id, &key)
+            .map_err(|e| format!("height {h}: the leader's signature does not verify: {e}"));
+    }
     let Justification::Pbft(cert) = &block.justification else {
         return Err(format!("height {}: not a PBFT certificate", block.height()));
     };

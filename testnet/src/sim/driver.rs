@@ -379,8 +379,7 @@ impl<E: Adversarial> World<E> {
         let mut state = genesis.state();
         for b in self.nodes[node].chain.iter().skip(1) {
             let fee_to = genesis.fee_recipient(b.header.proposer);
-            let executed =
-                (self.hooks.executor)(&state, &b.payload(), &fee_to, genesis.consensus.min_fee);
+            let executed = (self.hooks.executor)(&state, &b.payload(), &fee_to, genesis.rules());
             state.apply(&executed.diff);
         }
         state
@@ -409,8 +408,7 @@ impl<E: Adversarial> World<E> {
         let genesis = &self.scenario.genesis;
         let fee_to = genesis.fee_recipient(payload.proposer);
         let n = &mut self.nodes[node];
-        let min_fee = genesis.consensus.min_fee;
-        let executed = (self.hooks.executor)(&n.state, &payload, &fee_to, min_fee);
+        let executed = (self.hooks.executor)(&n.state, &payload, &fee_to, genesis.rules());
         let tentative = !E::FAULT_MODEL.finalizes();
         if tentative {
             n.undo

@@ -18,16 +18,16 @@ use serde::Serialize;
 /// the chain's minimum fee (the default is the ledger's `execute` with
 /// every signature checked). A test can hand in a broken one to see the
 /// validity checker object.
-pub type Executor = fn(&State, &Payload, &Address, u64) -> Executed;
+pub type Executor = fn(&State, &Payload, &Address, phalanx_ledger::Rules) -> Executed;
 
 /// The ledger's own execution.
 pub fn ledger_executor(
     state: &State,
     payload: &Payload,
     fee_to: &Address,
-    min_fee: u64,
+    rules: phalanx_ledger::Rules,
 ) -> Executed {
-    execute(state, payload, fee_to, min_fee, &VerifyAll)
+    execute(state, payload, fee_to, rules, &VerifyAll)
 }
 
 /// What a [`Tamper`] is told about the node whose outputs it sees.
@@ -137,6 +137,8 @@ pub struct Stats {
     pub heal_to_live_ms: Option<u64>,
     /// Blocks mined (proof of work).
     pub mined: u64,
+    /// Validators whose stake the longest honest chain slashed (PoS).
+    pub slashed: u64,
     /// Reorgs on honest nodes, by depth (blocks reverted): index d counts
     /// reorgs of depth d (the last bucket: that deep or deeper).
     pub reorg_depths: Vec<u64>,

@@ -340,6 +340,16 @@ impl Scenario {
             genesis.consensus.block_time_ms = 2_000;
             genesis.consensus.pow_limit = 0x2007_ffff;
         }
+        if consensus == EngineKind::Pos {
+            // Slots well above the network's delays, epochs short enough
+            // that seeds change within a run, unequal stakes.
+            genesis.consensus.engine = consensus;
+            genesis.consensus.slot_ms = 2_000;
+            genesis.consensus.epoch_slots = 8;
+            for (i, v) in genesis.validators.iter_mut().enumerate() {
+                v.stake = 1 + (i as u64 % 3);
+            }
+        }
         let mut r = rng(stream::NET);
         let heal_ms = r.range(1_000, 2_500);
         let net = super::draw::choose_net(&mut r, active);
@@ -388,7 +398,7 @@ impl Scenario {
             heal_ms,
             // A longest chain commits a block per block interval, and a
             // partition's loser reorgs: give it the time of 60 blocks.
-            liveness_bound_ms: if consensus == EngineKind::Pow {
+            liveness_bound_ms: if matches!(consensus, EngineKind::Pow | EngineKind::Pos) {
                 LIVENESS_BOUND_MS.max(60 * 2_000)
             } else {
                 LIVENESS_BOUND_MS

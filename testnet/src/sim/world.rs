@@ -568,6 +568,12 @@ impl<E: Adversarial> World<E> {
         }
         let honest: Vec<&Node<E>> = self.nodes.iter().filter(|n| n.honest).collect();
         if let Some(longest) = honest.iter().max_by_key(|n| n.height()) {
+            self.stats.slashed = (0..self.scenario.n as u32)
+                .filter(|v| {
+                    let at = phalanx_ledger::stake_address(ValidatorIndex(*v));
+                    longest.state.account(&at).is_some_and(|a| a.nonce > 0)
+                })
+                .count() as u64;
             self.stats.height = longest.height().0;
             self.stats.txs_succeeded = longest.succeeded;
             self.stats.txs_failed = longest.failed;
@@ -944,6 +950,7 @@ fn timer_word(kind: TimeoutKind) -> u64 {
         TimeoutKind::Progress { view } => 2 | (view << 4),
         TimeoutKind::ViewChange { view } => 3 | (view << 4),
         TimeoutKind::Sync => 4,
+        TimeoutKind::Slot => 5,
     }
 }
 

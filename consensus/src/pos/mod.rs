@@ -1,0 +1,972 @@
+//! The proof-of-stake engine: slot leaders drawn in proportion to stake,
+//! longest chain, slashing of leaders that sign two blocks for one slot —
+//! a deterministic state machine behind the same [`Engine`] interface.
+//!
+//! - *Slots.* Time since genesis is cut into slots of `slot_ms`; slot `s`
+//!   belongs to epoch `s / epoch_slots`. The engine asks for a
+//!   [`TimeoutKind::Slot`] at every slot boundary; if it leads the slot on
+//!   its head's branch it makes one block, signs it and sends it to every
+//!   validator. An empty slot (its leader down or slow) just passes: the
+//!   next leader builds on what it has.
+//! - *Leaders.* The leader of slot `s` is drawn from a hash of (the epoch
+//!   seed, `s`) in proportion to stake on the branch. The seed of epoch
+//!   `e` is fixed when epoch `e - 2` ends: a hash over the per-slot
+//!   randomness of that epoch's blocks. A block's randomness is its
+//!   leader's signature over (chain id, slot) — deterministic (ed25519),
+//!   so a leader cannot vary it, only withhold its block; it cannot grind
+//!   the seed by trying payloads.
+//! - *Blocks.* `Justification::Pos { parent, slot, leader, rand, signature }`.
+//!   The block's id is the digest over (parent, payload digest, slot); the
+//!   signature is a `PosBlock` [`Vote`] for (slot, slot) on that id, so two
+//!   blocks one leader signs for one slot are [`Evidence`].
+//! - *Checks before anything is kept:* chain id, `round` equal to the slot,
+//!   the proposer the slot's leader on the parent's branch (with stake),
+//!   the slot after the parent's and at most one slot ahead of this node's
+//!   clock, both signatures, at most `max_block_txs` transactions, and
+//!   every piece of evidence valid. Failures are dropped and counted.
+//! - *Fork choice:* the longest chain; a tie goes to the lowest id, the
+//!   same on every node.
+//! - *Slashing:* evidence is spread (`PosMessage::Evidence`) and put in the
+//!   next block this node leads; when that block executes, the ledger
+//!   moves `slash_percent` of the offender's stake to the slashed-stake
+//!   account (`phalanx_ledger::execute`), and from the next block on the
+//!   offender's stake on that branch counts that much less — so slashed
+//!   stake leads no more slots.
+//! - *Save before send:* the engine persists the last slot it signed a
+//!   block for before the block leaves; after a restart it never signs
+//!   that slot (or an earlier one) again.
+//! - *Nothing is final.* [`Engine::final_height`] is genesis.
+
+use crate::chain::{Pending, Refused, Stored, TieBreak, Tree};
+use crate::config::{Config, ConfigError, Quorums};
+use crate::engine::{
+    Engine, EngineStatus, FaultModel, Input, Message, Output, Promise, Protocol, Record, RecordKey,
+    Restored, Statement, Summary, TimeoutKind,
+};
+use phalanx_crypto::{Domain, Hash, Keypair, Signature};
+use phalanx_ledger::{
+    Block, EngineKind, Evidence, Genesis, Height, Justification, Payload, SignedVote,
+    ValidatorIndex, Vote, VoteKind,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// How many blocks below the head the tree keeps (the deepest reorg).
+pub const KEEP_DEPTH: u64 = 256;
+/// Most orphans held while their branch is fetched.
+pub const MAX_ORPHANS: usize = 256;
+/// Most pieces of evidence held for inclusion.
+pub const MAX_EVIDENCE: usize = 64;
+const ANCHOR_LAG: u64 = 32;
+const ANCHOR_EVERY: u64 = 24;
+
+/// The output type of the PoS engine.
+pub type PosOutput = Output<PosMessage, PosRecord>;
+
+/// The PoS wire messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PosMessage {
+    /// A block, sent by its leader to every validator.
+    Block {
+        /// What it orders.
+        payload: Payload,
+        /// Its leader's signatures.
+        justification: Justification,
+    },
+    /// Proof that a leader signed two blocks for one slot.
+    Evidence(Evidence),
+}
+
+impl Message for PosMessage {
+    const KINDS: &'static [&'static str] = &["block", "evidence"];
+
+    fn summary(&self) -> Summary {
+        match self {
+            PosMessage::Block { payload, .. } => Summary {
+                kind: "block",
+                view: payload.round,
+                seq: payload.height.0,
+                signer: payload.proposer,
+                digest: None,
+            },
+            PosMessage::Evidence(e) => Summary {
+                kind: "evidence",
+                view: e.first.vote.view,
+                seq: e.first.vote.seq.0,
+                signer: e.offender(),
+                digest: None,
+            },
+        }
+    }
+
+    /// A leader promises one block per slot.
+    fn promises(&self, sender: ValidatorIndex) -> Vec<Promise> {
+        match self {
+            PosMessage::Block {
+                payload,
+                justification: j @ Justification::Pos { slot, leader, .. },
+            } if *leader == sender => block_id(payload, j)
+                .map(|id| vec![slot_promise(*slot, id)])
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn statements(&self) -> Vec<Statement> {
+        match self {
+            PosMessage::Block {
+                payload,
+                justification:
+                    j @ Justification::Pos {
+                        slot,
+                        leader,
+                        signature,
+                        ..
+                    },
+            } => block_id(payload, j)
+                .map(|id| {
+                    let vote = block_vote(*slot, id, *leader);
+                    vec![Statement::of(*leader, "pos-block", &(vote, signature))]
+                })
+                .unwrap_or_default(),
+            PosMessage::Block { .. } => Vec::new(),
+            PosMessage::Evidence(e) => [&e.first, &e.second]
+                .into_iter()
+                .map(|v| Statement::of(v.vote.voter, "pos-block", &(v.vote, v.signature)))
+                .collect(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            PosMessage::Block {
+                payload,
+                justification,
+            } => {
+                let id = block_id(payload, justification).map_or_else(|| "?".into(), |h| short(&h));
+                format!(
+                    "block {id} at {} slot {} by {} ({} txs, {} evidence)",
+                    payload.height,
+                    payload.round,
+                    payload.proposer,
+                    payload.txs.len(),
+                    payload.evidence.len()
+                )
+            }
+            PosMessage::Evidence(e) => format!(
+                "evidence: validator {} signed two blocks for slot {}",
+                e.offender(),
+                e.first.vote.view
+            ),
+        }
+    }
+}
+
+fn slot_promise(slot: u64, id: Hash) -> Promise {
+    Promise {
+        what: "pos-block",
+        view: slot,
+        seq: slot,
+        digest: id,
+    }
+}
+
+/// What a PoS validator persists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PosRecord {
+    /// The last slot this validator signed a block for, and the block
+    /// (written before the block is sent: save before send).
+    Signed {
+        /// The slot.
+        slot: u64,
+        /// The block's id.
+        id: Hash,
+    },
+    /// Blocks up to `height` need not be restored; `meta` is what the
+    /// block at `height` on the stored branch carries for the blocks
+    /// after it (epoch randomness, who was slashed).
+    Anchor {
+        /// The height.
+        height: Height,
+        /// Its block's chain metadata.
+        meta: Meta,
+    },
+}
+
+impl Record for PosRecord {
+    fn key(&self) -> RecordKey {
+        match self {
+            PosRecord::Signed { .. } => RecordKey::single(b"pos/signed"),
+            PosRecord::Anchor { .. } => RecordKey::single(b"pos/anchor"),
+        }
+    }
+
+    fn prunes_up_to(&self) -> Option<Height> {
+        match self {
+            PosRecord::Anchor { height, .. } => Some(*height),
+            PosRecord::Signed { .. } => None,
+        }
+    }
+
+    fn promises(&self) -> Vec<Promise> {
+        match self {
+            PosRecord::Signed { slot, id } => vec![slot_promise(*slot, *id)],
+            PosRecord::Anchor { .. } => Vec::new(),
+        }
+    }
+}
+
+/// What each block carries forward along its branch: its slot, the epoch
+/// randomness accumulated so far, and the validators slashed on the
+/// branch up to and including it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The block's slot (0 for genesis).
+    pub slot: u64,
+    /// Randomness of this block's epoch so far on the branch.
+    pub acc_cur: Hash,
+    /// Final randomness of the epoch before it.
+    pub acc_prev: Hash,
+    /// Final randomness of the epoch before that.
+    pub acc_prev2: Hash,
+    /// Validators slashed on the branch (evidence executed).
+    pub slashed: BTreeSet<ValidatorIndex>,
+}
+
+/// The id of a PoS block: the digest its leader signs.
+pub fn block_id(payload: &Payload, justification: &Justification) -> Option<Hash> {
+    match justification {
+        Justification::Pos { parent, slot, .. } => Some(Hash::of(
+            Domain::PosBlock,
+            &(parent, payload.digest(), *slot),
+        )),
+        _ => None,
+    }
+}
+
+/// The vote a leader signs for its block.
+fn block_vote(slot: u64, id: Hash, leader: ValidatorIndex) -> Vote {
+    Vote {
+        kind: VoteKind::PosBlock,
+        view: slot,
+        seq: Height(slot),
+        digest: id,
+        voter: leader,
+    }
+}
+
+/// What a leader signs for its slot's randomness.
+#[derive(Serialize)]
+struct RandMessage<'a> {
+    what: &'static str,
+    chain_id: &'a str,
+    slot: u64,
+}
+
+fn rand_message(chain_id: &str, slot: u64) -> RandMessage<'_> {
+    RandMessage {
+        what: "pos-slot-randomness",
+        chain_id,
+        slot,
+    }
+}
+
+fn short(h: &Hash) -> String {
+    h.to_string()[..8].to_owned()
+}
+
+/// What the PoS engine counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PosCounters {
+    /// Blocks this node made as slot leader.
+    pub produced: u64,
+    /// Blocks received and added to the tree.
+    pub accepted: u64,
+    /// Blocks dropped as invalid.
+    pub invalid: u64,
+    /// Blocks dropped because they fork below the tree's root.
+    pub too_deep: u64,
+    /// Orphans received.
+    pub orphans: u64,
+    /// Reorgs.
+    pub reorgs: u64,
+    /// The deepest reorg.
+    pub deepest_reorg: u64,
+    /// Equivocations detected (new evidence).
+    pub equivocations: u64,
+}
+
+/// The proof-of-stake engine of one validator.
+#[derive(Debug)]
+pub struct Pos {
+    cfg: Config,
+    key: Keypair,
+    now_ms: u64,
+    tree: Tree,
+    /// Chain metadata of the tree's blocks and of its root.
+    meta: HashMap<Hash, Meta>,
+    stored: Stored,
+    executed: Height,
+    anchor: Height,
+    pending: Pending,
+    /// Evidence to include, by id.
+    evidence: BTreeMap<Hash, Evidence>,
+    /// The first block seen from each (leader, slot): (id, signed vote).
+    by_slot: HashMap<(ValidatorIndex, u64), (Hash, SignedVote)>,
+    orphans: VecDeque<(Hash, Arc<Payload>, Justification)>,
+    sync_back: u64,
+    /// The last slot this validator signed (persisted).
+    signed_slot: Option<u64>,
+    seed0: Hash,
+    counters: PosCounters,
+}
+
+impl Pos {
+    /// The engine rebuilt from its records and the stored chain.
+    pub fn restore(cfg: Config, key: Keypair, restored: Restored<PosRecord>) -> Pos {
+        let mut anchor = (Height::GENESIS, Meta::default());
+        let mut signed_slot = None;
+        for r in &restored.records {
+            match r {
+                PosRecord::Anchor { height, meta } => anchor = (*height, meta.clone()),
+                PosRecord::Signed { slot, .. } => signed_slot = Some(*slot),
+            }
+        }
+        let blocks: Vec<&Block> = restored
+            .recent_blocks
+            .iter()
+            .filter(|b| b.height() > anchor.0 && b.height() <= restored.last_executed)
+            .collect();
+        let (root, root_height) = match blocks.first() {
+            Some(b) => match &b.justification {
+                Justification::Pos { parent, .. } => (*parent, Height(b.height().0 - 1)),
+                _ => (restored.last_block_hash, restored.last_executed),
+            },
+            None => (restored.last_block_hash, restored.last_executed),
+        };
+        let seed0 = Hash::of(
+            Domain::PosBlock,
+            &("phalanx/pos-seed", &cfg.chain_id, cfg.genesis_time_ms),
+        );
+        let max_pending = cfg.max_pending_txs;
+        let mut engine = Pos {
+            cfg,
+            key,
+            now_ms: 0,
+            tree: Tree::new(root, root_height, TieBreak::LowestId),
+            meta: HashMap::from([(root, anchor.1.clone())]),
+            stored: Stored::default(),
+            executed: restored.last_executed,
+            anchor: anchor.0,
+            pending: Pending::new(max_pending),
+            evidence: BTreeMap::new(),
+            by_slot: HashMap::new(),
+            orphans: VecDeque::new(),
+            sync_back: 1,
+            signed_slot,
+            seed0,
+            counters: PosCounters::default(),
+        };
+        let mut parent = root;
+        for b in blocks {
+            let payload = Arc::new(b.payload());
+            let Some(id) = block_id(&payload, &b.justification) else {
+                break;
+            };
+            let Some(meta) = engine.child_meta(&parent, &payload, &b.justification) else {
+                break;
+            };
+            if engine
+                .tree
+                .insert(id, payload.clone(), b.justification.clone(), parent, 1)
+                .is_err()
+            {
+                break;
+            }
+            engine.meta.insert(id, meta);
+            engine.stored.restore(b.height(), id, &payload);
+            parent = id;
+        }
+        engine
+    }
+
+    /// What it counted.
+    pub fn counters(&self) -> &PosCounters {
+        &self.counters
+    }
+
+    /// The block tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    fn slot_ms(&self) -> u64 {
+        self.cfg.params.slot_ms.max(1)
+    }
+
+    fn epoch_slots(&self) -> u64 {
+        self.cfg.params.epoch_slots.max(1)
+    }
+
+    /// The slot at `now` (0 before genesis).
+    fn slot_at(&self, now: u64) -> u64 {
+        now.saturating_sub(self.cfg.genesis_time_ms) / self.slot_ms()
+    }
+
+    /// Milliseconds from `now` to the next slot boundary.
+    fn until_next_slot(&self, now: u64) -> u64 {
+        let g = self.cfg.genesis_time_ms;
+        if now < g {
+            return g - now;
+        }
+        self.slot_ms() - (now - g) % self.slot_ms()
+    }
+
+    /// The stake of each validator on the branch ending at `meta`'s block.
+    fn stakes(&self, meta: &Meta) -> Vec<u64> {
+        let pct = self.cfg.params.slash_percent.min(100);
+        self.cfg
+            .stakes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if meta.slashed.contains(&ValidatorIndex(i as u32)) {
+                    s - (u128::from(*s) * u128::from(pct) / 100) as u64
+                } else {
+                    *s
+                }
+            })
+            .collect()
+    }
+
+    /// The seed of epoch `epoch` for a block whose parent carries `parent`.
+    fn seed(&self, epoch: u64, parent: &Meta) -> Hash {
+        if epoch < 2 {
+            return Hash::of(Domain::PosBlock, &(self.seed0, epoch));
+        }
+        let pe = parent.slot / self.epoch_slots();
+        let acc = match epoch - pe {
+            0 => parent.acc_prev2,
+            1 => parent.acc_prev,
+            2 => parent.acc_cur,
+            _ => Hash::ZERO,
+        };
+        Hash::of(Domain::PosBlock, &(self.seed0, epoch, acc))
+    }
+
+    /// The leader of `slot` on the branch whose tip carries `parent`.
+    fn leader(&self, slot: u64, parent: &Meta) -> Option<ValidatorIndex> {
+        let stakes = self.stakes(parent);
+        let total: u128 = stakes.iter().map(|s| u128::from(*s)).sum();
+        if total == 0 {
+            return None;
+        }
+        let seed = self.seed(slot / self.epoch_slots(), parent);
+        let h = Hash::of(Domain::PosBlock, &(seed, slot));
+        let draw = u128::from_be_bytes(h.0[..16].try_into().unwrap_or([0; 16])) % total;
+        let mut acc = 0u128;
+        for (i, s) in stakes.iter().enumerate() {
+            acc += u128::from(*s);
+            if draw < acc {
+                return Some(ValidatorIndex(i as u32));
+            }
+        }
+        None
+    }
+
+    /// The metadata a child of `parent` with this payload would carry
+    /// (`None` when the parent's is unknown).
+    fn child_meta(&self, parent: &Hash, payload: &Payload, j: &Justification) -> Option<Meta> {
+        let Justification::Pos { slot, rand, .. } = j else {
+            return None;
+        };
+        let p = self.meta.get(parent)?;
+        let (pe, e) = (p.slot / self.epoch_slots(), slot / self.epoch_slots());
+        let r = Hash::digest(&rand.0);
+        let mix = |acc: &Hash| Hash::of(Domain::PosBlock, &(acc, r));
+        let (acc_cur, acc_prev, acc_prev2) = match e.saturating_sub(pe) {
+            0 => (mix(&p.acc_cur), p.acc_prev, p.acc_prev2),
+            1 => (mix(&Hash::ZERO), p.acc_cur, p.acc_prev),
+            2 => (mix(&Hash::ZERO), Hash::ZERO, p.acc_cur),
+            _ => (mix(&Hash::ZERO), Hash::ZERO, Hash::ZERO),
+        };
+        let mut slashed = p.slashed.clone();
+        slashed.extend(payload.evidence.iter().map(Evidence::offender));
+        Some(Meta {
+            slot: *slot,
+            acc_cur,
+            acc_prev,
+            acc_prev2,
+            slashed,
+        })
+    }
+
+    fn receive(&mut self, payload: Payload, j: Justification, out: &mut Vec<PosOutput>) {
+        let Some(id) = block_id(&payload, &j) else {
+            self.counters.invalid += 1;
+            return;
+        };
+        if self.tree.knows(&id) {
+            return;
+        }
+        let Justification::Pos {
+            parent,
+            slot,
+            leader,
+            rand,
+            signature,
+        } = &j
+        else {
+            return;
+        };
+        let (parent, slot, leader) = (*parent, *slot, *leader);
+        let Some(key) = self.cfg.key(leader).copied() else {
+            self.counters.invalid += 1;
+            return;
+        };
+        let vote = block_vote(slot, id, leader);
+        let signed = SignedVote {
+            vote,
+            signature: *signature,
+        };
+        if payload.chain_id != self.cfg.chain_id
+            || payload.round != slot
+            || payload.proposer != leader
+            || payload.txs.len() > self.cfg.params.max_block_txs as usize
+            || slot > self.slot_at(self.now_ms) + 1
+            || signed.verify(&self.cfg.chain_id, &key).is_err()
+            || key
+                .verify(
+                    Domain::PosBlock,
+                    &rand_message(&self.cfg.chain_id, slot),
+                    rand,
+                )
+                .is_err()
+        {
+            self.counters.invalid += 1;
+            return;
+        }
+        // Correctly signed by its leader: a second block for the slot is evidence.
+        match self.by_slot.get(&(leader, slot)) {
+            Some((other, first)) if *other != id => {
+                let e = Evidence {
+                    first: *first,
+                    second: signed,
+                };
+                self.add_evidence(e, out);
+            }
+            Some(_) => {}
+            None => {
+                self.by_slot.insert((leader, slot), (id, signed));
+            }
+        }
+        let payload = Arc::new(payload);
+        if !self.tree.knows(&parent) {
+            if payload.height <= self.tree.root_height() {
+                self.counters.too_deep += 1;
+                return;
+            }
+            self.counters.orphans += 1;
+            if self.orphans.iter().all(|(i, _, _)| *i != id) {
+                if self.orphans.len() >= MAX_ORPHANS {
+                    self.orphans.pop_front();
+                }
+                self.orphans.push_back((id, payload.clone(), j));
+            }
+            self.ask_back(payload.height, out);
+            return;
+        }
+        if self.add(id, payload, j) {
+            self.adopt_orphans(id);
+        }
+    }
+
+    /// The checks against the parent's branch, then into the tree.
+    fn add(&mut self, id: Hash, payload: Arc<Payload>, j: Justification) -> bool {
+        let Justification::Pos {
+            parent,
+            slot,
+            leader,
+            ..
+        } = &j
+        else {
+            return false;
+        };
+        let Some(p) = self.meta.get(parent) else {
+            return false;
+        };
+        let valid_evidence = payload.evidence.iter().all(|e| {
+            e.verify(&self.cfg.chain_id, &self.cfg.validators).is_ok()
+                && e.first.vote.kind == VoteKind::PosBlock
+        }) && payload.evidence.len() <= MAX_EVIDENCE;
+        if *slot <= p.slot || self.leader(*slot, p) != Some(*leader) || !valid_evidence {
+            self.counters.invalid += 1;
+            return false;
+        }
+        let Some(meta) = self.child_meta(parent, &payload, &j) else {
+            return false;
+        };
+        let parent = *parent;
+        match self.tree.insert(id, payload, j, parent, 1) {
+            Ok(_) => {
+                self.meta.insert(id, meta);
+                self.counters.accepted += 1;
+                true
+            }
+            Err(Refused::Known) => false,
+            Err(_) => {
+                self.counters.invalid += 1;
+                false
+            }
+        }
+    }
+
+    fn adopt_orphans(&mut self, id: Hash) {
+        let mut parents = vec![id];
+        while let Some(p) = parents.pop() {
+            let (ready, rest): (Vec<_>, Vec<_>) = self.orphans.drain(..).partition(
+                |(_, _, j)| matches!(j, Justification::Pos { parent, .. } if *parent == p),
+            );
+            self.orphans = rest.into();
+            for (oid, payload, j) in ready {
+                if self.add(oid, payload, j) {
+                    parents.push(oid);
+                }
+            }
+        }
+    }
+
+    fn ask_back(&mut self, height: Height, out: &mut Vec<PosOutput>) {
+        let floor = self.tree.root_height().0 + 1;
+        let from = height.0.saturating_sub(self.sync_back).max(floor);
+        self.sync_back = self.sync_back.saturating_mul(2).min(KEEP_DEPTH);
+        out.push(Output::RequestSync { from: Height(from) });
+    }
+
+    fn add_evidence(&mut self, e: Evidence, out: &mut Vec<PosOutput>) {
+        if e.first.vote.kind != VoteKind::PosBlock
+            || e.verify(&self.cfg.chain_id, &self.cfg.validators).is_err()
+        {
+            return;
+        }
+        let id = e.id();
+        if self.evidence.contains_key(&id) || self.evidence.len() >= MAX_EVIDENCE {
+            return;
+        }
+        self.counters.equivocations += 1;
+        self.evidence.insert(id, e.clone());
+        out.push(Output::Evidence(e.clone()));
+        out.push(Output::Broadcast(PosMessage::Evidence(e)));
+    }
+
+    /// Leads this slot if it is this validator's on the head's branch.
+    fn on_slot(&mut self, out: &mut Vec<PosOutput>) {
+        let slot = self.slot_at(self.now_ms);
+        out.push(Output::ScheduleTimeout {
+            kind: TimeoutKind::Slot,
+            after_ms: self.until_next_slot(self.now_ms),
+        });
+        if self.signed_slot.is_some_and(|s| s >= slot) {
+            return;
+        }
+        let parent = self.tree.head();
+        let Some(p) = self.meta.get(&parent).cloned() else {
+            return;
+        };
+        if slot <= p.slot || self.leader(slot, &p) != Some(self.cfg.me) {
+            return;
+        }
+        // Evidence this branch has not slashed yet.
+        let evidence: Vec<Evidence> = self
+            .evidence
+            .values()
+            .filter(|e| !p.slashed.contains(&e.offender()))
+            .take(MAX_EVIDENCE)
+            .cloned()
+            .collect();
+        let height = self
+            .tree
+            .height_of(&parent)
+            .unwrap_or(self.tree.root_height())
+            .next();
+        let payload = Payload {
+            chain_id: self.cfg.chain_id.clone(),
+            height,
+            round: slot,
+            proposer: self.cfg.me,
+            timestamp_ms: self.now_ms,
+            txs: self.pending.oldest(self.cfg.params.max_block_txs as usize),
+            evidence,
+        };
+        let id = Hash::of(Domain::PosBlock, &(parent, payload.digest(), slot));
+        let signature = block_vote(slot, id, self.cfg.me)
+            .sign(&self.cfg.chain_id, &self.key)
+            .signature;
+        let rand = self
+            .key
+            .sign(Domain::PosBlock, &rand_message(&self.cfg.chain_id, slot));
+        let j = Justification::Pos {
+            parent,
+            slot,
+            leader: self.cfg.me,
+            rand,
+            signature,
+        };
+        // Save before send: never a second block for this slot, even
+        // after a restart.
+        self.signed_slot = Some(slot);
+        out.push(Output::Persist(PosRecord::Signed { slot, id }));
+        let payload = Arc::new(payload);
+        if !self.add(id, payload.clone(), j.clone()) {
+            return;
+        }
+        self.by_slot.insert(
+            (self.cfg.me, slot),
+            (
+                id,
+                SignedVote {
+                    vote: block_vote(slot, id, self.cfg.me),
+                    signature,
+                },
+            ),
+        );
+        self.counters.produced += 1;
+        out.push(Output::Broadcast(PosMessage::Block {
+            payload: (*payload).clone(),
+            justification: j,
+        }));
+    }
+
+    fn follow_head(&mut self, out: &mut Vec<PosOutput>) {
+        if self.tree.head() == self.stored.tip(&self.tree) {
+            return;
+        }
+        let (tree, meta, anchor) = (&self.tree, &self.meta, &mut self.anchor);
+        let reorg = self
+            .stored
+            .follow(&self.tree, &mut self.pending, out, |fork| {
+                let lower = Height(fork.0.saturating_sub(ANCHOR_LAG));
+                if lower >= *anchor {
+                    return None;
+                }
+                let at = anchor_at(tree, lower)?;
+                *anchor = lower;
+                Some(Output::Persist(PosRecord::Anchor {
+                    height: lower,
+                    meta: meta.get(&at)?.clone(),
+                }))
+            });
+        if let Some(r) = reorg {
+            self.counters.reorgs += 1;
+            self.counters.deepest_reorg = self.counters.deepest_reorg.max(r.depth);
+        }
+        self.sync_back = 1;
+        let before = self.tree.root_height();
+        self.tree.prune(KEEP_DEPTH + 64);
+        let root = self.tree.root_height();
+        if root > before {
+            self.stored.prune(root);
+            let tree = &self.tree;
+            let root_id = tree.root();
+            self.meta
+                .retain(|id, _| *id == root_id || tree.get(id).is_some());
+            let oldest_slot = self.meta.get(&root_id).map_or(0, |m| m.slot);
+            self.by_slot.retain(|(_, s), _| *s >= oldest_slot);
+        }
+    }
+
+    fn on_sync_blocks(&mut self, blocks: Vec<Block>, out: &mut Vec<PosOutput>) {
+        let full = blocks.len() as u64 >= crate::engine::SYNC_MAX_BLOCKS;
+        let mut last = None;
+        for b in blocks {
+            if !b.body_matches_header() {
+                self.counters.invalid += 1;
+                break;
+            }
+            last = Some(b.height());
+            self.receive(b.payload(), b.justification, out);
+        }
+        if let (true, Some(h)) = (full, last) {
+            out.push(Output::RequestSync { from: h.next() });
+        }
+    }
+
+    fn sync_interval(&self) -> u64 {
+        self.slot_ms().saturating_mul(4).max(500)
+    }
+}
+
+/// The id of the head-branch block at `height` (the root if it is there).
+fn anchor_at(tree: &Tree, height: Height) -> Option<Hash> {
+    if height == tree.root_height() {
+        return Some(tree.root());
+    }
+    tree.ancestors(&tree.head())
+        .find(|e| e.height == height)
+        .map(|e| e.id)
+}
+
+impl Engine for Pos {
+    type Message = PosMessage;
+    type Record = PosRecord;
+
+    fn handle(&mut self, now_ms: u64, input: Input<PosMessage>) -> Vec<PosOutput> {
+        self.now_ms = self.now_ms.max(now_ms);
+        let mut out = Vec::new();
+        match input {
+            Input::Start => {
+                out.push(Output::ScheduleTimeout {
+                    kind: TimeoutKind::Slot,
+                    after_ms: self.until_next_slot(self.now_ms),
+                });
+                out.push(Output::RequestSync {
+                    from: self.tree.head_height().next(),
+                });
+                out.push(Output::ScheduleTimeout {
+                    kind: TimeoutKind::Sync,
+                    after_ms: self.sync_interval(),
+                });
+            }
+            Input::Message { message, .. } => match message {
+                PosMessage::Block {
+                    payload,
+                    justification,
+                } => self.receive(payload, justification, &mut out),
+                PosMessage::Evidence(e) => self.add_evidence(e, &mut out),
+            },
+            Input::Transactions(txs) => {
+                for tx in txs {
+                    if !self.stored.holds(&tx.hash()) {
+                        self.pending.add(tx);
+                    }
+                }
+            }
+            Input::Timeout(TimeoutKind::Slot) => self.on_slot(&mut out),
+            Input::Timeout(TimeoutKind::Sync) => {
+                out.push(Output::RequestSync {
+                    from: self.tree.head_height().next(),
+                });
+                out.push(Output::ScheduleTimeout {
+                    kind: TimeoutKind::Sync,
+                    after_ms: self.sync_interval(),
+                });
+            }
+            Input::Timeout(_) | Input::Mined { .. } => {}
+            Input::BlockExecuted { height, .. } => {
+                self.executed = height;
+                if height.0 >= self.anchor.0 + ANCHOR_LAG + ANCHOR_EVERY {
+                    let lower = Height(height.0 - ANCHOR_LAG);
+                    if let Some(meta) =
+                        anchor_at(&self.tree, lower).and_then(|id| self.meta.get(&id).cloned())
+                    {
+                        self.anchor = lower;
+                        out.push(Output::Persist(PosRecord::Anchor {
+                            height: lower,
+                            meta,
+                        }));
+                    }
+                }
+            }
+            Input::SyncBlocks(blocks) => self.on_sync_blocks(blocks, &mut out),
+            Input::Forget(hashes) => {
+                for h in hashes {
+                    self.pending.remove(&h);
+                }
+            }
+        }
+        let mut follow = Vec::new();
+        self.follow_head(&mut follow);
+        out.extend(follow);
+        out
+    }
+
+    fn status(&self) -> EngineStatus {
+        let head = self.tree.get(&self.tree.head());
+        EngineStatus {
+            view: self.slot_at(self.now_ms),
+            primary: head.map_or(ValidatorIndex(0), |e| e.payload.proposer),
+            view_changing: false,
+            last_executed: self.executed,
+            stable_checkpoint: Height::GENESIS,
+            pending_txs: self.pending.len(),
+            diverged_at: None,
+        }
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        self.pending.check()?;
+        self.stored.check(&self.tree)?;
+        if !self.meta.contains_key(&self.tree.head()) {
+            return Err("the head has no chain metadata".into());
+        }
+        if self.orphans.len() > MAX_ORPHANS {
+            return Err(format!("{} orphans held", self.orphans.len()));
+        }
+        Ok(())
+    }
+
+    fn final_height(&self) -> Height {
+        Height::GENESIS
+    }
+}
+
+impl Protocol for Pos {
+    const KIND: EngineKind = EngineKind::Pos;
+    const FAULT_MODEL: FaultModel = FaultModel::Nakamoto;
+
+    fn config(genesis: &Genesis, me: ValidatorIndex) -> Result<Config, ConfigError> {
+        let n = genesis.validators.len();
+        let quorums = Quorums {
+            n,
+            f: n.saturating_sub(1) / 2,
+            quorum: n / 2 + 1,
+            weak: 1,
+        };
+        let mut params = genesis.consensus.clone();
+        params.watermark_window = params.watermark_window.max(64);
+        params.checkpoint_interval = params.checkpoint_interval.min(params.watermark_window);
+        if params.slot_ms == 0 || params.epoch_slots == 0 {
+            return Err(ConfigError::BadParam {
+                name: "slot_ms",
+                reason: "slot_ms and epoch_slots must be positive",
+            });
+        }
+        let mut cfg = Config::with_quorums(
+            &genesis.chain_id,
+            genesis.validator_keys(),
+            me,
+            params,
+            quorums,
+        )?;
+        cfg.genesis_time_ms = genesis.genesis_time_ms;
+        cfg.stakes = genesis.validators.iter().map(|v| v.stake).collect();
+        Ok(cfg)
+    }
+
+    fn restore(cfg: Config, key: Keypair, restored: Restored<PosRecord>) -> Pos {
+        Pos::restore(cfg, key, restored)
+    }
+}
+
+/// Makes `key` sign a second block for `slot` on `parent` (a test and
+/// adversary helper: what an equivocating leader sends).
+pub fn sign_block(
+    chain_id: &str,
+    key: &Keypair,
+    leader: ValidatorIndex,
+    parent: Hash,
+    payload: &Payload,
+) -> Justification {
+    let slot = payload.round;
+    let id = Hash::of(Domain::PosBlock, &(parent, payload.digest(), slot));
+    let signature = block_vote(slot, id, leader).sign(chain_id, key).signature;
+    let rand: Signature = key.sign(Domain::PosBlock, &rand_message(chain_id, slot));
+    Justification::Pos {
+        parent,
+        slot,
+        leader,
+        rand,
+        signature,
+    }
+}
