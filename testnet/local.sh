@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local Phalanx testnet: N validator processes on loopback.
 #
-#   testnet/local.sh up [-n 4] [--faults] [--consensus pbft|cft|pow] [--json] [--dir DIR] [--base-port P]
+#   testnet/local.sh up [-n 4] [--faults] [--consensus pbft|cft|pow|pos] [--json] [--dir DIR] [--base-port P]
 #         build, init, start, wait until every node answers and a first transfer commits;
 #         prints the endpoints and the prefunded accounts (--json: the same as JSON).
 #         On an existing chain it resumes it; if some nodes run, it restarts only the
@@ -41,7 +41,7 @@ while [ $# -gt 0 ]; do
     -n|--validators) n="${2:?-n needs a number}"; shift 2 ;;
     --dir) dir="${2:?--dir needs a path}"; shift 2 ;;
     --base-port) base_port="${2:?--base-port needs a port}"; shift 2 ;;
-    --consensus) consensus="${2:?--consensus needs pbft, cft or pow}"; shift 2 ;;
+    --consensus) consensus="${2:?--consensus needs pbft, cft, pow or pos}"; shift 2 ;;
     --faults) faults=1; shift ;;
     --json) json=1; shift ;;
     -f|--follow) follow=1; shift ;;
@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
 done
 case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac
 case "$n" in ''|*[!0-9]*) die "-n needs a number of validators, got '$n'" ;; esac
-case "$consensus" in ''|pbft|cft|pow) ;; *) die "--consensus must be pbft, cft or pow, got '$consensus'" ;; esac
+case "$consensus" in ''|pbft|cft|pow|pos) ;; *) die "--consensus must be pbft, cft, pow or pos, got '$consensus'" ;; esac
 
 target="${CARGO_TARGET_DIR:-$root/target}"
 bin="${PHALANX_BIN:-$target/release/phalanx}"
@@ -190,7 +190,7 @@ up() {
   else
     case "${consensus:-pbft}" in
       pbft) [ "$n" -ge 4 ] || die "PBFT needs at least 4 validators (n ≥ 3f+1); got -n $n" ;;
-      cft|pow) [ "$n" -ge 1 ] || die "${consensus^^} needs at least 1 validator; got -n $n" ;;
+      cft|pow|pos) [ "$n" -ge 1 ] || die "${consensus^^} needs at least 1 validator; got -n $n" ;;
     esac
   fi
   # Check the ports before writing anything.

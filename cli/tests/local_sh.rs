@@ -354,3 +354,89 @@ fn local_sh_up_consensus_pow_mines_commits_and_converges_after_a_partition() {
     }
     assert!(net.local_sh(&["down"]).status.success());
 }
+
+/// `local.sh up --consensus pos` (issue 19): slot leaders make blocks and
+/// commit a transfer; a validator switched to equivocate signs two blocks
+/// for a slot it leads; honest nodes catch it, the evidence goes into a
+/// block, its stake is slashed on every node (`/validators`), and it
+/// leads no more slots.
+#[test]
+fn local_sh_up_consensus_pos_slashes_an_equivocating_leader() {
+    let base_port = base_port();
+    let net = LocalNet {
+        cwd: tempfile::tempdir().unwrap(),
+        base_port,
+    };
+    let up = net.local_sh(&[
+        "up",
+        "--consensus",
+        "pos",
+        "--faults",
+        "--json",
+        "--base-port",
+        &base_port.to_string(),
+    ]);
+    assert!(up.status.success(), "local.sh up --consensus pos failed");
+    assert_eq!(net.status(0)["consensus"], "pos");
+    let out = net.phalanx(&[
+        "tx", "transfer", "--key", "account0", "--to", "account1", "--amount", "10", "--wait",
+    ]);
+    assert!(out.contains("committed at height"), "{out}");
+
+    let validators = |i: u16| -> Value {
+        let body = ureq::get(&format!("{}/validators", net.api(i)))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    };
+    assert_eq!(validators(0)[3]["stake"], 100);
+    assert_eq!(validators(0)[3]["slashed"], false);
+
+    let (code, body) = post(
+        &format!("{}/admin/behaviour", net.api(3)),
+        r#"{"behaviour":"equivocate"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let slashed_at = loop {
+        let all = (0..3).all(|i| {
+            let v = validators(i);
+            v[3]["slashed"] == true && v[3]["stake"] == 0
+        });
+        if all {
+            break net.status(0)["height"].as_u64().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "validator 3 was not slashed everywhere: {}",
+            validators(0)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let evidence = ureq::get(&format!("{}/evidence", net.api(1)))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(evidence.contains("\"offender\":3"), "{evidence}");
+    // Slashed to nothing: it leads no more slots.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while net.status(0)["height"].as_u64().unwrap() < slashed_at + 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the chain stopped after the slashing"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for h in slashed_at + 2..=slashed_at + 8 {
+        let b: Value =
+            serde_json::from_str(&net.phalanx(&["query", "block", &h.to_string(), "--json"]))
+                .unwrap();
+        assert_ne!(b["block"]["header"]["proposer"], 3, "{b}");
+    }
+    assert!(net.local_sh(&["down"]).status.success());
+}

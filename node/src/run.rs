@@ -102,12 +102,9 @@ pub fn open_store(home: &Home, genesis: &Genesis) -> anyhow::Result<Arc<dyn Stor
     let genesis_block = genesis.block();
     match store.block(Height::GENESIS)? {
         None => {
-            let balances = genesis
-                .accounts
-                .iter()
-                .map(|a| (a.address, a.balance))
-                .collect();
-            let changed = State::genesis(&balances)
+            // The genesis state (with the stake accounts under PoS).
+            let changed = genesis
+                .state()
                 .accounts()
                 .map(|(a, acct)| (*a, *acct))
                 .collect();

@@ -392,7 +392,13 @@ fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
             name: node.config.moniker.clone(),
             public_key: node.validator_key.public(),
             node_key: node.node_key.public(),
-            stake: 1,
+            // Under PoS the stake is also a balance (in the validator's
+            // stake account); elsewhere only the count of validators matters.
+            stake: if args.consensus == EngineKind::Pos {
+                100
+            } else {
+                1
+            },
             p2p_address: p2p,
             api_address: api,
         });

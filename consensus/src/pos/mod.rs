@@ -970,3 +970,264 @@ pub fn sign_block(
         signature,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_ledger::ConsensusParams;
+
+    const N: usize = 4;
+    const SLOT: u64 = 1_000;
+
+    fn keys() -> Vec<Keypair> {
+        (0..N as u8)
+            .map(|i| Keypair::from_seed([i + 1; 32]))
+            .collect()
+    }
+
+    fn cfg(me: u32, stakes: &[u64]) -> Config {
+        let params = ConsensusParams {
+            engine: EngineKind::Pos,
+            slot_ms: SLOT,
+            epoch_slots: 4,
+            slash_percent: 100,
+            watermark_window: 64,
+            ..ConsensusParams::default()
+        };
+        let mut c = Config::with_quorums(
+            "pos-test",
+            keys().iter().map(Keypair::public).collect(),
+            ValidatorIndex(me),
+            params,
+            Quorums {
+                n: N,
+                f: 1,
+                quorum: 3,
+                weak: 1,
+            },
+        )
+        .unwrap();
+        c.stakes = stakes.to_vec();
+        c
+    }
+
+    fn engine(me: u32, stakes: &[u64]) -> Pos {
+        Pos::restore(
+            cfg(me, stakes),
+            keys()[me as usize].clone(),
+            Restored::genesis(Hash([9; 32])),
+        )
+    }
+
+    fn blocks(out: &[PosOutput]) -> Vec<PosMessage> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Broadcast(m @ PosMessage::Block { .. }) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs `slots` slots on `nodes`, delivering every block to everyone
+    /// at once; returns every block made.
+    fn run(nodes: &mut [Pos], from: u64, slots: u64) -> Vec<PosMessage> {
+        let mut made = Vec::new();
+        for s in from..from + slots {
+            let now = s * SLOT;
+            let mut sent = Vec::new();
+            for n in nodes.iter_mut() {
+                sent.extend(blocks(&n.handle(now, Input::Timeout(TimeoutKind::Slot))));
+            }
+            for m in &sent {
+                for n in nodes.iter_mut() {
+                    n.handle(
+                        now + 10,
+                        Input::Message {
+                            from: ValidatorIndex(0),
+                            message: m.clone(),
+                        },
+                    );
+                }
+            }
+            made.extend(sent);
+        }
+        for n in nodes.iter() {
+            n.check_invariants().unwrap();
+        }
+        made
+    }
+
+    #[test]
+    fn leaders_are_drawn_in_proportion_to_stake() {
+        let e = engine(0, &[1, 2, 3, 4]);
+        let mut count = [0u64; N];
+        let meta = Meta::default();
+        for slot in 1..=10_000 {
+            let l = e.leader(slot, &meta).unwrap();
+            count[l.as_usize()] += 1;
+        }
+        for (i, c) in count.iter().enumerate() {
+            let expected = 1_000 * (i as u64 + 1);
+            assert!(
+                c.abs_diff(expected) < 150,
+                "validator {i}: {c} of 10,000 slots, expected about {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_node_follows_one_chain_of_its_slot_leaders() {
+        let stakes = [1, 1, 1, 1];
+        let mut nodes: Vec<Pos> = (0..N as u32).map(|i| engine(i, &stakes)).collect();
+        let made = run(&mut nodes, 1, 40);
+        assert!(made.len() >= 30, "{} blocks in 40 slots", made.len());
+        let head = nodes[0].tree().head();
+        assert!(nodes.iter().all(|n| n.tree().head() == head));
+        // Each block's proposer led its slot on its parent's branch, and
+        // stake 1 each: everyone led some.
+        let mut led = [0; N];
+        for m in made {
+            let PosMessage::Block {
+                payload,
+                justification: Justification::Pos { parent, slot, .. },
+            } = m
+            else {
+                unreachable!()
+            };
+            let meta = &nodes[0].meta[&parent];
+            assert_eq!(nodes[0].leader(slot, meta), Some(payload.proposer));
+            led[payload.proposer.as_usize()] += 1;
+        }
+        assert!(led.iter().all(|c| *c > 0), "{led:?}");
+    }
+
+    #[test]
+    fn a_leader_that_signs_two_blocks_for_a_slot_is_caught_and_slashed() {
+        let stakes = [1, 1, 1, 1];
+        let mut nodes: Vec<Pos> = (0..N as u32).map(|i| engine(i, &stakes)).collect();
+        run(&mut nodes, 1, 3);
+        // Find a slot validator 3 leads on the common head, and make it
+        // sign two blocks for it.
+        let head = nodes[0].tree().head();
+        let meta = nodes[0].meta[&head].clone();
+        let slot = (4..200)
+            .find(|s| nodes[0].leader(*s, &meta) == Some(ValidatorIndex(3)))
+            .unwrap();
+        let height = nodes[0].tree().head_height().next();
+        let mk = |ts: u64| Payload {
+            chain_id: "pos-test".into(),
+            height,
+            round: slot,
+            proposer: ValidatorIndex(3),
+            timestamp_ms: ts,
+            txs: vec![],
+            evidence: vec![],
+        };
+        let key = &keys()[3];
+        let (a, b) = (mk(1), mk(2));
+        let ja = sign_block("pos-test", key, ValidatorIndex(3), head, &a);
+        let jb = sign_block("pos-test", key, ValidatorIndex(3), head, &b);
+        let now = slot * SLOT;
+        nodes[0].handle(
+            now,
+            Input::Message {
+                from: ValidatorIndex(3),
+                message: PosMessage::Block {
+                    payload: a,
+                    justification: ja,
+                },
+            },
+        );
+        let out = nodes[0].handle(
+            now,
+            Input::Message {
+                from: ValidatorIndex(3),
+                message: PosMessage::Block {
+                    payload: b,
+                    justification: jb,
+                },
+            },
+        );
+        let evidence: Vec<&Evidence> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Evidence(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(evidence.len(), 1);
+        assert_eq!(evidence[0].offender(), ValidatorIndex(3));
+        assert_eq!(nodes[0].counters().equivocations, 1);
+        let spread: Vec<PosMessage> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Broadcast(m @ PosMessage::Evidence(_)) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        for n in nodes.iter_mut().skip(1) {
+            for m in &spread {
+                n.handle(
+                    now,
+                    Input::Message {
+                        from: ValidatorIndex(0),
+                        message: m.clone(),
+                    },
+                );
+            }
+        }
+        // The next honest leaders put the evidence in a block; from then on
+        // validator 3 (slashed to nothing) leads no slot on that branch.
+        let made = run(&mut nodes, slot + 1, 30);
+        let carrying = made
+            .iter()
+            .position(
+                |m| matches!(m, PosMessage::Block { payload, .. } if !payload.evidence.is_empty()),
+            )
+            .expect("the evidence goes into a block");
+        let after: Vec<ValidatorIndex> = made[carrying + 1..]
+            .iter()
+            .map(|m| match m {
+                PosMessage::Block { payload, .. } => payload.proposer,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert!(!after.is_empty());
+        assert!(after.iter().all(|p| *p != ValidatorIndex(3)), "{after:?}");
+        let head = nodes[1].tree().head();
+        assert!(nodes[1].meta[&head].slashed.contains(&ValidatorIndex(3)));
+    }
+
+    #[test]
+    fn a_restarted_leader_never_signs_its_slot_again() {
+        let stakes = [1, 0, 0, 0];
+        let mut e = engine(0, &stakes);
+        let out = e.handle(5 * SLOT, Input::Timeout(TimeoutKind::Slot));
+        let signed: Vec<PosRecord> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Persist(r @ PosRecord::Signed { .. }) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(signed.len(), 1);
+        assert_eq!(blocks(&out).len(), 1);
+        // Restarted from its records (and a store that lost the block):
+        // same slot, nothing; next slot, a block.
+        let mut again = Pos::restore(
+            cfg(0, &stakes),
+            keys()[0].clone(),
+            Restored {
+                records: signed,
+                ..Restored::genesis(Hash([9; 32]))
+            },
+        );
+        assert!(
+            blocks(&again.handle(5 * SLOT + 500, Input::Timeout(TimeoutKind::Slot))).is_empty()
+        );
+        assert_eq!(
+            blocks(&again.handle(6 * SLOT, Input::Timeout(TimeoutKind::Slot))).len(),
+            1
+        );
+    }
+}

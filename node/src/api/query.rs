@@ -192,20 +192,32 @@ pub(super) async fn account(
 }
 
 pub(super) async fn validators(State(shared): AppState) -> Json<Vec<ValidatorResponse>> {
+    let pos = shared.genesis.consensus.engine == phalanx_ledger::EngineKind::Pos;
     Json(
         shared
             .genesis
             .validators
             .iter()
             .enumerate()
-            .map(|(i, v)| ValidatorResponse {
-                index: ValidatorIndex(i as u32),
-                name: v.name.clone(),
-                public_key: v.public_key,
-                node_key: v.node_key,
-                p2p_address: v.p2p_address.clone(),
-                api_address: v.api_address.clone(),
-                stake: v.stake,
+            .map(|(i, v)| {
+                let index = ValidatorIndex(i as u32);
+                let live = pos
+                    .then(|| {
+                        shared
+                            .executed
+                            .account(&phalanx_ledger::stake_address(index))
+                    })
+                    .flatten();
+                ValidatorResponse {
+                    index,
+                    name: v.name.clone(),
+                    public_key: v.public_key,
+                    node_key: v.node_key,
+                    p2p_address: v.p2p_address.clone(),
+                    api_address: v.api_address.clone(),
+                    stake: live.map_or(v.stake, |a| a.balance),
+                    slashed: live.is_some_and(|a| a.nonce > 0),
+                }
             })
             .collect(),
     )

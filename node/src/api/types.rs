@@ -182,8 +182,13 @@ pub struct ValidatorResponse {
     pub p2p_address: String,
     /// HTTP API address.
     pub api_address: String,
-    /// Voting weight.
+    /// Voting weight: the genesis stake, or under proof of stake what its
+    /// stake account holds now (slashing takes from it).
     pub stake: u64,
+    /// Proof of stake: whether it was slashed for signing two blocks in
+    /// one slot.
+    #[serde(default)]
+    pub slashed: bool,
 }
 
 /// One entry of `GET /evidence`.
