@@ -18,6 +18,15 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/local.sh")
 }
 
+/// One testnet at a time: the tests of this file share the process id
+/// their ports are picked from, and two nets starting at once would pick
+/// the same block (and compete for two cores).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A base port whose P2P and API ports are free (local.sh checks again).
 fn base_port() -> u16 {
     // Below 32768 (Linux's ephemeral range), away from e2e.rs's 20000..31200 blocks.
@@ -139,6 +148,7 @@ fn balance(net: &LocalNet, name: &str, node: u16) -> u64 {
 
 #[test]
 fn local_sh_up_accounts_by_name_faults_restart_and_reset() {
+    let _serial = one_at_a_time();
     let base_port = base_port();
     let net = LocalNet {
         cwd: tempfile::tempdir().unwrap(),
@@ -239,6 +249,7 @@ fn local_sh_up_accounts_by_name_faults_restart_and_reset() {
 /// lost reports the reorg in `/status`.
 #[test]
 fn local_sh_up_consensus_pow_mines_commits_and_converges_after_a_partition() {
+    let _serial = one_at_a_time();
     let base_port = base_port();
     let net = LocalNet {
         cwd: tempfile::tempdir().unwrap(),
@@ -362,6 +373,7 @@ fn local_sh_up_consensus_pow_mines_commits_and_converges_after_a_partition() {
 /// leads no more slots.
 #[test]
 fn local_sh_up_consensus_pos_slashes_an_equivocating_leader() {
+    let _serial = one_at_a_time();
     let base_port = base_port();
     let net = LocalNet {
         cwd: tempfile::tempdir().unwrap(),
