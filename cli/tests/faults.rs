@@ -166,6 +166,77 @@ fn quick_fault_matrix_pbft_survives_and_cft_forks() {
     assert_eq!(leftovers, 0);
 }
 
+/// The longest-chain rows (issue 19) on real processes: PoW n = 4 split
+/// 2|2 and healed — both halves mine, the report shows one chain (below
+/// the tentative tip) and the reorg the losing half went through; PoS
+/// n = 4 with an equivocating leader — evidence, and its stake slashed.
+#[test]
+fn longest_chain_rows_show_the_reorg_after_a_partition_and_the_slashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    let base = (base_port() + 120).to_string();
+    let (_, _, report) = run_faults(
+        &[
+            "faults",
+            "--setups",
+            "pow-4",
+            "--faults",
+            "partition",
+            // A split of about 10 s: each half mines a few blocks of its own.
+            "--duration",
+            "30",
+            "--warmup",
+            "1",
+            "--rate",
+            "50",
+            "--base-port",
+            &base,
+        ],
+        &out,
+    );
+    let c = &report["cells"][0];
+    assert_eq!(
+        c["faulty_nodes"].as_array().unwrap().len(),
+        2,
+        "a 2|2 split: {c}"
+    );
+    assert!(c["fork"].is_null(), "{c}");
+    assert!(c["heights_compared"].as_u64().unwrap() >= 3, "{c}");
+    assert!(
+        c["reorgs"].as_u64().unwrap() >= 1,
+        "no reorg after the heal: {c}"
+    );
+    assert!(c["deepest_reorg"].as_u64().unwrap() >= 1, "{c}");
+    let md = std::fs::read_to_string(out.join("faults.md")).unwrap();
+    assert!(md.contains("reorg(s), deepest"), "{md}");
+    assert!(md.contains("Longest chains converge"), "{md}");
+
+    let out = dir.path().join("results-pos");
+    let (_, _, report) = run_faults(
+        &[
+            "faults",
+            "--setups",
+            "pos-4",
+            "--faults",
+            "equivocate",
+            "--duration",
+            "16",
+            "--warmup",
+            "1",
+            "--rate",
+            "50",
+            "--base-port",
+            &base,
+        ],
+        &out,
+    );
+    let c = &report["cells"][0];
+    assert!(c["fork"].is_null(), "{c}");
+    assert!(c["evidence"].as_u64().unwrap() >= 1, "{c}");
+    let faulty = &c["faulty_nodes"][0];
+    assert!(c["slashed"].as_array().unwrap().contains(faulty), "{c}");
+}
+
 #[test]
 fn bad_fault_arguments_are_refused_with_a_clear_message() {
     for (args, expect) in [

@@ -282,12 +282,77 @@ impl Tree {
     }
 }
 
+/// How much each peer's blocks are trusted. A block that fails a check
+/// costs its sender [`PeerScores::INVALID`] points, a block added to the
+/// tree earns one back (up to 0); at [`PeerScores::BAN_AT`] the peer's
+/// messages are dropped unread for [`PeerScores::BAN_MS`], then it starts
+/// again halfway back. A validator that floods invalid blocks (each
+/// costing a hash or a signature check) thus costs the node a bounded
+/// amount of work per ban period.
+#[derive(Clone, Debug, Default)]
+pub struct PeerScores {
+    score: BTreeMap<u32, i64>,
+    banned_until: BTreeMap<u32, u64>,
+    /// Messages dropped unread from banned peers.
+    pub ignored: u64,
+    /// Bans imposed.
+    pub bans: u64,
+}
+
+impl PeerScores {
+    /// Points an invalid block costs.
+    pub const INVALID: i64 = 4;
+    /// The score at which a peer is banned.
+    pub const BAN_AT: i64 = -32;
+    /// How long a ban lasts (ms).
+    pub const BAN_MS: u64 = 30_000;
+
+    /// Whether to read a message from `peer` at `now` (counts it if not).
+    pub fn admit(&mut self, peer: u32, now: u64) -> bool {
+        match self.banned_until.get(&peer) {
+            Some(until) if now < *until => {
+                self.ignored += 1;
+                false
+            }
+            Some(_) => {
+                self.banned_until.remove(&peer);
+                self.score.insert(peer, Self::BAN_AT / 2);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// `peer` sent a block that failed a check.
+    pub fn invalid(&mut self, peer: u32, now: u64) {
+        let s = self.score.entry(peer).or_default();
+        *s -= Self::INVALID;
+        if *s <= Self::BAN_AT {
+            self.banned_until.insert(peer, now + Self::BAN_MS);
+            self.bans += 1;
+        }
+    }
+
+    /// `peer` sent a block that was added.
+    pub fn valid(&mut self, peer: u32) {
+        let s = self.score.entry(peer).or_default();
+        *s = (*s + 1).min(0);
+    }
+
+    /// A peer's score (0: nothing against it).
+    pub fn score(&self, peer: u32) -> i64 {
+        self.score.get(&peer).copied().unwrap_or(0)
+    }
+}
+
 /// Transactions waiting for a block, in arrival order, bounded.
 #[derive(Clone, Debug, Default)]
 pub struct Pending {
-    txs: BTreeMap<u64, SignedTransaction>,
-    index: HashMap<Hash, u64>,
-    next: u64,
+    txs: BTreeMap<i64, SignedTransaction>,
+    index: HashMap<Hash, i64>,
+    next: i64,
+    /// The key the next [`Pending::add_front`] takes (counts down).
+    front: i64,
     max: usize,
 }
 
@@ -309,6 +374,21 @@ impl Pending {
         self.next += 1;
         self.index.insert(h, self.next);
         self.txs.insert(self.next, tx);
+    }
+
+    /// Puts `tx` before everything pending: a transaction of an abandoned
+    /// block goes back ahead of what arrived after it, so one sender's
+    /// transactions stay in nonce order (nonce 5 of a reverted block
+    /// before nonce 6 still waiting) — otherwise the next block would
+    /// carry 6 before 5 and 6 would fail.
+    pub fn add_front(&mut self, tx: SignedTransaction) {
+        let h = tx.hash();
+        if self.index.contains_key(&h) || self.txs.len() >= self.max {
+            return;
+        }
+        self.front -= 1;
+        self.index.insert(h, self.front);
+        self.txs.insert(self.front, tx);
     }
 
     /// Drops a transaction; whether it was there.
@@ -414,11 +494,13 @@ impl Stored {
             out.extend(before_revert(fork));
             out.push(Output::Revert { to: fork });
             let abandoned: Vec<Hash> = self.blocks.split_off(&fork.next()).into_values().collect();
-            for id in abandoned {
-                let Some(e) = tree.get(&id) else { continue };
-                for tx in &e.payload.txs {
+            // Newest block first and each block's transactions backwards,
+            // each put in front: they end up oldest first, in block order.
+            for id in abandoned.iter().rev() {
+                let Some(e) = tree.get(id) else { continue };
+                for tx in e.payload.txs.iter().rev() {
                     self.on_chain.remove(&tx.hash());
-                    pending.add(tx.clone());
+                    pending.add_front(tx.clone());
                 }
             }
         }
@@ -546,6 +628,64 @@ mod tests {
             }
             assert_eq!(t.head(), id(4, 1));
         }
+    }
+
+    #[test]
+    fn transactions_of_abandoned_blocks_go_back_ahead_of_later_ones() {
+        use phalanx_crypto::Keypair;
+        let k = Keypair::from_seed([5; 32]);
+        let tx = |nonce| {
+            phalanx_ledger::Transaction {
+                chain_id: "t".into(),
+                from: k.public().into(),
+                to: k.public().into(),
+                amount: 1,
+                nonce,
+                fee: 1,
+            }
+            .sign(&k)
+        };
+        let nonces =
+            |p: &Pending| -> Vec<u64> { p.oldest(10).iter().map(|t| t.tx.nonce).collect() };
+        let mut p = Pending::new(10);
+        p.add(tx(4));
+        p.add(tx(5));
+        // Nonces 2 and 3 come back from a reverted block, in block order.
+        for t in [tx(3), tx(2)] {
+            p.add_front(t);
+        }
+        assert_eq!(nonces(&p), vec![2, 3, 4, 5]);
+        p.add_front(tx(4));
+        assert_eq!(p.len(), 4, "no duplicate");
+        assert!(p.remove(&tx(3).hash()));
+        assert_eq!(nonces(&p), vec![2, 4, 5]);
+        p.check().unwrap();
+    }
+
+    #[test]
+    fn a_peer_that_sends_invalid_blocks_is_ignored_for_a_while() {
+        let mut p = PeerScores::default();
+        let ban_after = (-PeerScores::BAN_AT / PeerScores::INVALID) as usize;
+        for _ in 0..ban_after - 1 {
+            p.invalid(3, 0);
+            assert!(p.admit(3, 0));
+        }
+        // Good blocks earn a little back, never above zero.
+        p.valid(3);
+        p.invalid(3, 0);
+        assert!(p.admit(3, 1));
+        p.invalid(3, 1_000);
+        assert!(!p.admit(3, 1_001));
+        assert!(!p.admit(3, 1_000 + PeerScores::BAN_MS - 1));
+        assert_eq!((p.bans, p.ignored), (1, 2));
+        // Others are unaffected; the ban ends, halfway back.
+        assert!(p.admit(2, 1_001));
+        assert!(p.admit(3, 1_000 + PeerScores::BAN_MS));
+        assert_eq!(p.score(3), PeerScores::BAN_AT / 2);
+        for _ in 0..100 {
+            p.valid(2);
+        }
+        assert_eq!(p.score(2), 0);
     }
 
     #[test]

@@ -30,6 +30,17 @@ impl CommitLog {
         }
     }
 
+    /// Forgets the records above `height` (a reorg reverted those blocks;
+    /// their heights are committed anew).
+    pub fn truncate_above(&self, height: u64) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        while g.0.back().is_some_and(|r| r.height > height) {
+            if let Some(r) = g.0.pop_back() {
+                g.1 -= r.tx_hashes.len();
+            }
+        }
+    }
+
     /// Up to `limit` records from height `from` on, and the lowest height
     /// still kept (0 if none).
     pub fn since(&self, from: u64, limit: usize) -> (Vec<CommitRecord>, u64) {

@@ -240,6 +240,7 @@ impl<E: Protocol> Driver<E> {
                 _ = tick.tick() => self.on_tick(),
                 found = next_found(&mut self.miner) => {
                     if let Some(f) = found {
+                        tracing::debug!(target: CONSENSUS_LOG, job = %&f.job.to_string()[..8], nonce = f.nonce, "mined");
                         self.step(Input::Mined { job: f.job, nonce: f.nonce })?;
                     }
                 }
@@ -486,6 +487,11 @@ impl<E: Protocol> Driver<E> {
                 self.revert(to)?;
             }
             Output::Mine(job) => {
+                tracing::debug!(
+                    target: CONSENSUS_LOG,
+                    job = %job.map_or_else(|| "none".to_owned(), |j| j.header.to_string()[..8].to_owned()),
+                    "mining job"
+                );
                 if let Some((miner, _)) = &self.miner {
                     miner.set(job);
                 }
@@ -522,6 +528,7 @@ impl<E: Protocol> Driver<E> {
                 .ok_or_else(|| anyhow::anyhow!("the store lost its genesis block"))?;
         }
         *self.shared.executed.write() = self.shared.store.load_state()?;
+        self.shared.commits.truncate_above(self.latest.height().0);
         let mut returned = 0;
         for tx in abandoned {
             let hash = tx.hash();

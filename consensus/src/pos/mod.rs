@@ -37,7 +37,7 @@
 //!   that slot (or an earlier one) again.
 //! - *Nothing is final.* [`Engine::final_height`] is genesis.
 
-use crate::chain::{Pending, Refused, Stored, TieBreak, Tree};
+use crate::chain::{PeerScores, Pending, Refused, Stored, TieBreak, Tree};
 use crate::config::{Config, ConfigError, Quorums};
 use crate::engine::{
     Engine, EngineStatus, FaultModel, Input, Message, Output, Promise, Protocol, Record, RecordKey,
@@ -320,6 +320,7 @@ pub struct Pos {
     signed_slot: Option<u64>,
     seed0: Hash,
     counters: PosCounters,
+    scores: PeerScores,
 }
 
 impl Pos {
@@ -367,6 +368,7 @@ impl Pos {
             signed_slot,
             seed0,
             counters: PosCounters::default(),
+            scores: PeerScores::default(),
         };
         let mut parent = root;
         for b in blocks {
@@ -399,6 +401,20 @@ impl Pos {
     /// The block tree.
     pub fn tree(&self) -> &Tree {
         &self.tree
+    }
+
+    /// How much each peer's blocks are trusted.
+    pub fn peer_scores(&self) -> &PeerScores {
+        &self.scores
+    }
+
+    /// Scores `from` by what its message did to the counters.
+    fn score(&mut self, from: ValidatorIndex, (invalid, accepted): (u64, u64)) {
+        if self.counters.invalid > invalid {
+            self.scores.invalid(from.0, self.now_ms);
+        } else if self.counters.accepted > accepted {
+            self.scores.valid(from.0);
+        }
     }
 
     fn slot_ms(&self) -> u64 {
@@ -828,13 +844,19 @@ impl Engine for Pos {
                     after_ms: self.sync_interval(),
                 });
             }
-            Input::Message { message, .. } => match message {
-                PosMessage::Block {
-                    payload,
-                    justification,
-                } => self.receive(payload, justification, &mut out),
-                PosMessage::Evidence(e) => self.add_evidence(e, &mut out),
-            },
+            Input::Message { from, message } => {
+                if self.scores.admit(from.0, self.now_ms) {
+                    let before = (self.counters.invalid, self.counters.accepted);
+                    match message {
+                        PosMessage::Block {
+                            payload,
+                            justification,
+                        } => self.receive(payload, justification, &mut out),
+                        PosMessage::Evidence(e) => self.add_evidence(e, &mut out),
+                    }
+                    self.score(from, before);
+                }
+            }
             Input::Transactions(txs) => {
                 for tx in txs {
                     if !self.stored.holds(&tx.hash()) {

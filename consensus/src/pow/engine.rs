@@ -33,7 +33,7 @@
 
 use super::retarget::{next_target, RetargetParams, WINDOW};
 use super::work::{header_hash, median_time_past, meets, seal_hash, work, Compact, MEDIAN_SPAN};
-use crate::chain::{Pending, Refused, Stored, TieBreak, Tree};
+use crate::chain::{PeerScores, Pending, Refused, Stored, TieBreak, Tree};
 use crate::config::{Config, ConfigError, Quorums};
 use crate::engine::{
     Engine, EngineStatus, FaultModel, Input, Message, MineJob, Output, Promise, Protocol, Record,
@@ -171,6 +171,8 @@ pub struct PowCounters {
 /// The job being mined.
 #[derive(Clone, Debug)]
 struct Job {
+    /// When it was made (its payload's timestamp).
+    made_ms: u64,
     header: Hash,
     parent: Hash,
     bits: Compact,
@@ -197,6 +199,7 @@ pub struct Pow {
     sync_back: u64,
     job: Option<Job>,
     counters: PowCounters,
+    scores: PeerScores,
 }
 
 impl Pow {
@@ -235,6 +238,7 @@ impl Pow {
             sync_back: 1,
             job: None,
             counters: PowCounters::default(),
+            scores: PeerScores::default(),
         };
         let mut parent = root;
         for b in blocks {
@@ -267,6 +271,20 @@ impl Pow {
     /// The block tree.
     pub fn tree(&self) -> &Tree {
         &self.tree
+    }
+
+    /// How much each peer's blocks are trusted.
+    pub fn peer_scores(&self) -> &PeerScores {
+        &self.scores
+    }
+
+    /// Scores `from` by what its message did to the counters.
+    fn score(&mut self, from: ValidatorIndex, (invalid, accepted): (u64, u64)) {
+        if self.counters.invalid > invalid {
+            self.scores.invalid(from.0, self.now_ms);
+        } else if self.counters.accepted > accepted {
+            self.scores.valid(from.0);
+        }
     }
 
     /// The target of the block after `parent`, from the tree's blocks on
@@ -495,6 +513,7 @@ impl Pow {
         let header = header_hash(&parent, &payload.digest(), bits);
         let target = bits.target().unwrap_or_default().to_be_bytes();
         self.job = Some(Job {
+            made_ms: self.now_ms,
             header,
             parent,
             bits,
@@ -543,6 +562,14 @@ impl Pow {
     fn sync_interval(&self) -> u64 {
         self.retarget.block_time_ms.saturating_mul(4).max(500)
     }
+
+    /// How often the job is remade with the current time: a block's
+    /// timestamp is then within this of when it was found (Bitcoin miners
+    /// roll the header's time the same way). Timestamps of when a job was
+    /// made, not found, shrink the spans the retarget measures.
+    fn refresh_ms(&self) -> u64 {
+        (self.retarget.block_time_ms / 4).max(50)
+    }
 }
 
 /// The retarget parameters of a genesis's consensus section.
@@ -564,6 +591,10 @@ impl Engine for Pow {
         match input {
             Input::Start => {
                 self.new_job(&mut out);
+                out.push(Output::ScheduleTimeout {
+                    kind: TimeoutKind::Batch,
+                    after_ms: self.refresh_ms(),
+                });
                 out.push(Output::RequestSync {
                     from: self.tree.head_height().next(),
                 });
@@ -572,12 +603,16 @@ impl Engine for Pow {
                     after_ms: self.sync_interval(),
                 });
             }
-            Input::Message { message, .. } => {
-                let PowMessage::Block {
-                    payload,
-                    justification,
-                } = message;
-                self.receive(payload, justification, &mut out);
+            Input::Message { from, message } => {
+                if self.scores.admit(from.0, self.now_ms) {
+                    let before = (self.counters.invalid, self.counters.accepted);
+                    let PowMessage::Block {
+                        payload,
+                        justification,
+                    } = message;
+                    self.receive(payload, justification, &mut out);
+                    self.score(from, before);
+                }
             }
             Input::Transactions(txs) => {
                 let was_empty = self.job.as_ref().is_some_and(|j| j.payload.txs.is_empty());
@@ -595,6 +630,19 @@ impl Engine for Pow {
                 out.push(Output::ScheduleTimeout {
                     kind: TimeoutKind::Sync,
                     after_ms: self.sync_interval(),
+                });
+            }
+            Input::Timeout(TimeoutKind::Batch) => {
+                let stale = self
+                    .job
+                    .as_ref()
+                    .is_some_and(|j| self.now_ms >= j.made_ms + self.refresh_ms());
+                if stale {
+                    self.new_job(&mut out);
+                }
+                out.push(Output::ScheduleTimeout {
+                    kind: TimeoutKind::Batch,
+                    after_ms: self.refresh_ms(),
                 });
             }
             Input::Timeout(_) => {}
@@ -695,6 +743,7 @@ impl Protocol for Pow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::PeerScores;
     use crate::pow::work::{search, U256};
     use phalanx_crypto::Keypair;
     use phalanx_ledger::{ConsensusParams, Transaction};
@@ -962,6 +1011,76 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_that_floods_invalid_blocks_is_ignored_until_its_ban_ends() {
+        let (mut a, mut b) = (engine(0), engine(1));
+        let mut now = 1_000;
+        b.handle(now, Input::Start);
+        let good = chain(&mut a, &mut now, 1).remove(0);
+        let PowMessage::Block {
+            payload,
+            justification,
+        } = good.clone();
+        let from = |v| Input::Message {
+            from: ValidatorIndex(v),
+            message: PowMessage::Block {
+                payload: Payload {
+                    timestamp_ms: payload.timestamp_ms + 1,
+                    ..payload.clone()
+                },
+                justification: justification.clone(),
+            },
+        };
+        let ban_after = (-PeerScores::BAN_AT / PeerScores::INVALID) as u64;
+        for _ in 0..ban_after {
+            b.handle(now, from(2));
+        }
+        assert_eq!(b.counters().invalid, ban_after);
+        assert_eq!(b.peer_scores().bans, 1);
+        // Banned: even a good block from it is not read...
+        let out = b.handle(
+            now,
+            Input::Message {
+                from: ValidatorIndex(2),
+                message: good.clone(),
+            },
+        );
+        assert!(commits(&out).is_empty());
+        assert_eq!(b.peer_scores().ignored, 1);
+        // ...the same block from another peer is.
+        let out = b.handle(
+            now,
+            Input::Message {
+                from: ValidatorIndex(0),
+                message: good,
+            },
+        );
+        assert_eq!(commits(&out), vec![1]);
+        assert_eq!(b.counters().invalid, ban_after);
+    }
+
+    #[test]
+    fn a_job_is_remade_with_the_current_time_while_it_is_mined() {
+        let mut a = engine(0);
+        let out = a.handle(1_000, Input::Start);
+        let first = job(&out).unwrap();
+        // Too soon: the same job.
+        let out = a.handle(1_100, Input::Timeout(TimeoutKind::Batch));
+        assert!(job(&out).is_none());
+        // A quarter of the block time later: a new job, with the new time.
+        let out = a.handle(1_250, Input::Timeout(TimeoutKind::Batch));
+        let second = job(&out).expect("a fresh job");
+        assert_ne!(second.header, first.header);
+        assert_eq!(a.job.as_ref().unwrap().payload.timestamp_ms, 1_250);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::ScheduleTimeout {
+                kind: TimeoutKind::Batch,
+                ..
+            }
+        )));
+    }
+
+    #[test]
     fn a_node_that_missed_blocks_asks_further_back_until_they_connect() {
         let (mut a, mut b) = (engine(0), engine(1));
         let mut now = 1_000;
@@ -1043,8 +1162,6 @@ mod tests {
         // It mines on where it was, with the same target as before.
         let out = again.handle(now, Input::Start);
         let j = job(&out).unwrap();
-        let out_a = a.handle(now, Input::Timeout(TimeoutKind::Batch));
-        assert!(out_a.is_empty());
         assert_eq!(
             Some(j.target),
             a.job

@@ -39,7 +39,11 @@ pub fn next_target(params: &RetargetParams, recent: &[(u64, Compact)]) -> Compac
             Compact::from_target(t)
         }
     };
-    if recent.len() < 2 {
+    // Until a full window exists, keep the tip's target: a handful of
+    // early blocks found by luck would otherwise raise the difficulty
+    // fourfold per block (a fresh local testnet went from 65,000 to
+    // 3,000,000 hashes a block in five blocks, and stalled).
+    if recent.len() < params.window.max(1) + 1 {
         return recent.last().map_or(params.limit, |(_, c)| *c);
     }
     let take = recent.len().min(params.window.max(1) + 1);

@@ -456,6 +456,16 @@ fn run_once(cluster: &mut Cluster, args: &BenchArgs, pace: Pace) -> anyhow::Resu
         let per_node = observe::join_observers(observers)?;
         Ok((submitted, per_node))
     })?;
+    let tentative = statuses
+        .first()
+        .and_then(|s| phalanx_runtime::registry::parse(&s.consensus).ok())
+        .and_then(|k| phalanx_runtime::registry::fault_model(k).ok())
+        .is_some_and(|m| !m.finalizes());
+    let per_node = if tentative {
+        observe::settled(&cluster.apis, from, 6)?
+    } else {
+        per_node
+    };
 
     let statuses_after: Vec<u64> = cluster
         .apis

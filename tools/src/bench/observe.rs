@@ -77,6 +77,40 @@ pub fn drain(live: &Live, counts: &[AtomicU64], accepted: u64, wait: Duration) {
     }
 }
 
+/// Longest-chain engines (PoW, PoS): a reorg replaces blocks the observers
+/// already read, so their streams are not the chain. Once the run is
+/// over, read each node's commit log again from `from` (a reorg truncates
+/// it, so it is the node's current chain with the time it executed each
+/// block) and leave out the last `tip` heights, which may still change.
+pub fn settled(apis: &[String], from: u64, tip: u64) -> anyhow::Result<Vec<Vec<CommitRecord>>> {
+    let mut per_node = Vec::new();
+    for api in apis {
+        let client = Client::new(api)?;
+        let mut records: Vec<CommitRecord> = Vec::new();
+        let mut next = from;
+        loop {
+            let answer: CommitsResponse =
+                client.get(&format!("/commits?from={next}&limit=1000&wait_ms=0"))?;
+            let Some(last) = answer.commits.last() else {
+                break;
+            };
+            next = last.height + 1;
+            records.extend(answer.commits);
+        }
+        per_node.push(records);
+    }
+    let top = per_node
+        .iter()
+        .map(|rs| rs.last().map_or(0, |r| r.height))
+        .min()
+        .unwrap_or(0);
+    let keep = top.saturating_sub(tip);
+    for rs in &mut per_node {
+        rs.retain(|r| r.height <= keep);
+    }
+    Ok(per_node)
+}
+
 /// Joins the observer threads, in node order, with their commit records.
 pub fn join_observers(
     observers: Vec<std::thread::ScopedJoinHandle<'_, anyhow::Result<Vec<CommitRecord>>>>,

@@ -11,6 +11,7 @@ use super::{Fault, FaultsArgs, Setup};
 use crate::bench::cluster::Cluster;
 use crate::bench::load::{self, Live, Pace};
 use crate::bench::observe::{self, Percentiles};
+use phalanx_consensus::FaultModel;
 use phalanx_crypto::Hash;
 use phalanx_node::api::types::{CommitRecord, NodeStatus};
 use phalanx_node::api::types::{CommitsResponse, EvidenceResponse};
@@ -18,6 +19,7 @@ use phalanx_node::client::Client;
 use phalanx_testnet::progress::{self, Progress};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -74,8 +76,19 @@ pub struct CellResult {
     pub nodes_compared: Vec<usize>,
     /// Heights compared.
     pub heights_compared: u64,
-    /// The first divergence between honest nodes, if any.
+    /// The first divergence between honest nodes, if any (longest-chain
+    /// engines: below the last [`TENTATIVE_TIP`] blocks, which may still
+    /// change).
     pub fork: Option<Fork>,
+    /// Reorgs the live nodes went through (proof of work, proof of stake).
+    #[serde(default)]
+    pub reorgs: u64,
+    /// The deepest of their last reorgs, in blocks.
+    #[serde(default)]
+    pub deepest_reorg: u64,
+    /// Validators slashed on the honest chain (proof of stake).
+    #[serde(default)]
+    pub slashed: Vec<u32>,
     /// Transactions sent, accepted, and committed on every live node.
     pub sent: u64,
     /// Accepted by the nodes.
@@ -86,13 +99,32 @@ pub struct CellResult {
     pub timeline: Vec<(f64, f64)>,
 }
 
+/// Blocks at the tip of a longest chain that the comparison leaves out:
+/// honest nodes may still disagree on them when the cell ends.
+pub const TENTATIVE_TIP: usize = 6;
+
 impl CellResult {
-    /// "one chain" or "FORK at h".
+    /// "one chain" or "FORK at h" (with reorgs and slashing for
+    /// longest-chain engines).
     pub fn verdict(&self) -> String {
+        let mut extra = String::new();
+        if self.setup.model() == FaultModel::Nakamoto {
+            extra = if self.reorgs == 0 {
+                "; no reorg".into()
+            } else {
+                format!(
+                    "; {} reorg(s), deepest {} block(s)",
+                    self.reorgs, self.deepest_reorg
+                )
+            };
+            if !self.slashed.is_empty() {
+                let _ = write!(extra, "; slashed {:?}", self.slashed);
+            }
+        }
         match &self.fork {
-            None => format!("one chain ({} heights)", self.heights_compared),
+            None => format!("one chain ({} heights){extra}", self.heights_compared),
             Some(f) => format!(
-                "FORK at {}: node{} {} vs node{} {}",
+                "FORK at {}: node{} {} vs node{} {}{extra}",
                 f.height,
                 f.a.0,
                 short(&f.a.1),
@@ -217,10 +249,18 @@ pub fn run(
     cluster.wait_ready(Duration::from_secs(60))?;
     let cft = !setup.model().byzantine();
     let primary = current_primary(&cluster.apis, cft, Duration::from_secs(20))?;
+    // A longest chain splits in halves (2|2 at n = 4): both sides keep
+    // producing, and the one that falls behind reorgs after the heal.
+    let nakamoto = setup.model() == FaultModel::Nakamoto;
+    let cut = if nakamoto && fault == Fault::Partition {
+        n / 2
+    } else {
+        f
+    };
     let targets: Vec<usize> = if fault == Fault::None {
         Vec::new()
     } else {
-        (0..f).map(|k| (primary + k) % n).collect()
+        (0..cut).map(|k| (primary + k) % n).collect()
     };
     let live_nodes: Vec<usize> = (0..n).filter(|i| !targets.contains(i)).collect();
     let live_apis: Vec<String> = live_nodes
@@ -356,6 +396,11 @@ pub fn run(
         result?;
         Ok((submitted, per_node))
     })?;
+    let per_node = if nakamoto {
+        observe::settled(&live_apis, from, TENTATIVE_TIP as u64).unwrap_or(per_node)
+    } else {
+        per_node
+    };
     if heal_at_s.is_none() && fault == Fault::Pause {
         let _ = heal(&mut cluster, fault, &targets, &live_nodes);
     }
@@ -365,13 +410,40 @@ pub fn run(
         .filter(|i| !(fault.byzantine() && targets.contains(i)))
         .filter(|i| cluster.pids[*i].is_some())
         .collect();
+    // A longest chain converges after a heal: give it a few blocks.
+    if nakamoto {
+        std::thread::sleep(Duration::from_secs(5));
+    }
     let mut chains = Vec::new();
     for i in &honest {
         if let Ok(c) = chain(&cluster.apis[*i], 1) {
             chains.push((*i, c));
         }
     }
+    if nakamoto {
+        let settled = chains.iter().map(|(_, c)| c.len()).min().unwrap_or(0);
+        let settled = settled.saturating_sub(TENTATIVE_TIP);
+        for (_, c) in &mut chains {
+            c.truncate(settled);
+        }
+    }
     let (heights_compared, fork) = compare(&chains);
+    let (mut reorgs, mut deepest_reorg, mut slashed) = (0, 0, Vec::new());
+    for i in &honest {
+        if let Ok(s) = status(&cluster.apis[*i]) {
+            reorgs += s.reorgs;
+            if let Some(r) = s.last_reorg {
+                deepest_reorg = deepest_reorg.max(r.from_height - r.to_height);
+            }
+        }
+    }
+    if let Some(i) = honest.first() {
+        if let Ok(vs) = Client::new(&cluster.apis[*i])
+            .and_then(|c| c.get::<Vec<phalanx_node::api::types::ValidatorResponse>>("/validators"))
+        {
+            slashed = vs.iter().filter(|v| v.slashed).map(|v| v.index.0).collect();
+        }
+    }
     let nodes_compared: Vec<usize> = chains.iter().map(|(i, _)| *i).collect();
     let mut evidence = 0;
     let mut marked_faulty: Vec<u32> = Vec::new();
@@ -465,6 +537,9 @@ pub fn run(
         nodes_compared,
         heights_compared,
         fork,
+        reorgs,
+        deepest_reorg,
+        slashed,
         sent,
         accepted: submitted.accepted,
         committed,

@@ -60,7 +60,7 @@ impl std::str::FromStr for Setup {
     fn from_str(s: &str) -> Result<Setup, String> {
         let bad = || {
             format!(
-                "setup {s:?}: write ENGINE-N, e.g. pbft-4, pbft-7, cft-3, cft-5 \
+                "setup {s:?}: write ENGINE-N, e.g. pbft-4, pbft-7, cft-3, cft-5, pow-4, pos-4 \
                  (PBFT needs n >= 4, CFT n >= 3)"
             )
         };

@@ -3,6 +3,7 @@
 
 use super::cell::{short, CellResult};
 use super::{Fault, FaultsReport, Setup, ALL_FAULTS};
+use phalanx_consensus::FaultModel;
 use phalanx_testnet::chart::{BarChart, BarGroup, LineChart, Series};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -92,13 +93,40 @@ fn explain(r: &FaultsReport) -> String {
     let pbft: Vec<&CellResult> = r
         .cells
         .iter()
-        .filter(|c| c.setup.model().byzantine())
+        .filter(|c| c.setup.model() == FaultModel::Byzantine)
         .collect();
     let cft: Vec<&CellResult> = r
         .cells
         .iter()
-        .filter(|c| !c.setup.model().byzantine())
+        .filter(|c| c.setup.model() == FaultModel::Crash)
         .collect();
+    let chains: Vec<&CellResult> = r
+        .cells
+        .iter()
+        .filter(|c| c.setup.model() == FaultModel::Nakamoto)
+        .collect();
+    if !chains.is_empty() {
+        let forks = chains.iter().filter(|c| c.fork.is_some()).count();
+        let _ = writeln!(
+            out,
+            "* **Longest chains converge, finalize nothing.** Proof of work and proof of stake              keep producing through crashes and partitions — each side of a split grows its own              branch — and after the heal the lighter (or shorter) side reverts its blocks and              follows the other: {} reorg(s) in {} cell(s), the deepest {} block(s). Every block              stays tentative (confirmations, never final); {} of {} cells ended with honest              nodes agreeing on all but the last {} blocks.",
+            chains.iter().map(|c| c.reorgs).sum::<u64>(),
+            chains.len(),
+            chains.iter().map(|c| c.deepest_reorg).max().unwrap_or(0),
+            chains.len() - forks,
+            chains.len(),
+            super::cell::TENTATIVE_TIP
+        );
+        if let Some(c) = chains.iter().find(|c| !c.slashed.is_empty()) {
+            let _ = writeln!(
+                out,
+                "* **A PoS leader that signs two blocks for one slot is slashed.** In {} the                  equivocating validator(s) {:?} were caught ({} piece(s) of evidence), the                  evidence went into a block, and their stake was slashed on the chain, so they                  lead no more slots.",
+                c.setup.label(),
+                c.slashed,
+                c.evidence
+            );
+        }
+    }
     if !pbft.is_empty() {
         let forks = pbft.iter().filter(|c| c.fork.is_some()).count();
         let live = pbft
