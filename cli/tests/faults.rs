@@ -13,6 +13,13 @@ fn base_port() -> u16 {
     20_000 + (std::process::id() % 40) as u16 * 250
 }
 
+/// One fault run at a time: they would compete for ports and for two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `phalanx <args> --out <out>`, asserts it succeeded, returns its
 /// stdout, its stderr and the parsed `faults.json`.
 fn run_faults(args: &[&str], out: &std::path::Path) -> (String, String, Value) {
@@ -44,6 +51,7 @@ fn well_formed_svg(text: &str) -> bool {
 
 #[test]
 fn quick_fault_matrix_pbft_survives_and_cft_forks() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
     let (stdout, stderr, report) = run_faults(
@@ -172,9 +180,10 @@ fn quick_fault_matrix_pbft_survives_and_cft_forks() {
 /// n = 4 with an equivocating leader — evidence, and its stake slashed.
 #[test]
 fn longest_chain_rows_show_the_reorg_after_a_partition_and_the_slashing() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
-    let base = (base_port() + 120).to_string();
+    let base = base_port().to_string();
     let (_, _, report) = run_faults(
         &[
             "faults",
@@ -270,6 +279,7 @@ fn bad_fault_arguments_are_refused_with_a_clear_message() {
 /// PBFT must keep one chain on the honest nodes and keep committing.
 #[test]
 fn pbft_keeps_one_chain_when_its_primary_runs_twice() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("results");
     // Below the ephemeral range and clear of the other tests' ports.

@@ -88,6 +88,12 @@ pub enum NetEvent {
 struct SyncRequest {
     from: Height,
     max_blocks: u64,
+    /// A block locator (Bitcoin's getheaders idea): the requester's block
+    /// hashes at heights `from − 1`, `from − 2`, `from − 4`, … down to
+    /// genesis. The server answers from just above the highest one it
+    /// also has, so a node on another branch (proof of work or stake)
+    /// gets the blocks from the fork point in one round trip.
+    locator: Vec<(Height, phalanx_crypto::Hash)>,
 }
 
 /// Length-prefixed raw bytes with a size cap.
@@ -392,6 +398,9 @@ impl Net {
                 let req = phalanx_crypto::encode(&SyncRequest {
                     from,
                     max_blocks: SYNC_MAX_BLOCKS,
+                    locator: phalanx_runtime::locator(from, |h| {
+                        self.store.block(h).ok().flatten().map(|b| b.hash())
+                    }),
                 });
                 self.swarm
                     .behaviour_mut()
@@ -628,17 +637,16 @@ impl Net {
         }
     }
 
-    /// Certified blocks from `req.from`, within the block and byte caps.
+    /// Blocks from `req.from` — or from just above the highest locator
+    /// entry this store shares, if that is lower (the requester is on
+    /// another branch) — within the block and byte caps.
     fn read_blocks(&self, req: SyncRequest) -> Vec<Block> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let budget = self.cfg.max_message_bytes.max(1 << 20);
-        for h in req.from.0
-            ..req
-                .from
-                .0
-                .saturating_add(req.max_blocks.min(SYNC_MAX_BLOCKS))
-        {
+        let ours = |h: Height| self.store.block(h).ok().flatten().map(|b| b.hash());
+        let from = phalanx_runtime::sync_start(req.from, &req.locator, ours);
+        for h in from.0..from.0.saturating_add(req.max_blocks.min(SYNC_MAX_BLOCKS)) {
             match self.store.block(Height(h)) {
                 Ok(Some(block)) => {
                     bytes += phalanx_crypto::encode(&block).len();

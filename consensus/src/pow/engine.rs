@@ -23,10 +23,12 @@
 //!   common ancestor, then a `Commit` per block of the new branch.
 //!   Transactions of abandoned blocks return to the pending pool.
 //! - *Catch-up:* a block whose parent is unknown is kept as an orphan
-//!   (bounded) and the engine asks for blocks; an answer that does not
-//!   connect makes it ask from further back, doubling the distance each
-//!   time — a block locator spread over round trips — until it reaches a
-//!   block it knows.
+//!   (bounded) and the engine asks for blocks. The request carries a block
+//!   locator (the runtime's `locator`), so a peer on another branch
+//!   answers from the fork point; should an answer still not connect, the
+//!   engine asks from further back, doubling the distance each time.
+//! - *Peers that send invalid blocks* lose score and are ignored for a
+//!   while once it runs out ([`crate::chain::PeerScores`]).
 //! - *Nothing is final*: [`Engine::final_height`] is genesis. Blocks are
 //!   tentative with their number of confirmations. The tree keeps
 //!   [`KEEP_DEPTH`] blocks below the head; a fork from deeper is refused.

@@ -489,6 +489,8 @@ impl<E: Adversarial> World<E> {
             return;
         }
         let incarnation = self.nodes[node].incarnation;
+        let chain = &self.nodes[node].chain;
+        let locator = phalanx_runtime::locator(from, |h| chain.get(h.0 as usize).map(Block::hash));
         let at = self.now + self.network.rpc_delay();
         self.push(
             at,
@@ -497,6 +499,7 @@ impl<E: Adversarial> World<E> {
                 requester: node,
                 incarnation,
                 from,
+                locator,
             },
         );
     }
@@ -507,12 +510,18 @@ impl<E: Adversarial> World<E> {
         requester: usize,
         incarnation: u32,
         from: Height,
+        locator: &[(Height, Hash)],
     ) {
         let (a, b) = (self.nodes[server].endpoint, self.nodes[requester].endpoint);
         if !self.nodes[server].is_up() || !self.network.connected(self.now, a, b) {
             return;
         }
         let chain = &self.nodes[server].chain;
+        // As the node's sync server: from the fork point when the
+        // requester is on another branch.
+        let from = phalanx_runtime::sync_start(from, locator, |h| {
+            chain.get(h.0 as usize).map(Block::hash)
+        });
         let start = (from.0 as usize).max(1);
         let blocks: Vec<Block> = chain
             .iter()

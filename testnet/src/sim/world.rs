@@ -56,6 +56,8 @@ pub(super) enum Event<M> {
         requester: usize,
         incarnation: u32,
         from: Height,
+        /// The requester's block locator (as the node's sync request).
+        locator: Vec<(Height, Hash)>,
     },
     SyncReply {
         requester: usize,
@@ -772,8 +774,9 @@ impl<E: Adversarial> World<E> {
                 requester,
                 incarnation,
                 from,
+                locator,
             } => {
-                self.serve_sync(server, requester, incarnation, from);
+                self.serve_sync(server, requester, incarnation, from, &locator);
             }
             Event::SyncReply {
                 requester,
