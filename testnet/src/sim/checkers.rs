@@ -54,6 +54,9 @@ pub enum ViolationKind {
     Impersonation,
     /// An honest validator sent a message larger than its kind allows.
     MessageSize,
+    /// Longest-chain engines: too few of the settled blocks of the
+    /// longest honest chain were made by honest validators.
+    ChainQuality,
     /// Something panicked.
     Panic,
     /// The schedule needed more events than any sane run (a message storm).
@@ -75,6 +78,7 @@ impl ViolationKind {
             ViolationKind::FalseEvidence => "false-evidence",
             ViolationKind::Impersonation => "impersonation",
             ViolationKind::MessageSize => "message-size",
+            ViolationKind::ChainQuality => "chain-quality",
             ViolationKind::Panic => "panic",
             ViolationKind::EventBudget => "event-budget",
         }

@@ -139,6 +139,10 @@ pub struct Stats {
     pub mined: u64,
     /// Validators whose stake the longest honest chain slashed (PoS).
     pub slashed: u64,
+    /// Longest-chain engines: the share of blocks made by honest
+    /// validators in the settled part of the longest honest chain, in
+    /// percent (`None` when it is too short to tell).
+    pub chain_quality_pct: Option<u64>,
     /// Reorgs on honest nodes, by depth (blocks reverted): index d counts
     /// reorgs of depth d (the last bucket: that deep or deeper).
     pub reorg_depths: Vec<u64>,

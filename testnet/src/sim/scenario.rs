@@ -403,7 +403,14 @@ impl Scenario {
             } else {
                 LIVENESS_BOUND_MS
             },
-            settle_ms: SETTLE_MS,
+            // Longest chains: run on for 20 more blocks, so that common
+            // prefix and chain quality are judged on a chain that grew
+            // after the heal.
+            settle_ms: if matches!(consensus, EngineKind::Pow | EngineKind::Pos) {
+                20 * 2_000
+            } else {
+                SETTLE_MS
+            },
             consensus,
         })
     }

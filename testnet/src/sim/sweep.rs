@@ -116,6 +116,12 @@ pub struct Totals {
     pub adversary: AdversaryStats,
     /// The longest time from healing to liveness (ms).
     pub max_heal_to_live_ms: u64,
+    /// Reorgs on honest nodes by depth (index d: depth d; the last: that
+    /// deep or deeper). Longest-chain engines only.
+    pub reorg_depths: Vec<u64>,
+    /// The lowest chain quality seen (share of honest blocks in the
+    /// settled part of the longest honest chain), in percent.
+    pub min_chain_quality_pct: Option<u64>,
     /// Simulated milliseconds in all.
     pub simulated_ms: u64,
 }
@@ -151,6 +157,15 @@ impl Totals {
         self.twin_nodes += s.twin_nodes;
         self.adversary.add(&s.adversary);
         self.max_heal_to_live_ms = self.max_heal_to_live_ms.max(s.heal_to_live_ms.unwrap_or(0));
+        if self.reorg_depths.len() < s.reorg_depths.len() {
+            self.reorg_depths.resize(s.reorg_depths.len(), 0);
+        }
+        for (d, n) in s.reorg_depths.iter().enumerate() {
+            self.reorg_depths[d] += n;
+        }
+        if let Some(q) = s.chain_quality_pct {
+            self.min_chain_quality_pct = Some(self.min_chain_quality_pct.map_or(q, |m| m.min(q)));
+        }
         self.simulated_ms += s.end_ms;
     }
 
@@ -347,6 +362,22 @@ pub fn report_text(s: &Sweep) -> String {
             .map(|(k, n)| format!("{k} {n}"))
             .collect();
         out.push_str(&format!("violations by kind: {}\n", kinds.join(", ")));
+    }
+    if t.reorg_depths.iter().skip(1).any(|n| *n > 0) {
+        let hist: Vec<String> = t
+            .reorg_depths
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, n)| **n > 0)
+            .map(|(d, n)| format!("{d}{}:{n}", if d == 16 { "+" } else { "" }))
+            .collect();
+        out.push_str(&format!(
+            "reorgs by depth (blocks: count): {}; lowest chain quality {}\n",
+            hist.join(" "),
+            t.min_chain_quality_pct
+                .map_or("-".into(), |q| format!("{q}% honest blocks"))
+        ));
     }
     out.push_str(&format!(
         "phalanx sim: {} schedules ({}n={}, byzantine={}, faults={}, seeds {}..={}), {} violations in {} schedules, {:.1} schedules/s ({:.2} s on {} threads), traces {:016x}\n",

@@ -562,6 +562,7 @@ impl<E: Adversarial> World<E> {
     }
 
     fn finish(mut self) -> Outcome {
+        let mut quality = None;
         if self.live_at.is_some() && E::FAULT_MODEL.finalizes() {
             self.check_drained();
         }
@@ -570,6 +571,17 @@ impl<E: Adversarial> World<E> {
         }
         let honest: Vec<&Node<E>> = self.nodes.iter().filter(|n| n.honest).collect();
         if let Some(longest) = honest.iter().max_by_key(|n| n.height()) {
+            if !E::FAULT_MODEL.finalizes() {
+                let settled = longest.chain.len().saturating_sub(self.common_prefix_k());
+                let blocks = &longest.chain[1.min(settled)..settled];
+                if blocks.len() >= CHAIN_QUALITY_MIN_BLOCKS {
+                    let by_honest = blocks
+                        .iter()
+                        .filter(|b| self.scenario.byzantine_plan(b.header.proposer).is_none())
+                        .count();
+                    quality = Some((by_honest * 100 / blocks.len()) as u64);
+                }
+            }
             self.stats.slashed = (0..self.scenario.n as u32)
                 .filter(|v| {
                     let at = phalanx_ledger::stake_address(ValidatorIndex(*v));
@@ -579,6 +591,18 @@ impl<E: Adversarial> World<E> {
             self.stats.height = longest.height().0;
             self.stats.txs_succeeded = longest.succeeded;
             self.stats.txs_failed = longest.failed;
+        }
+        self.stats.chain_quality_pct = quality;
+        // Twins mine with two shares and compete with each other: their
+        // schedules report chain quality but are not judged by this floor
+        // (one of 2,000 PoW schedules fell to 18 % when the twins found 31
+        // of 52 blocks, 2.9 standard deviations above their share).
+        let judged = self.stats.twin_nodes == 0;
+        if let Some(q) = quality.filter(|q| judged && *q < CHAIN_QUALITY_FLOOR_PCT) {
+            let detail = format!(
+                "only {q}% of the settled blocks of the longest honest chain are honest (floor {CHAIN_QUALITY_FLOOR_PCT}%)"
+            );
+            self.violation(ViolationKind::ChainQuality, detail);
         }
         self.stats.end_ms = self.now;
         self.stats.net = self.network.stats.clone();
@@ -613,6 +637,17 @@ impl<E: Adversarial> World<E> {
         heads.all(|h| h == first)
     }
 
+    /// The common-prefix parameter k of this schedule: [`COMMON_PREFIX_K`]
+    /// among honest validators, [`COMMON_PREFIX_K_BYZANTINE`] when one of
+    /// them is a selfish miner, an equivocating leader or twins.
+    fn common_prefix_k(&self) -> usize {
+        if self.scenario.byzantine_count > 0 {
+            COMMON_PREFIX_K_BYZANTINE
+        } else {
+            COMMON_PREFIX_K
+        }
+    }
+
     /// Where two honest nodes that are up disagree more than
     /// [`COMMON_PREFIX_K`] blocks below the shortest head among them.
     fn prefix_disagreement(&self) -> Option<String> {
@@ -624,7 +659,8 @@ impl<E: Adversarial> World<E> {
             .map(|(i, n)| (i, &n.chain))
             .collect();
         let shortest = chains.iter().map(|(_, c)| c.len()).min()?;
-        let settled = shortest.saturating_sub(COMMON_PREFIX_K);
+        let k = self.common_prefix_k();
+        let settled = shortest.saturating_sub(k);
         let (first, reference) = chains.first()?;
         for (i, c) in &chains[1..] {
             // Chains agree below a height once they agree at it.
@@ -635,7 +671,7 @@ impl<E: Adversarial> World<E> {
                 .find(|h| c[*h].hash() != reference[*h].hash())
                 .unwrap_or(settled - 1);
             return Some(format!(
-                "nodes {first} and {i} differ at height {h}, more than {COMMON_PREFIX_K} blocks below the shortest honest head ({})",
+                "nodes {first} and {i} differ at height {h}, more than {k} blocks below the shortest honest head ({})",
                 shortest - 1
             ));
         }
@@ -943,9 +979,26 @@ impl<E: Adversarial> World<E> {
     }
 }
 
+/// Chain quality (Garay, Kiayias & Leonardos 2015): with one Byzantine
+/// validator of four — a selfish miner or an equivocating leader —
+/// honest validators must still have made at least this share of the
+/// settled blocks. Theory gives about 1 − β/(1 − β), two thirds for
+/// β = 1/4, in the limit; short runs vary, so the floor sits well below.
+pub const CHAIN_QUALITY_FLOOR_PCT: u64 = 25;
+
+/// Settled blocks needed before chain quality is judged.
+pub const CHAIN_QUALITY_MIN_BLOCKS: usize = 16;
+
 /// Blocks at the tip of a longest chain that honest nodes may still
 /// disagree on when a run ends (the common-prefix parameter k).
 pub const COMMON_PREFIX_K: usize = 6;
+
+/// k with a Byzantine validator among four. Twins mine with two shares
+/// of five (q = 0.4), where Nakamoto's own table needs dozens of blocks
+/// for a small chance of a deeper fork; 1,000 PoW schedules with k = 6
+/// had one honest pair split 8 blocks deep at the end, 40 s after the
+/// heal, while the twins kept feeding both branches.
+pub const COMMON_PREFIX_K_BYZANTINE: usize = 16;
 
 fn timer_word(kind: TimeoutKind) -> u64 {
     match kind {
