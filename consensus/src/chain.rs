@@ -465,18 +465,24 @@ impl Stored {
         self.on_chain.contains_key(tx)
     }
 
+    /// Whether the stored branch holds block `id` at `height`.
+    pub fn has(&self, height: Height, id: &Hash) -> bool {
+        self.blocks.get(&height) == Some(id)
+    }
+
     /// Makes the stored branch the tree's head branch: an
     /// `Output::Revert` to the fork point if the head left the stored
-    /// branch (after whatever `before_revert` returns for that height,
-    /// e.g. a record that must be durable first), then a `Commit` per
-    /// block of the new branch. Transactions of abandoned blocks go back
-    /// to `pending`; those of new blocks leave it.
+    /// branch (after whatever `before_revert` returns for the fork height
+    /// and the blocks about to be abandoned — records that must be
+    /// durable first), then a `Commit` per block of the new branch.
+    /// Transactions of abandoned blocks go back to `pending`; those of new
+    /// blocks leave it.
     pub fn follow<M, R>(
         &mut self,
         tree: &Tree,
         pending: &mut Pending,
         out: &mut Vec<Output<M, R>>,
-        before_revert: impl FnOnce(Height) -> Option<Output<M, R>>,
+        before_revert: impl FnOnce(Height, &[Hash]) -> Vec<Output<M, R>>,
     ) -> Option<Reorg> {
         let head = tree.head();
         let tip = self.tip(tree);
@@ -491,9 +497,9 @@ impl Stored {
                 fork,
                 depth: tip_height.0 - fork.0,
             });
-            out.extend(before_revert(fork));
-            out.push(Output::Revert { to: fork });
             let abandoned: Vec<Hash> = self.blocks.split_off(&fork.next()).into_values().collect();
+            out.extend(before_revert(fork, &abandoned));
+            out.push(Output::Revert { to: fork });
             // Newest block first and each block's transactions backwards,
             // each put in front: they end up oldest first, in block order.
             for id in abandoned.iter().rev() {

@@ -192,6 +192,14 @@ pub enum PosRecord {
         /// Its block's chain metadata.
         meta: Meta,
     },
+    /// A block of another branch than the stored one (received, or taken
+    /// out of the store by a reorg): a restart puts it back in the tree.
+    Side {
+        /// What it orders.
+        payload: Payload,
+        /// Its leader's signatures.
+        justification: Justification,
+    },
 }
 
 impl Record for PosRecord {
@@ -199,20 +207,27 @@ impl Record for PosRecord {
         match self {
             PosRecord::Signed { .. } => RecordKey::single(b"pos/signed"),
             PosRecord::Anchor { .. } => RecordKey::single(b"pos/anchor"),
+            PosRecord::Side {
+                payload,
+                justification,
+            } => {
+                let id = block_id(payload, justification).unwrap_or(Hash::ZERO);
+                RecordKey::at(b"pos/side/", payload.height, &id.0)
+            }
         }
     }
 
     fn prunes_up_to(&self) -> Option<Height> {
         match self {
             PosRecord::Anchor { height, .. } => Some(*height),
-            PosRecord::Signed { .. } => None,
+            PosRecord::Signed { .. } | PosRecord::Side { .. } => None,
         }
     }
 
     fn promises(&self) -> Vec<Promise> {
         match self {
             PosRecord::Signed { slot, id } => vec![slot_promise(*slot, *id)],
-            PosRecord::Anchor { .. } => Vec::new(),
+            PosRecord::Anchor { .. } | PosRecord::Side { .. } => Vec::new(),
         }
     }
 }
@@ -319,6 +334,8 @@ pub struct Pos {
     /// The last slot this validator signed (persisted).
     signed_slot: Option<u64>,
     seed0: Hash,
+    /// Blocks added during the current input (see the PoW engine).
+    added: Vec<(Height, Hash)>,
     counters: PosCounters,
     scores: PeerScores,
 }
@@ -328,12 +345,18 @@ impl Pos {
     pub fn restore(cfg: Config, key: Keypair, restored: Restored<PosRecord>) -> Pos {
         let mut anchor = (Height::GENESIS, Meta::default());
         let mut signed_slot = None;
+        let mut sides = Vec::new();
         for r in &restored.records {
             match r {
                 PosRecord::Anchor { height, meta } => anchor = (*height, meta.clone()),
                 PosRecord::Signed { slot, .. } => signed_slot = Some(*slot),
+                PosRecord::Side {
+                    payload,
+                    justification,
+                } => sides.push((payload.clone(), justification.clone())),
             }
         }
+        sides.sort_by_key(|(p, _): &(Payload, Justification)| p.height);
         let blocks: Vec<&Block> = restored
             .recent_blocks
             .iter()
@@ -367,6 +390,7 @@ impl Pos {
             sync_back: 1,
             signed_slot,
             seed0,
+            added: Vec::new(),
             counters: PosCounters::default(),
             scores: PeerScores::default(),
         };
@@ -390,6 +414,23 @@ impl Pos {
             engine.stored.restore(b.height(), id, &payload);
             parent = id;
         }
+        // Side branches, lowest first (parents before children).
+        for (payload, j) in sides {
+            let (Some(id), Justification::Pos { parent, .. }) = (block_id(&payload, &j), &j) else {
+                continue;
+            };
+            let Some(meta) = engine.child_meta(parent, &payload, &j) else {
+                continue;
+            };
+            if engine
+                .tree
+                .insert(id, Arc::new(payload), j.clone(), *parent, 1)
+                .is_ok()
+            {
+                engine.meta.insert(id, meta);
+            }
+        }
+        engine.added.clear();
         engine
     }
 
@@ -624,10 +665,12 @@ impl Pos {
             return false;
         };
         let parent = *parent;
+        let height = payload.height;
         match self.tree.insert(id, payload, j, parent, 1) {
             Ok(_) => {
                 self.meta.insert(id, meta);
                 self.counters.accepted += 1;
+                self.added.push((height, id));
                 true
             }
             Err(Refused::Known) => false,
@@ -761,17 +804,27 @@ impl Pos {
         let (tree, meta, anchor) = (&self.tree, &self.meta, &mut self.anchor);
         let reorg = self
             .stored
-            .follow(&self.tree, &mut self.pending, out, |fork| {
+            .follow(&self.tree, &mut self.pending, out, |fork, abandoned| {
+                let mut first = Vec::new();
                 let lower = Height(fork.0.saturating_sub(ANCHOR_LAG));
-                if lower >= *anchor {
-                    return None;
+                if lower < *anchor {
+                    if let Some(m) = anchor_at(tree, lower).and_then(|at| meta.get(&at)) {
+                        *anchor = lower;
+                        first.push(Output::Persist(PosRecord::Anchor {
+                            height: lower,
+                            meta: m.clone(),
+                        }));
+                    }
                 }
-                let at = anchor_at(tree, lower)?;
-                *anchor = lower;
-                Some(Output::Persist(PosRecord::Anchor {
-                    height: lower,
-                    meta: meta.get(&at)?.clone(),
-                }))
+                for id in abandoned {
+                    if let Some(e) = tree.get(id) {
+                        first.push(Output::Persist(PosRecord::Side {
+                            payload: (*e.payload).clone(),
+                            justification: e.justification.clone(),
+                        }));
+                    }
+                }
+                first
             });
         if let Some(r) = reorg {
             self.counters.reorgs += 1;
@@ -900,6 +953,17 @@ impl Engine for Pos {
         let mut follow = Vec::new();
         self.follow_head(&mut follow);
         out.extend(follow);
+        for (height, id) in std::mem::take(&mut self.added) {
+            if self.stored.has(height, &id) {
+                continue;
+            }
+            if let Some(e) = self.tree.get(&id) {
+                out.push(Output::Persist(PosRecord::Side {
+                    payload: (*e.payload).clone(),
+                    justification: e.justification.clone(),
+                }));
+            }
+        }
         out
     }
 

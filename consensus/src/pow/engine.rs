@@ -110,25 +110,47 @@ impl Message for PowMessage {
     }
 }
 
-/// What the PoW engine persists: only how far back a restart must read
-/// the chain (nothing it sends depends on a record).
+/// What the PoW engine persists: how far back a restart must read the
+/// chain, and the blocks of branches the store does not hold (nothing it
+/// sends depends on a record).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PowRecord {
-    /// Blocks up to `height` need not be restored.
+    /// Blocks up to `height` need not be restored (side blocks at or
+    /// below it are pruned with it).
     Anchor {
         /// The height.
         height: Height,
+    },
+    /// A block of another branch than the stored one — received, or
+    /// taken out of the store by a reorg — so that a restart puts it back
+    /// in the tree and a later reorg can still go back to it.
+    Side {
+        /// What it orders.
+        payload: Box<Payload>,
+        /// Its seal.
+        justification: Justification,
     },
 }
 
 impl Record for PowRecord {
     fn key(&self) -> RecordKey {
-        RecordKey::single(b"pow/anchor")
+        match self {
+            PowRecord::Anchor { .. } => RecordKey::single(b"pow/anchor"),
+            PowRecord::Side {
+                payload,
+                justification,
+            } => {
+                let id = block_id(payload, justification).unwrap_or(Hash::ZERO);
+                RecordKey::at(b"pow/side/", payload.height, &id.0)
+            }
+        }
     }
 
     fn prunes_up_to(&self) -> Option<Height> {
-        let PowRecord::Anchor { height } = self;
-        Some(*height)
+        match self {
+            PowRecord::Anchor { height } => Some(*height),
+            PowRecord::Side { .. } => None,
+        }
     }
 }
 
@@ -200,6 +222,9 @@ pub struct Pow {
     /// How far back the next catch-up request reaches below the head.
     sync_back: u64,
     job: Option<Job>,
+    /// Blocks added to the tree during the current input (those that do
+    /// not end up stored are persisted as side blocks).
+    added: Vec<(Height, Hash)>,
     counters: PowCounters,
     scores: PeerScores,
 }
@@ -214,6 +239,18 @@ impl Pow {
             .filter_map(Record::prunes_up_to)
             .max()
             .unwrap_or_default();
+        let mut sides: Vec<(Payload, Justification)> = restored
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                PowRecord::Side {
+                    payload,
+                    justification,
+                } => Some(((**payload).clone(), justification.clone())),
+                PowRecord::Anchor { .. } => None,
+            })
+            .collect();
+        sides.sort_by_key(|(p, _)| p.height);
         let blocks: Vec<&Block> = restored
             .recent_blocks
             .iter()
@@ -239,6 +276,7 @@ impl Pow {
             orphans: VecDeque::new(),
             sync_back: 1,
             job: None,
+            added: Vec::new(),
             counters: PowCounters::default(),
             scores: PeerScores::default(),
         };
@@ -262,6 +300,20 @@ impl Pow {
             engine.stored.restore(b.height(), id, &payload);
             parent = id;
         }
+        // Side branches, lowest first (parents before children).
+        for (payload, justification) in sides {
+            let Some(id) = block_id(&payload, &justification) else {
+                continue;
+            };
+            if let Justification::Pow { parent, bits, .. } = &justification {
+                let own = Compact(*bits).target().map(work).unwrap_or(1);
+                let _ =
+                    engine
+                        .tree
+                        .insert(id, Arc::new(payload), justification.clone(), *parent, own);
+            }
+        }
+        engine.added.clear();
         engine
     }
 
@@ -405,12 +457,14 @@ impl Pow {
             self.counters.invalid += 1;
             return false;
         }
+        let height = payload.height;
         match self
             .tree
             .insert(id, payload, justification, parent, work(target))
         {
             Ok(_) => {
                 self.counters.accepted += 1;
+                self.added.push((height, id));
                 true
             }
             Err(Refused::Known) => false,
@@ -453,16 +507,27 @@ impl Pow {
         if self.tree.head() == self.stored.tip(&self.tree) {
             return;
         }
-        let anchor = &mut self.anchor;
+        let (tree, anchor) = (&self.tree, &mut self.anchor);
         let reorg = self
             .stored
-            .follow(&self.tree, &mut self.pending, out, |fork| {
+            .follow(&self.tree, &mut self.pending, out, |fork, abandoned| {
+                let mut first = Vec::new();
                 // A restart must still find the fork point's branch.
                 let lower = Height(fork.0.saturating_sub(ANCHOR_LAG));
-                (lower < *anchor).then(|| {
+                if lower < *anchor {
                     *anchor = lower;
-                    Output::Persist(PowRecord::Anchor { height: lower })
-                })
+                    first.push(Output::Persist(PowRecord::Anchor { height: lower }));
+                }
+                // The abandoned blocks leave the store: keep them as side blocks.
+                for id in abandoned {
+                    if let Some(e) = tree.get(id) {
+                        first.push(Output::Persist(PowRecord::Side {
+                            payload: Box::new((*e.payload).clone()),
+                            justification: e.justification.clone(),
+                        }));
+                    }
+                }
+                first
             });
         if let Some(r) = reorg {
             self.counters.reorgs += 1;
@@ -668,8 +733,19 @@ impl Engine for Pow {
         // Whatever arrived may have moved the head.
         let mut follow = Vec::new();
         self.follow_head(&mut follow);
-        // Persist records (anchors) before the reverts and commits they guard.
         out.extend(follow);
+        // Blocks added that the store does not hold: side blocks, kept.
+        for (height, id) in std::mem::take(&mut self.added) {
+            if self.stored.has(height, &id) {
+                continue;
+            }
+            if let Some(e) = self.tree.get(&id) {
+                out.push(Output::Persist(PowRecord::Side {
+                    payload: Box::new((*e.payload).clone()),
+                    justification: e.justification.clone(),
+                }));
+            }
+        }
         out
     }
 
@@ -1058,6 +1134,88 @@ mod tests {
         );
         assert_eq!(commits(&out), vec![1]);
         assert_eq!(b.counters().invalid, ban_after);
+    }
+
+    #[test]
+    fn side_branches_are_kept_across_a_restart_and_a_reorg_keeps_what_it_abandons() {
+        let (mut a, mut b) = (engine(0), engine(1));
+        let (mut ta, mut tb) = (1_000, 1_000);
+        let long = chain(&mut a, &mut ta, 3);
+        let short = chain(&mut b, &mut tb, 2);
+        // b hears a's heavier branch: its own two blocks are reverted, and
+        // persisted as side blocks before the revert.
+        let mut out = Vec::new();
+        for m in long.clone() {
+            out = b.handle(
+                tb,
+                Input::Message {
+                    from: ValidatorIndex(0),
+                    message: m,
+                },
+            );
+        }
+        let revert_at = out
+            .iter()
+            .position(|o| matches!(o, Output::Revert { .. }))
+            .expect("the third block makes a reorg");
+        let proposers: Vec<u32> = out[..revert_at]
+            .iter()
+            .filter_map(|o| match o {
+                Output::Persist(PowRecord::Side { payload, .. }) => Some(payload.proposer.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(proposers, vec![1, 1], "b's own blocks, kept");
+        // a hears b's lighter branch: kept as side blocks, not stored.
+        let mut out = Vec::new();
+        for m in short {
+            out.extend(a.handle(
+                ta,
+                Input::Message {
+                    from: ValidatorIndex(1),
+                    message: m,
+                },
+            ));
+        }
+        let a_sides: Vec<PowRecord> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Persist(r @ PowRecord::Side { .. }) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(a_sides.len(), 2);
+        assert!(commits(&out).is_empty());
+        // Restarted from its store (the long branch) and its records: the
+        // side branch is back in the tree.
+        let stored: Vec<Block> = long
+            .iter()
+            .map(|m| {
+                let PowMessage::Block {
+                    payload,
+                    justification,
+                } = m;
+                phalanx_ledger::make_block(
+                    payload.clone(),
+                    Hash::ZERO,
+                    Hash::ZERO,
+                    justification.clone(),
+                )
+            })
+            .collect();
+        let again = Pow::restore(
+            cfg(0),
+            Keypair::from_seed([0; 32]),
+            Restored {
+                records: a_sides,
+                last_executed: Height(3),
+                last_block_hash: Hash::ZERO,
+                recent_blocks: stored,
+            },
+        );
+        assert_eq!(again.tree().len(), 5);
+        assert_eq!(again.tree().head(), a.tree().head());
+        again.check_invariants().unwrap();
     }
 
     #[test]
