@@ -191,9 +191,11 @@ fn longest_chain_rows_show_the_reorg_after_a_partition_and_the_slashing() {
             "pow-4",
             "--faults",
             "partition",
-            // A split of about 10 s: each half mines a few blocks of its own.
+            // A split of about 14 s: each half mines several blocks of its
+            // own (at about half a block a second each, a half that finds
+            // none has a chance of e^-7).
             "--duration",
-            "30",
+            "40",
             "--warmup",
             "1",
             "--rate",
