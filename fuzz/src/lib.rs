@@ -62,6 +62,18 @@ pub const TARGETS: &[Target] = &[
         run: run::cft_message,
     },
     Target {
+        name: "pow-message",
+        about: "a proof-of-work block from a peer (postcard)",
+        seeds: seeds::pow_messages,
+        run: run::pow_message,
+    },
+    Target {
+        name: "pos-message",
+        about: "a proof-of-stake block or evidence from a peer (postcard)",
+        seeds: seeds::pos_messages,
+        run: run::pos_message,
+    },
+    Target {
         name: "tx-batch",
         about: "a transaction batch pushed by a peer (postcard)",
         seeds: seeds::tx_batches,
@@ -69,7 +81,7 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "sync-request",
-        about: "a catch-up request from a peer (postcard)",
+        about: "a catch-up request from a peer, with its block locator (postcard)",
         seeds: seeds::sync_requests,
         run: run::sync_request,
     },
@@ -244,8 +256,8 @@ pub fn fuzz(target: &Target, inputs: u64, seed: u64, mut check: impl FnMut(u64, 
 }
 
 mod run {
-    use phalanx_consensus::{CftMessage, PbftMessage};
-    use phalanx_crypto::{decode, encode, KeyKind};
+    use phalanx_consensus::{CftMessage, PbftMessage, PosMessage, PowMessage};
+    use phalanx_crypto::{decode, encode, Hash, KeyKind};
     use phalanx_ledger::{Block, Genesis, Height, SignedTransaction};
     use serde::de::DeserializeOwned;
     use serde::Serialize;
@@ -277,6 +289,32 @@ mod run {
         m.is_some()
     }
 
+    pub(super) fn pow_message(bytes: &[u8]) -> bool {
+        use phalanx_consensus::Message as _;
+        let m = round_trip::<PowMessage>(bytes);
+        if let Some(m) = &m {
+            let PowMessage::Block {
+                payload,
+                justification,
+            } = m;
+            let _ = (
+                m.summary(),
+                m.describe(),
+                phalanx_consensus::pow::block_id(payload, justification),
+            );
+        }
+        m.is_some()
+    }
+
+    pub(super) fn pos_message(bytes: &[u8]) -> bool {
+        use phalanx_consensus::Message as _;
+        let m = round_trip::<PosMessage>(bytes);
+        if let Some(m) = &m {
+            let _ = (m.summary(), m.describe(), m.statements());
+        }
+        m.is_some()
+    }
+
     pub(super) fn tx_batch(bytes: &[u8]) -> bool {
         let txs = round_trip::<Vec<SignedTransaction>>(bytes);
         for t in txs.iter().flatten() {
@@ -286,7 +324,8 @@ mod run {
     }
 
     pub(super) fn sync_request(bytes: &[u8]) -> bool {
-        round_trip::<(Height, u64)>(bytes).is_some()
+        // The node's `SyncRequest`: from, most blocks, the locator.
+        round_trip::<(Height, u64, Vec<(Height, Hash)>)>(bytes).is_some()
     }
 
     pub(super) fn sync_blocks(bytes: &[u8]) -> bool {
@@ -386,6 +425,12 @@ mod tests {
         }
         for b in seeds::blocks() {
             decode::<Vec<phalanx_ledger::Block>>(&b).expect("a block seed decodes");
+        }
+        for b in seeds::pow_messages() {
+            decode::<phalanx_consensus::PowMessage>(&b).expect("a PoW seed decodes");
+        }
+        for b in seeds::pos_messages() {
+            decode::<phalanx_consensus::PosMessage>(&b).expect("a PoS seed decodes");
         }
         for b in seeds::genesis_files() {
             phalanx_ledger::Genesis::from_json(std::str::from_utf8(&b).unwrap())

@@ -5,7 +5,7 @@ use phalanx_consensus::cft::messages::{AppendAck, AppendEntries, CftBody, Reques
 use phalanx_consensus::pbft::messages::{
     Complaint, NewView, PrePrepare, PreparedCert, ViewChange, ViewChangeBody,
 };
-use phalanx_consensus::{CftMessage, PbftMessage};
+use phalanx_consensus::{CftMessage, PbftMessage, PosMessage, PowMessage};
 use phalanx_crypto::{encode, Hash, KeyKind, Keypair};
 use phalanx_ledger::{
     Address, Block, ConsensusParams, Evidence, Genesis, GenesisAccount, Height, Justification,
@@ -162,9 +162,71 @@ pub(crate) fn tx_batches() -> Vec<Vec<u8>> {
 }
 
 pub(crate) fn sync_requests() -> Vec<Vec<u8>> {
+    let locator = vec![
+        (Height(9), Hash([9; 32])),
+        (Height(8), Hash([8; 32])),
+        (Height(6), Hash([6; 32])),
+        (Height(2), Hash([2; 32])),
+        (Height(0), Hash([0; 32])),
+    ];
     vec![
-        encode(&(Height(1), 64u64)),
-        encode(&(Height(u64::MAX), 0u64)),
+        encode(&(Height(1), 64u64, Vec::<(Height, Hash)>::new())),
+        encode(&(Height(10), 64u64, locator)),
+        encode(&(Height(u64::MAX), 0u64, Vec::<(Height, Hash)>::new())),
+    ]
+}
+
+pub(crate) fn pow_messages() -> Vec<Vec<u8>> {
+    [(0u32, 0x1f00_ffffu32, 7u64), (1, 0x2100_ffff, u64::MAX)]
+        .into_iter()
+        .map(|(i, bits, nonce)| {
+            encode(&PowMessage::Block {
+                payload: payload(u64::from(i) + 1),
+                justification: phalanx_ledger::Justification::Pow {
+                    parent: Hash([i as u8; 32]),
+                    bits,
+                    nonce,
+                },
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn pos_messages() -> Vec<Vec<u8>> {
+    let leader = ValidatorIndex(1);
+    let mut p = payload(3);
+    p.round = 5;
+    p.proposer = leader;
+    let j = phalanx_consensus::pos::sign_block(CHAIN, &key(1), leader, Hash([3; 32]), &p);
+    let mut q = p.clone();
+    q.timestamp_ms += 1;
+    let jq = phalanx_consensus::pos::sign_block(CHAIN, &key(1), leader, Hash([3; 32]), &q);
+    let vote = |j: &phalanx_ledger::Justification, payload: &Payload| {
+        let phalanx_ledger::Justification::Pos { signature, .. } = j else {
+            unreachable!("a PoS justification")
+        };
+        let id = phalanx_consensus::pos::block_id(payload, j).expect("a PoS block");
+        phalanx_ledger::SignedVote {
+            vote: phalanx_ledger::Vote {
+                kind: phalanx_ledger::VoteKind::PosBlock,
+                view: 5,
+                seq: Height(5),
+                digest: id,
+                voter: leader,
+            },
+            signature: *signature,
+        }
+    };
+    let evidence = phalanx_ledger::Evidence {
+        first: vote(&j, &p),
+        second: vote(&jq, &q),
+    };
+    vec![
+        encode(&PosMessage::Block {
+            payload: p,
+            justification: j,
+        }),
+        encode(&PosMessage::Evidence(evidence)),
     ]
 }
 
