@@ -345,6 +345,61 @@ impl PeerScores {
     }
 }
 
+/// Blocks whose parent is not in the tree yet, held (bounded, the oldest
+/// dropped first) while their branch is fetched.
+#[derive(Clone, Debug, Default)]
+pub struct Orphans {
+    held: std::collections::VecDeque<(Hash, Hash, Arc<Payload>, Justification)>,
+}
+
+impl Orphans {
+    /// Most held at once.
+    pub const MAX: usize = 256;
+
+    /// Holds block `id` (child of `parent`) unless it is held already.
+    pub fn hold(&mut self, id: Hash, parent: Hash, payload: Arc<Payload>, j: Justification) {
+        if self.held.iter().any(|(i, ..)| *i == id) {
+            return;
+        }
+        if self.held.len() >= Self::MAX {
+            self.held.pop_front();
+        }
+        self.held.push_back((id, parent, payload, j));
+    }
+
+    /// Takes out the held children of `parent`.
+    pub fn children_of(&mut self, parent: &Hash) -> Vec<(Hash, Arc<Payload>, Justification)> {
+        let (ready, rest): (Vec<_>, Vec<_>) =
+            self.held.drain(..).partition(|(_, p, ..)| p == parent);
+        self.held = rest.into();
+        ready.into_iter().map(|(i, _, pl, j)| (i, pl, j)).collect()
+    }
+
+    /// How many are held.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+/// The blocks added during one input (`added`) that the stored branch
+/// does not hold: side blocks, which an engine persists so that a restart
+/// puts them back in its tree.
+pub fn unstored<'a>(
+    tree: &'a Tree,
+    stored: &'a Stored,
+    added: Vec<(Height, Hash)>,
+) -> impl Iterator<Item = &'a Entry> + 'a {
+    added
+        .into_iter()
+        .filter(move |(h, id)| !stored.has(*h, id))
+        .filter_map(move |(_, id)| tree.get(&id))
+}
+
 /// Transactions waiting for a block, in arrival order, bounded.
 #[derive(Clone, Debug, Default)]
 pub struct Pending {

@@ -37,7 +37,7 @@
 //!   that slot (or an earlier one) again.
 //! - *Nothing is final.* [`Engine::final_height`] is genesis.
 
-use crate::chain::{PeerScores, Pending, Refused, Stored, TieBreak, Tree};
+use crate::chain::{unstored, Orphans, PeerScores, Pending, Refused, Stored, TieBreak, Tree};
 use crate::config::{Config, ConfigError, Quorums};
 use crate::engine::{
     Engine, EngineStatus, FaultModel, Input, Message, Output, Promise, Protocol, Record, RecordKey,
@@ -49,13 +49,11 @@ use phalanx_ledger::{
     ValidatorIndex, Vote, VoteKind,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// How many blocks below the head the tree keeps (the deepest reorg).
 pub const KEEP_DEPTH: u64 = 256;
-/// Most orphans held while their branch is fetched.
-pub const MAX_ORPHANS: usize = 256;
 /// Most pieces of evidence held for inclusion.
 pub const MAX_EVIDENCE: usize = 64;
 const ANCHOR_LAG: u64 = 32;
@@ -329,7 +327,7 @@ pub struct Pos {
     evidence: BTreeMap<Hash, Evidence>,
     /// The first block seen from each (leader, slot): (id, signed vote).
     by_slot: HashMap<(ValidatorIndex, u64), (Hash, SignedVote)>,
-    orphans: VecDeque<(Hash, Arc<Payload>, Justification)>,
+    orphans: Orphans,
     sync_back: u64,
     /// The last slot this validator signed (persisted).
     signed_slot: Option<u64>,
@@ -386,7 +384,7 @@ impl Pos {
             pending: Pending::new(max_pending),
             evidence: BTreeMap::new(),
             by_slot: HashMap::new(),
-            orphans: VecDeque::new(),
+            orphans: Orphans::default(),
             sync_back: 1,
             signed_slot,
             seed0,
@@ -625,12 +623,7 @@ impl Pos {
                 return;
             }
             self.counters.orphans += 1;
-            if self.orphans.iter().all(|(i, _, _)| *i != id) {
-                if self.orphans.len() >= MAX_ORPHANS {
-                    self.orphans.pop_front();
-                }
-                self.orphans.push_back((id, payload.clone(), j));
-            }
+            self.orphans.hold(id, parent, payload.clone(), j);
             self.ask_back(payload.height, out);
             return;
         }
@@ -684,11 +677,7 @@ impl Pos {
     fn adopt_orphans(&mut self, id: Hash) {
         let mut parents = vec![id];
         while let Some(p) = parents.pop() {
-            let (ready, rest): (Vec<_>, Vec<_>) = self.orphans.drain(..).partition(
-                |(_, _, j)| matches!(j, Justification::Pos { parent, .. } if *parent == p),
-            );
-            self.orphans = rest.into();
-            for (oid, payload, j) in ready {
+            for (oid, payload, j) in self.orphans.children_of(&p) {
                 if self.add(oid, payload, j) {
                     parents.push(oid);
                 }
@@ -953,16 +942,12 @@ impl Engine for Pos {
         let mut follow = Vec::new();
         self.follow_head(&mut follow);
         out.extend(follow);
-        for (height, id) in std::mem::take(&mut self.added) {
-            if self.stored.has(height, &id) {
-                continue;
-            }
-            if let Some(e) = self.tree.get(&id) {
-                out.push(Output::Persist(PosRecord::Side {
-                    payload: (*e.payload).clone(),
-                    justification: e.justification.clone(),
-                }));
-            }
+        let added = std::mem::take(&mut self.added);
+        for e in unstored(&self.tree, &self.stored, added) {
+            out.push(Output::Persist(PosRecord::Side {
+                payload: (*e.payload).clone(),
+                justification: e.justification.clone(),
+            }));
         }
         out
     }
@@ -986,7 +971,7 @@ impl Engine for Pos {
         if !self.meta.contains_key(&self.tree.head()) {
             return Err("the head has no chain metadata".into());
         }
-        if self.orphans.len() > MAX_ORPHANS {
+        if self.orphans.len() > Orphans::MAX {
             return Err(format!("{} orphans held", self.orphans.len()));
         }
         Ok(())

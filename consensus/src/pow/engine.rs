@@ -35,7 +35,7 @@
 
 use super::retarget::{next_target, RetargetParams, WINDOW};
 use super::work::{header_hash, median_time_past, meets, seal_hash, work, Compact, MEDIAN_SPAN};
-use crate::chain::{PeerScores, Pending, Refused, Stored, TieBreak, Tree};
+use crate::chain::{unstored, Orphans, PeerScores, Pending, Refused, Stored, TieBreak, Tree};
 use crate::config::{Config, ConfigError, Quorums};
 use crate::engine::{
     Engine, EngineStatus, FaultModel, Input, Message, MineJob, Output, Promise, Protocol, Record,
@@ -46,15 +46,12 @@ use phalanx_ledger::{
     Block, EngineKind, Genesis, Height, Justification, Payload, SignedTransaction, ValidatorIndex,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// How far ahead of the local clock a block's timestamp may be.
 pub const MAX_FUTURE_MS: u64 = 15_000;
 /// How many blocks below the head the tree keeps (the deepest reorg).
 pub const KEEP_DEPTH: u64 = 256;
-/// Most orphans held while their branch is fetched.
-pub const MAX_ORPHANS: usize = 256;
 /// Blocks a restart restores (at least the retarget's window, and the
 /// runtime's restore window of 64 must cover the anchor's lag plus the
 /// blocks between anchor writes).
@@ -218,7 +215,7 @@ pub struct Pow {
     /// Transactions waiting for a block.
     pending: Pending,
     /// Blocks whose parent is unknown, oldest first.
-    orphans: VecDeque<(Hash, Arc<Payload>, Justification)>,
+    orphans: Orphans,
     /// How far back the next catch-up request reaches below the head.
     sync_back: u64,
     job: Option<Job>,
@@ -273,7 +270,7 @@ impl Pow {
             executed: restored.last_executed,
             anchor,
             pending: Pending::new(max_pending),
-            orphans: VecDeque::new(),
+            orphans: Orphans::default(),
             sync_back: 1,
             job: None,
             added: Vec::new(),
@@ -404,12 +401,8 @@ impl Pow {
                 return;
             }
             self.counters.orphans += 1;
-            if self.orphans.iter().all(|(i, _, _)| *i != id) {
-                if self.orphans.len() >= MAX_ORPHANS {
-                    self.orphans.pop_front();
-                }
-                self.orphans.push_back((id, payload.clone(), justification));
-            }
+            self.orphans
+                .hold(id, parent, payload.clone(), justification);
             self.ask_back(payload.height, out);
             return;
         }
@@ -479,11 +472,7 @@ impl Pow {
     fn adopt_orphans(&mut self, id: Hash) {
         let mut parents = vec![id];
         while let Some(p) = parents.pop() {
-            let (ready, rest): (Vec<_>, Vec<_>) = self.orphans.drain(..).partition(
-                |(_, _, j)| matches!(j, Justification::Pow { parent, .. } if *parent == p),
-            );
-            self.orphans = rest.into();
-            for (oid, payload, j) in ready {
+            for (oid, payload, j) in self.orphans.children_of(&p) {
                 if self.add(oid, payload, j) {
                     parents.push(oid);
                 }
@@ -735,16 +724,12 @@ impl Engine for Pow {
         self.follow_head(&mut follow);
         out.extend(follow);
         // Blocks added that the store does not hold: side blocks, kept.
-        for (height, id) in std::mem::take(&mut self.added) {
-            if self.stored.has(height, &id) {
-                continue;
-            }
-            if let Some(e) = self.tree.get(&id) {
-                out.push(Output::Persist(PowRecord::Side {
-                    payload: Box::new((*e.payload).clone()),
-                    justification: e.justification.clone(),
-                }));
-            }
+        let added = std::mem::take(&mut self.added);
+        for e in unstored(&self.tree, &self.stored, added) {
+            out.push(Output::Persist(PowRecord::Side {
+                payload: Box::new((*e.payload).clone()),
+                justification: e.justification.clone(),
+            }));
         }
         out
     }
@@ -765,7 +750,7 @@ impl Engine for Pow {
     fn check_invariants(&self) -> Result<(), String> {
         self.pending.check()?;
         self.stored.check(&self.tree)?;
-        if self.orphans.len() > MAX_ORPHANS {
+        if self.orphans.len() > Orphans::MAX {
             return Err(format!("{} orphans held", self.orphans.len()));
         }
         Ok(())
