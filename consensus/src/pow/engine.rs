@@ -861,6 +861,21 @@ mod tests {
         .sign(&k)
     }
 
+    /// A block message as a stored block (the engine reads only its
+    /// payload and seal back).
+    fn as_block(m: &PowMessage) -> Block {
+        let PowMessage::Block {
+            payload,
+            justification,
+        } = m;
+        phalanx_ledger::make_block(
+            payload.clone(),
+            Hash::ZERO,
+            Hash::ZERO,
+            justification.clone(),
+        )
+    }
+
     /// The last mining job among `out`.
     fn job(out: &[PowOutput]) -> Option<MineJob> {
         out.iter().rev().find_map(|o| match o {
@@ -1173,21 +1188,7 @@ mod tests {
         assert!(commits(&out).is_empty());
         // Restarted from its store (the long branch) and its records: the
         // side branch is back in the tree.
-        let stored: Vec<Block> = long
-            .iter()
-            .map(|m| {
-                let PowMessage::Block {
-                    payload,
-                    justification,
-                } = m;
-                phalanx_ledger::make_block(
-                    payload.clone(),
-                    Hash::ZERO,
-                    Hash::ZERO,
-                    justification.clone(),
-                )
-            })
-            .collect();
+        let stored: Vec<Block> = long.iter().map(as_block).collect();
         let again = Pow::restore(
             cfg(0),
             Keypair::from_seed([0; 32]),
@@ -1249,18 +1250,6 @@ mod tests {
         assert_eq!(asks, vec![5]);
         assert_eq!(b.counters().orphans, 1);
         // The answer (blocks 5..) does not connect either: it asks from further back.
-        let as_block = |m: &PowMessage| {
-            let PowMessage::Block {
-                payload,
-                justification,
-            } = m;
-            phalanx_ledger::make_block(
-                payload.clone(),
-                Hash::ZERO,
-                Hash::ZERO,
-                justification.clone(),
-            )
-        };
         let out = b.handle(
             now,
             Input::SyncBlocks(vec![as_block(&made[4]), as_block(&made[5])]),
@@ -1280,21 +1269,7 @@ mod tests {
         let mut a = engine(0);
         let mut now = 1_000;
         let made = chain(&mut a, &mut now, 5);
-        let stored: Vec<Block> = made
-            .iter()
-            .map(|m| {
-                let PowMessage::Block {
-                    payload,
-                    justification,
-                } = m;
-                phalanx_ledger::make_block(
-                    payload.clone(),
-                    Hash::ZERO,
-                    Hash::ZERO,
-                    justification.clone(),
-                )
-            })
-            .collect();
+        let stored: Vec<Block> = made.iter().map(as_block).collect();
         let restored = Restored {
             records: vec![],
             last_executed: Height(5),
