@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod cft;
+pub mod hybrid;
 pub mod pbft;
 pub mod pos;
 pub mod pow;

@@ -59,6 +59,8 @@ pub struct Tree {
     head: Hash,
     seen: u64,
     tie: TieBreak,
+    /// A block every block added must descend from (a final block).
+    floor: Option<(Height, Hash)>,
 }
 
 /// Why a block was not added.
@@ -70,6 +72,9 @@ pub enum Refused {
     Orphan,
     /// Its height is not its parent's plus one.
     BadHeight,
+    /// It does not descend from the floor (a final block): it forks below
+    /// what can no longer be reverted.
+    BelowFloor,
 }
 
 impl Tree {
@@ -83,6 +88,50 @@ impl Tree {
             head: root,
             seen: 0,
             tie,
+            floor: None,
+        }
+    }
+
+    /// Sets the floor: block `id` at `height`, on the head's branch, is
+    /// final. From now on a block is added only if it descends from it,
+    /// so the head never leaves it (branches that forked below it are
+    /// kept but can no longer grow). Refused (false) unless `id` is the
+    /// root or a block on the head's branch.
+    pub fn set_floor(&mut self, height: Height, id: Hash) -> bool {
+        let on_head = id == self.root || self.ancestors(&self.head).any(|e| e.id == id);
+        if !on_head || self.height_of(&id) != Some(height) {
+            return false;
+        }
+        self.floor = Some((height, id));
+        true
+    }
+
+    /// The floor, if one is set.
+    pub fn floor(&self) -> Option<(Height, Hash)> {
+        self.floor
+    }
+
+    /// Whether a block at `height` on `parent` descends from the floor.
+    fn above_floor(&self, parent: &Hash, height: Height) -> bool {
+        let Some((floor_height, floor)) = self.floor else {
+            return true;
+        };
+        if height <= floor_height {
+            return false;
+        }
+        if self.root_height >= floor_height {
+            // Pruned above the floor: whatever connects descends from it.
+            return true;
+        }
+        let mut at = *parent;
+        loop {
+            if at == floor {
+                return true;
+            }
+            match self.blocks.get(&at) {
+                Some(e) if e.height > floor_height => at = e.parent,
+                _ => return false,
+            }
         }
     }
 
@@ -175,6 +224,9 @@ impl Tree {
         if payload.height != parent_height.next() {
             return Err(Refused::BadHeight);
         }
+        if !self.above_floor(&parent, payload.height) {
+            return Err(Refused::BelowFloor);
+        }
         self.seen += 1;
         let entry = Entry {
             id,
@@ -251,13 +303,58 @@ impl Tree {
             return;
         };
         let new_root = new_root.id;
-        // Keep what descends from the new root: walk each block up to the
-        // cut height (memoising verdicts by id as we go, heights ascending).
+        self.cut(new_root, Height(cut));
+    }
+
+    /// Makes block `id` the root (a block that became final): only its
+    /// descendants stay, so no fork choice can ever leave it. The head
+    /// stays if it descends from `id`; otherwise the best block left (or
+    /// the new root) becomes head. Returns false, changing nothing, if the
+    /// tree does not hold `id`.
+    pub fn reroot(&mut self, id: Hash) -> bool {
+        if id == self.root {
+            return true;
+        }
+        let Some(height) = self.height_of(&id) else {
+            return false;
+        };
+        self.cut(id, height);
+        if !self.knows(&self.head) {
+            self.head = self.root;
+            let mut best: Option<&Entry> = None;
+            for e in self.blocks.values() {
+                let better = match best {
+                    None => true,
+                    Some(b) => match e.score.cmp(&b.score) {
+                        std::cmp::Ordering::Greater => true,
+                        std::cmp::Ordering::Less => false,
+                        std::cmp::Ordering::Equal => match self.tie {
+                            TieBreak::FirstSeen => e.seen < b.seen,
+                            TieBreak::LowestId => e.id < b.id,
+                        },
+                    },
+                };
+                if better {
+                    best = Some(e);
+                }
+            }
+            if let Some(b) = best {
+                self.head = b.id;
+            }
+        }
+        true
+    }
+
+    /// Keeps only what descends from `new_root` (at height `cut`), which
+    /// becomes the root.
+    fn cut(&mut self, new_root: Hash, cut: Height) {
+        // Walk each block up to the cut height (memoising verdicts by id as
+        // we go, heights ascending).
         let mut keep: HashMap<Hash, bool> = HashMap::from([(new_root, true)]);
         let heights: Vec<Height> = self.by_height.keys().copied().collect();
         for h in heights {
             for id in self.by_height.get(&h).cloned().unwrap_or_default() {
-                let verdict = if h.0 <= cut {
+                let verdict = if h <= cut {
                     id == new_root
                 } else {
                     let parent = self.blocks.get(&id).map(|e| e.parent);
@@ -268,12 +365,12 @@ impl Tree {
         }
         self.blocks
             .retain(|id, _| *id != new_root && keep.get(id).copied().unwrap_or(false));
-        self.by_height.retain(|h, _| h.0 > cut);
+        self.by_height.retain(|h, _| *h > cut);
         for ids in self.by_height.values_mut() {
             ids.retain(|id| keep.get(id).copied().unwrap_or(false));
         }
         self.root = new_root;
-        self.root_height = Height(cut);
+        self.root_height = cut;
     }
 
     /// Every block at `height`.

@@ -128,6 +128,16 @@ pub enum Output<M, R> {
         /// The height of the common ancestor, which stays.
         to: Height,
     },
+    /// The tentative block stored at `height` is final now (PBFT agreed on
+    /// its payload after a fallback): replace its justification with this
+    /// one and make it irreversible. Its hash and state do not change.
+    /// Heights are finalized in order, each above the last final block.
+    Finalize {
+        /// The height.
+        height: Height,
+        /// What makes it final (a PBFT commit certificate).
+        justification: Justification,
+    },
     /// Search for a nonce (on worker threads, or, in the simulator, after
     /// a time drawn from the node's hash rate) and report it with
     /// `Input::Mined`. Replaces the job before; `None` stops mining.
@@ -161,6 +171,11 @@ pub enum TimeoutKind {
     Sync,
     /// A new proof-of-stake slot begins.
     Slot,
+    /// A fallback engine's [`TimeoutKind::Batch`] (PBFT with a fallback
+    /// runs two engines; their timers must not replace each other's).
+    FallbackBatch,
+    /// A fallback engine's [`TimeoutKind::Sync`].
+    FallbackSync,
 }
 
 /// A record an engine asks its driver to make durable (with
@@ -443,6 +458,12 @@ pub trait Engine: Send + 'static {
     fn final_height(&self) -> Height {
         self.status().last_executed
     }
+
+    /// What an engine with modes is doing (PBFT with a fallback: "pbft",
+    /// "fallback", "recovering"); `None` for engines without modes.
+    fn mode(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// The faults an engine tolerates, and what follows for n validators: the
@@ -456,6 +477,11 @@ pub enum FaultModel {
     Byzantine,
     /// Up to f validators may crash, none lie: n ≥ 2f+1, majority quorums.
     Crash,
+    /// PBFT with a longest-chain fallback: final blocks are as safe as
+    /// PBFT's (f < n/3 Byzantine); while no quorum is reachable, tentative
+    /// blocks keep coming (a Nakamoto chain above the last final block),
+    /// and PBFT finalizes one branch of them once its quorum is back.
+    Hybrid,
     /// Longest (heaviest) chain: safe and live while honest validators
     /// hold most of the hash rate or stake (here: f < n/2 validators with
     /// equal shares); nothing is final, blocks only gain confirmations
@@ -468,7 +494,7 @@ impl FaultModel {
     /// Faulty validators tolerated with `n`.
     pub fn max_faulty(self, n: usize) -> usize {
         match self {
-            FaultModel::Byzantine => n.saturating_sub(1) / 3,
+            FaultModel::Byzantine | FaultModel::Hybrid => n.saturating_sub(1) / 3,
             FaultModel::Crash | FaultModel::Nakamoto => n.saturating_sub(1) / 2,
         }
     }
@@ -476,7 +502,7 @@ impl FaultModel {
     /// The votes a decision needs with `n` validators.
     pub fn quorum(self, n: usize) -> usize {
         match self {
-            FaultModel::Byzantine => (n + self.max_faulty(n) + 1).div_ceil(2),
+            FaultModel::Byzantine | FaultModel::Hybrid => (n + self.max_faulty(n) + 1).div_ceil(2),
             FaultModel::Crash | FaultModel::Nakamoto => n / 2 + 1,
         }
     }
@@ -484,7 +510,7 @@ impl FaultModel {
     /// The fewest validators that tolerate one fault.
     pub fn min_validators(self) -> usize {
         match self {
-            FaultModel::Byzantine => 4,
+            FaultModel::Byzantine | FaultModel::Hybrid => 4,
             FaultModel::Crash => 3,
             FaultModel::Nakamoto => 1,
         }
@@ -492,13 +518,23 @@ impl FaultModel {
 
     /// Whether validators may be Byzantine (not merely crash).
     pub fn byzantine(self) -> bool {
-        matches!(self, FaultModel::Byzantine | FaultModel::Nakamoto)
+        matches!(
+            self,
+            FaultModel::Byzantine | FaultModel::Hybrid | FaultModel::Nakamoto
+        )
     }
 
-    /// Whether committed blocks are final (quorum engines) rather than
-    /// tentative (longest-chain engines).
+    /// Whether every committed block is final (quorum engines) rather
+    /// than tentative (longest-chain engines, and the hybrid while it
+    /// falls back).
     pub fn finalizes(self) -> bool {
-        self != FaultModel::Nakamoto
+        matches!(self, FaultModel::Byzantine | FaultModel::Crash)
+    }
+
+    /// Whether the engine makes tentative blocks (at all times, or while
+    /// it falls back).
+    pub fn tentative(self) -> bool {
+        matches!(self, FaultModel::Nakamoto | FaultModel::Hybrid)
     }
 }
 

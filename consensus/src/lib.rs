@@ -12,6 +12,7 @@ pub mod cft;
 pub mod chain;
 pub mod config;
 pub mod engine;
+pub mod hybrid;
 pub mod pbft;
 pub mod pos;
 pub mod pow;
@@ -23,6 +24,7 @@ pub use engine::{
     Engine, EngineStatus, FaultModel, Input, Message, MineJob, Output, Promise, Protocol, Record,
     RecordKey, Restored, Statement, Summary, TimeoutKind, SYNC_MAX_BLOCKS,
 };
+pub use hybrid::{Hybrid, HybridMessage, HybridRecord, PbftPos, PbftPow};
 pub use pbft::messages::PbftMessage;
 pub use pbft::record::PbftRecord;
 pub use pbft::Pbft;

@@ -228,7 +228,7 @@ impl Cluster {
                     }
                 }
                 Output::Evidence(_) => panic!("CFT produces no evidence"),
-                Output::Revert { .. } | Output::Mine(_) => {
+                Output::Revert { .. } | Output::Mine(_) | Output::Finalize { .. } => {
                     panic!("CFT's blocks are final: it never reverts or mines")
                 }
             }

@@ -22,15 +22,23 @@ pub enum EngineKind {
     Pow,
     /// Proof of stake.
     Pos,
+    /// PBFT, falling back to proof of work while it has no quorum.
+    #[serde(rename = "pbft+pow")]
+    PbftPow,
+    /// PBFT, falling back to proof of stake while it has no quorum.
+    #[serde(rename = "pbft+pos")]
+    PbftPos,
 }
 
 impl EngineKind {
     /// Every kind a genesis may name.
-    pub const ALL: [EngineKind; 4] = [
+    pub const ALL: [EngineKind; 6] = [
         EngineKind::Pbft,
         EngineKind::Cft,
         EngineKind::Pow,
         EngineKind::Pos,
+        EngineKind::PbftPow,
+        EngineKind::PbftPos,
     ];
 
     /// The name in genesis files and on the command line.
@@ -40,6 +48,48 @@ impl EngineKind {
             EngineKind::Cft => "cft",
             EngineKind::Pow => "pow",
             EngineKind::Pos => "pos",
+            EngineKind::PbftPow => "pbft+pow",
+            EngineKind::PbftPos => "pbft+pos",
+        }
+    }
+
+    /// Whether validators hold stake (proof of stake, alone or as PBFT's
+    /// fallback).
+    pub fn staked(self) -> bool {
+        matches!(self, EngineKind::Pos | EngineKind::PbftPos)
+    }
+
+    /// What PBFT falls back to under this engine.
+    pub fn fallback(self) -> Fallback {
+        match self {
+            EngineKind::PbftPow => Fallback::Pow,
+            EngineKind::PbftPos => Fallback::Pos,
+            _ => Fallback::None,
+        }
+    }
+}
+
+/// What PBFT falls back to while it cannot reach a quorum (the genesis
+/// `consensus.fallback`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// Nothing: PBFT halts without a quorum.
+    #[default]
+    None,
+    /// Proof of work.
+    Pow,
+    /// Proof of stake.
+    Pos,
+}
+
+impl Fallback {
+    /// The name in genesis files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fallback::None => "none",
+            Fallback::Pow => "pow",
+            Fallback::Pos => "pos",
         }
     }
 }
@@ -140,6 +190,38 @@ pub struct ConsensusParams {
     /// two blocks for one slot loses (when the block carrying the evidence
     /// executes). Slashed stake leads no more slots.
     pub slash_percent: u64,
+    /// What PBFT falls back to while it has no quorum: `"none"`, `"pow"`
+    /// or `"pos"` (the engine then reads `pbft+pow` or `pbft+pos`).
+    pub fallback: Fallback,
+    /// PBFT falls back after this many view-change timeouts without a new
+    /// final block.
+    pub fallback_after_timeouts: u32,
+}
+
+impl ConsensusParams {
+    /// Makes `engine` and `fallback` say the same thing: `"engine":
+    /// "pbft"` with `"fallback": "pow"` reads as engine `pbft+pow`, and
+    /// engine `pbft+pow` alone sets the fallback. A fallback under any
+    /// other engine is refused.
+    pub fn settle_fallback(&mut self) -> Result<(), GenesisError> {
+        match (self.engine, self.fallback) {
+            (_, Fallback::None) => self.fallback = self.engine.fallback(),
+            (EngineKind::Pbft, Fallback::Pow) => self.engine = EngineKind::PbftPow,
+            (EngineKind::Pbft, Fallback::Pos) => self.engine = EngineKind::PbftPos,
+            (e, f) if e.fallback() == f => {}
+            (e, f) => {
+                return Err(invalid(
+                    "consensus.fallback",
+                    format!(
+                        "{:?} does not go with engine {:?} (a fallback needs engine \"pbft\")",
+                        f.name(),
+                        e.name()
+                    ),
+                ))
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ConsensusParams {
@@ -157,6 +239,8 @@ impl Default for ConsensusParams {
             slot_ms: 1000,
             epoch_slots: 16,
             slash_percent: 100,
+            fallback: Fallback::None,
+            fallback_after_timeouts: 2,
         }
     }
 }
@@ -234,10 +318,11 @@ impl Genesis {
 
     /// Parses and validates genesis JSON.
     pub fn from_json(text: &str) -> Result<Genesis, GenesisError> {
-        let genesis: Genesis = serde_json::from_str(text).map_err(|e| GenesisError::Parse {
+        let mut genesis: Genesis = serde_json::from_str(text).map_err(|e| GenesisError::Parse {
             path: PathBuf::new(),
             message: e.to_string(),
         })?;
+        genesis.consensus.settle_fallback()?;
         genesis.validate()?;
         Ok(genesis)
     }
@@ -314,7 +399,23 @@ impl Genesis {
             })?;
         }
         let c = &self.consensus;
-        if c.engine == EngineKind::Pos {
+        if c.fallback != c.engine.fallback() {
+            return Err(invalid(
+                "consensus.fallback",
+                format!(
+                    "{:?} does not go with engine {:?} (a fallback needs engine \"pbft\")",
+                    c.fallback.name(),
+                    c.engine.name()
+                ),
+            ));
+        }
+        if c.engine.fallback() != Fallback::None && c.fallback_after_timeouts == 0 {
+            return Err(invalid(
+                "consensus.fallback_after_timeouts",
+                "must be positive",
+            ));
+        }
+        if c.engine.staked() {
             for (i, v) in self.validators.iter().enumerate() {
                 supply = supply.checked_add(v.stake).ok_or_else(|| {
                     invalid(
@@ -376,7 +477,7 @@ impl Genesis {
             .iter()
             .map(|a| (a.address, a.balance))
             .collect();
-        if self.consensus.engine == EngineKind::Pos {
+        if self.consensus.engine.staked() {
             for (i, v) in self.validators.iter().enumerate() {
                 balances.insert(stake_address(ValidatorIndex(i as u32)), v.stake);
             }
@@ -388,7 +489,7 @@ impl Genesis {
     pub fn rules(&self) -> crate::Rules {
         crate::Rules {
             min_fee: self.consensus.min_fee,
-            slash_percent: if self.consensus.engine == EngineKind::Pos {
+            slash_percent: if self.consensus.engine.staked() {
                 self.consensus.slash_percent
             } else {
                 0

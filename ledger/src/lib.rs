@@ -19,7 +19,7 @@ mod vote;
 pub use block::{Block, BlockHeader, Justification, Payload, Receipt, RejectReason, TxStatus};
 pub use execute::{execute, Executed, Rules, SignatureCheck, VerifyAll};
 pub use genesis::{
-    slashed_address, stake_address, ConsensusParams, EngineKind, Genesis, GenesisAccount,
+    slashed_address, stake_address, ConsensusParams, EngineKind, Fallback, Genesis, GenesisAccount,
     GenesisError, ValidatorInfo,
 };
 pub use state::{Account, State, StateDiff, Undo};

@@ -8,8 +8,8 @@ mod common;
 use common::*;
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
-    Account, Address, Block, Genesis, Height, MemoryStore, RejectReason, State, Store, StoreError,
-    Transaction, TxLocation, TxStatus,
+    Account, Address, Block, Genesis, Height, Justification, MemoryStore, RejectReason, State,
+    Store, StoreError, Transaction, TxLocation, TxStatus, ValidatorIndex,
 };
 
 /// The fixture chain: genesis and three executed blocks.
@@ -737,6 +737,55 @@ fn tentative_blocks_revert_exactly(store: &dyn Store) {
     check_chain(store, &chain, &after);
 }
 
+/// A tentative block made final (PBFT finalizing a fallback branch) keeps
+/// its hash and state, takes its new justification, and can no longer be
+/// reverted; blocks are finalized in height order only.
+fn finalized_blocks_stay(store: &dyn Store) {
+    let f = fixture();
+    append_all(store, &f.chain[..2]);
+    let mut state = f.genesis.state();
+    state.apply(&f.chain[1].diff);
+    for a in &f.chain[2..] {
+        let undo = state.undo_for(&a.diff);
+        store
+            .append_tentative(&a.block, &a.receipts, &a.diff, &undo)
+            .unwrap();
+        state.apply(&a.diff);
+    }
+    let cert = Justification::Cft {
+        term: 9,
+        leader: ValidatorIndex(2),
+    };
+    // Out of order, above the tip, or genesis: refused, nothing changes.
+    for h in [3, 4, 0] {
+        assert!(
+            matches!(
+                store.finalize(Height(h), &cert),
+                Err(StoreError::Inconsistent(_))
+            ),
+            "finalize({h})"
+        );
+    }
+    check_chain(store, &f.chain, &f.state);
+    store.finalize(Height(2), &cert).unwrap();
+    let two = store.block(Height(2)).unwrap().unwrap();
+    assert_eq!(two.justification, cert);
+    assert_eq!(two.hash(), f.chain[2].block.hash());
+    assert_eq!(store.block_by_hash(&two.hash()).unwrap(), Some(two.clone()));
+    // Block 3 is still tentative; block 2 now is not.
+    assert_eq!(store.revert_latest().unwrap(), f.chain[3].block);
+    assert!(matches!(
+        store.revert_latest(),
+        Err(StoreError::Final { height: Height(2) })
+    ));
+    assert_eq!(store.latest_block().unwrap(), Some(two));
+    let mut at_two = f.genesis.state();
+    for a in &f.chain[1..3] {
+        at_two.apply(&a.diff);
+    }
+    assert_eq!(store.load_state().unwrap(), at_two);
+}
+
 /// Generates one `#[test]` per suite function for a store, given a function
 /// returning `(guard, store)`; the guard (e.g. a temporary directory) lives
 /// as long as the store and is dropped after it.
@@ -753,6 +802,7 @@ macro_rules! conformance_suite {
                 a_repeated_transaction_keeps_its_successful_receipt,
                 concurrent_reads_see_whole_blocks,
                 tentative_blocks_revert_exactly,
+                finalized_blocks_stay,
             );
         }
     };

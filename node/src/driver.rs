@@ -486,6 +486,13 @@ impl<E: Protocol> Driver<E> {
                 self.wal.flush()?;
                 self.revert(to)?;
             }
+            Output::Finalize {
+                height,
+                justification,
+            } => {
+                self.wal.flush()?;
+                self.finalize(height, justification)?;
+            }
             Output::Mine(job) => {
                 tracing::debug!(
                     target: CONSENSUS_LOG,
@@ -508,6 +515,23 @@ impl<E: Protocol> Driver<E> {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// PBFT finalized the tentative block at `height` as it is: the store
+    /// keeps it, with PBFT's certificate, for good.
+    fn finalize(&mut self, height: Height, justification: Justification) -> anyhow::Result<()> {
+        self.shared.store.finalize(height, &justification)?;
+        if self.latest.height() == height {
+            self.latest.justification = justification;
+        }
+        self.shared.metrics.finalized_blocks.inc();
+        self.publish_status();
+        tracing::debug!(
+            target: CONSENSUS_LOG,
+            height = height.0,
+            "tentative block finalized"
+        );
         Ok(())
     }
 
@@ -537,6 +561,10 @@ impl<E: Protocol> Driver<E> {
             }
         }
         self.shared.metrics.reorgs.inc();
+        self.shared
+            .metrics
+            .discarded_blocks
+            .inc_by(from.0 - self.latest.height().0);
         self.shared
             .metrics
             .reorg_depth
@@ -584,7 +612,12 @@ impl<E: Protocol> Driver<E> {
             executed.diff.root,
             justification,
         );
-        if block.height() > self.engine.final_height() {
+        // Tentative: sealed by a longest-chain engine (PoW, PoS, or
+        // PBFT's fallback); a later `Finalize` may make it final.
+        if matches!(
+            block.justification,
+            Justification::Pow { .. } | Justification::Pos { .. }
+        ) {
             let undo = self.shared.executed.read().undo_for(&executed.diff);
             self.shared.store.append_tentative(
                 &block,
@@ -632,7 +665,33 @@ impl<E: Protocol> Driver<E> {
 
     fn publish_status(&self) {
         let final_height = self.engine.final_height().0;
-        self.shared.status.set(|s| s.final_height = final_height);
+        let mode = self.engine.mode().unwrap_or_default();
+        let final_hash = if final_height == self.latest.height().0 {
+            Some(self.latest.hash())
+        } else {
+            self.shared
+                .store
+                .block(Height(final_height))
+                .ok()
+                .flatten()
+                .map(|b| b.hash())
+        };
+        let lag = self.latest.height().0.saturating_sub(final_height);
+        self.shared.metrics.final_height.set(final_height as i64);
+        self.shared.metrics.finality_lag.set(lag as i64);
+        self.shared.status.set(|s| {
+            if s.final_height != final_height || s.last_final_at_ms == 0 {
+                s.last_final_at_ms = now_ms();
+            }
+            s.final_height = final_height;
+            s.finality_lag = lag;
+            if let Some(h) = final_hash {
+                s.final_hash = h;
+            }
+            if s.mode != mode {
+                s.mode = mode.to_owned();
+            }
+        });
         let st = self.engine.status();
         let mempool = self.shared.mempool.len();
         let (height, hash) = (self.latest.height().0, self.latest.hash());
@@ -1192,6 +1251,14 @@ mod tests {
         fn revert_latest(&self) -> Result<phalanx_ledger::Block, phalanx_ledger::StoreError> {
             self.check()?;
             self.inner.revert_latest()
+        }
+        fn finalize(
+            &self,
+            height: phalanx_ledger::Height,
+            justification: &Justification,
+        ) -> Result<(), phalanx_ledger::StoreError> {
+            self.check()?;
+            self.inner.finalize(height, justification)
         }
         fn put_consensus(&self, k: &[u8], v: &[u8]) -> Result<(), phalanx_ledger::StoreError> {
             self.check()?;

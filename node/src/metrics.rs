@@ -259,6 +259,14 @@ pub struct Metrics {
     pub reorgs: Counter,
     /// Blocks reverted per reorg.
     pub reorg_depth: Histogram,
+    /// Tentative blocks reverted (reorgs, and branches PBFT did not finalize).
+    pub discarded_blocks: Counter,
+    /// Tentative blocks PBFT made final as they were.
+    pub finalized_blocks: Counter,
+    /// The last final height.
+    pub final_height: Gauge,
+    /// Blocks above the last final one (the finality lag).
+    pub finality_lag: Gauge,
     /// Transactions refused at submission or push, by reason.
     rejected_txs: Family<RejectLabels, Counter>,
     /// Peer messages dropped, by reason.
@@ -294,6 +302,10 @@ impl Metrics {
             ]),
             reorgs: Counter::default(),
             reorg_depth: Histogram::new([1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 64.0, 128.0]),
+            discarded_blocks: Counter::default(),
+            finalized_blocks: Counter::default(),
+            final_height: Gauge::default(),
+            finality_lag: Gauge::default(),
             rejected_txs: Family::default(),
             dropped_messages: Family::default(),
             consensus_messages: Family::default(),
@@ -333,6 +345,26 @@ impl Metrics {
             "reorg_depth_blocks",
             "Blocks reverted per reorg",
             m.reorg_depth.clone(),
+        );
+        registry.register(
+            "discarded_blocks",
+            "Tentative blocks reverted (reorgs, branches not finalized)",
+            m.discarded_blocks.clone(),
+        );
+        registry.register(
+            "finalized_blocks",
+            "Tentative blocks made final by PBFT after a fallback",
+            m.finalized_blocks.clone(),
+        );
+        registry.register(
+            "final_height",
+            "The last final block height",
+            m.final_height.clone(),
+        );
+        registry.register(
+            "finality_lag_blocks",
+            "Blocks above the last final one",
+            m.finality_lag.clone(),
         );
         registry.register(
             "committed_txs",

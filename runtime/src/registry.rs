@@ -8,7 +8,7 @@
 //! adversary under `adversary/src/`, and one line in the match below.
 
 use phalanx_adversary::Adversarial;
-use phalanx_consensus::{Cft, FaultModel, Pbft, Pos, Pow};
+use phalanx_consensus::{Cft, FaultModel, Pbft, PbftPos, PbftPow, Pos, Pow};
 use phalanx_ledger::EngineKind;
 
 /// Code generic over the engine, to run for one named at run time.
@@ -37,6 +37,8 @@ pub fn with_engine<W: WithEngine>(kind: EngineKind, code: W) -> Result<W::Output
         EngineKind::Cft => Ok(code.run::<Cft>()),
         EngineKind::Pow => Ok(code.run::<Pow>()),
         EngineKind::Pos => Ok(code.run::<Pos>()),
+        EngineKind::PbftPow => Ok(code.run::<PbftPow>()),
+        EngineKind::PbftPos => Ok(code.run::<PbftPos>()),
     }
 }
 
@@ -107,12 +109,13 @@ mod tests {
             assert_eq!(with_engine(kind, Kind), Ok(kind));
             assert_eq!(parse(kind.name()), Ok(kind));
         }
-        assert_eq!(runnable_names(), "pbft, cft, pow, pos");
+        assert_eq!(runnable_names(), "pbft, cft, pow, pos, pbft+pow, pbft+pos");
         let err = parse("raft").unwrap_err();
         assert!(
-            err.contains("raft") && err.contains("pbft, cft, pow, pos"),
+            err.contains("raft") && err.contains("pbft, cft, pow, pos, pbft+pow"),
             "{err}"
         );
+        assert_eq!(fault_model(EngineKind::PbftPow), Ok(FaultModel::Hybrid));
         assert_eq!(fault_model(EngineKind::Pow), Ok(FaultModel::Nakamoto));
         assert_eq!(fault_model(EngineKind::Pos), Ok(FaultModel::Nakamoto));
         assert_eq!(fault_model(EngineKind::Pbft), Ok(FaultModel::Byzantine));

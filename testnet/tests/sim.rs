@@ -58,6 +58,8 @@ fn run_sweep(c: &SweepConfig) -> Sweep {
         EngineKind::Cft => sweep(c, &Hooks::<Cft>::default),
         EngineKind::Pow => sweep(c, &Hooks::<phalanx_consensus::Pow>::default),
         EngineKind::Pos => sweep(c, &Hooks::<phalanx_consensus::Pos>::default),
+        EngineKind::PbftPow => sweep(c, &Hooks::<phalanx_consensus::PbftPow>::default),
+        EngineKind::PbftPos => sweep(c, &Hooks::<phalanx_consensus::PbftPos>::default),
         _ => sweep(c, &Hooks::<Pbft>::default),
     }
     .expect("valid sweep");

@@ -396,7 +396,10 @@ impl Cft {
             TimeoutKind::Sync => {
                 self.sync_outstanding = false;
             }
-            TimeoutKind::ViewChange { .. } | TimeoutKind::Slot => {}
+            TimeoutKind::ViewChange { .. }
+            | TimeoutKind::Slot
+            | TimeoutKind::FallbackBatch
+            | TimeoutKind::FallbackSync => {}
         }
     }
 }

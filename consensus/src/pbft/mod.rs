@@ -26,7 +26,7 @@ use log::Slot;
 use messages::{Complaint, NewView, PbftMessage, ViewChange};
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
-    Evidence, Height, SignedTransaction, SignedVote, ValidatorIndex, Vote, VoteKind,
+    Evidence, Height, Payload, SignedTransaction, SignedVote, ValidatorIndex, Vote, VoteKind,
 };
 use record::{PbftRecord, PreparedRecord};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -133,6 +133,9 @@ pub struct Pbft {
     /// The first checkpoint height where our own block hash differed from
     /// the stable checkpoint's digest (see `checkpoint`).
     pub(crate) diverged_at: Option<Height>,
+    /// Payloads of tentative blocks this replica holds above its last
+    /// committed height (PBFT with a fallback, see [`Pbft::set_adoptable`]).
+    pub(crate) adoptable: BTreeMap<Height, (Hash, Payload)>,
 }
 
 impl std::fmt::Debug for Pbft {
@@ -193,6 +196,7 @@ impl Pbft {
             now_ms: 0,
             counters: PbftCounters::default(),
             diverged_at: None,
+            adoptable: BTreeMap::new(),
             cfg,
         };
         if restored.last_executed == Height::GENESIS {
@@ -503,7 +507,7 @@ impl Pbft {
                 self.sync_outstanding = false;
                 self.check_behind(out);
             }
-            TimeoutKind::Slot => {}
+            TimeoutKind::Slot | TimeoutKind::FallbackBatch | TimeoutKind::FallbackSync => {}
         }
     }
 

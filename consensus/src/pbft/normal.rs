@@ -104,6 +104,17 @@ impl Pbft {
     fn check_proposal(&self, pp: &PrePrepare) -> Result<(), MessageError> {
         let v = &pp.vote.vote;
         check_payload(&self.cfg, &pp.payload, v.seq, &v.digest)?;
+        // A replica holding a tentative block here (PBFT with a fallback)
+        // votes only to finalize that block as it is: a fresh proposal
+        // would discard the branch it follows.
+        if let Some((digest, _)) = self.adoptable.get(&v.seq) {
+            if *digest == v.digest {
+                return Ok(());
+            }
+            return Err(MessageError::BadPayload(
+                "not the tentative block this replica holds there",
+            ));
+        }
         if pp.payload.round != v.view || pp.payload.proposer != v.voter {
             return Err(MessageError::BadPayload("round or proposer"));
         }
@@ -402,6 +413,11 @@ impl Pbft {
             if seq > self.high_watermark() {
                 return;
             }
+            if let Some((_, adopted)) = self.adoptable.get(&seq) {
+                let payload = adopted.clone();
+                self.propose(payload, out);
+                continue;
+            }
             let available = self.pending_txs.len().saturating_sub(self.proposed.len());
             let evidence_waiting = self
                 .pending_evidence
@@ -452,34 +468,75 @@ impl Pbft {
                 txs,
                 evidence,
             };
-            let digest = payload.digest();
-            let vote = Vote {
-                kind: VoteKind::PrePrepare,
-                view: self.view,
-                seq,
-                digest,
-                voter: self.me(),
-            };
-            let Some(signed) = self.sign_vote(vote, out) else {
-                // Already pre-prepared something else here before a restart:
-                // skip the seq. Its transactions stay available for the
-                // next one (marking them proposed here left them pending
-                // forever, unproposed: the simulator's drain check found it).
-                self.next_seq = seq.next();
-                continue;
-            };
-            for tx in &payload.txs {
-                self.proposed.insert(tx.hash());
-            }
-            for e in &payload.evidence {
-                self.proposed_evidence.insert(e.id());
-            }
-            self.next_seq = seq.next();
-            out.push(Output::Broadcast(PbftMessage::PrePrepare(PrePrepare {
-                vote: signed,
-                payload: payload.clone(),
-            })));
-            self.accept_pre_prepare(signed, Some(payload), out);
+            self.propose(payload, out);
         }
+    }
+
+    /// The primary signs and sends a PRE-PREPARE for `payload` at its
+    /// height, the next seq (skipped if it pre-prepared something else
+    /// there before a restart).
+    fn propose(&mut self, payload: Payload, out: &mut Vec<PbftOutput>) {
+        let seq = payload.height;
+        let vote = Vote {
+            kind: VoteKind::PrePrepare,
+            view: self.view,
+            seq,
+            digest: payload.digest(),
+            voter: self.me(),
+        };
+        let Some(signed) = self.sign_vote(vote, out) else {
+            // Already pre-prepared something else here before a restart:
+            // skip the seq. Its transactions stay available for the
+            // next one (marking them proposed here left them pending
+            // forever, unproposed: the simulator's drain check found it).
+            self.next_seq = seq.next();
+            return;
+        };
+        // (An adopted tentative block may carry transactions this replica
+        // never had pending.)
+        for tx in &payload.txs {
+            let h = tx.hash();
+            if self.pending_txs.contains_key(&h) {
+                self.proposed.insert(h);
+            }
+        }
+        for e in &payload.evidence {
+            self.proposed_evidence.insert(e.id());
+        }
+        self.next_seq = seq.next();
+        out.push(Output::Broadcast(PbftMessage::PrePrepare(PrePrepare {
+            vote: signed,
+            payload: payload.clone(),
+        })));
+        self.accept_pre_prepare(signed, Some(payload), out);
+    }
+
+    /// PBFT with a fallback: the payloads of the tentative blocks this
+    /// replica holds above its last committed height, lowest first (the
+    /// branch it follows). As primary it proposes them unchanged at their
+    /// heights, so that the blocks become final as they are (same hash,
+    /// same state); as a backup it accepts at those heights only the same
+    /// payloads. Replaces what was set before; only heights within two
+    /// watermark windows above the last commit are kept (set it again as
+    /// commits move on).
+    pub fn set_adoptable(&mut self, payloads: Vec<Payload>) -> Vec<PbftOutput> {
+        let low = self.last_committed;
+        let high = Height(low.0 + 2 * self.cfg.params.watermark_window);
+        self.adoptable = payloads
+            .into_iter()
+            .filter(|p| p.height > low && p.height <= high)
+            .map(|p| (p.height, (p.digest(), p)))
+            .collect();
+        let mut out = Vec::new();
+        self.maybe_propose(&mut out);
+        out
+    }
+
+    /// The transactions waiting to be ordered, oldest first.
+    pub fn pending_transactions(&self) -> Vec<phalanx_ledger::SignedTransaction> {
+        self.pending
+            .iter()
+            .filter_map(|h| self.pending_txs.get(h).cloned())
+            .collect()
     }
 }

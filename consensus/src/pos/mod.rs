@@ -442,6 +442,14 @@ impl Pos {
         &self.tree
     }
 
+    /// Block `id` at `height` is final (PBFT with a fallback): blocks that
+    /// do not descend from it are refused from now on, so no reorg can
+    /// cross it ([`Tree::set_floor`]). False if `id` is not on the head's
+    /// branch (or was pruned below the root, where nothing can fork).
+    pub fn set_floor(&mut self, height: Height, id: Hash) -> bool {
+        self.tree.set_floor(height, id)
+    }
+
     /// How much each peer's blocks are trusted.
     pub fn peer_scores(&self) -> &PeerScores {
         &self.scores
@@ -454,6 +462,11 @@ impl Pos {
         } else if self.counters.accepted > accepted {
             self.scores.valid(from.0);
         }
+    }
+
+    /// Whether this engine runs as PBFT's fallback.
+    fn is_fallback(&self) -> bool {
+        self.cfg.params.engine == EngineKind::PbftPos
     }
 
     fn slot_ms(&self) -> u64 {
@@ -480,6 +493,11 @@ impl Pos {
 
     /// The stake of each validator on the branch ending at `meta`'s block.
     fn stakes(&self, meta: &Meta) -> Vec<u64> {
+        if self.is_fallback() {
+            // PBFT's fallback: stake changes in tentative blocks take
+            // effect only once final (the schedule is the genesis one).
+            return self.cfg.stakes.clone();
+        }
         let pct = self.cfg.params.slash_percent.min(100);
         self.cfg
             .stakes
@@ -497,7 +515,10 @@ impl Pos {
 
     /// The seed of epoch `epoch` for a block whose parent carries `parent`.
     fn seed(&self, epoch: u64, parent: &Meta) -> Hash {
-        if epoch < 2 {
+        // As PBFT's fallback, every node must draw the same leaders
+        // whichever final block its tree starts from (it restarts from the
+        // latest one), so the seeds cannot depend on the blocks' history.
+        if epoch < 2 || self.is_fallback() {
             return Hash::of(Domain::PosBlock, &(self.seed0, epoch));
         }
         let pe = parent.slot / self.epoch_slots();
@@ -666,7 +687,9 @@ impl Pos {
                 self.added.push((height, id));
                 true
             }
-            Err(Refused::Known) => false,
+            // (A block on a branch below a final block is not the
+            // sender's fault: it may not have learnt of the finality yet.)
+            Err(Refused::Known | Refused::BelowFloor) => false,
             Err(_) => {
                 self.counters.invalid += 1;
                 false

@@ -324,6 +324,14 @@ impl Pow {
         &self.tree
     }
 
+    /// Block `id` at `height` is final (PBFT with a fallback): blocks that
+    /// do not descend from it are refused from now on, so no reorg can
+    /// cross it ([`Tree::set_floor`]). False if `id` is not on the head's
+    /// branch (or was pruned below the root, where nothing can fork).
+    pub fn set_floor(&mut self, height: Height, id: Hash) -> bool {
+        self.tree.set_floor(height, id)
+    }
+
     /// How much each peer's blocks are trusted.
     pub fn peer_scores(&self) -> &PeerScores {
         &self.scores
@@ -460,7 +468,9 @@ impl Pow {
                 self.added.push((height, id));
                 true
             }
-            Err(Refused::Known) => false,
+            // (A block on a branch below a final block is not the
+            // sender's fault: it may not have learnt of the finality yet.)
+            Err(Refused::Known | Refused::BelowFloor) => false,
             Err(_) => {
                 self.counters.invalid += 1;
                 false

@@ -218,7 +218,7 @@ impl Cluster {
                     }
                 }
                 Output::ViewChanged { .. } => {}
-                Output::Revert { .. } | Output::Mine(_) => {
+                Output::Revert { .. } | Output::Mine(_) | Output::Finalize { .. } => {
                     panic!("PBFT's blocks are final: it never reverts or mines")
                 }
             }

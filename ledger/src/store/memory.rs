@@ -1,9 +1,10 @@
 //! An in-memory [`Store`] for tests and the simulator.
 
 use super::{
-    check_append, check_revert, receipts_to_index, ConsensusEntry, Store, StoreError, TxLocation,
+    check_append, check_finalize, check_revert, receipts_to_index, ConsensusEntry, Store,
+    StoreError, TxLocation,
 };
-use crate::block::{Block, Receipt};
+use crate::block::{Block, Justification, Receipt};
 use crate::state::{Account, State, StateDiff, Undo};
 use crate::types::{Address, Height};
 use crate::vote::Evidence;
@@ -155,6 +156,16 @@ impl Store for MemoryStore {
         inner.state.revert(&undo);
         inner.undo.remove(&height);
         Ok(latest)
+    }
+
+    fn finalize(&self, height: Height, justification: &Justification) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        let latest = inner.blocks.last().map(Block::height);
+        let lowest = inner.undo.keys().next().copied();
+        check_finalize(height, latest, lowest)?;
+        inner.blocks[height.0 as usize].justification = justification.clone();
+        inner.undo.remove(&height);
+        Ok(())
     }
 
     fn put_consensus(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {

@@ -19,7 +19,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 
-use crate::block::{Block, Receipt};
+use crate::block::{Block, Justification, Receipt};
 use crate::state::{Account, State, StateDiff, Undo};
 use crate::types::{Address, Height};
 use crate::vote::Evidence;
@@ -113,6 +113,14 @@ pub trait Store: Send + Sync {
     /// and returns it. Only a block stored with [`Store::append_tentative`]
     /// can be taken out; a final block (or genesis) is refused.
     fn revert_latest(&self) -> Result<Block, StoreError>;
+    /// Makes the tentative block at `height` final: it can no longer be
+    /// reverted, and `justification` (what makes it final — a PBFT commit
+    /// certificate over its payload) replaces the one it was stored with.
+    /// The block's hash does not change (a header does not cover its
+    /// justification). Blocks are finalized in height order: every block
+    /// below `height` must already be final. Finalizing a final block
+    /// again only replaces its justification.
+    fn finalize(&self, height: Height, justification: &Justification) -> Result<(), StoreError>;
     /// Durably stores a consensus-state value (synced before returning).
     fn put_consensus(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     /// A consensus-state value.
@@ -168,6 +176,26 @@ pub(crate) fn receipts_to_index(
         kept.push(r);
     }
     Ok(kept)
+}
+
+/// The checks every store makes before finalizing the block at `height`,
+/// given the lowest height that still has undo data.
+pub(crate) fn check_finalize(
+    height: Height,
+    latest: Option<Height>,
+    lowest_tentative: Option<Height>,
+) -> Result<(), StoreError> {
+    if latest.map_or(true, |l| l < height) || height == Height::GENESIS {
+        return Err(StoreError::Inconsistent(format!(
+            "cannot finalize height {height}: no tentative block is stored there"
+        )));
+    }
+    if let Some(low) = lowest_tentative.filter(|l| *l < height) {
+        return Err(StoreError::Inconsistent(format!(
+            "cannot finalize height {height} before the tentative block at {low}"
+        )));
+    }
+    Ok(())
 }
 
 /// The checks every store makes before taking `latest` out with `undo`,

@@ -11,9 +11,10 @@
 //! decode are [`StoreError::Corrupt`], naming the record.
 
 use super::{
-    check_append, check_revert, receipts_to_index, ConsensusEntry, Store, StoreError, TxLocation,
+    check_append, check_finalize, check_revert, receipts_to_index, ConsensusEntry, Store,
+    StoreError, TxLocation,
 };
-use crate::block::{Block, Receipt};
+use crate::block::{Block, Justification, Receipt};
 use crate::state::{Account, State, StateDiff, Undo};
 use crate::types::{Address, Height};
 use crate::vote::Evidence;
@@ -387,6 +388,31 @@ impl Store for RocksStore {
         self.db.write_opt(batch, &synced()).map_err(backend)?;
         *latest = Some(parent);
         Ok(block)
+    }
+
+    fn finalize(&self, height: Height, justification: &Justification) -> Result<(), StoreError> {
+        let mut latest = self.lock_latest();
+        let lowest = self
+            .db
+            .iterator_cf(self.cf(CF_UNDO)?, IteratorMode::Start)
+            .next()
+            .transpose()
+            .map_err(backend)?
+            .map(|(k, _)| decode_height(&k, "undo key"))
+            .transpose()?;
+        check_finalize(height, latest.as_ref().map(Block::height), lowest)?;
+        let mut block = self.block(height)?.ok_or_else(|| {
+            StoreError::Corrupt(format!("the block at height {height} is missing"))
+        })?;
+        block.justification = justification.clone();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_BLOCKS)?, height_key(height), encode(&block));
+        batch.delete_cf(self.cf(CF_UNDO)?, height_key(height));
+        self.db.write_opt(batch, &synced()).map_err(backend)?;
+        if let Some(l) = latest.as_mut().filter(|l| l.height() == height) {
+            l.justification = justification.clone();
+        }
+        Ok(())
     }
 
     fn put_consensus(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {

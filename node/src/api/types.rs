@@ -259,6 +259,21 @@ pub struct NodeStatus {
     /// blocks are tentative, with confirmations).
     #[serde(default)]
     pub final_height: u64,
+    /// Hash of the block at `final_height`.
+    #[serde(default)]
+    pub final_hash: Hash,
+    /// Blocks above the final one (`height − final_height`).
+    #[serde(default)]
+    pub finality_lag: u64,
+    /// When `final_height` last moved (Unix ms, this node's clock; 0: not
+    /// since the node started).
+    #[serde(default)]
+    pub last_final_at_ms: u64,
+    /// PBFT with a fallback: "pbft" (ordering, every block final),
+    /// "fallback" (no quorum: tentative blocks) or "recovering" (PBFT
+    /// finalizes the tentative blocks); empty for other engines.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
     /// Hash of the latest block.
     pub latest_block_hash: Hash,
     /// Current view.

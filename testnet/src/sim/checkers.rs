@@ -61,6 +61,9 @@ pub enum ViolationKind {
     Panic,
     /// The schedule needed more events than any sane run (a message storm).
     EventBudget,
+    /// A final block moved backwards or left the chain (PBFT with a
+    /// fallback: S2, S3, S4).
+    Finality,
 }
 
 impl ViolationKind {
@@ -81,6 +84,7 @@ impl ViolationKind {
             ViolationKind::ChainQuality => "chain-quality",
             ViolationKind::Panic => "panic",
             ViolationKind::EventBudget => "event-budget",
+            ViolationKind::Finality => "finality",
         }
     }
 }
@@ -218,14 +222,15 @@ pub fn check_certificate(
             ))
         };
     }
+    let longest = matches!(model, FaultModel::Nakamoto | FaultModel::Hybrid);
     if let (
-        FaultModel::Nakamoto,
+        true,
         Justification::Pow {
             parent,
             bits,
             nonce,
         },
-    ) = (model, &block.justification)
+    ) = (longest, &block.justification)
     {
         // The checker's own seal check: the work is real and meets the
         // target the block claims (the engine checks the claim itself
@@ -245,7 +250,7 @@ pub fn check_certificate(
         return Ok(());
     }
     if let (
-        FaultModel::Nakamoto,
+        true,
         Justification::Pos {
             parent,
             slot,
@@ -253,7 +258,7 @@ pub fn check_certificate(
             signature,
             ..
         },
-    ) = (model, &block.justification)
+    ) = (longest, &block.justification)
     {
         // The checker's own check: signed by the leader it names, for the
         // slot it names, over the id it recomputes; the engine checks that
@@ -294,7 +299,9 @@ pub fn check_certificate(
     // primary of the round it names (re-proposals keep their round).
     let n = genesis.validators.len() as u64;
     let primary = ValidatorIndex((block.header.round % n.max(1)) as u32);
-    if block.header.proposer != primary {
+    // (PBFT with a fallback finalizes tentative blocks as they are: their
+    // proposer is the miner or slot leader that made them.)
+    if block.header.proposer != primary && model != FaultModel::Hybrid {
         return Err(format!(
             "height {}: proposed by validator {} in round {}, whose primary is {primary}",
             block.height(),

@@ -152,6 +152,13 @@ impl<E: Adversarial> World<E> {
                 self.nodes[node].flush();
                 self.revert(node, to);
             }
+            Output::Finalize {
+                height,
+                justification,
+            } => {
+                self.nodes[node].flush();
+                self.finalize(node, height, justification);
+            }
             Output::Mine(job) => {
                 let n = &mut self.nodes[node];
                 n.mining += 1;
@@ -331,9 +338,67 @@ impl<E: Adversarial> World<E> {
     /// and the ledger model back, and returns their transactions to its
     /// mempool stand-in; then checks (honest nodes) that the state equals
     /// a replay of the remaining chain from genesis.
+    /// PBFT made the tentative block at `height` final (S2: final only
+    /// moves forward, one height at a time; S3: the final block is the
+    /// block the node holds there; S1: honest nodes agree on it).
+    fn finalize(&mut self, node: usize, height: Height, justification: Justification) {
+        let honest = self.nodes[node].honest;
+        let n = &mut self.nodes[node];
+        let problem = if height != n.final_height.next() {
+            Some(format!(
+                "node {node} finalized height {height} after final height {}",
+                n.final_height
+            ))
+        } else if n.chain.len() as u64 <= height.0 || n.undo.is_empty() {
+            Some(format!(
+                "node {node} finalized height {height}, which it holds no tentative block at"
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = problem {
+            if honest {
+                self.violation(ViolationKind::Finality, detail);
+            }
+            return;
+        }
+        n.undo.remove(0);
+        n.final_height = height;
+        let honest = n.honest;
+        let block = &mut n.chain[height.0 as usize];
+        block.justification = justification;
+        let block = block.clone();
+        self.trace.words(&[self.now, 13, node as u64, height.0]);
+        self.trace
+            .line(self.now, || format!("{node} FINALIZES {height}"));
+        if honest {
+            self.committed_since_check = true;
+            self.stats.finalized += 1;
+            let quorum = E::FAULT_MODEL.quorum(self.scenario.n);
+            let genesis = &self.scenario.genesis;
+            if let Err(e) = self.certs.check(genesis, quorum, &block, E::FAULT_MODEL) {
+                let detail = format!("node {node}: {e}");
+                self.violation(ViolationKind::Certificate, detail);
+            }
+            if let Some(e) = self.safety.on_commit(node, &block) {
+                self.violation(ViolationKind::Agreement, e);
+            }
+        }
+    }
+
     fn revert(&mut self, node: usize, to: Height) {
         let honest = self.nodes[node].honest;
         let height = self.nodes[node].height();
+        if to < self.nodes[node].final_height {
+            if honest {
+                let detail = format!(
+                    "node {node} reverted to {to}, below its final height {}",
+                    self.nodes[node].final_height
+                );
+                self.violation(ViolationKind::Finality, detail);
+            }
+            return;
+        }
         if to >= height {
             return;
         }
@@ -409,7 +474,10 @@ impl<E: Adversarial> World<E> {
         let fee_to = genesis.fee_recipient(payload.proposer);
         let n = &mut self.nodes[node];
         let executed = (self.hooks.executor)(&n.state, &payload, &fee_to, genesis.rules());
-        let tentative = !E::FAULT_MODEL.finalizes();
+        let tentative = matches!(
+            justification,
+            Justification::Pow { .. } | Justification::Pos { .. }
+        );
         if tentative {
             n.undo
                 .push((n.state.undo_for(&executed.diff), n.model.clone()));
@@ -421,6 +489,9 @@ impl<E: Adversarial> World<E> {
         let parent = n.chain.last().map(Block::hash).unwrap_or_default();
         let block = make_block(payload, parent, executed.diff.root, justification);
         let (height, hash) = (block.height(), block.hash());
+        if !tentative {
+            n.final_height = height;
+        }
         for tx in &block.txs {
             n.included.insert(tx.hash());
         }

@@ -146,6 +146,11 @@ pub struct Stats {
     /// Reorgs on honest nodes, by depth (blocks reverted): index d counts
     /// reorgs of depth d (the last bucket: that deep or deeper).
     pub reorg_depths: Vec<u64>,
+    /// PBFT with a fallback: tentative blocks honest nodes made final as
+    /// they were.
+    pub finalized: u64,
+    /// PBFT with a fallback: times honest nodes fell back.
+    pub fallbacks: u64,
 }
 
 /// The result of one schedule.

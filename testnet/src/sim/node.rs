@@ -54,6 +54,9 @@ pub struct Node<E: Engine> {
     /// Per stored block above genesis, what reverts it and the ledger
     /// model before it (tentative engines: a reorg takes blocks out).
     pub undo: Vec<(phalanx_ledger::Undo, Model)>,
+    /// The last final height (survives crashes, as the store's final
+    /// blocks do): `undo` holds one entry per block above it.
+    pub final_height: Height,
     /// The current mining job's generation (a later `Mine` replaces it).
     pub mining: u64,
     /// The store holding the persisted records (survives crashes).
@@ -119,6 +122,7 @@ impl<E: Engine> Node<E> {
             chain: vec![genesis.block()],
             state: genesis.state(),
             undo: Vec::new(),
+            final_height: Height::GENESIS,
             mining: 0,
             store: Arc::new(MemoryStore::new()),
             wal: None,

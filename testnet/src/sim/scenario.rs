@@ -333,14 +333,18 @@ impl Scenario {
             super::draw::choose_active(&mut rng(stream::FAULTS), requested, byzantine_count);
         let params = super::draw::choose_params(&mut rng(stream::PARAMS));
         let mut genesis = super::draw::make_genesis(n, &params);
-        if consensus == EngineKind::Pow {
+        if matches!(consensus, EngineKind::PbftPow | EngineKind::PbftPos) {
+            genesis.consensus.engine = consensus;
+            genesis.consensus.fallback = consensus.fallback();
+        }
+        if matches!(consensus, EngineKind::Pow | EngineKind::PbftPow) {
             // Short blocks and an easy limit: schedules of a few seconds
             // see dozens of blocks, each with a few hundred hashes of work.
             genesis.consensus.engine = consensus;
             genesis.consensus.block_time_ms = 2_000;
             genesis.consensus.pow_limit = 0x2007_ffff;
         }
-        if consensus == EngineKind::Pos {
+        if matches!(consensus, EngineKind::Pos | EngineKind::PbftPos) {
             // Slots well above the network's delays, epochs short enough
             // that seeds change within a run, unequal stakes.
             genesis.consensus.engine = consensus;
@@ -400,6 +404,11 @@ impl Scenario {
             // partition's loser reorgs: give it the time of 60 blocks.
             liveness_bound_ms: if matches!(consensus, EngineKind::Pow | EngineKind::Pos) {
                 LIVENESS_BOUND_MS.max(60 * 2_000)
+            } else if matches!(consensus, EngineKind::PbftPow | EngineKind::PbftPos) {
+                // PBFT's view changes back off while the quorum is gone;
+                // after the heal they must reach a primary holding the
+                // branch the quorum follows.
+                LIVENESS_BOUND_MS.max(60_000)
             } else {
                 LIVENESS_BOUND_MS
             },

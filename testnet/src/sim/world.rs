@@ -15,7 +15,7 @@ use super::scenario::{account, account_key, stream, validator_key, Scenario, ACC
 use super::trace::Trace;
 use phalanx_adversary::Adversarial;
 use phalanx_adversary::{Collusion, Ctx};
-use phalanx_consensus::{Input, Message, TimeoutKind};
+use phalanx_consensus::{FaultModel, Input, Message, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{Block, Height, SignedTransaction, Transaction, ValidatorIndex};
 use std::cmp::Reverse;
@@ -389,7 +389,13 @@ impl<E: Adversarial> World<E> {
                 // because a NEW-VIEW can arrive without a commit.
                 // Longest-chain engines: also one common prefix (their
                 // chains converge as blocks pile up on one branch).
-                let converged = E::FAULT_MODEL.finalizes() || self.prefix_agrees_at_tips();
+                let converged = match E::FAULT_MODEL {
+                    // PBFT with a fallback: finality caught up with the
+                    // head everywhere (nothing tentative is left).
+                    FaultModel::Hybrid => self.finality_caught_up(),
+                    m if m.finalizes() => true,
+                    _ => self.prefix_agrees_at_tips(),
+                };
                 if self.all_committed
                     && self.probe.is_some()
                     && self.views_disagree().is_none()
@@ -563,15 +569,19 @@ impl<E: Adversarial> World<E> {
 
     fn finish(mut self) -> Outcome {
         let mut quality = None;
-        if self.live_at.is_some() && E::FAULT_MODEL.finalizes() {
+        let longest_chain = E::FAULT_MODEL == FaultModel::Nakamoto;
+        if self.live_at.is_some() && !longest_chain {
             self.check_drained();
         }
-        if !E::FAULT_MODEL.finalizes() {
+        if longest_chain {
             self.check_common_prefix();
+        }
+        if E::FAULT_MODEL == FaultModel::Hybrid {
+            self.check_final_prefixes();
         }
         let honest: Vec<&Node<E>> = self.nodes.iter().filter(|n| n.honest).collect();
         if let Some(longest) = honest.iter().max_by_key(|n| n.height()) {
-            if !E::FAULT_MODEL.finalizes() {
+            if longest_chain {
                 let settled = longest.chain.len().saturating_sub(self.common_prefix_k());
                 let blocks = &longest.chain[1.min(settled)..settled];
                 if blocks.len() >= CHAIN_QUALITY_MIN_BLOCKS {
@@ -623,6 +633,59 @@ impl<E: Adversarial> World<E> {
     fn check_common_prefix(&mut self) {
         if let Some(p) = self.prefix_disagreement() {
             self.violation(ViolationKind::Agreement, p);
+        }
+    }
+
+    /// PBFT with a fallback: whether every honest node that is up holds
+    /// only final blocks.
+    fn finality_caught_up(&self) -> bool {
+        self.nodes
+            .iter()
+            .filter(|n| n.honest && n.is_up())
+            .all(|n| n.final_height == n.height())
+    }
+
+    /// S3 and S4 at the end of a run: each honest node's final blocks are
+    /// a prefix of its own chain (they are blocks it holds, with PBFT
+    /// certificates), and of every other honest node's chain as far as
+    /// that one reaches.
+    fn check_final_prefixes(&mut self) {
+        let honest: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].honest)
+            .collect();
+        let mut problem = None;
+        'outer: for &a in &honest {
+            let na = &self.nodes[a];
+            if na.final_height > na.height() {
+                problem = Some(format!(
+                    "node {a}: final height {} above its head {}",
+                    na.final_height,
+                    na.height()
+                ));
+                break;
+            }
+            for &b in honest.iter().filter(|b| **b != a) {
+                let nb = &self.nodes[b];
+                // Before liveness, a node may still hold tentative blocks
+                // it has not replaced by the final ones: compare finals.
+                let reach = if self.live_at.is_some() {
+                    nb.height()
+                } else {
+                    nb.final_height
+                };
+                let upto = na.final_height.0.min(reach.0);
+                for h in 1..=upto as usize {
+                    if na.chain[h].hash() != nb.chain[h].hash() {
+                        problem = Some(format!(
+                            "node {a}'s final block at {h} is not node {b}'s block there"
+                        ));
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        if let Some(p) = problem {
+            self.violation(ViolationKind::Finality, p);
         }
     }
 
@@ -1007,6 +1070,8 @@ fn timer_word(kind: TimeoutKind) -> u64 {
         TimeoutKind::ViewChange { view } => 3 | (view << 4),
         TimeoutKind::Sync => 4,
         TimeoutKind::Slot => 5,
+        TimeoutKind::FallbackBatch => 6,
+        TimeoutKind::FallbackSync => 7,
     }
 }
 
