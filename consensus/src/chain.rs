@@ -20,6 +20,10 @@ use phalanx_ledger::{Height, Justification, Payload, SignedTransaction};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// The shortest gap between two requests for the blocks below an orphan
+/// (proof of work, proof of stake).
+pub const ASK_BACK_GAP_MS: u64 = 100;
+
 /// How a tie in score is broken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TieBreak {

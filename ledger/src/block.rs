@@ -172,6 +172,34 @@ pub enum Justification {
         /// The leader's signature over the block vote.
         signature: Signature,
     },
+    /// A tentative block PBFT finalized as it was, after a fallback: the
+    /// commit certificate over its payload, and the seal (`Pow`) or leader
+    /// signature (`Pos`) it was made with — every node derives the
+    /// block's id in the fallback chain from it, so a fallback started
+    /// later on top of it links to it the same way everywhere.
+    Finalized {
+        /// Quorum COMMITs for the payload digest.
+        certificate: CommitCertificate,
+        /// How the block was sealed before.
+        sealed: Box<Justification>,
+    },
+}
+
+impl Justification {
+    /// The PBFT commit certificate that makes the block final, if one does
+    /// ([`Justification::Pbft`], [`Justification::Finalized`]).
+    pub fn certificate(&self) -> Option<&CommitCertificate> {
+        match self {
+            Justification::Pbft(c) | Justification::Finalized { certificate: c, .. } => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Whether the block is tentative: sealed by a longest-chain engine
+    /// and not (yet) finalized.
+    pub fn is_tentative(&self) -> bool {
+        matches!(self, Justification::Pow { .. } | Justification::Pos { .. })
+    }
 }
 
 /// A block: header, body and justification.

@@ -484,7 +484,10 @@ impl<E: Protocol> Driver<E> {
             }
             Output::Revert { to } => {
                 self.wal.flush()?;
-                self.revert(to)?;
+                let lost = self.revert(to)?;
+                if !lost.is_empty() {
+                    inputs.push_back(Input::Forget(lost));
+                }
             }
             Output::Finalize {
                 height,
@@ -539,7 +542,9 @@ impl<E: Protocol> Driver<E> {
     /// (each with its exact state undo), puts their transactions back in
     /// the mempool — those that can still apply will be mined again, the
     /// others fail their nonce check there — and reloads the state.
-    fn revert(&mut self, to: Height) -> anyhow::Result<()> {
+    /// Returns the reverted transactions that can no longer apply (a
+    /// block below used their nonce): the engine must forget them.
+    fn revert(&mut self, to: Height) -> anyhow::Result<Vec<Hash>> {
         let from = self.latest.height();
         let mut abandoned = Vec::new();
         while self.latest.height() > to {
@@ -554,9 +559,18 @@ impl<E: Protocol> Driver<E> {
         *self.shared.executed.write() = self.shared.store.load_state()?;
         self.shared.commits.truncate_above(self.latest.height().0);
         let mut returned = 0;
+        let mut lost = Vec::new();
         for tx in abandoned {
             let hash = tx.hash();
-            if self.shared.insert_verified(tx, hash, true).is_ok() {
+            let used = self
+                .shared
+                .executed
+                .read()
+                .account(&tx.tx.from)
+                .is_some_and(|a| a.nonce > tx.tx.nonce);
+            if used {
+                lost.push(hash);
+            } else if self.shared.insert_verified(tx, hash, true).is_ok() {
                 returned += 1;
             }
         }
@@ -583,11 +597,11 @@ impl<E: Protocol> Driver<E> {
             from = from.0,
             to = to.0,
             returned,
-            "reorg: reverted {} tentative block(s) to follow a heavier branch",
+            "reorg: reverted {} tentative block(s) (a heavier branch, or PBFT finalized another)",
             from.0 - self.latest.height().0
         );
         self.publish_status();
-        Ok(())
+        Ok(lost)
     }
 
     /// Executes a committed payload and stores the block, receipts and state

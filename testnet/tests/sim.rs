@@ -451,6 +451,54 @@ fn pos_schedules_converge_and_slash_equivocating_leaders() {
 /// Schedules per PoS sweep in CI.
 const POS_SEEDS: u64 = 1_000;
 
+// ---------------------------------- PBFT with a PoW or PoS fallback (issue 20)
+
+/// PBFT falling back to proof of work and to proof of stake, across
+/// seeds: crashes (f+1 of them, and restarts mid-output), partitions
+/// without a quorum that heal, every network fault, and a Byzantine
+/// validator (equivocating primary, forged view changes, a selfish miner
+/// or an equivocating slot leader). After every step: honest nodes agree
+/// on every final block (S1, including the blocks finalized as they
+/// were), a final block is never reverted and final heights only move up
+/// one block at a time (S2, S3); at the end, final chains agree (S4).
+/// Liveness: after the heal every honest node's head is final again and
+/// holds every transaction.
+#[test]
+fn hybrid_schedules_fall_back_and_finalize_again() {
+    for kind in [EngineKind::PbftPow, EngineKind::PbftPos] {
+        let honest = run_sweep(&SweepConfig {
+            consensus: kind,
+            ..config(4, 0, "all", 0, HYBRID_SEEDS)
+        });
+        let byzantine = run_sweep(&SweepConfig {
+            consensus: kind,
+            ..config(4, 1, "all", 0, HYBRID_SEEDS / 4)
+        });
+        assert_clean(&honest);
+        assert_clean(&byzantine);
+        let all = || honest.outcomes.iter().chain(&byzantine.outcomes);
+        for o in all() {
+            assert!(
+                o.stats.heal_to_live_ms.is_some(),
+                "{kind}: seed {} not live",
+                o.seed
+            );
+        }
+        let fallbacks: u64 = all().map(|o| o.stats.fallbacks).sum();
+        let finalized: u64 = all().map(|o| o.stats.finalized).sum();
+        let discarded: u64 = all()
+            .map(|o| o.stats.reorg_depths.iter().skip(1).sum::<u64>())
+            .sum();
+        assert!(fallbacks > 0, "{kind}: no honest node fell back");
+        assert!(finalized > 0, "{kind}: no tentative block was finalized");
+        assert!(discarded > 0, "{kind}: no tentative block was reverted");
+    }
+}
+
+/// Schedules per hybrid sweep in CI, honest (a quarter as many again
+/// with a Byzantine validator), per fallback: 1,250 in all.
+const HYBRID_SEEDS: u64 = 500;
+
 // ------------------------------------------------ the CFT baseline (issue 6)
 
 fn cft_config(n: usize, seeds: u64) -> SweepConfig {

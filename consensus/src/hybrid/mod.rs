@@ -40,7 +40,7 @@ use crate::engine::{
 use crate::pbft::messages::PbftMessage;
 use crate::pbft::record::PbftRecord;
 use crate::pbft::Pbft;
-use crate::{Pos, Pow};
+use crate::{Pos, PosMessage, Pow, PowMessage};
 use phalanx_crypto::{Hash, Keypair};
 use phalanx_ledger::{
     Block, EngineKind, Genesis, Height, Justification, Payload, SignedVote, ValidatorIndex,
@@ -62,6 +62,12 @@ pub trait Fallback: Protocol {
 
     /// The block tree.
     fn tree(&self) -> &Tree;
+
+    /// The message that carries a block.
+    fn block_message(payload: Payload, justification: Justification) -> Self::Message;
+
+    /// The block a message carries, if it carries one.
+    fn block_of(message: &Self::Message) -> Option<(&Payload, &Justification)>;
 }
 
 impl Fallback for Pow {
@@ -77,6 +83,21 @@ impl Fallback for Pow {
 
     fn tree(&self) -> &Tree {
         Pow::tree(self)
+    }
+
+    fn block_message(payload: Payload, justification: Justification) -> PowMessage {
+        PowMessage::Block {
+            payload,
+            justification,
+        }
+    }
+
+    fn block_of(message: &PowMessage) -> Option<(&Payload, &Justification)> {
+        let PowMessage::Block {
+            payload,
+            justification,
+        } = message;
+        Some((payload, justification))
     }
 }
 
@@ -94,9 +115,29 @@ impl Fallback for Pos {
     fn tree(&self) -> &Tree {
         Pos::tree(self)
     }
+
+    fn block_message(payload: Payload, justification: Justification) -> PosMessage {
+        PosMessage::Block {
+            payload,
+            justification,
+        }
+    }
+
+    fn block_of(message: &PosMessage) -> Option<(&Payload, &Justification)> {
+        match message {
+            PosMessage::Block {
+                payload,
+                justification,
+            } => Some((payload, justification)),
+            PosMessage::Evidence(_) => None,
+        }
+    }
 }
 
-/// The hybrid's wire message: PBFT's or the fallback engine's.
+/// The hybrid's wire message: PBFT's or the fallback engine's. (PBFT's
+/// messages are the common ones: boxing them would cost an allocation per
+/// vote to save bytes on the rarer fallback blocks.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum HybridMessage<M> {
     /// A PBFT message.
@@ -316,6 +357,8 @@ pub struct Hybrid<F: Fallback> {
     final_height: Height,
     final_hash: Hash,
     final_id: Hash,
+    /// Whether `final_id` is a fallback id (not the store hash to come).
+    final_id_known: bool,
     tentative: Vec<Tentative>,
     awaiting: VecDeque<Source>,
     /// PBFT's count of view changes started, at the last final block.
@@ -326,8 +369,11 @@ pub struct Hybrid<F: Fallback> {
     counters: HybridCounters,
     /// When the last block became final (this replica's clock).
     last_final_ms: u64,
-    /// Transactions of tentative blocks PBFT discarded, to hand back to it.
+    /// Transactions of tentative blocks PBFT discarded, to hand back to it
+    /// at the end of the input (`flush_returned`).
     returned: Vec<phalanx_ledger::SignedTransaction>,
+    /// Transactions PBFT committed during the current input.
+    committed_now: std::collections::HashSet<Hash>,
 }
 
 impl<F: Fallback> std::fmt::Debug for Hybrid<F> {
@@ -352,7 +398,17 @@ fn as_block(t: &Tentative, parent: Hash) -> Block {
 }
 
 fn is_tentative(j: &Justification) -> bool {
-    matches!(j, Justification::Pow { .. } | Justification::Pos { .. })
+    j.is_tentative()
+}
+
+/// The id under which a fallback links to a final block: the id it had in
+/// a fallback chain, for a block PBFT finalized as it was (its seal is
+/// kept in [`Justification::Finalized`]), else its hash in the store.
+fn fallback_id<F: Fallback>(payload: &Payload, justification: &Justification) -> Option<Hash> {
+    match justification {
+        Justification::Finalized { sealed, .. } => F::block_id(payload, sealed),
+        _ => None,
+    }
 }
 
 impl<F: Fallback> Hybrid<F> {
@@ -402,38 +458,52 @@ impl<F: Fallback> Hybrid<F> {
         // (`pbft+pos`) tells proof of stake to draw leaders from a
         // schedule that does not depend on tentative history.
         let fb_cfg = cfg.clone();
-        let (final_height, final_hash, final_id) = match base {
-            Some(b) => (b.height, b.hash, b.id),
-            None => (
+        // The last final block: the store's word first (a crash between a
+        // PBFT commit and the record that follows it must not make a
+        // final block look tentative), the record's where the restored
+        // window holds no final block.
+        let newest_final = restored
+            .recent_blocks
+            .iter()
+            .filter(|b| !is_tentative(&b.justification) && b.height() <= restored.last_executed)
+            .max_by_key(|b| b.height());
+        let (final_height, final_hash, final_id) = match (base, newest_final) {
+            (b, Some(block)) if b.is_none_or(|b| block.height() >= b.height) => {
+                let id = fallback_id::<F>(&block.payload(), &block.justification)
+                    .or_else(|| b.filter(|b| b.height == block.height()).map(|b| b.id))
+                    .unwrap_or_else(|| block.hash());
+                (block.height(), block.hash(), id)
+            }
+            (Some(b), _) => (b.height, b.hash, b.id),
+            (None, _) => (
                 restored.last_executed,
                 restored.last_block_hash,
                 restored.last_block_hash,
             ),
         };
         let mut tentative = Vec::new();
-        if base.is_some() {
-            for b in restored
-                .recent_blocks
-                .iter()
-                .filter(|b| b.height() > final_height)
+        for b in restored
+            .recent_blocks
+            .iter()
+            .filter(|b| b.height() > final_height && b.height() <= restored.last_executed)
+        {
+            if b.height() != Height(final_height.0 + 1 + tentative.len() as u64)
+                || !is_tentative(&b.justification)
             {
-                if b.height() != Height(final_height.0 + 1 + tentative.len() as u64)
-                    || !is_tentative(&b.justification)
-                {
-                    break;
-                }
-                let payload = b.payload();
-                let Some(id) = F::block_id(&payload, &b.justification) else {
-                    break;
-                };
-                tentative.push(Tentative {
-                    payload,
-                    justification: b.justification.clone(),
-                    id,
-                    hash: Some(b.hash()),
-                });
+                break;
             }
+            let payload = b.payload();
+            let Some(id) = F::block_id(&payload, &b.justification) else {
+                break;
+            };
+            tentative.push(Tentative {
+                payload,
+                justification: b.justification.clone(),
+                id,
+                hash: Some(b.hash()),
+            });
         }
+        let falling_back = base.is_some() || !tentative.is_empty();
         let top = Height(final_height.0 + tentative.len() as u64);
         let truncate_to = (top < restored.last_executed).then_some(top);
         let pbft = Pbft::restore(
@@ -463,6 +533,7 @@ impl<F: Fallback> Hybrid<F> {
             final_height,
             final_hash,
             final_id,
+            final_id_known: true,
             tentative,
             awaiting: VecDeque::new(),
             fallback_after,
@@ -470,8 +541,9 @@ impl<F: Fallback> Hybrid<F> {
             counters: HybridCounters::default(),
             last_final_ms: 0,
             returned: Vec::new(),
+            committed_now: std::collections::HashSet::new(),
         };
-        if base.is_some() {
+        if falling_back {
             engine.mode = Mode::Fallback;
             engine.fb = Some(engine.build_fallback(fb_records));
         }
@@ -520,12 +592,38 @@ impl<F: Fallback> Hybrid<F> {
         out.push(Output::Persist(HybridRecord::Base(Some(self.base()))));
         self.fb = Some(self.build_fallback(Vec::new()));
         let start = self.fb_handle(Input::Start);
-        self.from_fb(start, out);
+        self.after_fb(start, out);
         let txs = self.pbft.pending_transactions();
         if !txs.is_empty() {
             let o = self.fb_handle(Input::Transactions(txs));
-            self.from_fb(o, out);
+            self.after_fb(o, out);
         }
+    }
+
+    /// A peer's tentative block extends the last final block while PBFT
+    /// here is idle (it missed the block before returning to PBFT alone,
+    /// or never fell back): take it, without mining, so that PBFT can
+    /// finalize it. Only a block on the final tip starts this, so a
+    /// Byzantine validator cannot feed a node old branches; what it can do
+    /// is what any block producer can — have its valid block finalized.
+    fn follow(&mut self, out: &mut Vec<HOut<F>>) {
+        self.mode = Mode::Recovering;
+        out.push(Output::Persist(HybridRecord::Base(Some(self.base()))));
+        self.fb = Some(self.build_fallback(Vec::new()));
+        let start = self.fb_handle(Input::Start);
+        self.after_fb(start, out);
+    }
+
+    /// Whether `message` carries a block on the last final block.
+    fn extends_final(&self, message: &F::Message) -> bool {
+        let Some((payload, justification)) = F::block_of(message) else {
+            return false;
+        };
+        let parent = match justification {
+            Justification::Pow { parent, .. } | Justification::Pos { parent, .. } => parent,
+            _ => return false,
+        };
+        payload.height == self.final_height.next() && *parent == self.final_id
     }
 
     /// Back to PBFT alone: nothing tentative is left.
@@ -534,6 +632,7 @@ impl<F: Fallback> Hybrid<F> {
         self.fb = None;
         out.push(Output::Mine(None));
         out.push(Output::Persist(HybridRecord::Base(None)));
+        self.offer_branch(out);
     }
 
     fn fb_handle(&mut self, input: Input<F::Message>) -> Vec<Output<F::Message, F::Record>> {
@@ -545,28 +644,21 @@ impl<F: Fallback> Hybrid<F> {
 
     fn pbft_handle(&mut self, input: Input<PbftMessage>, out: &mut Vec<HOut<F>>) {
         let o = self.pbft.handle(self.now_ms, input);
-        self.from_pbft(o, out);
+        self.after_pbft(o, out);
     }
 
     /// Tells PBFT the branch this replica holds.
     fn offer_branch(&mut self, out: &mut Vec<HOut<F>>) {
         let payloads = self.tentative.iter().map(|t| t.payload.clone()).collect();
         let o = self.pbft.set_adoptable(payloads);
-        self.from_pbft(o, out);
+        self.after_pbft(o, out);
     }
 
-    fn from_pbft(&mut self, outputs: Vec<Output<PbftMessage, PbftRecord>>, out: &mut Vec<HOut<F>>) {
-        // PBFT forgot the transactions of every payload it commits in this
-        // batch before the first of them reaches us: those of reverted
-        // tentative blocks go back to it only if none of them has them.
-        let committed: std::collections::HashSet<Hash> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Commit { payload, .. } => Some(payload.txs.iter().map(|t| t.hash())),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+    fn after_pbft(
+        &mut self,
+        outputs: Vec<Output<PbftMessage, PbftRecord>>,
+        out: &mut Vec<HOut<F>>,
+    ) {
         for o in outputs {
             match o {
                 Output::Send { to, message } => out.push(Output::Send {
@@ -591,19 +683,35 @@ impl<F: Fallback> Hybrid<F> {
                 Output::Revert { .. } | Output::Mine(_) | Output::Finalize { .. } => {}
             }
         }
-        let returned: Vec<_> = std::mem::take(&mut self.returned)
+        self.maybe_fall_back(out);
+    }
+
+    /// Hands PBFT back the transactions of the tentative blocks it
+    /// discarded during this input, but none it committed meanwhile (it
+    /// forgot those when it committed them, before their commit reached
+    /// the hybrid).
+    fn flush_returned(&mut self, out: &mut Vec<HOut<F>>) {
+        if self.returned.is_empty() {
+            self.committed_now.clear();
+            return;
+        }
+        let committed = std::mem::take(&mut self.committed_now);
+        let txs: Vec<_> = std::mem::take(&mut self.returned)
             .into_iter()
             .filter(|t| !committed.contains(&t.hash()))
             .collect();
-        if !returned.is_empty() {
-            self.pbft_handle(Input::Transactions(returned), out);
-        }
-        self.maybe_fall_back(out);
+        let o = self.pbft.return_transactions(txs);
+        self.after_pbft(o, out);
+        self.committed_now.clear();
     }
 
     /// PBFT committed `payload`: final.
     fn on_final(&mut self, payload: Payload, justification: Justification, out: &mut Vec<HOut<F>>) {
         let height = payload.height;
+        if !self.returned.is_empty() || !self.tentative.is_empty() {
+            self.committed_now
+                .extend(payload.txs.iter().map(|t| t.hash()));
+        }
         self.final_height = height;
         self.view_changes_at_final = self.pbft.counters().view_changes;
         self.last_final_ms = self.now_ms;
@@ -622,6 +730,13 @@ impl<F: Fallback> Hybrid<F> {
                 fb.set_floor(height, t.id);
             }
             out.push(Output::Persist(HybridRecord::Base(Some(self.base()))));
+            let justification = match justification {
+                Justification::Pbft(certificate) => Justification::Finalized {
+                    certificate,
+                    sealed: Box::new(t.justification.clone()),
+                },
+                other => other,
+            };
             out.push(Output::Finalize {
                 height,
                 justification,
@@ -646,12 +761,21 @@ impl<F: Fallback> Hybrid<F> {
                     to: Height(height.0 - 1),
                 });
                 // (Handed back once the whole batch of PBFT's outputs is
-                // seen: see `from_pbft`.)
+                // seen: see `after_pbft`.)
                 self.returned
                     .extend(abandoned.into_iter().flat_map(|t| t.payload.txs));
             }
             self.awaiting.push_back(Source::Pbft);
             self.final_hash = Hash::ZERO;
+            // Known now for a finalized tentative block (caught up by
+            // sync), else its store hash once executed.
+            self.final_id_known = match fallback_id::<F>(&payload, &justification) {
+                Some(id) => {
+                    self.final_id = id;
+                    true
+                }
+                None => false,
+            };
             out.push(Output::Commit {
                 payload,
                 justification,
@@ -664,7 +788,7 @@ impl<F: Fallback> Hybrid<F> {
         }
     }
 
-    fn from_fb(&mut self, outputs: Vec<Output<F::Message, F::Record>>, out: &mut Vec<HOut<F>>) {
+    fn after_fb(&mut self, outputs: Vec<Output<F::Message, F::Record>>, out: &mut Vec<HOut<F>>) {
         let mut branch_changed = false;
         for o in outputs {
             match o {
@@ -732,9 +856,8 @@ impl<F: Fallback> Hybrid<F> {
     /// may have been told to forget them when they were included).
     fn give_back(&mut self, abandoned: Vec<Tentative>, out: &mut Vec<HOut<F>>) {
         let txs: Vec<_> = abandoned.into_iter().flat_map(|t| t.payload.txs).collect();
-        if !txs.is_empty() {
-            self.pbft_handle(Input::Transactions(txs), out);
-        }
+        let o = self.pbft.return_transactions(txs);
+        self.after_pbft(o, out);
     }
 
     /// Falls back after enough view changes without a new final block.
@@ -764,7 +887,7 @@ impl<F: Fallback> Hybrid<F> {
         }
         if !rest.is_empty() && self.fb.is_some() {
             let o = self.fb_handle(Input::SyncBlocks(rest));
-            self.from_fb(o, out);
+            self.after_fb(o, out);
         }
     }
 }
@@ -787,7 +910,7 @@ impl<F: Fallback> Engine for Hybrid<F> {
                 self.pbft_handle(Input::Start, &mut out);
                 if self.fb.is_some() {
                     let o = self.fb_handle(Input::Start);
-                    self.from_fb(o, &mut out);
+                    self.after_fb(o, &mut out);
                     self.offer_branch(&mut out);
                 }
             }
@@ -796,25 +919,28 @@ impl<F: Fallback> Engine for Hybrid<F> {
                     self.pbft_handle(Input::Message { from, message }, &mut out)
                 }
                 HybridMessage::Fallback(message) => {
+                    if self.fb.is_none() && self.extends_final(&message) {
+                        self.follow(&mut out);
+                    }
                     if self.fb.is_none() {
                         self.counters.fallback_dropped += 1;
                     } else {
                         let o = self.fb_handle(Input::Message { from, message });
-                        self.from_fb(o, &mut out);
+                        self.after_fb(o, &mut out);
                     }
                 }
             },
             Input::Transactions(txs) => {
                 if self.fb.is_some() {
                     let o = self.fb_handle(Input::Transactions(txs.clone()));
-                    self.from_fb(o, &mut out);
+                    self.after_fb(o, &mut out);
                 }
                 self.pbft_handle(Input::Transactions(txs), &mut out);
             }
             Input::Forget(hashes) => {
                 if self.fb.is_some() {
                     let o = self.fb_handle(Input::Forget(hashes.clone()));
-                    self.from_fb(o, &mut out);
+                    self.after_fb(o, &mut out);
                 }
                 self.pbft_handle(Input::Forget(hashes), &mut out);
             }
@@ -826,9 +952,20 @@ impl<F: Fallback> Engine for Hybrid<F> {
                         other => other,
                     };
                     let o = self.fb_handle(Input::Timeout(kind));
-                    self.from_fb(o, &mut out);
+                    self.after_fb(o, &mut out);
                 }
-                other => self.pbft_handle(Input::Timeout(other), &mut out),
+                other => {
+                    self.pbft_handle(Input::Timeout(other), &mut out);
+                    // PBFT found the branch not final in time: peers that
+                    // missed its lowest block (and so cannot vote for it)
+                    // get it again.
+                    if matches!(other, TimeoutKind::Progress { .. }) {
+                        if let Some(t) = self.tentative.first() {
+                            let m = F::block_message(t.payload.clone(), t.justification.clone());
+                            out.push(Output::Broadcast(HybridMessage::Fallback(m)));
+                        }
+                    }
+                }
             },
             Input::BlockExecuted { height, block_hash } => {
                 let source = self.awaiting.pop_front();
@@ -837,7 +974,7 @@ impl<F: Fallback> Engine for Hybrid<F> {
                     // final before its execution was reported.
                     if height == self.final_height {
                         self.final_hash = block_hash;
-                        if source == Some(Source::Pbft) {
+                        if source == Some(Source::Pbft) && !self.final_id_known {
                             self.final_id = block_hash;
                         }
                     }
@@ -848,15 +985,16 @@ impl<F: Fallback> Engine for Hybrid<F> {
                         t.hash = Some(block_hash);
                     }
                     let o = self.fb_handle(Input::BlockExecuted { height, block_hash });
-                    self.from_fb(o, &mut out);
+                    self.after_fb(o, &mut out);
                 }
             }
             Input::SyncBlocks(blocks) => self.on_sync_blocks(blocks, &mut out),
             Input::Mined { job, nonce } => {
                 let o = self.fb_handle(Input::Mined { job, nonce });
-                self.from_fb(o, &mut out);
+                self.after_fb(o, &mut out);
             }
         }
+        self.flush_returned(&mut out);
         out
     }
 

@@ -262,7 +262,7 @@ impl Pbft {
             if h <= stable || h > restored.last_executed {
                 continue;
             }
-            if let phalanx_ledger::Justification::Pbft(cert) = &block.justification {
+            if let Some(cert) = block.justification.certificate() {
                 let payload = block.payload();
                 if cert.seq == h && cert.digest == payload.digest() {
                     let slot = engine.slots.entry(h).or_default();
@@ -409,7 +409,10 @@ impl Pbft {
     }
 
     pub(crate) fn has_pending_work(&self) -> bool {
+        // (Tentative blocks to finalize are work too: with nothing else
+        // pending, a replica holding them must still see them final.)
         !self.pending_txs.is_empty()
+            || !self.adoptable.is_empty()
             || self
                 .slots
                 .range(self.last_committed.next()..)

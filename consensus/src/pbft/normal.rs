@@ -341,6 +341,9 @@ impl Pbft {
         justification: Justification,
         out: &mut Vec<PbftOutput>,
     ) {
+        if !self.adoptable.is_empty() {
+            self.adoptable = self.adoptable.split_off(&payload.height.next());
+        }
         for tx in &payload.txs {
             let h = tx.hash();
             self.pending_txs.remove(&h);
@@ -417,6 +420,13 @@ impl Pbft {
                 let payload = adopted.clone();
                 self.propose(payload, out);
                 continue;
+            }
+            if !self.adoptable.is_empty() {
+                // Nothing fresh on top of a branch not yet final: its
+                // transactions are in it, and should PBFT commit something
+                // else below (a value prepared before the outage), they
+                // come back, in order, before anything proposed meanwhile.
+                return;
             }
             let available = self.pending_txs.len().saturating_sub(self.proposed.len());
             let evidence_waiting = self
@@ -529,6 +539,34 @@ impl Pbft {
             .collect();
         let mut out = Vec::new();
         self.maybe_propose(&mut out);
+        self.arm_progress_timer(&mut out);
+        out
+    }
+
+    /// Transactions of tentative blocks that were reverted (PBFT with a
+    /// fallback), in block order: they go to the front of the queue, so
+    /// that a sender's transactions stay in nonce order ahead of later
+    /// ones that were waiting (the simulator found a returned nonce-0
+    /// transfer queued behind the same sender's nonce 1 and 2, which then
+    /// failed).
+    pub fn return_transactions(
+        &mut self,
+        txs: Vec<phalanx_ledger::SignedTransaction>,
+    ) -> Vec<PbftOutput> {
+        let mut out = Vec::new();
+        if txs.is_empty() {
+            return out;
+        }
+        let returned: std::collections::HashSet<Hash> = txs.iter().map(|t| t.hash()).collect();
+        self.pending.retain(|h| !returned.contains(h));
+        for tx in txs.into_iter().rev() {
+            let h = tx.hash();
+            self.proposed.remove(&h);
+            self.pending_txs.insert(h, tx);
+            self.pending.push_front(h);
+        }
+        self.maybe_propose(&mut out);
+        self.arm_progress_timer(&mut out);
         out
     }
 

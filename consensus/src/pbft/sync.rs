@@ -5,7 +5,7 @@
 
 use super::messages::check_payload;
 use super::{Pbft, PbftOutput};
-use phalanx_ledger::{Block, Justification};
+use phalanx_ledger::Block;
 
 impl Pbft {
     /// Applies the certified blocks that extend the committed chain, in
@@ -20,7 +20,7 @@ impl Pbft {
             if block.height() != self.last_committed.next() {
                 break;
             }
-            let Justification::Pbft(cert) = &block.justification else {
+            let Some(cert) = block.justification.certificate() else {
                 break;
             };
             let payload = block.payload();

@@ -37,7 +37,9 @@
 //!   that slot (or an earlier one) again.
 //! - *Nothing is final.* [`Engine::final_height`] is genesis.
 
-use crate::chain::{unstored, Orphans, PeerScores, Pending, Refused, Stored, TieBreak, Tree};
+use crate::chain::{
+    unstored, Orphans, PeerScores, Pending, Refused, Stored, TieBreak, Tree, ASK_BACK_GAP_MS,
+};
 use crate::config::{Config, ConfigError, Quorums};
 use crate::engine::{
     Engine, EngineStatus, FaultModel, Input, Message, Output, Promise, Protocol, Record, RecordKey,
@@ -329,6 +331,8 @@ pub struct Pos {
     by_slot: HashMap<(ValidatorIndex, u64), (Hash, SignedVote)>,
     orphans: Orphans,
     sync_back: u64,
+    /// When the engine last asked for blocks below an orphan.
+    last_ask_ms: Option<u64>,
     /// The last slot this validator signed (persisted).
     signed_slot: Option<u64>,
     seed0: Hash,
@@ -386,6 +390,7 @@ impl Pos {
             by_slot: HashMap::new(),
             orphans: Orphans::default(),
             sync_back: 1,
+            last_ask_ms: None,
             signed_slot,
             seed0,
             added: Vec::new(),
@@ -709,6 +714,18 @@ impl Pos {
     }
 
     fn ask_back(&mut self, height: Height, out: &mut Vec<PosOutput>) {
+        // At most one question per [`ASK_BACK_GAP_MS`]: a reply full of
+        // orphans asked once per orphan, and each answer did the same (a
+        // storm the simulator found when PBFT's fallback synced blocks
+        // built on a final block the node did not have yet). The next
+        // block that does not connect asks again.
+        if self
+            .last_ask_ms
+            .is_some_and(|t| self.now_ms < t.saturating_add(ASK_BACK_GAP_MS))
+        {
+            return;
+        }
+        self.last_ask_ms = Some(self.now_ms);
         let floor = self.tree.root_height().0 + 1;
         let from = height.0.saturating_sub(self.sync_back).max(floor);
         self.sync_back = self.sync_back.saturating_mul(2).min(KEEP_DEPTH);

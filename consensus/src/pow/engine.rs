@@ -35,7 +35,9 @@
 
 use super::retarget::{next_target, RetargetParams, WINDOW};
 use super::work::{header_hash, median_time_past, meets, seal_hash, work, Compact, MEDIAN_SPAN};
-use crate::chain::{unstored, Orphans, PeerScores, Pending, Refused, Stored, TieBreak, Tree};
+use crate::chain::{
+    unstored, Orphans, PeerScores, Pending, Refused, Stored, TieBreak, Tree, ASK_BACK_GAP_MS,
+};
 use crate::config::{Config, ConfigError, Quorums};
 use crate::engine::{
     Engine, EngineStatus, FaultModel, Input, Message, MineJob, Output, Promise, Protocol, Record,
@@ -218,6 +220,8 @@ pub struct Pow {
     orphans: Orphans,
     /// How far back the next catch-up request reaches below the head.
     sync_back: u64,
+    /// When the engine last asked for blocks below an orphan.
+    last_ask_ms: Option<u64>,
     job: Option<Job>,
     /// Blocks added to the tree during the current input (those that do
     /// not end up stored are persisted as side blocks).
@@ -272,6 +276,7 @@ impl Pow {
             pending: Pending::new(max_pending),
             orphans: Orphans::default(),
             sync_back: 1,
+            last_ask_ms: None,
             job: None,
             added: Vec::new(),
             counters: PowCounters::default(),
@@ -350,6 +355,13 @@ impl Pow {
     /// `parent`'s branch (`None` when the branch is too short to tell and
     /// does not reach genesis: the tree lost that history).
     fn next_bits(&self, parent: &Hash) -> Option<Compact> {
+        if self.cfg.params.engine == EngineKind::PbftPow {
+            // As PBFT's fallback the tree starts at the last final block,
+            // which differs between nodes for a while: a retarget over
+            // the blocks each one holds would differ too. Fallback
+            // episodes are short; every block claims the limit.
+            return Some(self.retarget.limit);
+        }
         let need = WINDOW + 1;
         let mut recent: Vec<(u64, Compact)> = self
             .tree
@@ -493,6 +505,18 @@ impl Pow {
     /// Asks for blocks reaching further below `height` each time an
     /// answer does not connect.
     fn ask_back(&mut self, height: Height, out: &mut Vec<PowOutput>) {
+        // At most one question per [`ASK_BACK_GAP_MS`]: a reply full of
+        // orphans asked once per orphan, and each answer did the same (a
+        // storm the simulator found when PBFT's fallback synced blocks
+        // built on a final block the node did not have yet). The next
+        // block that does not connect asks again.
+        if self
+            .last_ask_ms
+            .is_some_and(|t| self.now_ms < t.saturating_add(ASK_BACK_GAP_MS))
+        {
+            return;
+        }
+        self.last_ask_ms = Some(self.now_ms);
         let floor = self.tree.root_height().0 + 1;
         let from = height.0.saturating_sub(self.sync_back).max(floor);
         self.sync_back = self.sync_back.saturating_mul(2).min(KEEP_DEPTH);

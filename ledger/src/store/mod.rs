@@ -185,7 +185,7 @@ pub(crate) fn check_finalize(
     latest: Option<Height>,
     lowest_tentative: Option<Height>,
 ) -> Result<(), StoreError> {
-    if latest.map_or(true, |l| l < height) || height == Height::GENESIS {
+    if latest.is_none_or(|l| l < height) || height == Height::GENESIS {
         return Err(StoreError::Inconsistent(format!(
             "cannot finalize height {height}: no tentative block is stored there"
         )));

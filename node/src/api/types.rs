@@ -43,9 +43,10 @@ impl Finality {
     /// The finality a block's justification gives it.
     pub fn of(justification: &Justification) -> Finality {
         match justification {
-            Justification::Genesis | Justification::Pbft(_) | Justification::Cft { .. } => {
-                Finality::Final
-            }
+            Justification::Genesis
+            | Justification::Pbft(_)
+            | Justification::Finalized { .. }
+            | Justification::Cft { .. } => Finality::Final,
             Justification::Pow { .. } | Justification::Pos { .. } => Finality::Tentative,
         }
     }

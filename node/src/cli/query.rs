@@ -258,6 +258,18 @@ fn justification(j: &Justification) -> String {
                 who.join(", ")
             )
         }
+        Justification::Finalized {
+            certificate: c,
+            sealed,
+        } => {
+            let who: Vec<String> = c.commits.iter().map(|(v, _)| v.to_string()).collect();
+            format!(
+                "PBFT commit certificate, view {}, commits from validators {} (finalized after a fallback; made as: {})",
+                c.view,
+                who.join(", "),
+                justification(sealed)
+            )
+        }
         Justification::Cft { term, leader } => format!("CFT, term {term}, leader {leader}"),
         Justification::Pow { bits, nonce, .. } => {
             format!("PoW, target {bits:#010x} (compact), nonce {nonce}")

@@ -292,9 +292,17 @@ pub fn check_certificate(
             .verify(&genesis.chain_id, &key)
             .map_err(|e| format!("height {h}: the leader's signature does not verify: {e}"));
     }
-    let Justification::Pbft(cert) = &block.justification else {
+    let Some(cert) = block.justification.certificate() else {
         return Err(format!("height {}: not a PBFT certificate", block.height()));
     };
+    if let Justification::Finalized { sealed, .. } = &block.justification {
+        if model != FaultModel::Hybrid || !sealed.is_tentative() {
+            return Err(format!(
+                "height {}: a finalized tentative block outside PBFT with a fallback",
+                block.height()
+            ));
+        }
+    }
     // PBFT rotates its primary round-robin: a block is proposed by the
     // primary of the round it names (re-proposals keep their round).
     let n = genesis.validators.len() as u64;

@@ -37,11 +37,21 @@ impl<E: Adversarial> World<E> {
             let Some(engine) = n.engine.as_mut() else {
                 return;
             };
+            let mode_before = engine.mode();
             let handled = catch_unwind(AssertUnwindSafe(|| engine.handle(now, input)));
             let broken = match &handled {
                 Ok(_) if n.honest => engine.check_invariants().err(),
                 _ => None,
             };
+            let mode_after = engine.mode();
+            if mode_after != mode_before {
+                if mode_after == Some("fallback") && mode_before == Some("pbft") && n.honest {
+                    self.stats.fallbacks += 1;
+                }
+                self.trace.line(now, || {
+                    format!("{node} mode {}", mode_after.unwrap_or_default())
+                });
+            }
             let mut outputs = match handled {
                 Ok(o) => o,
                 Err(p) => {
@@ -151,6 +161,14 @@ impl<E: Adversarial> World<E> {
             Output::Revert { to } => {
                 self.nodes[node].flush();
                 self.revert(node, to);
+                // Reverted transactions a block below already used the
+                // nonce of: the engine must drop them (as the node does).
+                let lost = self.nodes[node].settle_handed();
+                if !lost.is_empty() {
+                    self.stats.forgotten += lost.len() as u64;
+                    inputs.push_back(Input::Forget(lost));
+                }
+                self.push_reverted(node);
             }
             Output::Finalize {
                 height,
@@ -386,6 +404,30 @@ impl<E: Adversarial> World<E> {
         }
     }
 
+    /// PBFT with a fallback: the node's mempool pushes the transactions
+    /// of the blocks it just reverted to its peers (the node resends what
+    /// stays pending), so that they reach a primary — PBFT discarded the
+    /// branch, and only the nodes that held it have them back.
+    fn push_reverted(&mut self, node: usize) {
+        let txs = std::mem::take(&mut self.nodes[node].reverted);
+        if txs.is_empty() || E::FAULT_MODEL != phalanx_consensus::FaultModel::Hybrid {
+            return;
+        }
+        let me = self.nodes[node].endpoint;
+        for to in 0..self.nodes.len() {
+            let peer = self.nodes[to].endpoint;
+            if to != node && self.network.connected(self.now, me, peer) {
+                self.push(
+                    self.now + 50,
+                    super::world::Event::Push {
+                        to,
+                        txs: txs.clone(),
+                    },
+                );
+            }
+        }
+    }
+
     fn revert(&mut self, node: usize, to: Height) {
         let honest = self.nodes[node].honest;
         let height = self.nodes[node].height();
@@ -424,6 +466,7 @@ impl<E: Adversarial> World<E> {
             for tx in block.txs {
                 let h = tx.hash();
                 n.included.remove(&h);
+                n.reverted.push(tx.clone());
                 n.handed.insert(h, tx);
             }
         }
@@ -503,10 +546,16 @@ impl<E: Adversarial> World<E> {
             u64::from_le_bytes(hash.0[..8].try_into().unwrap_or([0; 8])),
         ]);
         self.trace.line(self.now, || {
+            let txs: Vec<String> = block
+                .txs
+                .iter()
+                .map(|t| t.hash().to_string()[..8].to_owned())
+                .collect();
             format!(
-                "{node} COMMITS height {height} ({} txs) {}",
+                "{node} COMMITS height {height} ({} txs) {} [{}]",
                 block.txs.len(),
-                &hash.to_string()[..8]
+                &hash.to_string()[..8],
+                txs.join(" ")
             )
         });
         if honest {

@@ -57,6 +57,9 @@ pub struct Node<E: Engine> {
     /// The last final height (survives crashes, as the store's final
     /// blocks do): `undo` holds one entry per block above it.
     pub final_height: Height,
+    /// Transactions of the blocks the last revert took out (pushed to
+    /// peers under PBFT with a fallback).
+    pub reverted: Vec<SignedTransaction>,
     /// The current mining job's generation (a later `Mine` replaces it).
     pub mining: u64,
     /// The store holding the persisted records (survives crashes).
@@ -123,6 +126,7 @@ impl<E: Engine> Node<E> {
             state: genesis.state(),
             undo: Vec::new(),
             final_height: Height::GENESIS,
+            reverted: Vec::new(),
             mining: 0,
             store: Arc::new(MemoryStore::new()),
             wal: None,

@@ -417,6 +417,13 @@ impl Scenario {
             // after the heal.
             settle_ms: if matches!(consensus, EngineKind::Pow | EngineKind::Pos) {
                 20 * 2_000
+            } else if matches!(consensus, EngineKind::PbftPow | EngineKind::PbftPos) {
+                // Transactions of a discarded branch return to the engines
+                // of the nodes that held it, not necessarily the
+                // primary's: they commit once a view change reaches a
+                // primary that has them — or PBFT falls back again and a
+                // miner holding them seals them.
+                20_000
             } else {
                 SETTLE_MS
             },

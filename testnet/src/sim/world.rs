@@ -42,6 +42,12 @@ pub(super) enum Event<M> {
         generation: u64,
     },
     Submit(usize),
+    /// Transactions a node's mempool pushes to a peer (those of reverted
+    /// tentative blocks that can still apply).
+    Push {
+        to: usize,
+        txs: Vec<SignedTransaction>,
+    },
     Crash {
         node: usize,
         mid_handle: Option<usize>,
@@ -429,7 +435,11 @@ impl<E: Adversarial> World<E> {
                     i,
                     self.wanted
                         .iter()
-                        .filter(|t| !n.included.contains(&t.hash()) && !nonce_used(&n.state, t))
+                        .filter(|t| {
+                            !n.included.contains(&t.hash())
+                                && !nonce_used(&n.state, t)
+                                && !self.stranded(n, t)
+                        })
                         .count(),
                 )
             })
@@ -513,6 +523,24 @@ impl<E: Adversarial> World<E> {
 
     fn report_liveness(&mut self) {
         let missing = self.missing();
+        if missing.is_empty() && E::FAULT_MODEL == FaultModel::Hybrid && !self.finality_caught_up()
+        {
+            let lag: Vec<String> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.honest && n.is_up() && n.final_height < n.height())
+                .map(|(i, n)| format!("node {i} final {} head {}", n.final_height, n.height()))
+                .collect();
+            let detail = format!(
+                "{} ms after the network healed (bound {} ms) every transaction is in, but finality has not caught up: {}",
+                self.now.saturating_sub(self.scenario.heal_ms),
+                self.scenario.liveness_bound_ms,
+                lag.join("; ")
+            );
+            self.violation(ViolationKind::Liveness, detail);
+            return;
+        }
         if missing.is_empty() {
             let Some(why) = self.views_disagree() else {
                 return;
@@ -636,6 +664,27 @@ impl<E: Adversarial> World<E> {
         }
     }
 
+    /// PBFT with a fallback: whether `t`'s fate was decided by a failure:
+    /// a transaction of its sender at its nonce or below failed in a
+    /// block (a gap: it was committed ahead of the same sender's earlier
+    /// one, which sat in a tentative block PBFT then discarded, or which
+    /// the primary did not have). A client learns that its transfer
+    /// failed, or that a later one cannot apply, and sends again; the
+    /// ledger cannot apply `t` as it is, and no engine need hold it.
+    fn stranded(&self, n: &Node<E>, t: &SignedTransaction) -> bool {
+        if E::FAULT_MODEL != FaultModel::Hybrid {
+            return false;
+        }
+        let next = n.state.account(&t.tx.from).map_or(0, |a| a.nonce);
+        self.wanted.iter().any(|u| {
+            u.tx.from == t.tx.from
+                && u.tx.nonce >= next
+                && u.tx.nonce <= t.tx.nonce
+                && u.hash() != t.hash()
+                && n.included.contains(&u.hash())
+        })
+    }
+
     /// PBFT with a fallback: whether every honest node that is up holds
     /// only final blocks.
     fn finality_caught_up(&self) -> bool {
@@ -666,14 +715,11 @@ impl<E: Adversarial> World<E> {
             }
             for &b in honest.iter().filter(|b| **b != a) {
                 let nb = &self.nodes[b];
-                // Before liveness, a node may still hold tentative blocks
-                // it has not replaced by the final ones: compare finals.
-                let reach = if self.live_at.is_some() {
-                    nb.height()
-                } else {
-                    nb.final_height
-                };
-                let upto = na.final_height.0.min(reach.0);
+                // A node may hold tentative blocks it has not yet replaced
+                // by final ones (it is behind, or fell back again after
+                // the heal): S4 is judged once it synced, at liveness,
+                // when every chain is final. Here: final against final.
+                let upto = na.final_height.0.min(nb.final_height.0);
                 for h in 1..=upto as usize {
                     if na.chain[h].hash() != nb.chain[h].hash() {
                         problem = Some(format!(
@@ -834,6 +880,7 @@ impl<E: Adversarial> World<E> {
                     .line(self.now, || format!("{node} timeout {kind:?}"));
                 self.step(node, Input::Timeout(kind));
             }
+            Event::Push { to, txs } => self.submit(to, txs),
             Event::Submit(i) => {
                 let sub = self.scenario.workload[i].clone();
                 for tx in &sub.txs {
