@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # A local Phalanx testnet: N validator processes on loopback.
 #
-#   testnet/local.sh up [-n 4] [--faults] [--consensus pbft|cft|pow|pos] [--json] [--dir DIR] [--base-port P]
+#   testnet/local.sh up [-n 4] [--faults] [--consensus pbft|cft|pow|pos] [--fallback pow|pos] [--json] [--dir DIR] [--base-port P]
 #         build, init, start, wait until every node answers and a first transfer commits;
 #         prints the endpoints and the prefunded accounts (--json: the same as JSON).
 #         On an existing chain it resumes it; if some nodes run, it restarts only the
 #         stopped ones, with the flags they were first started with.
 #         --faults: allow fault injection (/admin routes, `phalanx node --allow-fault-injection`).
+#         --fallback pow|pos: PBFT falls back to proof of work or stake without a quorum
+#         (stop 2 of 4 nodes: transfers still land, tentative; restart them: they turn final).
 #   testnet/local.sh accounts [--json] [--dir DIR]            the prefunded accounts again
 #   testnet/local.sh status [--dir DIR]                       pids, heights, views, peers
 #   testnet/local.sh logs N [--dir DIR] [-f]                  one node's log
@@ -27,6 +29,7 @@ follow=""
 json=""
 faults=""
 consensus=""
+fallback=""
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 node_arg=""
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
     --dir) dir="${2:?--dir needs a path}"; shift 2 ;;
     --base-port) base_port="${2:?--base-port needs a port}"; shift 2 ;;
     --consensus) consensus="${2:?--consensus needs pbft, cft, pow or pos}"; shift 2 ;;
+    --fallback) fallback="${2:?--fallback needs pow, pos or none}"; shift 2 ;;
     --faults) faults=1; shift ;;
     --json) json=1; shift ;;
     -f|--follow) follow=1; shift ;;
@@ -52,7 +56,9 @@ while [ $# -gt 0 ]; do
 done
 case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac
 case "$n" in ''|*[!0-9]*) die "-n needs a number of validators, got '$n'" ;; esac
-case "$consensus" in ''|pbft|cft|pow|pos) ;; *) die "--consensus must be pbft, cft, pow or pos, got '$consensus'" ;; esac
+case "$consensus" in ''|pbft|cft|pow|pos|pbft+pow|pbft+pos) ;; *) die "--consensus must be pbft, cft, pow or pos, got '$consensus'" ;; esac
+case "$fallback" in ''|none|pow|pos) ;; *) die "--fallback must be pow, pos or none, got '$fallback'" ;; esac
+case "$fallback" in pow|pos) case "${consensus:-pbft}" in pbft) ;; *) die "--fallback needs PBFT (--consensus pbft), got --consensus $consensus" ;; esac ;; esac
 
 target="${CARGO_TARGET_DIR:-$root/target}"
 bin="${PHALANX_BIN:-$target/release/phalanx}"
@@ -186,10 +192,10 @@ up() {
     fresh=""
     n=$(count_homes)
     [ -f "$dir/base_port" ] && base_port=$(cat "$dir/base_port")
-    [ -z "$consensus" ] || say "note: --consensus applies to a new chain; this one keeps its genesis"
+    [ -z "$consensus$fallback" ] || say "note: --consensus and --fallback apply to a new chain; this one keeps its genesis"
   else
     case "${consensus:-pbft}" in
-      pbft) [ "$n" -ge 4 ] || die "PBFT needs at least 4 validators (n ≥ 3f+1); got -n $n" ;;
+      pbft|pbft+pow|pbft+pos) [ "$n" -ge 4 ] || die "PBFT needs at least 4 validators (n ≥ 3f+1); got -n $n" ;;
       cft|pow|pos) [ "$n" -ge 1 ] || die "${consensus^^} needs at least 1 validator; got -n $n" ;;
     esac
   fi
@@ -201,7 +207,7 @@ up() {
   done
   if [ -n "$fresh" ]; then
     say "==> writing $n node homes to $dir"
-    "$bin" testnet init --validators "$n" --consensus "${consensus:-pbft}" --output "$dir" --base-port "$base_port" >/dev/null
+    "$bin" testnet init --validators "$n" --consensus "${consensus:-pbft}" --fallback "${fallback:-none}" --output "$dir" --base-port "$base_port" >/dev/null
     echo "$base_port" > "$dir/base_port"
   else
     say "==> resuming the existing $n-node chain in $dir (\`testnet/local.sh reset\` for a fresh one)"

@@ -455,3 +455,147 @@ fn local_sh_up_consensus_pos_slashes_an_equivocating_leader() {
     }
     assert!(net.local_sh(&["down"]).status.success());
 }
+
+/// Kills node `i` with SIGKILL and waits until its process is gone.
+fn kill_node(net: &LocalNet, i: u16) {
+    let pid = net.pid(i);
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "node{i} survived kill -9");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The README's demo (issue 20): `local.sh up --fallback pos`, then two of
+/// the four validators stop — PBFT has no quorum. A transfer still lands,
+/// in a tentative block (`/status` says `fallback`; the `finalized` tag
+/// stays behind). The two come back (`local.sh up` restarts them) and the
+/// same transfer turns final on every node, in one block everywhere —
+/// usually the tentative block itself; should PBFT's view change fill
+/// that height with another block, the transfer returns to the mempool
+/// and commits again.
+#[test]
+fn local_sh_fallback_pos_keeps_going_without_a_quorum_and_finalizes_after() {
+    let _serial = one_at_a_time();
+    let base_port = base_port();
+    let net = LocalNet {
+        cwd: tempfile::tempdir().unwrap(),
+        base_port,
+    };
+    let up = net.local_sh(&[
+        "up",
+        "--fallback",
+        "pos",
+        "--json",
+        "--base-port",
+        &base_port.to_string(),
+    ]);
+    assert!(up.status.success(), "local.sh up --fallback pos failed");
+    let status = net.status(0);
+    assert_eq!(status["consensus"], "pbft+pos", "{status}");
+    assert_eq!(status["mode"], "pbft", "{status}");
+
+    kill_node(&net, 2);
+    kill_node(&net, 3);
+    let out = net.phalanx(&[
+        "tx",
+        "transfer",
+        "--key",
+        "account0",
+        "--to",
+        "account1",
+        "--amount",
+        "10",
+        "--wait",
+        "tentative",
+        "--timeout",
+        "120",
+    ]);
+    assert!(out.contains("(tentative"), "{out}");
+    let hash = out.split_whitespace().next().unwrap().to_owned();
+    let tx: Value = serde_json::from_str(&net.phalanx(&["query", "tx", &hash, "--json"])).unwrap();
+    assert_eq!(tx["finality"], "tentative", "{tx}");
+    let height = tx["height"].as_u64().unwrap();
+    let tentative_hash = {
+        let b: Value =
+            serde_json::from_str(&net.phalanx(&["query", "block", &height.to_string(), "--json"]))
+                .unwrap();
+        b["hash"].clone()
+    };
+    let status = net.status(0);
+    assert_eq!(status["mode"], "fallback", "{status}");
+    assert!(
+        status["final_height"].as_u64().unwrap() < height,
+        "{status}"
+    );
+    let finalized: Value =
+        serde_json::from_str(&net.phalanx(&["query", "block", "finalized", "--json"])).unwrap();
+    assert!(
+        finalized["height"].as_u64().unwrap() < height,
+        "{finalized}"
+    );
+
+    // The quorum is back: the same transfer turns final, block unchanged.
+    assert!(net.local_sh(&["up"]).status.success());
+    let out = net.phalanx(&["tx", "wait", &hash, "--timeout", "180"]);
+    assert!(out.contains("(final)"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut final_block = None;
+    for i in 0..4 {
+        loop {
+            let tx: Value = serde_json::from_str(&net.phalanx(&[
+                "query",
+                "tx",
+                &hash,
+                "--json",
+                "--node",
+                &net.api(i),
+            ]))
+            .unwrap_or(Value::Null);
+            if tx["finality"] == "final" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node{i}: {tx}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let tx: Value = serde_json::from_str(&net.phalanx(&[
+            "query",
+            "tx",
+            &hash,
+            "--json",
+            "--node",
+            &net.api(i),
+        ]))
+        .unwrap();
+        let at = tx["height"].as_u64().unwrap().to_string();
+        let b: Value = serde_json::from_str(&net.phalanx(&[
+            "query",
+            "block",
+            &at,
+            "--json",
+            "--node",
+            &net.api(i),
+        ]))
+        .unwrap();
+        assert_eq!(b["finality"], "final", "{b}");
+        match &final_block {
+            None => final_block = Some(b["hash"].clone()),
+            Some(h) => assert_eq!(&b["hash"], h, "node{i} finalized another block"),
+        }
+    }
+    eprintln!(
+        "the transfer's tentative block {} kept: {}",
+        height,
+        final_block.as_ref() == Some(&tentative_hash)
+    );
+    assert!(net.local_sh(&["down"]).status.success());
+}

@@ -309,7 +309,10 @@ impl WithEngine for StartDriver<'_> {
         if let Some(path) = self.vote_log {
             driver.set_vote_log(path)?;
         }
-        if E::KIND == phalanx_ledger::EngineKind::Pow {
+        if matches!(
+            E::KIND,
+            phalanx_ledger::EngineKind::Pow | phalanx_ledger::EngineKind::PbftPow
+        ) {
             tracing::info!(
                 threads = self.mining.threads,
                 hash_rate_cap = self.mining.hash_rate,

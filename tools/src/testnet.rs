@@ -11,7 +11,7 @@
 use anyhow::Context as _;
 use phalanx_crypto::{write_key_file, KeyKind, Keypair};
 use phalanx_ledger::{
-    ConsensusParams, EngineKind, Genesis, GenesisAccount, ValidatorIndex, ValidatorInfo,
+    ConsensusParams, EngineKind, Fallback, Genesis, GenesisAccount, ValidatorIndex, ValidatorInfo,
 };
 use phalanx_node::home::{ApiConfig, Home, NodeConfig, P2pConfig};
 use phalanx_runtime::registry;
@@ -130,6 +130,18 @@ pub fn write_twin(args: &TwinArgs) -> anyhow::Result<String> {
     Ok(format!("http://{}", config.api.listen))
 }
 
+/// Parses `--fallback`.
+pub fn parse_fallback(name: &str) -> Result<Fallback, String> {
+    match name.trim() {
+        "none" => Ok(Fallback::None),
+        "pow" => Ok(Fallback::Pow),
+        "pos" => Ok(Fallback::Pos),
+        other => Err(format!(
+            "unknown fallback {other:?}: PBFT falls back to none, pow or pos"
+        )),
+    }
+}
+
 /// `phalanx testnet init` arguments.
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
@@ -140,6 +152,11 @@ pub struct InitArgs {
     /// n ≥ 3f+1) or cft (the crash-fault-tolerant baseline, n ≥ 2f+1).
     #[arg(long, value_parser = registry::parse, default_value = "pbft")]
     pub consensus: EngineKind,
+    /// What PBFT falls back to while it has no quorum: none (it halts),
+    /// pow or pos (tentative blocks until the quorum is back, then PBFT
+    /// finalizes them). The same as `--consensus pbft+pow` / `pbft+pos`.
+    #[arg(long, value_parser = parse_fallback, default_value = "none")]
+    pub fallback: Fallback,
     /// The directory to create (it must not exist or be empty).
     #[arg(long, short, value_name = "DIR")]
     pub output: PathBuf,
@@ -363,6 +380,15 @@ fn p2p_multiaddr(ip: IpAddr, port: u16) -> String {
 /// Keys, configs and genesis for `args`; fails before anything is written.
 fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
     check_args(args)?;
+    let mut consensus = ConsensusParams {
+        engine: args.consensus,
+        fallback: args.fallback,
+        ..ConsensusParams::default()
+    };
+    consensus
+        .settle_fallback()
+        .map_err(|e| anyhow::anyhow!("--fallback {}: {e}", args.fallback.name()))?;
+    let engine = consensus.engine;
     let hosts = parse_hosts(args.hosts.as_deref(), args.validators)?;
     let random = || Keypair::generate().context("the operating system's random source failed");
     let mut nodes = Vec::new();
@@ -394,11 +420,7 @@ fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
             node_key: node.node_key.public(),
             // Under PoS the stake is also a balance (in the validator's
             // stake account); elsewhere only the count of validators matters.
-            stake: if args.consensus == EngineKind::Pos {
-                100
-            } else {
-                1
-            },
+            stake: if engine.staked() { 100 } else { 1 },
             p2p_address: p2p,
             api_address: api,
         });
@@ -418,10 +440,7 @@ fn plan(args: &InitArgs) -> anyhow::Result<Plan> {
                 balance: args.balance,
             })
             .collect(),
-        consensus: ConsensusParams {
-            engine: args.consensus,
-            ..ConsensusParams::default()
-        },
+        consensus,
     };
     // The engine's own rule on the validator set (PBFT needs n ≥ 4).
     phalanx_node::run::check_engine_config(&genesis, ValidatorIndex(0))
@@ -556,6 +575,7 @@ mod tests {
         InitArgs {
             validators: n,
             consensus: EngineKind::Pbft,
+            fallback: Fallback::None,
             output: PathBuf::from("unused"),
             base_port: 26000,
             hosts: None,
@@ -708,6 +728,21 @@ mod tests {
         })
         .unwrap();
         assert_eq!(cft.genesis.consensus.engine, EngineKind::Cft);
+        // PBFT with a fallback: `--fallback pos` is engine pbft+pos, with stake.
+        let hybrid = plan(&InitArgs {
+            fallback: Fallback::Pos,
+            ..args(4)
+        })
+        .unwrap();
+        assert_eq!(hybrid.genesis.consensus.engine, EngineKind::PbftPos);
+        assert_eq!(hybrid.genesis.consensus.fallback, Fallback::Pos);
+        assert_eq!(hybrid.genesis.validators[0].stake, 100);
+        assert!(msg(InitArgs {
+            consensus: EngineKind::Cft,
+            fallback: Fallback::Pow,
+            ..args(4)
+        })
+        .contains("does not go with engine"));
         assert!(msg(InitArgs {
             consensus: EngineKind::Cft,
             ..args(0)

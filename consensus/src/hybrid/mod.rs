@@ -863,19 +863,22 @@ impl<F: Fallback> Hybrid<F> {
     /// Falls back after enough view changes without a new final block.
     fn maybe_fall_back(&mut self, out: &mut Vec<HOut<F>>) {
         if self.mode != Mode::Pbft {
-            if self.mode == Mode::Recovering && self.stalled() {
-                // PBFT lost its quorum again while finalizing.
+            // PBFT lost its quorum again while finalizing. Twice the
+            // patience: a view change or two while replicas converge on
+            // one branch is expected, and mining meanwhile would only
+            // move the tip it is converging on.
+            if self.mode == Mode::Recovering && self.stalled(2 * self.fallback_after) {
                 self.mode = Mode::Fallback;
             }
             return;
         }
-        if self.stalled() {
+        if self.stalled(self.fallback_after) {
             self.fall_back(out);
         }
     }
 
-    fn stalled(&self) -> bool {
-        self.pbft.counters().view_changes >= self.view_changes_at_final + self.fallback_after
+    fn stalled(&self, view_changes: u64) -> bool {
+        self.pbft.counters().view_changes >= self.view_changes_at_final + view_changes
     }
 
     fn on_sync_blocks(&mut self, blocks: Vec<Block>, out: &mut Vec<HOut<F>>) {
@@ -1040,8 +1043,13 @@ impl<F: Fallback> Protocol for Hybrid<F> {
     const KIND: EngineKind = F::HYBRID_KIND;
     const FAULT_MODEL: FaultModel = FaultModel::Hybrid;
 
+    /// PBFT's configuration, with what the fallback reads too: the
+    /// genesis time (PoS slots) and the validators' stakes.
     fn config(genesis: &Genesis, me: ValidatorIndex) -> Result<Config, ConfigError> {
-        <Pbft as Protocol>::config(genesis, me)
+        let mut cfg = <Pbft as Protocol>::config(genesis, me)?;
+        cfg.genesis_time_ms = genesis.genesis_time_ms;
+        cfg.stakes = genesis.validators.iter().map(|v| v.stake).collect();
+        Ok(cfg)
     }
 
     fn restore(cfg: Config, key: Keypair, restored: Restored<Self::Record>) -> Self {

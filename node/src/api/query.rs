@@ -66,13 +66,23 @@ fn latest(shared: &Shared) -> Result<Block, ApiError> {
 #[derive(Debug, PartialEq, Eq)]
 enum BlockId {
     Latest,
+    Safe,
+    Finalized,
     Height(Height),
     Hash(Hash),
 }
 
+/// Confirmations that make a tentative block `safe` (Ethereum's tag: not
+/// expected to be reverted while most producers are honest and messages
+/// arrive in time).
+pub const SAFE_CONFIRMATIONS: u64 = 6;
+
 fn parse_block_id(s: &str) -> Result<BlockId, ApiError> {
-    if s == "latest" {
-        return Ok(BlockId::Latest);
+    match s {
+        "latest" => return Ok(BlockId::Latest),
+        "safe" => return Ok(BlockId::Safe),
+        "finalized" => return Ok(BlockId::Finalized),
+        _ => {}
     }
     // A 64-character id is a hash even if it happens to be all digits.
     if s.len() == 64 || s.starts_with("0x") {
@@ -85,7 +95,9 @@ fn parse_block_id(s: &str) -> Result<BlockId, ApiError> {
         .map_err(|_| {
             ApiError::bad_request(
                 "bad_request",
-                format!("{s:?} is not a block height, `latest` or a 64-hex block hash"),
+                format!(
+                    "{s:?} is not a block height, `latest`, `safe`, `finalized` or a 64-hex block hash"
+                ),
             )
         })
 }
@@ -94,8 +106,23 @@ pub(super) async fn block(
     State(shared): AppState,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<BlockResponse>, ApiError> {
+    let at = |h: Height| {
+        shared
+            .store
+            .block(h)?
+            .ok_or_else(|| ApiError::not_found("unknown_block", format!("no block at height {h}")))
+    };
     let block = match parse_block_id(&param(id)?)? {
         BlockId::Latest => latest(&shared)?,
+        // The last final block (a PBFT or CFT certificate, or genesis).
+        BlockId::Finalized => at(Height(shared.status.get().final_height))?,
+        // The final block, or the head's ancestor with
+        // SAFE_CONFIRMATIONS confirmations if that is higher.
+        BlockId::Safe => {
+            let st = shared.status.get();
+            let deep = st.height.saturating_sub(SAFE_CONFIRMATIONS - 1);
+            at(Height(st.final_height.max(deep).min(st.height)))?
+        }
         BlockId::Height(h) => shared.store.block(h)?.ok_or_else(|| {
             let latest = shared
                 .store
@@ -192,7 +219,7 @@ pub(super) async fn account(
 }
 
 pub(super) async fn validators(State(shared): AppState) -> Json<Vec<ValidatorResponse>> {
-    let pos = shared.genesis.consensus.engine == phalanx_ledger::EngineKind::Pos;
+    let pos = shared.genesis.consensus.engine.staked();
     Json(
         shared
             .genesis
@@ -262,6 +289,8 @@ mod tests {
     fn block_ids() {
         assert_eq!(parse_block_id("latest").unwrap(), BlockId::Latest);
         assert_eq!(parse_block_id("17").unwrap(), BlockId::Height(Height(17)));
+        assert_eq!(parse_block_id("safe").unwrap(), BlockId::Safe);
+        assert_eq!(parse_block_id("finalized").unwrap(), BlockId::Finalized);
         let digits = "1".repeat(64);
         assert!(
             matches!(parse_block_id(&digits).unwrap(), BlockId::Hash(_)),

@@ -637,7 +637,7 @@ fn cli_transfer_and_queries_against_a_served_node() {
         amount: 3,
         fee: 1,
         nonce: NonceArg::Auto,
-        wait: false,
+        wait: None,
         chain_id: None,
         count: 3,
         json: false,
@@ -670,7 +670,7 @@ fn cli_transfer_and_queries_against_a_served_node() {
         amount: 1,
         fee: 1,
         nonce: NonceArg::Auto,
-        wait: false,
+        wait: None,
         chain_id: None,
         count: 1,
         json: false,
@@ -690,7 +690,7 @@ fn cli_transfer_and_queries_against_a_served_node() {
         amount: 1,
         fee: 1,
         nonce: NonceArg::Fixed(0),
-        wait: false,
+        wait: None,
         chain_id: None,
         count: 1,
         json: false,
@@ -827,7 +827,7 @@ fn transfer_wait_outlasts_the_node_wait_and_takes_accounts_by_name() {
         amount: 7,
         fee: 1,
         nonce: NonceArg::Auto,
-        wait: true,
+        wait: Some(crate::cli::tx::WaitFor::Final),
         timeout: Duration::from_secs(20),
         chain_id: None,
         count: 1,
@@ -870,6 +870,7 @@ fn transfer_wait_outlasts_the_node_wait_and_takes_accounts_by_name() {
             hash: tx.hash(),
             node: node_arg.clone(),
             timeout: Duration::from_secs(5),
+            wait_for: crate::cli::tx::WaitFor::Final,
             json: false,
         }))
         .unwrap();
@@ -886,6 +887,7 @@ fn transfer_wait_outlasts_the_node_wait_and_takes_accounts_by_name() {
         hash: Hash::digest(b"never sent"),
         node: node_arg,
         timeout: Duration::from_millis(500),
+        wait_for: crate::cli::tx::WaitFor::Final,
         json: false,
     }))
     .unwrap_err()

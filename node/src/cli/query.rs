@@ -36,8 +36,10 @@ pub enum QueryCommand {
         after_help = "Examples:\n  phalanx query block latest\n  phalanx query block 42 --json\n  phalanx query block <BLOCK_HASH>"
     )]
     Block {
-        /// A height, `latest`, or a 64-hex block hash.
-        #[arg(value_name = "HEIGHT|latest|HASH")]
+        /// A height, a 64-hex block hash, or a tag: `latest` (the head),
+        /// `finalized` (the last final block), `safe` (final, or 6
+        /// confirmations deep if higher).
+        #[arg(value_name = "HEIGHT|latest|safe|finalized|HASH")]
         id: String,
         /// Options.
         #[command(flatten)]
@@ -132,10 +134,12 @@ fn show<T: DeserializeOwned>(
 }
 
 fn check_block_id(id: &str) -> anyhow::Result<()> {
-    let ok = id == "latest" || id.parse::<u64>().is_ok() || id.parse::<Hash>().is_ok();
+    let ok = matches!(id, "latest" | "safe" | "finalized")
+        || id.parse::<u64>().is_ok()
+        || id.parse::<Hash>().is_ok();
     anyhow::ensure!(
         ok,
-        "{id:?} is not a block height, `latest` or a 64-hex block hash"
+        "{id:?} is not a block height, `latest`, `safe`, `finalized` or a 64-hex block hash"
     );
     Ok(())
 }
@@ -171,6 +175,42 @@ fn format_status(s: &NodeStatus) -> String {
             None => {
                 let _ = writeln!(out, "reorgs:     none");
             }
+        }
+    } else if !s.mode.is_empty() {
+        // PBFT with a fallback.
+        let what = match s.mode.as_str() {
+            "fallback" => "no PBFT quorum: new blocks are tentative",
+            "recovering" => "PBFT is back and finalizes the tentative blocks",
+            _ => "PBFT orders; every block is final",
+        };
+        let _ = writeln!(out, "mode:       {} ({what})", s.mode);
+        let _ = writeln!(
+            out,
+            "height:     {} (head; {tentative} tentative)",
+            s.height
+        );
+        let since = if s.last_final_at_ms == 0 {
+            String::new()
+        } else {
+            let secs = crate::clock::now_ms().saturating_sub(s.last_final_at_ms) / 1000;
+            format!(", {secs} s ago")
+        };
+        let _ = writeln!(
+            out,
+            "final:      {} ({}{since}; finality lag {} blocks)",
+            s.final_height, s.final_hash, s.finality_lag
+        );
+        let _ = writeln!(
+            out,
+            "view:       {} (primary {}{changing})",
+            s.view, s.primary
+        );
+        if let Some(r) = &s.last_reorg {
+            let _ = writeln!(
+                out,
+                "discarded:  {} time(s) (last: {} -> {}, {} transactions back to the mempool)",
+                s.reorgs, r.from_height, r.to_height, r.returned_txs
+            );
         }
     } else {
         let _ = writeln!(out, "height:     {}", s.height);

@@ -3,7 +3,7 @@
 
 use super::names::KeysDirArg;
 use crate::api::types::NodeStatus;
-use crate::api::types::{AccountResponse, SubmitResponse, TxResponse, TxState};
+use crate::api::types::{AccountResponse, Finality, SubmitResponse, TxResponse, TxState};
 use crate::client::{Client, ClientError, NodeArg};
 use anyhow::Context as _;
 use phalanx_crypto::Hash;
@@ -107,9 +107,12 @@ pub struct TransferArgs {
     /// The nonce: `auto` (the account's next nonce, from the node) or a number.
     #[arg(long, value_parser = parse_nonce, default_value = "auto", value_name = "auto|N")]
     pub nonce: NonceArg,
-    /// Wait until each transaction is committed (up to --timeout).
-    #[arg(long)]
-    pub wait: bool,
+    /// Wait for each transaction (up to --timeout): `final` (the default)
+    /// until its block is final — under PBFT at once, after a fallback
+    /// once PBFT finalized it, under PoW and PoS (which never finalize)
+    /// until it is in a block; `tentative` until it is in a block.
+    #[arg(long, num_args = 0..=1, default_missing_value = "final", value_name = "final|tentative", value_parser = parse_wait)]
+    pub wait: Option<WaitFor>,
     /// Seconds to wait for each transaction with --wait.
     #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, default_value = DEFAULT_WAIT_SECS, requires = "wait")]
     pub timeout: Duration,
@@ -124,6 +127,25 @@ pub struct TransferArgs {
     pub json: bool,
 }
 
+/// What `--wait` waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    /// The transaction's block is final.
+    Final,
+    /// The transaction is in a block (final or tentative).
+    Tentative,
+}
+
+fn parse_wait(s: &str) -> Result<WaitFor, String> {
+    match s {
+        "final" => Ok(WaitFor::Final),
+        "tentative" => Ok(WaitFor::Tentative),
+        other => Err(format!(
+            "--wait {other:?}: wait for `final` (the default) or `tentative`"
+        )),
+    }
+}
+
 /// `phalanx tx wait` arguments.
 #[derive(Debug, clap::Args)]
 pub struct WaitArgs {
@@ -136,6 +158,10 @@ pub struct WaitArgs {
     /// Seconds to wait before giving up.
     #[arg(long, value_name = "SECONDS", value_parser = parse_timeout, default_value = DEFAULT_WAIT_SECS)]
     pub timeout: Duration,
+    /// What to wait for: `final` (its block is final; on PoW and PoS
+    /// chains, which never finalize, in a block) or `tentative` (in a block).
+    #[arg(long = "for", value_name = "final|tentative", value_parser = parse_wait, default_value = "final")]
+    pub wait_for: WaitFor,
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
@@ -171,8 +197,18 @@ fn transfer(args: &TransferArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         },
     };
-    let path = if args.wait { "/txs?wait=true" } else { "/txs" };
-    let timeout = if args.wait {
+    // Chains whose engine never finalizes (PoW, PoS alone): inclusion is
+    // all there is to wait for.
+    let wait = match args.wait {
+        Some(WaitFor::Final) if !finalizes(&client)? => Some(WaitFor::Tentative),
+        w => w,
+    };
+    let path = if wait.is_some() {
+        "/txs?wait=true"
+    } else {
+        "/txs"
+    };
+    let timeout = if wait.is_some() {
         WAIT_REQUEST_TIMEOUT
     } else {
         SUBMIT_TIMEOUT
@@ -202,17 +238,24 @@ fn transfer(args: &TransferArgs) -> anyhow::Result<()> {
         let mut answer: SubmitResponse = client
             .post(path, &tx, timeout)
             .map_err(|e| submit_error(e, nonce, i, hash))?;
-        if args.wait && !answer.committed {
-            // --timeout counts from the submission (the node's own wait included).
-            answer = wait_until(&client, hash, started_tx + args.timeout)?.unwrap_or(answer);
+        let mut finality = None;
+        if let Some(w) = wait {
+            // Until committed (final, for a final wait), and to learn its
+            // finality; --timeout counts from the submission (the node's
+            // own wait included).
+            let deadline = started_tx + args.timeout;
+            if let Some((a, f)) = wait_until(&client, hash, deadline, w)? {
+                answer = a;
+                finality = Some(f);
+            }
         }
         if args.json {
             println!("{}", serde_json::to_string(&answer)?);
         } else {
-            println!("{}", describe(&answer, nonce, args.wait));
+            println!("{}", describe(&answer, nonce, wait.is_some(), finality));
         }
-        if args.wait {
-            if let Some(problem) = wait_problem(&answer) {
+        if let Some(w) = wait {
+            if let Some(problem) = wait_problem(&answer, w, finality) {
                 failures.push(problem);
             }
         }
@@ -263,11 +306,35 @@ fn submit_error(e: ClientError, nonce: u64, sent: u64, hash: Hash) -> anyhow::Er
     }
 }
 
-fn describe(answer: &SubmitResponse, nonce: u64, waited: bool) -> String {
+/// Whether the node's engine finalizes blocks (every engine but PoW and
+/// PoS alone).
+fn finalizes(client: &Client) -> anyhow::Result<bool> {
+    let status: crate::api::types::NodeStatus = client.get("/status")?;
+    Ok(!matches!(status.consensus.as_str(), "pow" | "pos"))
+}
+
+/// A committed transaction's finality, and its confirmations if tentative.
+type Seen = (Finality, Option<u64>);
+
+/// " (final)", " (tentative, 3 confirmations)" or nothing.
+fn finality_note(finality: Option<Seen>) -> String {
+    match finality {
+        Some((Finality::Final, _)) => " (final)".into(),
+        Some((Finality::Tentative, Some(k))) => format!(
+            " (tentative, {k} confirmation{})",
+            if k == 1 { "" } else { "s" }
+        ),
+        Some((Finality::Tentative, None)) => " (tentative)".into(),
+        None => String::new(),
+    }
+}
+
+fn describe(answer: &SubmitResponse, nonce: u64, waited: bool, finality: Option<Seen>) -> String {
     let hash = answer.tx_hash;
     match (&answer.height, &answer.receipt) {
         (Some(height), Some(receipt)) => format!(
-            "{hash}  nonce {nonce}  committed at height {height}: {}",
+            "{hash}  nonce {nonce}  committed at height {height}{}: {}",
+            finality_note(finality),
             outcome(receipt)
         ),
         _ if waited => format!("{hash}  nonce {nonce}  pending: not committed in time"),
@@ -283,9 +350,15 @@ fn outcome(receipt: &Receipt) -> String {
 }
 
 /// Why a waited-for transaction is not a success, if it is not.
-fn wait_problem(answer: &SubmitResponse) -> Option<String> {
+fn wait_problem(answer: &SubmitResponse, wait: WaitFor, finality: Option<Seen>) -> Option<String> {
     let hash = answer.tx_hash;
     match &answer.receipt {
+        Some(r) if r.is_success() && wait == WaitFor::Final && finality.is_some_and(|(f, _)| f == Finality::Tentative) => {
+            Some(format!(
+                "transaction {hash} is in a tentative block that did not turn final within --timeout \
+                 (PBFT has no quorum yet?): follow it with `phalanx tx wait {hash}`"
+            ))
+        }
         Some(r) if r.is_success() => None,
         Some(r) => Some(format!(
             "transaction {hash} was included but failed: {}",
@@ -298,28 +371,40 @@ fn wait_problem(answer: &SubmitResponse) -> Option<String> {
     }
 }
 
-/// Polls `/txs/{hash}` until the transaction is committed (its answer) or
-/// `deadline` passes (`None`). A node that does not know the hash yet (it
-/// may still be on its way from another node) is asked again.
+/// Polls `/txs/{hash}` until the transaction is committed — in a final
+/// block, for `WaitFor::Final` — and returns its answer and finality, or
+/// `None` once `deadline` passes (the last answer seen, if it was
+/// committed, for a final wait that timed out on a tentative block). A
+/// node that does not know the hash yet (it may still be on its way from
+/// another node) is asked again.
 fn wait_until(
     client: &Client,
     hash: Hash,
     deadline: Instant,
-) -> anyhow::Result<Option<SubmitResponse>> {
+    wait: WaitFor,
+) -> anyhow::Result<Option<(SubmitResponse, Seen)>> {
+    let mut seen = None;
     loop {
         match client.get::<TxResponse>(&format!("/txs/{hash}")) {
             Ok(TxResponse {
                 status: TxState::Committed,
                 height,
                 receipt,
+                finality,
+                confirmations,
                 ..
             }) => {
-                return Ok(Some(SubmitResponse {
+                let finality = finality.unwrap_or(Finality::Final);
+                let answer = SubmitResponse {
                     tx_hash: hash,
                     committed: true,
                     height,
                     receipt,
-                }))
+                };
+                if wait == WaitFor::Tentative || finality == Finality::Final {
+                    return Ok(Some((answer, (finality, confirmations))));
+                }
+                seen = Some((answer, (finality, confirmations)));
             }
             Ok(_) => {}
             Err(e) if e.api_code() == Some("unknown_tx") => {}
@@ -329,7 +414,7 @@ fn wait_until(
         }
         let now = Instant::now();
         if now >= deadline {
-            return Ok(None);
+            return Ok(seen);
         }
         std::thread::sleep(POLL_INTERVAL.min(deadline - now));
     }
@@ -350,16 +435,25 @@ fn wait_command(args: &WaitArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
         Ok(_) => {}
     }
-    match wait_until(&client, args.hash, deadline)? {
-        Some(answer) => {
+    let wait = if finalizes(&client)? {
+        args.wait_for
+    } else {
+        WaitFor::Tentative
+    };
+    match wait_until(&client, args.hash, deadline, wait)? {
+        Some((answer, finality)) => {
             if args.json {
                 println!("{}", serde_json::to_string(&answer)?);
             } else {
                 let height = answer.height.map_or("?".to_string(), |h| h.to_string());
                 let result = answer.receipt.as_ref().map_or("?".to_string(), outcome);
-                println!("{}  committed at height {height}: {result}", args.hash);
+                println!(
+                    "{}  committed at height {height}{}: {result}",
+                    args.hash,
+                    finality_note(Some(finality))
+                );
             }
-            match wait_problem(&answer) {
+            match wait_problem(&answer, wait, Some(finality)) {
                 None => Ok(()),
                 Some(problem) => anyhow::bail!("{problem}"),
             }

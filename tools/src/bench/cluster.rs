@@ -65,6 +65,8 @@ impl Cluster {
         crate::testnet::write_quietly(&InitArgs {
             validators: n,
             consensus,
+            // (`consensus` may be pbft+pow or pbft+pos itself.)
+            fallback: phalanx_ledger::Fallback::None,
             output: dir.to_path_buf(),
             base_port,
             hosts: None,
