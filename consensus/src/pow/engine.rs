@@ -1283,11 +1283,14 @@ mod tests {
             .collect();
         assert_eq!(asks, vec![5]);
         assert_eq!(b.counters().orphans, 1);
-        // The answer (blocks 5..) does not connect either: it asks from further back.
-        let out = b.handle(
-            now,
-            Input::SyncBlocks(vec![as_block(&made[4]), as_block(&made[5])]),
-        );
+        // The answer (blocks 5..) does not connect either: it asks from
+        // further back — but not twice within ASK_BACK_GAP_MS (an answer
+        // full of orphans once asked once per orphan, and so did each
+        // answer to those).
+        let answer = || Input::SyncBlocks(vec![as_block(&made[4]), as_block(&made[5])]);
+        let out = b.handle(now + 10, answer());
+        assert!(!out.iter().any(|o| matches!(o, Output::RequestSync { .. })));
+        let out = b.handle(now + ASK_BACK_GAP_MS, answer());
         assert!(out
             .iter()
             .any(|o| matches!(o, Output::RequestSync { from } if from.0 < 5)));
