@@ -760,8 +760,8 @@ impl<F: Fallback> Hybrid<F> {
                 out.push(Output::Revert {
                     to: Height(height.0 - 1),
                 });
-                // (Handed back once the whole batch of PBFT's outputs is
-                // seen: see `after_pbft`.)
+                // (Handed back at the end of the input, without what PBFT
+                // committed meanwhile: see `flush_returned`.)
                 self.returned
                     .extend(abandoned.into_iter().flat_map(|t| t.payload.txs));
             }
