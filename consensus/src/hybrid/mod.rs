@@ -11,7 +11,9 @@
 //!   messages are dropped unread (counted): a Byzantine validator cannot
 //!   push a live node into falling back.
 //! - *fallback*: this replica started `fallback_after_timeouts` view
-//!   changes without a new final block. The fallback engine starts on the
+//!   changes without a new final block, or complained on as many
+//!   timeouts (a replica cut off with fewer than f others never gathers
+//!   the complaints that change views). The fallback engine starts on the
 //!   last final block F (its tree's root and floor) and commits tentative
 //!   blocks above it; PBFT keeps trying view changes in the background.
 //! - *recovering*: PBFT committed again while tentative blocks remain.
@@ -361,8 +363,10 @@ pub struct Hybrid<F: Fallback> {
     final_id_known: bool,
     tentative: Vec<Tentative>,
     awaiting: VecDeque<Source>,
-    /// PBFT's count of view changes started, at the last final block.
+    /// PBFT's counts of view changes started and of complaints, at the
+    /// last final block.
     view_changes_at_final: u64,
+    complaints_at_final: u64,
     fallback_after: u64,
     /// Stored blocks a restart could not read back: reverted at start.
     truncate_to: Option<Height>,
@@ -526,6 +530,7 @@ impl<F: Fallback> Hybrid<F> {
             fb_cfg,
             key,
             view_changes_at_final: pbft.counters().view_changes,
+            complaints_at_final: pbft.counters().complaints,
             pbft,
             fb: None,
             mode: Mode::Pbft,
@@ -714,6 +719,7 @@ impl<F: Fallback> Hybrid<F> {
         }
         self.final_height = height;
         self.view_changes_at_final = self.pbft.counters().view_changes;
+        self.complaints_at_final = self.pbft.counters().complaints;
         self.last_final_ms = self.now_ms;
         let adopted = self
             .tentative
@@ -877,8 +883,14 @@ impl<F: Fallback> Hybrid<F> {
         }
     }
 
-    fn stalled(&self, view_changes: u64) -> bool {
-        self.pbft.counters().view_changes >= self.view_changes_at_final + view_changes
+    /// Whether PBFT timed out `timeouts` times without a new final block:
+    /// view changes started, or — for a replica that cannot change views,
+    /// too few of the others being in reach — timeouts it complained on
+    /// (progress timeouts, view changes without a NEW-VIEW).
+    fn stalled(&self, timeouts: u64) -> bool {
+        let c = self.pbft.counters();
+        c.view_changes >= self.view_changes_at_final + timeouts
+            || c.complaints >= self.complaints_at_final + timeouts
     }
 
     fn on_sync_blocks(&mut self, blocks: Vec<Block>, out: &mut Vec<HOut<F>>) {

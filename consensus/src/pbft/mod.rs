@@ -58,6 +58,12 @@ pub struct PbftCounters {
     pub pending_overflow: u64,
     /// View changes started by this replica.
     pub view_changes: u64,
+    /// Timeouts on which this replica complained: a progress timeout with
+    /// work pending and nothing committed, or a view change that got no
+    /// NEW-VIEW in time. (A replica cut off with fewer than f others
+    /// complains on and on without gathering the f+1 complaints that
+    /// change views.)
+    pub complaints: u64,
     /// Votes this replica refused to sign because it had signed another digest
     /// for the same slot (only after a restart with an inconsistent log).
     pub refused_double_sign: u64,

@@ -201,6 +201,7 @@ impl Pbft {
     /// sent it before: it may have been lost) and leave the view if f+1
     /// validators now complain about it.
     pub(crate) fn complain(&mut self, view: u64, out: &mut Vec<PbftOutput>) {
+        self.counters.complaints += 1;
         let me = self.me();
         let own = self
             .complaints

@@ -67,6 +67,10 @@ pub struct Hooks<E: Engine> {
     pub stop_on_violation: bool,
     /// Keep a readable trace.
     pub verbose: bool,
+    /// Keep the final chain of the honest node furthest ahead in the
+    /// outcome ([`Outcome::final_chain`]; off in sweeps, which keep every
+    /// outcome).
+    pub keep_chain: bool,
 }
 
 impl<E: Protocol> Default for Hooks<E> {
@@ -77,6 +81,7 @@ impl<E: Protocol> Default for Hooks<E> {
             tamper: None,
             stop_on_violation: true,
             verbose: false,
+            keep_chain: false,
         }
     }
 }
@@ -168,4 +173,11 @@ pub struct Outcome {
     pub trace: Vec<String>,
     /// Wall-clock milliseconds the schedule took (not part of the trace).
     pub wall_ms: u64,
+    /// With [`Hooks::keep_chain`]: the final blocks (every block, for
+    /// engines without finality) of the honest node with the highest final
+    /// height, genesis first.
+    pub final_chain: Vec<phalanx_ledger::Block>,
+    /// With [`Hooks::keep_chain`]: that node's state after its head (its
+    /// final block, once the run is live: every head is final then).
+    pub final_state: Option<State>,
 }

@@ -187,6 +187,8 @@ fn run_caught<E: Adversarial>(scenario: Scenario, hooks: Hooks<E>) -> Outcome {
                 Vec::new()
             },
             wall_ms: 0,
+            final_chain: Vec::new(),
+            final_state: None,
         },
     }
 }
@@ -644,6 +646,20 @@ impl<E: Adversarial> World<E> {
         }
         self.stats.end_ms = self.now;
         self.stats.net = self.network.stats.clone();
+        let furthest = self
+            .nodes
+            .iter()
+            .filter(|n| n.honest && self.hooks.keep_chain)
+            .max_by_key(|n| (n.final_height, n.height()));
+        let final_chain = furthest.map_or_else(Vec::new, |n| {
+            let keep = if E::FAULT_MODEL == FaultModel::Hybrid {
+                n.final_height.0 as usize + 1
+            } else {
+                n.chain.len()
+            };
+            n.chain[..keep.min(n.chain.len())].to_vec()
+        });
+        let final_state = furthest.map(|n| n.state.clone());
         Outcome {
             seed: self.scenario.seed,
             violations: self.violations,
@@ -651,6 +667,8 @@ impl<E: Adversarial> World<E> {
             stats: self.stats,
             trace: self.trace.take_lines(),
             wall_ms: 0,
+            final_chain,
+            final_state,
         }
     }
 
