@@ -193,8 +193,9 @@ pub struct ConsensusParams {
     /// What PBFT falls back to while it has no quorum: `"none"`, `"pow"`
     /// or `"pos"` (the engine then reads `pbft+pow` or `pbft+pos`).
     pub fallback: Fallback,
-    /// PBFT falls back after this many view-change timeouts without a new
-    /// final block.
+    /// PBFT falls back after this many timeouts without a new final block:
+    /// view changes it started, or timeouts it complained on (a replica
+    /// with fewer than f others in reach cannot change views).
     pub fallback_after_timeouts: u32,
 }
 

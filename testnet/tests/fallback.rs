@@ -445,3 +445,19 @@ fn pos_equivocation_during_the_fallback() {
     assert!(total(&outcomes, |o| o.stats.fallbacks) > 0);
     assert!(total(&outcomes, |o| o.stats.finalized) > 0);
 }
+
+/// The one seed of the 4,000 random hybrid schedules of session 14 that
+/// failed: every replica crashed around the checkpoint at height 4 and
+/// restarted; the CHECKPOINT votes in flight were lost, the checkpoint
+/// never became stable, the watermark window stayed full and PBFT never
+/// finalized again (final 4, head 34). A restarted replica now resends
+/// its CHECKPOINT votes above the stable checkpoint.
+#[test]
+fn seed_515_restarted_replicas_resend_their_checkpoints() {
+    for kind in [EngineKind::PbftPos, EngineKind::PbftPow] {
+        let s = Scenario::generate_for(kind, 515, 4, 0, FaultSet::all()).expect("scenario");
+        let o = run_one(s);
+        assert!(o.violations.is_empty(), "{kind}: {:?}", o.violations);
+        assert!(o.stats.heal_to_live_ms.is_some(), "{kind}: not live");
+    }
+}

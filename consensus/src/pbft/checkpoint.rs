@@ -42,6 +42,26 @@ impl Pbft {
         }
     }
 
+    /// After a restart: our CHECKPOINT votes above the stable checkpoint
+    /// again (persisted before they were sent). The ones in flight when
+    /// we went down are lost, and a checkpoint without a quorum of votes
+    /// never becomes stable: the watermark window fills and the primary
+    /// stops proposing. (The simulator found every replica restarted
+    /// around one checkpoint and PBFT idle for good after it: PBFT+PoS,
+    /// seed 515.)
+    pub(crate) fn resend_checkpoints(&mut self, out: &mut Vec<PbftOutput>) {
+        let own: Vec<SignedVote> = self
+            .signed
+            .range((VoteKind::Checkpoint, 0, self.stable.seq.next())..)
+            .take_while(|((kind, view, _), _)| *kind == VoteKind::Checkpoint && *view == 0)
+            .map(|(_, v)| *v)
+            .collect();
+        for vote in own {
+            out.push(Output::Broadcast(PbftMessage::Checkpoint(vote)));
+            self.record_checkpoint(vote, out);
+        }
+    }
+
     /// §4.3: collect CHECKPOINTs.
     pub(crate) fn on_checkpoint(&mut self, vote: SignedVote, out: &mut Vec<PbftOutput>) {
         let v = vote.vote;

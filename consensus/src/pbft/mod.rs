@@ -644,6 +644,7 @@ impl Pbft {
                 from: self.last_committed.next(),
             });
         }
+        self.resend_checkpoints(out);
         if !self.view_active {
             // Resend our VIEW-CHANGE (rebuilt from persisted certificates; the
             // same content gives the same deterministic signature).
