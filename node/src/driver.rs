@@ -549,7 +549,8 @@ impl<E: Protocol> Driver<E> {
         let mut abandoned = Vec::new();
         while self.latest.height() > to {
             let block = self.shared.store.revert_latest()?;
-            abandoned.extend(block.txs);
+            abandoned.extend(block.txs.iter().cloned());
+            self.shared.discarded.record(block, now_ms());
             self.latest = self
                 .shared
                 .store
@@ -589,8 +590,11 @@ impl<E: Protocol> Driver<E> {
             at_ms: now_ms(),
             returned_txs: returned,
         };
+        let depth = from.0 - self.latest.height().0;
         self.shared.status.set(|s| {
             s.reorgs += 1;
+            s.discarded_blocks += depth;
+            s.returned_txs += returned;
             s.last_reorg = Some(record);
         });
         tracing::info!(
@@ -678,7 +682,14 @@ impl<E: Protocol> Driver<E> {
     }
 
     fn publish_status(&self) {
-        let final_height = self.engine.final_height().0;
+        // The latest block is final if its justification says so, even
+        // before the engine hears it was executed (its `final_height`
+        // follows `BlockExecuted`): /status must not show a PBFT block as
+        // one block behind final.
+        let mut final_height = self.engine.final_height().0;
+        if !self.latest.justification.is_tentative() {
+            final_height = final_height.max(self.latest.height().0);
+        }
         let mode = self.engine.mode().unwrap_or_default();
         let final_hash = if final_height == self.latest.height().0 {
             Some(self.latest.hash())
@@ -693,6 +704,12 @@ impl<E: Protocol> Driver<E> {
         let lag = self.latest.height().0.saturating_sub(final_height);
         self.shared.metrics.final_height.set(final_height as i64);
         self.shared.metrics.finality_lag.set(lag as i64);
+        let st = self.engine.status();
+        let mempool = self.shared.mempool.len();
+        let (height, hash) = (self.latest.height().0, self.latest.hash());
+        self.shared.metrics.view.set(st.view as i64);
+        // One update: a reader never sees the head and the final block
+        // from two different moments.
         self.shared.status.set(|s| {
             if s.final_height != final_height || s.last_final_at_ms == 0 {
                 s.last_final_at_ms = now_ms();
@@ -705,12 +722,6 @@ impl<E: Protocol> Driver<E> {
             if s.mode != mode {
                 s.mode = mode.to_owned();
             }
-        });
-        let st = self.engine.status();
-        let mempool = self.shared.mempool.len();
-        let (height, hash) = (self.latest.height().0, self.latest.hash());
-        self.shared.metrics.view.set(st.view as i64);
-        self.shared.status.set(|s| {
             s.height = height;
             s.latest_block_hash = hash;
             s.view = st.view;
@@ -1021,6 +1032,9 @@ mod tests {
         c.settle().await;
         for n in &c.nodes {
             assert_eq!(n.driver.latest.height(), Height(1), "block 1 everywhere");
+            // A PBFT block is final as soon as /status shows it.
+            let s = n.shared.status.get();
+            assert_eq!((s.height, s.final_height, s.finality_lag), (1, 1, 0));
         }
         // The primary goes silent while the backups hold a transaction.
         c.cut.insert(0);

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 mod commits;
+mod discarded;
 mod driver;
 pub mod home;
 mod inbound;

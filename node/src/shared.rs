@@ -40,6 +40,8 @@ pub struct Shared {
     pub status: StatusBoard,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Blocks this node reverted, for a while (the API answers "discarded").
+    pub discarded: crate::discarded::DiscardedLog,
 }
 
 /// The executed state: the accounts after the last stored block, kept in
@@ -134,6 +136,7 @@ impl Shared {
             commits: CommitLog::default(),
             status: StatusBoard(watch::Sender::new(status)),
             metrics: Metrics::new(),
+            discarded: Default::default(),
         }
     }
 

@@ -135,9 +135,21 @@ pub(super) async fn block(
                 format!("no block at height {h}: the latest height is {latest}"),
             )
         })?,
-        BlockId::Hash(hash) => shared.store.block_by_hash(&hash)?.ok_or_else(|| {
-            ApiError::not_found("unknown_block", format!("no block with hash {hash}"))
-        })?,
+        BlockId::Hash(hash) => match shared.store.block_by_hash(&hash)? {
+            Some(block) => block,
+            None => {
+                let Some(d) = shared.discarded.block(&hash) else {
+                    return Err(ApiError::not_found(
+                        "unknown_block",
+                        format!("no block with hash {hash}"),
+                    ));
+                };
+                let mut answer = BlockResponse::new(d.block, head_height(&shared));
+                answer.finality = Finality::Discarded;
+                answer.confirmations = None;
+                return Ok(Json(answer));
+            }
+        },
     };
     Ok(Json(BlockResponse::new(block, head_height(&shared))))
 }
@@ -167,6 +179,7 @@ pub(super) async fn tx(
             tx_hash: hash,
             status: TxState::Committed,
             height: Some(loc.height),
+            discarded_block: None,
             index: Some(loc.index),
             finality: block.as_ref().map(|b| Finality::of(&b.justification)),
             confirmations: block.as_ref().and_then(|b| {
@@ -181,11 +194,25 @@ pub(super) async fn tx(
             tx_hash: hash,
             status: TxState::Pending,
             height: None,
+            discarded_block: None,
             index: None,
             finality: None,
             confirmations: None,
             receipt: None,
             tx: None,
+        }));
+    }
+    if let Some((height, block, tx)) = shared.discarded.tx(&hash) {
+        return Ok(Json(TxResponse {
+            tx_hash: hash,
+            status: TxState::Discarded,
+            height: Some(height),
+            discarded_block: Some(block),
+            index: None,
+            finality: Some(Finality::Discarded),
+            confirmations: None,
+            receipt: None,
+            tx: Some(tx),
         }));
     }
     Err(ApiError::not_found(

@@ -37,6 +37,10 @@ pub enum Finality {
     Final,
     /// Produced by a fallback engine (PoW, PoS): a later PBFT quorum may discard it.
     Tentative,
+    /// Taken out of this node's chain: a heavier branch replaced it, or
+    /// PBFT finalized another (answered for the blocks a node reverted
+    /// recently, and their transactions that can no longer apply).
+    Discarded,
 }
 
 impl Finality {
@@ -65,6 +69,7 @@ impl std::fmt::Display for Finality {
         f.write_str(match self {
             Finality::Final => "final",
             Finality::Tentative => "tentative",
+            Finality::Discarded => "discarded",
         })
     }
 }
@@ -112,6 +117,11 @@ pub enum TxState {
     Committed,
     /// In this node's mempool, waiting to be ordered.
     Pending,
+    /// Was in a block this node discarded (see [`Finality::Discarded`])
+    /// and is neither in its chain nor in its mempool: it can no longer
+    /// apply (another transaction used its nonce), or the mempool refused
+    /// it back.
+    Discarded,
 }
 
 /// `GET /txs/{hash}`.
@@ -119,11 +129,15 @@ pub enum TxState {
 pub struct TxResponse {
     /// The transaction hash.
     pub tx_hash: Hash,
-    /// Committed or pending.
+    /// Committed, pending or discarded.
     pub status: TxState,
-    /// The block height (committed only).
+    /// The block height (committed, or discarded: the height of the
+    /// discarded block).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<Height>,
+    /// The hash of the discarded block that held it (discarded only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_block: Option<Hash>,
     /// Position in the block (committed only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u32>,
@@ -136,7 +150,7 @@ pub struct TxResponse {
     /// What execution did (committed only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Receipt>,
-    /// The signed transaction (committed only).
+    /// The signed transaction (committed or discarded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tx: Option<SignedTransaction>,
 }
@@ -255,6 +269,14 @@ pub struct NodeStatus {
     /// The last reorg, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reorg: Option<ReorgRecord>,
+    /// Tentative blocks this node reverted since it started (every reorg's
+    /// depth, summed: the losing side of a split, or a branch PBFT did not
+    /// finalize).
+    #[serde(default)]
+    pub discarded_blocks: u64,
+    /// Transactions of those blocks put back in the mempool since it started.
+    #[serde(default)]
+    pub returned_txs: u64,
     /// The highest height that can never be reverted: `height` under PBFT
     /// and CFT, genesis under proof of work and proof of stake (whose
     /// blocks are tentative, with confirmations).

@@ -330,6 +330,15 @@ fn format_tx(t: &TxResponse) -> String {
                 "status:     pending (in the node's mempool, not committed yet)"
             );
         }
+        TxState::Discarded => {
+            let height = t.height.map_or("?".into(), |h| h.to_string());
+            let block = t.discarded_block.map_or("?".into(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "status:     discarded (was in block {block} at height {height}, which this node \
+                 reverted; it can no longer apply)"
+            );
+        }
         TxState::Committed => {
             let result = match t.receipt.as_ref().map(|r| &r.status) {
                 Some(TxStatus::Success) => "success".to_owned(),

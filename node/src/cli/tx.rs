@@ -325,6 +325,7 @@ fn finality_note(finality: Option<Seen>) -> String {
             if k == 1 { "" } else { "s" }
         ),
         Some((Finality::Tentative, None)) => " (tentative)".into(),
+        Some((Finality::Discarded, _)) => " (discarded)".into(),
         None => String::new(),
     }
 }
@@ -405,6 +406,21 @@ fn wait_until(
                     return Ok(Some((answer, (finality, confirmations))));
                 }
                 seen = Some((answer, (finality, confirmations)));
+            }
+            Ok(TxResponse {
+                status: TxState::Discarded,
+                height,
+                discarded_block,
+                ..
+            }) => {
+                anyhow::bail!(
+                    "transaction {hash} was in block {} at height {}, which this node discarded \
+                     (PBFT finalized another branch, or a heavier one won), and it can no longer \
+                     apply: another transaction used its nonce. Check the account's next nonce \
+                     with `phalanx query account` and send it again if it is still wanted",
+                    discarded_block.map_or("?".into(), |b| b.to_string()),
+                    height.map_or("?".into(), |h| h.to_string()),
+                );
             }
             Ok(_) => {}
             Err(e) if e.api_code() == Some("unknown_tx") => {}

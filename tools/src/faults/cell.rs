@@ -28,6 +28,211 @@ const FAULT_AT: f64 = 0.30;
 const HEAL_AT: f64 = 0.65;
 /// Width of a timeline bucket, seconds.
 const BUCKET_S: f64 = 0.5;
+/// How long a cell without a quorum waits, once its load has ended, for
+/// every node to hold nothing tentative again.
+pub const FINALITY_WAIT: Duration = Duration::from_secs(60);
+/// How often the finality sampler reads every node's `/status`.
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+
+/// The measured window of a cell: `--duration`, but at least 50 s for the
+/// cells without a quorum, whose outage (35 % of it) must outlast PBFT's
+/// two view changes (about 8 s) before the fallback makes blocks.
+pub fn duration(args: &FaultsArgs, fault: Fault) -> f64 {
+    if fault.loses_quorum() {
+        args.duration.max(50.0)
+    } else {
+        args.duration
+    }
+}
+
+/// Finality through a cell, from every node's `/status` twice a second.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FinalityFigures {
+    /// The highest final height at the fault.
+    pub final_at_fault: u64,
+    /// Blocks above the final one on the longest branch just before the
+    /// heal: what the fallback made during the outage (0: PBFT alone halted).
+    pub tentative_blocks: u64,
+    /// The most blocks any node held above its final block, at any time.
+    pub max_finality_lag: u64,
+    /// From the heal until every node answered with nothing tentative
+    /// (finality lag 0, back in PBFT mode) and a final block above the one
+    /// at the fault, ms (None: not within the cell and [`FINALITY_WAIT`]).
+    pub finalize_again_ms: Option<f64>,
+    /// Tentative blocks the nodes reverted (the branches not finalized).
+    pub discarded_blocks: u64,
+    /// Transactions of those blocks put back in mempools.
+    pub returned_txs: u64,
+    /// The highest final height and head at the end.
+    pub final_at_end: u64,
+    /// The highest head at the end.
+    pub head_at_end: u64,
+    /// (seconds since the fault, highest head, highest final height).
+    pub heights: Vec<(f64, u64, u64)>,
+}
+
+/// One node's `/status`, as the sampler keeps it.
+#[derive(Clone, Debug)]
+struct Sample {
+    height: u64,
+    final_height: u64,
+    mode: String,
+    discarded: u64,
+    returned: u64,
+}
+
+impl Sample {
+    fn settled(&self) -> bool {
+        self.height == self.final_height && (self.mode.is_empty() || self.mode == "pbft")
+    }
+}
+
+/// Every node's status at one moment (None: it did not answer).
+#[derive(Clone, Debug)]
+struct Round {
+    at_ms: f64,
+    nodes: Vec<Option<Sample>>,
+}
+
+/// Reads every node's `/status` every [`SAMPLE_EVERY`] on its own thread.
+struct Sampler {
+    stop: std::sync::Arc<AtomicBool>,
+    rounds: std::sync::Arc<std::sync::Mutex<Vec<Round>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(apis: Vec<String>) -> Sampler {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let rounds = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, rounds) = (stop.clone(), rounds.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let at_ms = load::unix_ms();
+                    let nodes = apis
+                        .iter()
+                        .map(|a| {
+                            status(a).ok().map(|s| Sample {
+                                height: s.height,
+                                final_height: s.final_height,
+                                mode: s.mode,
+                                discarded: s.discarded_blocks,
+                                returned: s.returned_txs,
+                            })
+                        })
+                        .collect();
+                    rounds
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Round { at_ms, nodes });
+                    std::thread::sleep(SAMPLE_EVERY);
+                }
+            })
+        };
+        Sampler {
+            stop,
+            rounds,
+            thread,
+        }
+    }
+
+    /// The figures so far.
+    fn figures(&self, fault_ms: f64, heal_ms: Option<f64>) -> FinalityFigures {
+        finality_figures(
+            &self.rounds.lock().unwrap_or_else(|e| e.into_inner()),
+            fault_ms,
+            heal_ms,
+        )
+    }
+
+    fn finish(self) -> Vec<Round> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        std::mem::take(&mut *self.rounds.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Whether every node answered, holds nothing tentative and has a final
+/// block above `final_at_fault`.
+fn finalized_again(round: &Round, final_at_fault: u64) -> bool {
+    round.nodes.iter().all(|n| {
+        n.as_ref()
+            .is_some_and(|s| s.settled() && s.final_height > final_at_fault)
+    })
+}
+
+/// The figures from the sampler's rounds, with the fault and heal times.
+fn finality_figures(rounds: &[Round], fault_ms: f64, heal_ms: Option<f64>) -> FinalityFigures {
+    let answered = |r: &Round| r.nodes.iter().flatten().cloned().collect::<Vec<_>>();
+    let before = |t: f64| {
+        rounds
+            .iter()
+            .rev()
+            .find(|r| r.at_ms <= t)
+            .or(rounds.first())
+            .map(answered)
+            .unwrap_or_default()
+    };
+    let final_at_fault = before(fault_ms)
+        .iter()
+        .map(|s| s.final_height)
+        .max()
+        .unwrap_or(0);
+    let tentative_blocks = heal_ms.map_or(0, |h| {
+        before(h)
+            .iter()
+            .map(|s| s.height.saturating_sub(s.final_height))
+            .max()
+            .unwrap_or(0)
+    });
+    let max_finality_lag = rounds
+        .iter()
+        .flat_map(answered)
+        .map(|s| s.height.saturating_sub(s.final_height))
+        .max()
+        .unwrap_or(0);
+    let finalize_again_ms = heal_ms.and_then(|h| {
+        rounds
+            .iter()
+            .find(|r| r.at_ms >= h && finalized_again(r, final_at_fault))
+            .map(|r| r.at_ms - h)
+    });
+    // Counters restart with a node: keep each node's highest.
+    let mut discarded = Vec::new();
+    let mut returned = Vec::new();
+    for r in rounds {
+        discarded.resize(r.nodes.len(), 0);
+        returned.resize(r.nodes.len(), 0);
+        for (i, s) in r.nodes.iter().enumerate() {
+            if let Some(s) = s {
+                discarded[i] = discarded[i].max(s.discarded);
+                returned[i] = returned[i].max(s.returned);
+            }
+        }
+    }
+    let heights: Vec<(f64, u64, u64)> = rounds
+        .iter()
+        .filter_map(|r| {
+            let a = answered(r);
+            let head = a.iter().map(|s| s.height).max()?;
+            let fin = a.iter().map(|s| s.final_height).max()?;
+            Some(((r.at_ms - fault_ms) / 1000.0, head, fin))
+        })
+        .collect();
+    let (head_at_end, final_at_end) = heights.last().map_or((0, 0), |(_, h, f)| (*h, *f));
+    FinalityFigures {
+        final_at_fault,
+        tentative_blocks,
+        max_finality_lag,
+        finalize_again_ms,
+        discarded_blocks: discarded.iter().sum(),
+        returned_txs: returned.iter().sum(),
+        final_at_end,
+        head_at_end,
+        heights,
+    }
+}
 
 /// The first height where two honest nodes hold different blocks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -97,6 +302,10 @@ pub struct CellResult {
     pub committed: u64,
     /// (seconds relative to the fault, committed tx/s on every live node).
     pub timeline: Vec<(f64, f64)>,
+    /// Finality before, during and after the fault (every cell; the report
+    /// shows it for the cells without a quorum).
+    #[serde(default)]
+    pub finality: Option<FinalityFigures>,
 }
 
 /// Blocks at the tip of a longest chain that the comparison leaves out:
@@ -238,6 +447,7 @@ pub fn run(
     }
     let n = setup.n as usize;
     let f = setup.f() as usize;
+    let duration = duration(args, fault);
     let mut cluster = Cluster::launch_with(
         setup.n,
         setup.consensus,
@@ -252,17 +462,23 @@ pub fn run(
     // A longest chain splits in halves (2|2 at n = 4): both sides keep
     // producing, and the one that falls behind reorgs after the heal.
     let nakamoto = setup.model() == FaultModel::Nakamoto;
-    let cut = if nakamoto && fault == Fault::Partition {
-        n / 2
-    } else {
-        f
+    // Without a quorum: f+1 crashed, or halves of which neither holds one.
+    let cut = match fault {
+        Fault::None => 0,
+        Fault::QuorumCrash => f + 1,
+        Fault::QuorumPartition => n / 2,
+        Fault::Partition if nakamoto => n / 2,
+        _ => f,
     };
-    let targets: Vec<usize> = if fault == Fault::None {
-        Vec::new()
+    let targets: Vec<usize> = (0..cut).map(|k| (primary + k) % n).collect();
+    let others: Vec<usize> = (0..n).filter(|i| !targets.contains(i)).collect();
+    // A split without a quorum leaves no side untouched: both halves take
+    // load (each its own accounts) and both are watched.
+    let live_nodes: Vec<usize> = if fault == Fault::QuorumPartition {
+        (0..n).collect()
     } else {
-        (0..cut).map(|k| (primary + k) % n).collect()
+        others.clone()
     };
-    let live_nodes: Vec<usize> = (0..n).filter(|i| !targets.contains(i)).collect();
     let live_apis: Vec<String> = live_nodes
         .iter()
         .map(|i| cluster.apis[*i].clone())
@@ -270,7 +486,7 @@ pub fn run(
 
     let accounts = cluster.accounts()?;
     let nonces = load::next_nonces(&live_apis[0], &accounts)?;
-    let seconds = args.warmup + args.duration;
+    let seconds = args.warmup + duration;
     let total = (args.rate * seconds).ceil() as usize;
     let batch = ((args.rate / 200.0) as usize).clamp(10, 500);
     let batches = load::presign(
@@ -288,9 +504,11 @@ pub fn run(
     let from = before.iter().map(|s| s.height).max().unwrap_or(0) + 1;
     let view_before = before.iter().map(|s| s.view).max().unwrap_or(0);
 
-    let fault_at_s = args.warmup + args.duration * FAULT_AT;
+    let fault_at_s = args.warmup + duration * FAULT_AT;
     let heal_at_s = match fault {
-        Fault::Pause | Fault::Partition => Some(args.warmup + args.duration * HEAL_AT),
+        Fault::Pause | Fault::Partition | Fault::QuorumCrash | Fault::QuorumPartition => {
+            Some(args.warmup + duration * HEAL_AT)
+        }
         Fault::Crash => args.restart_after.map(|r| fault_at_s + r),
         _ => None,
     };
@@ -302,6 +520,8 @@ pub fn run(
     let measure_to = start + Duration::from_secs_f64(seconds);
     let mut injected = String::from("nothing");
     let mut fault_ms = start_ms + fault_at_s * 1000.0;
+    let mut heal_ms = None;
+    let sampler = Sampler::start(cluster.apis.clone());
 
     let (submitted, per_node) = std::thread::scope(|s| -> anyhow::Result<_> {
         let observers: Vec<_> = live_apis
@@ -346,7 +566,7 @@ pub fn run(
                 let t = start.elapsed().as_secs_f64();
                 if !injected_done && t >= fault_at_s {
                     injected_done = true;
-                    injected = inject(&mut cluster, base, fault, &targets, &live_nodes)?;
+                    injected = inject(&mut cluster, base, fault, &targets, &others)?;
                     // After the injection took effect: a primary that
                     // proposed in the moment before its SIGSTOP arrived
                     // made a block that still committed, and counted as
@@ -355,7 +575,8 @@ pub fn run(
                 }
                 if injected_done && !healed && heal_at_s.is_some_and(|h| t >= h) {
                     healed = true;
-                    heal(&mut cluster, fault, &targets, &live_nodes)?;
+                    heal(&mut cluster, fault, &targets, &others)?;
+                    heal_ms = Some(load::unix_ms());
                 }
                 let now = Instant::now();
                 if now.duration_since(last.0) >= Duration::from_secs(1) {
@@ -396,13 +617,30 @@ pub fn run(
         result?;
         Ok((submitted, per_node))
     })?;
+    // Without a quorum: wait (the load is over) until every node holds
+    // nothing tentative again, for the time to finalize and a settled chain.
+    if fault.loses_quorum() {
+        let until = Instant::now() + FINALITY_WAIT;
+        while Instant::now() < until
+            && sampler
+                .figures(fault_ms, heal_ms)
+                .finalize_again_ms
+                .is_none()
+        {
+            std::thread::sleep(SAMPLE_EVERY);
+        }
+    }
+    let finality = finality_figures(&sampler.finish(), fault_ms, heal_ms);
     let per_node = if nakamoto {
         observe::settled(&live_apis, from, TENTATIVE_TIP as u64).unwrap_or(per_node)
+    } else if setup.model() == FaultModel::Hybrid {
+        // Reverted tentative blocks were read too: read the chains again.
+        observe::settled(&live_apis, from, 0).unwrap_or(per_node)
     } else {
         per_node
     };
     if heal_at_s.is_none() && fault == Fault::Pause {
-        let _ = heal(&mut cluster, fault, &targets, &live_nodes);
+        let _ = heal(&mut cluster, fault, &targets, &others);
     }
 
     // Safety: every honest node still running, chain against chain.
@@ -418,6 +656,16 @@ pub fn run(
     for i in &honest {
         if let Ok(c) = chain(&cluster.apis[*i], 1) {
             chains.push((*i, c));
+        }
+    }
+    // PBFT with a fallback: agreement is on final blocks; each node's
+    // tentative tip may still change.
+    if setup.model() == FaultModel::Hybrid {
+        for (i, c) in &mut chains {
+            match status(&cluster.apis[*i]) {
+                Ok(s) => c.retain(|(h, _)| *h <= s.final_height),
+                Err(_) => c.clear(),
+            }
         }
     }
     if nakamoto {
@@ -527,7 +775,7 @@ pub fn run(
         injected,
         fault_at_s: (fault_ms - start_ms) / 1000.0,
         heal_at_s,
-        committed_tps: in_window as f64 / args.duration,
+        committed_tps: in_window as f64 / duration,
         latency_samples: latencies.len(),
         latency_ms: observe::percentiles(&mut latencies),
         view_changes: view_after.saturating_sub(view_before),
@@ -544,6 +792,7 @@ pub fn run(
         accepted: submitted.accepted,
         committed,
         timeline,
+        finality: Some(finality),
     })
 }
 
@@ -580,7 +829,7 @@ fn inject(
         .join(", ");
     Ok(match fault {
         Fault::None => "nothing".into(),
-        Fault::Crash => {
+        Fault::Crash | Fault::QuorumCrash => {
             for t in targets {
                 cluster.kill(*t)?;
             }
@@ -602,7 +851,7 @@ fn inject(
             }
             format!("{names}: behaviour {}", fault.name())
         }
-        Fault::Partition => {
+        Fault::Partition | Fault::QuorumPartition => {
             partition(cluster, targets, live)?;
             format!("{{{names}}} cut off from the rest (transport level)")
         }
@@ -645,7 +894,7 @@ fn heal(
                 cluster.signal(*t, "CONT")?;
             }
         }
-        Fault::Partition => {
+        Fault::Partition | Fault::QuorumPartition => {
             let all: Vec<usize> = targets.iter().chain(live).copied().collect();
             for i in all {
                 admin(
@@ -655,7 +904,7 @@ fn heal(
                 )?;
             }
         }
-        Fault::Crash => {
+        Fault::Crash | Fault::QuorumCrash => {
             for t in targets {
                 cluster.restart(*t)?;
             }
@@ -716,6 +965,86 @@ mod tests {
             line,
             "faults [2/3] PBFT n=4 · f equivocating: 50% 4.5/9.0 s, committed 1,234 tx/s, FAULT"
         );
+    }
+
+    /// (height, final height, mode, discarded, returned).
+    type Seen = (u64, u64, &'static str, u64, u64);
+
+    fn round(at_ms: f64, nodes: &[Option<Seen>]) -> Round {
+        Round {
+            at_ms,
+            nodes: nodes
+                .iter()
+                .map(|n| {
+                    n.map(|(height, final_height, mode, discarded, returned)| Sample {
+                        height,
+                        final_height,
+                        mode: mode.into(),
+                        discarded,
+                        returned,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn finality_figures_follow_the_outage_and_the_heal() {
+        // Fault at 1,000 ms, heal at 3,000 ms; node 1 is down in between
+        // and comes back with its counters reset.
+        let rounds = vec![
+            round(
+                500.0,
+                &[Some((10, 10, "pbft", 0, 0)), Some((10, 10, "pbft", 0, 0))],
+            ),
+            round(1_500.0, &[Some((12, 10, "fallback", 0, 0)), None]),
+            round(2_500.0, &[Some((15, 10, "fallback", 0, 0)), None]),
+            round(
+                3_500.0,
+                &[
+                    Some((15, 12, "recovering", 0, 0)),
+                    Some((11, 10, "fallback", 0, 0)),
+                ],
+            ),
+            round(
+                4_000.0,
+                &[
+                    Some((16, 16, "pbft", 2, 5)),
+                    Some((16, 15, "recovering", 3, 7)),
+                ],
+            ),
+            round(
+                4_500.0,
+                &[Some((17, 17, "pbft", 2, 5)), Some((17, 17, "pbft", 1, 0))],
+            ),
+        ];
+        let f = finality_figures(&rounds, 1_000.0, Some(3_000.0));
+        assert_eq!(f.final_at_fault, 10);
+        assert_eq!(f.tentative_blocks, 5, "15 − 10 on the longest branch");
+        assert_eq!(f.max_finality_lag, 5);
+        assert_eq!(
+            f.finalize_again_ms,
+            Some(1_500.0),
+            "first round all settled"
+        );
+        assert_eq!((f.discarded_blocks, f.returned_txs), (2 + 3, 5 + 7));
+        assert_eq!((f.final_at_end, f.head_at_end), (17, 17));
+        assert_eq!(f.heights.len(), 6);
+        assert_eq!(f.heights[1], (0.5, 12, 10));
+        // Never settled: a node still tentative at the end.
+        let f = finality_figures(&rounds[..5], 1_000.0, Some(3_000.0));
+        assert_eq!(f.finalize_again_ms, None);
+        // PBFT alone: nothing tentative, final again once it commits above
+        // the height at the fault.
+        let alone = vec![
+            round(500.0, &[Some((10, 10, "", 0, 0))]),
+            round(2_000.0, &[Some((10, 10, "", 0, 0))]),
+            round(3_200.0, &[Some((10, 10, "", 0, 0))]),
+            round(3_700.0, &[Some((11, 11, "", 0, 0))]),
+        ];
+        let f = finality_figures(&alone, 1_000.0, Some(3_000.0));
+        assert_eq!((f.tentative_blocks, f.max_finality_lag), (0, 0));
+        assert_eq!(f.finalize_again_ms, Some(700.0));
     }
 
     #[test]

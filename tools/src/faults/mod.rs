@@ -49,9 +49,14 @@ impl Setup {
         format!("{}-{}", self.consensus, self.n)
     }
 
-    /// `PBFT n=4`, for tables and charts.
+    /// `PBFT n=4`, `PBFT+PoS n=4`, for tables and charts.
     pub fn label(&self) -> String {
-        format!("{} n={}", self.consensus.name().to_uppercase(), self.n)
+        let name = self.consensus.name().to_uppercase();
+        format!(
+            "{} n={}",
+            name.replace("POW", "PoW").replace("POS", "PoS"),
+            self.n
+        )
     }
 }
 
@@ -98,10 +103,16 @@ pub enum Fault {
     /// f validators (the primary/leader first) start a second process
     /// with the same keys and an empty database (Twins).
     Twins,
+    /// f+1 nodes (the primary first) SIGKILLed, restarted at the heal:
+    /// no quorum is left, PBFT alone halts.
+    QuorumCrash,
+    /// The validators split in two halves (2|2 at n = 4), neither holding
+    /// a quorum; healed later. Load goes to both halves.
+    QuorumPartition,
 }
 
 /// Every fault, in table order.
-pub const ALL_FAULTS: [Fault; 8] = [
+pub const ALL_FAULTS: [Fault; 10] = [
     Fault::None,
     Fault::Crash,
     Fault::Pause,
@@ -110,6 +121,8 @@ pub const ALL_FAULTS: [Fault; 8] = [
     Fault::BadSig,
     Fault::Partition,
     Fault::Twins,
+    Fault::QuorumCrash,
+    Fault::QuorumPartition,
 ];
 
 impl Fault {
@@ -124,6 +137,8 @@ impl Fault {
             Fault::BadSig => "bad-sig",
             Fault::Partition => "partition",
             Fault::Twins => "twins",
+            Fault::QuorumCrash => "quorum-crash",
+            Fault::QuorumPartition => "quorum-partition",
         }
     }
 
@@ -138,7 +153,15 @@ impl Fault {
             Fault::BadSig => "f invalid signatures",
             Fault::Partition => "partition, healed",
             Fault::Twins => "f run twice (twins)",
+            Fault::QuorumCrash => "f+1 crashed, then restarted",
+            Fault::QuorumPartition => "partition without a quorum, healed",
         }
+    }
+
+    /// Whether the fault leaves no quorum: PBFT alone halts until the heal,
+    /// PBFT with a fallback makes tentative blocks.
+    pub fn loses_quorum(self) -> bool {
+        matches!(self, Fault::QuorumCrash | Fault::QuorumPartition)
     }
 
     /// Whether the faulty nodes are Byzantine (their chains are not
@@ -160,7 +183,7 @@ impl std::str::FromStr for Fault {
             .ok_or_else(|| {
                 format!(
                     "unknown fault {s:?}; choose from none, crash, pause, silent, equivocate, \
-                     bad-sig, partition, twins"
+                     bad-sig, partition, twins, quorum-crash, quorum-partition"
                 )
             })
     }
@@ -173,6 +196,8 @@ Examples:
   phalanx faults                                   the whole matrix (28 cells, about 17 minutes)
   phalanx faults --quick                           3 cells in well under a minute (what CI runs)
   phalanx faults --setups pbft-4,cft-3 --faults none,crash,equivocate --duration 10
+  phalanx faults --fallback                        PBFT alone vs PBFT+PoW vs PBFT+PoS without a
+                                                   quorum (6 cells, about 7 minutes)
 
 Faults are injected on real processes: SIGKILL (crash), SIGSTOP/SIGCONT (pause), and
 behaviours and partitions switched through each node's admin API (nodes are started
@@ -180,12 +205,21 @@ with --allow-fault-injection). Partitions are cut at the transport (libp2p refus
 peers), because this machine offers network namespaces but no tc netem or iptables.
 
 Output (--out, default ./faults-results): faults.md, faults.json, throughput.svg,
-latency.svg, timeline-<setup>.svg. Exit status 1 if any PBFT cell loses agreement
-or the CFT equivocation cell does not fork.")]
+latency.svg, timeline-<setup>.svg, and finality-<fault>.svg for the cells without a
+quorum. Exit status 1 if any PBFT cell loses agreement (on final blocks, for PBFT with
+a fallback), the CFT equivocation cell does not fork, or PBFT with a fallback does not
+finalize again after a quorum-loss cell heals.
+
+Cells without a quorum (quorum-crash, quorum-partition) measure at least 50 s, so that
+PBFT has time to give up (two view changes) and the fallback to make blocks.")]
 pub struct FaultsArgs {
     /// A short run for CI: PBFT n=4 crash and equivocate, CFT n=3 equivocate.
     #[arg(long)]
     pub quick: bool,
+    /// The cells where PBFT alone halts: pbft-4, pbft+pow-4 and pbft+pos-4
+    /// × quorum-crash, quorum-partition (replaces --setups and --faults).
+    #[arg(long, conflicts_with = "quick")]
+    pub fallback: bool,
     /// Testnet shapes to run (ENGINE-N, comma-separated).
     #[arg(
         long,
@@ -194,8 +228,9 @@ pub struct FaultsArgs {
     )]
     pub setups: Vec<Setup>,
     /// Faults to run (comma-separated): none, crash, pause, silent,
-    /// equivocate, bad-sig, partition, twins (twins is not in the default
-    /// matrix, which keeps the full run within 20 minutes).
+    /// equivocate, bad-sig, partition, twins, quorum-crash,
+    /// quorum-partition (twins and the quorum-loss faults are not in the
+    /// default matrix, which keeps the full run within 20 minutes).
     #[arg(
         long,
         value_delimiter = ',',
@@ -316,6 +351,14 @@ pub fn plan(args: &FaultsArgs) -> Vec<(Setup, Fault)> {
             (cft, Fault::Equivocate),
         ];
     }
+    if args.fallback {
+        let setups = [EngineKind::Pbft, EngineKind::PbftPow, EngineKind::PbftPos]
+            .map(|consensus| Setup { consensus, n: 4 });
+        return [Fault::QuorumCrash, Fault::QuorumPartition]
+            .into_iter()
+            .flat_map(|f| setups.map(|s| (s, f)))
+            .collect();
+    }
     args.setups
         .iter()
         .flat_map(|s| args.faults.iter().map(move |f| (*s, *f)))
@@ -362,12 +405,13 @@ pub fn run(args: &FaultsArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.out.display()))?;
     let method = partition_method();
-    let per_cell = args.warmup + args.duration + 12.0;
+    let per_cell = |f: &Fault| args.warmup + cell::duration(&args, *f) + 12.0;
+    let total: f64 = cells.iter().map(|(_, f)| per_cell(f)).sum();
     eprintln!(
         "==> {} cells, about {:.0} s each ({:.1} minutes); partitions: transport level",
         cells.len(),
-        per_cell,
-        cells.len() as f64 * per_cell / 60.0
+        total / cells.len() as f64,
+        total / 60.0
     );
     let mut report = FaultsReport::new(
         std::env::args().collect::<Vec<_>>().join(" "),
@@ -403,6 +447,19 @@ pub fn run(args: &FaultsArgs) -> anyhow::Result<()> {
                     fork.height
                 ));
             }
+        }
+        if c.setup.model() == FaultModel::Hybrid
+            && c.fault.loses_quorum()
+            && c.finality
+                .as_ref()
+                .is_none_or(|f| f.finalize_again_ms.is_none())
+        {
+            failures.push(format!(
+                "{} {}: PBFT did not finalize again within {} s of the heal",
+                c.setup.label(),
+                c.fault.describe(),
+                cell::FINALITY_WAIT.as_secs()
+            ));
         }
         if !c.setup.model().byzantine() && c.fault == Fault::Equivocate && c.fork.is_none() {
             failures.push(format!(

@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// One line per finished cell, for the console.
 pub fn one_line(c: &CellResult) -> String {
-    format!(
+    let mut line = format!(
         "{} · {}: {:.0} tx/s, p50 {:.0} ms, p99 {:.0} ms, {} view changes, recovery {}, \
          evidence {}, {}",
         c.setup.label(),
@@ -22,7 +22,20 @@ pub fn one_line(c: &CellResult) -> String {
         recovery(c),
         c.evidence,
         c.verdict()
-    )
+    );
+    if c.fault.loses_quorum() {
+        let f = c.finality.clone().unwrap_or_default();
+        let _ = write!(
+            line,
+            "; {} tentative block(s) in the outage, final again {} after the heal, {} discarded, \
+             {} transaction(s) returned",
+            f.tentative_blocks,
+            ms_or_never(f.finalize_again_ms),
+            f.discarded_blocks,
+            f.returned_txs
+        );
+    }
+    line
 }
 
 fn recovery(c: &CellResult) -> String {
@@ -87,13 +100,124 @@ pub fn table(r: &FaultsReport) -> String {
     out
 }
 
+/// The cells without a quorum.
+fn quorum_cells(r: &FaultsReport) -> Vec<&CellResult> {
+    r.cells.iter().filter(|c| c.fault.loses_quorum()).collect()
+}
+
+fn ms_or_never(ms: Option<f64>) -> String {
+    ms.map_or("never".into(), |ms| format!("{:.1} s", ms / 1000.0))
+}
+
+/// The table of the cells without a quorum: what PBFT alone and PBFT with
+/// a fallback did through the outage and after the heal.
+pub fn quorum_table(r: &FaultsReport) -> String {
+    let mut out = String::from(
+        "| setup | fault | tentative blocks in the outage | most blocks not final | heal → all final | discarded blocks | returned txs | final height: fault → end | committed tx/s | safety |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for c in quorum_cells(r) {
+        let fin = c.finality.clone().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} → {} | {:.0} | {} |",
+            c.setup.label(),
+            c.fault.describe(),
+            fin.tentative_blocks,
+            fin.max_finality_lag,
+            ms_or_never(fin.finalize_again_ms),
+            fin.discarded_blocks,
+            fin.returned_txs,
+            fin.final_at_fault,
+            fin.final_at_end,
+            c.committed_tps,
+            c.verdict()
+        );
+    }
+    out
+}
+
+/// What the cells without a quorum show, from what was measured.
+fn explain_quorum(r: &FaultsReport) -> String {
+    let cells = quorum_cells(r);
+    let mut out = String::new();
+    let alone: Vec<&&CellResult> = cells
+        .iter()
+        .filter(|c| c.setup.model() == FaultModel::Byzantine)
+        .collect();
+    let hybrid: Vec<&&CellResult> = cells
+        .iter()
+        .filter(|c| c.setup.model() == FaultModel::Hybrid)
+        .collect();
+    let fig = |c: &CellResult| c.finality.clone().unwrap_or_default();
+    if !alone.is_empty() {
+        let halted = alone
+            .iter()
+            .filter(|c| fig(c).tentative_blocks == 0)
+            .count();
+        let resumed = alone
+            .iter()
+            .filter(|c| fig(c).finalize_again_ms.is_some())
+            .count();
+        let _ = writeln!(
+            out,
+            "* **PBFT alone halts without a quorum.** With f+1 of 3f+1 validators down, or the \
+             validators split so that no side holds 2f+1, no block can gather a commit \
+             certificate: PBFT chooses safety over liveness, as CometBFT does. {halted} of {} \
+             PBFT-alone cell(s) made no block during the outage; {resumed} committed again \
+             after the heal.",
+            alone.len()
+        );
+    }
+    if !hybrid.is_empty() {
+        let produced = hybrid
+            .iter()
+            .filter(|c| fig(c).tentative_blocks > 0)
+            .count();
+        let finalized = hybrid
+            .iter()
+            .filter(|c| fig(c).finalize_again_ms.is_some())
+            .count();
+        let forks = hybrid.iter().filter(|c| c.fork.is_some()).count();
+        let each: Vec<String> = hybrid
+            .iter()
+            .map(|c| {
+                let f = fig(c);
+                format!(
+                    "{} {}: {} tentative block(s), final again {} after the heal, {} discarded, \
+                     {} transaction(s) returned",
+                    c.setup.label(),
+                    c.fault.describe(),
+                    f.tentative_blocks,
+                    ms_or_never(f.finalize_again_ms),
+                    f.discarded_blocks,
+                    f.returned_txs
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "* **PBFT with a fallback keeps going, then finalizes.** After two view changes \
+             without a new final block, proof of work or proof of stake makes tentative blocks \
+             on the last final one; once a quorum is back, PBFT finalizes the surviving branch \
+             as it is and the nodes on another branch discard theirs, their transactions going \
+             back to the mempool. {produced} of {} cell(s) made tentative blocks during the \
+             outage, {finalized} finalized again after the heal, {} kept one final chain. {}.",
+            hybrid.len(),
+            hybrid.len() - forks,
+            each.join("; ")
+        );
+    }
+    out
+}
+
 /// The plain sentences under the table, from what was measured.
 fn explain(r: &FaultsReport) -> String {
     let mut out = String::new();
     let pbft: Vec<&CellResult> = r
         .cells
         .iter()
-        .filter(|c| c.setup.model() == FaultModel::Byzantine)
+        .filter(|c| c.setup.model() == FaultModel::Byzantine && !c.fault.loses_quorum())
         .collect();
     let cft: Vec<&CellResult> = r
         .cells
@@ -320,10 +444,62 @@ pub fn markdown(r: &FaultsReport) -> String {
          not), height by height.\n\n## What the cells show\n\n",
     );
     md.push_str(&explain(r));
+    if !quorum_cells(r).is_empty() {
+        md.push_str(
+            "\n## Without a quorum: PBFT alone and PBFT with a fallback\n\n\
+             From every node's `/status` twice a second. \"Tentative blocks in the outage\": \
+             blocks above the final one on the longest branch just before the heal. \
+             \"Heal → all final\": until every node answered with nothing tentative, back in \
+             PBFT mode, with a final block above the one at the fault. Discarded blocks and \
+             returned transactions are summed over the nodes. Safety compares final blocks \
+             only. Charts: `finality-<fault>.svg` (final height and head over time).\n\n",
+        );
+        md.push_str(&quorum_table(r));
+        md.push('\n');
+        md.push_str(&explain_quorum(r));
+    }
     md.push_str(
         "\nCharts: `throughput.svg`, `latency.svg`, `timeline-<setup>.svg` (commits around the fault).\n",
     );
     md
+}
+
+/// `finality-<fault>.svg`: the highest head and the highest final height
+/// over time, per setup, for one fault without a quorum.
+fn finality_chart(r: &FaultsReport, fault: Fault) -> Option<LineChart> {
+    let cells: Vec<&CellResult> = r.cells.iter().filter(|c| c.fault == fault).collect();
+    let first = cells.first()?;
+    let mut markers = vec![(0.0, "fault".to_owned())];
+    if let Some(h) = first.heal_at_s {
+        markers.push((h - first.fault_at_s, "heal".into()));
+    }
+    let mut series = Vec::new();
+    for c in &cells {
+        let fin = c.finality.clone().unwrap_or_default();
+        let base = fin.final_at_fault as f64;
+        series.push(Series::new(
+            format!("{} final", c.setup.label()),
+            fin.heights
+                .iter()
+                .map(|(t, _, f)| (*t, *f as f64 - base))
+                .collect(),
+        ));
+        series.push(Series::new(
+            format!("{} head", c.setup.label()),
+            fin.heights
+                .iter()
+                .map(|(t, h, _)| (*t, *h as f64 - base))
+                .collect(),
+        ));
+    }
+    Some(LineChart {
+        title: format!("{}: final height and head", fault.describe()),
+        x_label: "seconds since the fault".into(),
+        y_label: "blocks above the final height at the fault".into(),
+        series,
+        markers,
+        y_from_zero: false,
+    })
 }
 
 /// Writes every file; returns the Markdown summary.
@@ -392,10 +568,25 @@ pub fn write(r: &FaultsReport, out: &Path) -> anyhow::Result<String> {
         )?;
     }
 
+    for f in faults.iter().filter(|f| f.loses_quorum()) {
+        if let Some(chart) = finality_chart(r, *f) {
+            write_file(
+                &out.join(format!("finality-{}.svg", f.name())),
+                &chart.to_svg(),
+            )?;
+        }
+    }
+
     let mut summary = String::from("\n");
     summary.push_str(&table(r));
     summary.push('\n');
     summary.push_str(&explain(r));
+    if !quorum_cells(r).is_empty() {
+        summary.push('\n');
+        summary.push_str(&quorum_table(r));
+        summary.push('\n');
+        summary.push_str(&explain_quorum(r));
+    }
     let _ = write!(summary, "\nReport: {}", out.join("faults.md").display());
     Ok(summary)
 }
