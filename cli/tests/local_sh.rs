@@ -354,10 +354,29 @@ fn local_sh_up_consensus_pow_mines_commits_and_converges_after_a_partition() {
                 .find(|s| s["reorgs"].as_u64().unwrap_or(0) > 0)
                 .unwrap();
             let r = &s["last_reorg"];
+            let depth = r["from_height"].as_u64().unwrap() - r["to_height"].as_u64().unwrap();
+            assert!(depth > 0, "{s}");
+            // The running totals include the last reorg.
+            assert!(s["discarded_blocks"].as_u64().unwrap() >= depth, "{s}");
             assert!(
-                r["to_height"].as_u64().unwrap() < r["from_height"].as_u64().unwrap(),
+                s["returned_txs"].as_u64().unwrap() >= r["returned_txs"].as_u64().unwrap(),
                 "{s}"
             );
+            // The two heads of the split: the node that held the losing
+            // one still answers for it, as discarded.
+            let finality = |i: u16, hash: &Value| -> Value {
+                let url = format!("{}/blocks/{}", net.api(i), hash.as_str().unwrap());
+                let body = ureq::get(&url)
+                    .call()
+                    .unwrap()
+                    .body_mut()
+                    .read_to_string()
+                    .unwrap();
+                serde_json::from_str::<Value>(&body).unwrap()["finality"].clone()
+            };
+            let mut seen = [finality(0, &a), finality(2, &b)];
+            seen.sort_by_key(|f| f.to_string());
+            assert_eq!(seen, ["discarded", "tentative"], "heads {a} and {b}");
             break;
         }
         assert!(
