@@ -56,8 +56,10 @@ pub struct FinalityFigures {
     /// The most blocks any node held above its final block, at any time.
     pub max_finality_lag: u64,
     /// From the heal until every node answered with nothing tentative
-    /// (finality lag 0, back in PBFT mode) and a final block above the one
-    /// at the fault, ms (None: not within the cell and [`FINALITY_WAIT`]).
+    /// (finality lag 0, back in PBFT mode) and a final block above the
+    /// highest one at the heal, ms (None: not within the cell and
+    /// [`FINALITY_WAIT`]). PBFT alone must commit a new block; PBFT with
+    /// a fallback must finalize (or replace) every tentative block.
     pub finalize_again_ms: Option<f64>,
     /// Tentative blocks the nodes reverted (the branches not finalized).
     pub discarded_blocks: u64,
@@ -154,11 +156,11 @@ impl Sampler {
 }
 
 /// Whether every node answered, holds nothing tentative and has a final
-/// block above `final_at_fault`.
-fn finalized_again(round: &Round, final_at_fault: u64) -> bool {
+/// block above `final_at_heal`.
+fn finalized_again(round: &Round, final_at_heal: u64) -> bool {
     round.nodes.iter().all(|n| {
         n.as_ref()
-            .is_some_and(|s| s.settled() && s.final_height > final_at_fault)
+            .is_some_and(|s| s.settled() && s.final_height > final_at_heal)
     })
 }
 
@@ -193,9 +195,10 @@ fn finality_figures(rounds: &[Round], fault_ms: f64, heal_ms: Option<f64>) -> Fi
         .max()
         .unwrap_or(0);
     let finalize_again_ms = heal_ms.and_then(|h| {
+        let final_at_heal = before(h).iter().map(|s| s.final_height).max().unwrap_or(0);
         rounds
             .iter()
-            .find(|r| r.at_ms >= h && finalized_again(r, final_at_fault))
+            .find(|r| r.at_ms >= h && finalized_again(r, final_at_heal))
             .map(|r| r.at_ms - h)
     });
     // Counters restart with a node: keep each node's highest.
@@ -1045,6 +1048,17 @@ mod tests {
         let f = finality_figures(&alone, 1_000.0, Some(3_000.0));
         assert_eq!((f.tentative_blocks, f.max_finality_lag), (0, 0));
         assert_eq!(f.finalize_again_ms, Some(700.0));
+        // A block in flight at the fault commits just after it: that is
+        // not "final again after the heal"; the next one is.
+        let in_flight = vec![
+            round(500.0, &[Some((10, 10, "", 0, 0))]),
+            round(1_500.0, &[Some((11, 11, "", 0, 0))]),
+            round(3_200.0, &[Some((11, 11, "", 0, 0))]),
+            round(3_900.0, &[Some((12, 12, "", 0, 0))]),
+        ];
+        let f = finality_figures(&in_flight, 1_000.0, Some(3_000.0));
+        assert_eq!(f.final_at_fault, 10);
+        assert_eq!(f.finalize_again_ms, Some(900.0));
     }
 
     #[test]

@@ -450,7 +450,7 @@ pub fn markdown(r: &FaultsReport) -> String {
              From every node's `/status` twice a second. \"Tentative blocks in the outage\": \
              blocks above the final one on the longest branch just before the heal. \
              \"Heal → all final\": until every node answered with nothing tentative, back in \
-             PBFT mode, with a final block above the one at the fault. Discarded blocks and \
+             PBFT mode, with a final block above the highest one at the heal. Discarded blocks and \
              returned transactions are summed over the nodes. Safety compares final blocks \
              only. Charts: `finality-<fault>.svg` (final height and head over time).\n\n",
         );
