@@ -13,12 +13,11 @@
 
 use phalanx_consensus::{PbftPos, PbftPow};
 use phalanx_crypto::Hash;
-use phalanx_ledger::{EngineKind, Justification, SignedTransaction, Transaction, ValidatorIndex};
+use phalanx_ledger::{EngineKind, Justification, SignedTransaction, ValidatorIndex};
 use phalanx_testnet::sim::scenario::{
     account, account_key, ByzantinePlan, CrashPlan, Partition, SilentMode, Strategy, Submission,
-    CHAIN_ID,
 };
-use phalanx_testnet::sim::{run_scenario, Fault, FaultSet, Hooks, Outcome, Scenario};
+use phalanx_testnet::sim::{run_scenario, workload, Fault, FaultSet, Hooks, Outcome, Scenario};
 
 /// When the last fault ends (crashed validators restart, partitions heal).
 const HEAL_MS: u64 = 12_000;
@@ -27,15 +26,7 @@ const HEAL_MS: u64 = 12_000;
 const SEEDS: u64 = 10;
 
 fn transfer(from: usize, to: usize, amount: u64, nonce: u64) -> SignedTransaction {
-    Transaction {
-        chain_id: CHAIN_ID.into(),
-        from: account(from),
-        to: account(to),
-        amount,
-        nonce,
-        fee: 1,
-    }
-    .sign(account_key(from))
+    workload::transfer(from, to, amount, nonce).sign(account_key(from))
 }
 
 fn validators(range: std::ops::Range<usize>) -> Vec<ValidatorIndex> {

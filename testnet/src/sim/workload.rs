@@ -8,7 +8,8 @@ use super::rng::Rng;
 use super::scenario::{account, account_key, Submission, ACCOUNTS, ACCOUNT_BALANCE, CHAIN_ID};
 use phalanx_ledger::{SignedTransaction, Transaction, ValidatorIndex};
 
-fn transfer(from: usize, to: usize, amount: u64, nonce: u64) -> Transaction {
+/// An unsigned transfer between funded accounts `from` and `to` (fee 1).
+pub fn transfer(from: usize, to: usize, amount: u64, nonce: u64) -> Transaction {
     Transaction {
         chain_id: CHAIN_ID.into(),
         from: account(from),
