@@ -44,6 +44,12 @@ impl<E: Adversarial> World<E> {
                 _ => None,
             };
             let mode_after = engine.mode();
+            if n.honest && self.healed && self.live_at.is_none() {
+                // The view it is in or changing to: a view whose primary
+                // never sends NEW-VIEW is never entered, but still had
+                // to be got past.
+                self.stats.recovery_views.insert(engine.status().view);
+            }
             if mode_after != mode_before {
                 if mode_after == Some("fallback") && mode_before == Some("pbft") && n.honest {
                     self.stats.fallbacks += 1;

@@ -156,6 +156,10 @@ pub struct Stats {
     pub finalized: u64,
     /// PBFT with a fallback: times honest nodes fell back.
     pub fallbacks: u64,
+    /// Views honest replicas were in, or changing to, from the heal until
+    /// the run was live: the views of the recovery (with the engine's
+    /// primary rule, who led them).
+    pub recovery_views: std::collections::BTreeSet<u64>,
 }
 
 /// The result of one schedule.

@@ -1058,6 +1058,11 @@ impl<E: Adversarial> World<E> {
         for node in 0..self.nodes.len() {
             self.restart(node);
         }
+        for n in self.nodes.iter().filter(|n| n.honest) {
+            if let Some(e) = &n.engine {
+                self.stats.recovery_views.insert(e.status().view);
+            }
+        }
         // What gossip spreads: every wanted transaction, and when mempools
         // do not verify, whatever else some node holds.
         let mut known: Vec<SignedTransaction> = self.wanted.clone();
