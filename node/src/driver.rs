@@ -8,10 +8,12 @@ use crate::clock::now_ms;
 use crate::metrics::{Direction, DropReason};
 use crate::p2p::{NetCommand, NetEvent};
 use crate::shared::Shared;
+use crate::watch::WatchEvent;
 use phalanx_consensus::{Input, Message, Output, Protocol, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     execute, make_block, Block, Height, Justification, Payload, SignatureCheck, SignedTransaction,
+    ValidatorIndex,
 };
 use phalanx_runtime::Wal;
 use std::collections::{BTreeMap, VecDeque};
@@ -225,6 +227,20 @@ impl<E: Protocol> Driver<E> {
         self.step(Input::Start)?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            // An injected pause (`POST /admin/pause`): no input at all
+            // until it ends, as if the process were stopped.
+            if let Some(left) = self.shared.switches.paused_for() {
+                let until = now_ms() + left.as_millis() as u64;
+                self.shared.status.set(|s| s.paused_until_ms = until);
+                tracing::warn!(ms = left.as_millis() as u64, "paused by fault injection");
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    () = tokio::time::sleep(left) => {}
+                }
+                self.shared.status.set(|s| s.paused_until_ms = 0);
+                tracing::info!("pause over");
+                continue;
+            }
             let next_timer = self.timers.values().min().copied();
             let sleep = tokio::time::sleep_until(
                 next_timer.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
@@ -362,6 +378,16 @@ impl<E: Protocol> Driver<E> {
 
     /// Feeds one input and carries out the outputs (and the inputs they cause).
     fn step(&mut self, input: Input<E::Message>) -> anyhow::Result<()> {
+        if let Input::Timeout(kind) = &input {
+            self.shared.watch.record(|| {
+                let (kind, view) = crate::watch::timeout_name(*kind);
+                WatchEvent::Timeout {
+                    t: now_ms(),
+                    kind,
+                    view,
+                }
+            });
+        }
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let outputs = self.engine.handle(now_ms(), input);
@@ -427,6 +453,7 @@ impl<E: Protocol> Driver<E> {
                         "sending"
                     );
                 }
+                self.watch_sent(&message, Some(to));
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 if self.net.try_send(NetCommand::Send { to, bytes }).is_err() {
                     self.shared.metrics.dropped(DropReason::NetQueueFull);
@@ -447,6 +474,7 @@ impl<E: Protocol> Driver<E> {
                         "sending"
                     );
                 }
+                self.watch_sent(&message, None);
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 if self.net.try_send(NetCommand::Broadcast(bytes)).is_err() {
                     self.shared.metrics.dropped(DropReason::NetQueueFull);
@@ -473,6 +501,10 @@ impl<E: Protocol> Driver<E> {
             Output::Evidence(evidence) => {
                 if self.shared.store.put_evidence(&evidence)? {
                     self.shared.metrics.evidence.inc();
+                    self.shared.watch.record(|| WatchEvent::Evidence {
+                        t: now_ms(),
+                        offender: evidence.offender().0,
+                    });
                     tracing::warn!(
                         offender = evidence.offender().0,
                         "equivocation evidence recorded"
@@ -507,6 +539,11 @@ impl<E: Protocol> Driver<E> {
                 }
             }
             Output::ViewChanged { view, primary } => {
+                self.shared.watch.record(|| WatchEvent::View {
+                    t: now_ms(),
+                    view,
+                    primary: primary.0,
+                });
                 if view != self.view_at_last_event {
                     self.view_at_last_event = view;
                     self.shared.metrics.view_changes.inc();
@@ -529,6 +566,10 @@ impl<E: Protocol> Driver<E> {
             self.latest.justification = justification;
         }
         self.shared.metrics.finalized_blocks.inc();
+        self.shared.watch.record(|| WatchEvent::Finalized {
+            t: now_ms(),
+            height: height.0,
+        });
         self.publish_status();
         tracing::debug!(
             target: CONSENSUS_LOG,
@@ -591,6 +632,11 @@ impl<E: Protocol> Driver<E> {
             returned_txs: returned,
         };
         let depth = from.0 - self.latest.height().0;
+        self.shared.watch.record(|| WatchEvent::Reverted {
+            t: now_ms(),
+            from: from.0,
+            to: self.latest.height().0,
+        });
         self.shared.status.set(|s| {
             s.reorgs += 1;
             s.discarded_blocks += depth;
@@ -652,6 +698,10 @@ impl<E: Protocol> Driver<E> {
         for e in &block.evidence {
             if self.shared.store.put_evidence(e)? {
                 self.shared.metrics.evidence.inc();
+                self.shared.watch.record(|| WatchEvent::Evidence {
+                    t: now_ms(),
+                    offender: e.offender().0,
+                });
             }
         }
         let lost = {
@@ -669,6 +719,15 @@ impl<E: Protocol> Driver<E> {
         }
         self.committed_since_tick += block.txs.len() as u64;
         let (height, hash) = (block.height(), block.hash());
+        self.shared.watch.record(|| WatchEvent::Block {
+            t: now_ms(),
+            height: height.0,
+            hash: hash.to_string(),
+            proposer: block.header.proposer.0,
+            txs: block.txs.len(),
+            tentative: block.justification.is_tentative(),
+            latency_ms: now_ms().saturating_sub(proposed_at),
+        });
         self.shared.commits.push(crate::api::types::CommitRecord {
             height: height.0,
             block_hash: hash,
@@ -679,6 +738,25 @@ impl<E: Protocol> Driver<E> {
         self.latest = block;
         self.publish_status();
         Ok((height, hash, lost))
+    }
+
+    /// Tells watchers (the live page) about a message this node sends.
+    fn watch_sent(&self, message: &E::Message, to: Option<ValidatorIndex>) {
+        self.shared.watch.record(|| {
+            let s = message.summary();
+            WatchEvent::Msg {
+                t: now_ms(),
+                from: self.shared.me.0,
+                to: to.map(|v| v.0),
+                kind: s.kind,
+                view: s.view,
+                seq: s.seq,
+                signer: s.signer.0,
+                digest: s
+                    .digest
+                    .map_or_else(String::new, |d| hex::encode(&d.0[..4])),
+            }
+        });
     }
 
     fn publish_status(&self) {
@@ -1019,7 +1097,10 @@ mod tests {
     /// Block 1 through the normal case, then a view change away from a
     /// primary cut off from everyone.
     async fn a_block_and_a_view_change() -> Cluster {
-        let mut c = Cluster::new();
+        block_and_view_change(Cluster::new()).await
+    }
+
+    async fn block_and_view_change(mut c: Cluster) -> Cluster {
         for n in &mut c.nodes {
             n.driver.step(Input::Start).unwrap();
         }
@@ -1057,6 +1138,121 @@ mod tests {
             assert_eq!((st.view, st.view_changing), (1, false), "in view 1");
         }
         c
+    }
+
+    /// What the live page sees of the same run: every node's own sends
+    /// (as they left its wrapper), blocks, timers and views.
+    #[tokio::test]
+    async fn the_live_page_sees_sends_blocks_timeouts_and_views() {
+        use crate::watch::{Next, WatchEvent as W};
+        let c = Cluster::new();
+        let mut watchers: Vec<_> = c
+            .nodes
+            .iter()
+            .map(|n| n.shared.watch.subscribe().expect("room for a watcher"))
+            .collect();
+        let _c = block_and_view_change(c).await;
+        let seen: Vec<Vec<W>> = watchers
+            .iter_mut()
+            .map(|w| {
+                let mut all = Vec::new();
+                while let Some(n) = w.try_next() {
+                    match n {
+                        Next::Event(e) => all.push((*e).clone()),
+                        Next::Missed(n) => panic!("missed {n} events"),
+                    }
+                }
+                all
+            })
+            .collect();
+        let sent = |i: usize, kind: &str, view: u64| -> Vec<(Option<u32>, u64, String)> {
+            seen[i]
+                .iter()
+                .filter_map(|e| match e {
+                    W::Msg {
+                        from,
+                        to,
+                        kind: k,
+                        view: v,
+                        seq,
+                        digest,
+                        ..
+                    } if *k == kind && *v == view => {
+                        assert_eq!(
+                            *from, i as u32,
+                            "a send recorded by node {i} names another sender"
+                        );
+                        Some((*to, *seq, digest.clone()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        // The primary's proposal of block 1, broadcast; every backup
+        // prepares and everyone commits the same digest.
+        let pp = sent(0, "pre_prepare", 0);
+        assert_eq!(pp.len(), 1, "{:?}", seen[0]);
+        let (to, seq, digest) = &pp[0];
+        assert_eq!((*to, *seq, digest.len()), (None, 1, 8));
+        for i in 1..N as usize {
+            let prepares = sent(i, "prepare", 0);
+            assert!(
+                prepares.iter().any(|(_, s, d)| *s == 1 && d == digest),
+                "node {i}: {prepares:?}"
+            );
+        }
+        for (i, events) in seen.iter().enumerate() {
+            assert!(sent(i, "commit", 0)
+                .iter()
+                .any(|(_, s, d)| *s == 1 && d == digest));
+            let blocks: Vec<(u64, u32, usize, bool)> = events
+                .iter()
+                .filter_map(|e| match e {
+                    W::Block {
+                        height,
+                        proposer,
+                        txs,
+                        tentative,
+                        ..
+                    } => Some((*height, *proposer, *txs, *tentative)),
+                    _ => None,
+                })
+                .collect();
+            // Block 1 from primary 0 everywhere; the backups then commit
+            // block 2 from the new primary, 1.
+            let want = if i == 0 {
+                vec![(1, 0, 1, false)]
+            } else {
+                vec![(1, 0, 1, false), (2, 1, 1, false)]
+            };
+            assert_eq!(blocks, want, "node {i}");
+        }
+        // The cut-off primary records nothing of the view change; each
+        // backup records its progress timeout, its VIEW-CHANGE and view 1,
+        // and the new primary its NEW-VIEW.
+        for (i, events) in seen.iter().enumerate().skip(1) {
+            assert!(
+                events.iter().any(|e| matches!(
+                    e,
+                    W::Timeout {
+                        kind: "progress",
+                        ..
+                    }
+                )),
+                "node {i}: {events:?}"
+            );
+            assert_eq!(sent(i, "view_change", 1).len(), 1, "node {i}");
+            let views: Vec<(u64, u32)> = events
+                .iter()
+                .filter_map(|e| match e {
+                    W::View { view, primary, .. } => Some((*view, *primary)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(views, [(1, 1)], "node {i}");
+        }
+        assert_eq!(sent(1, "new_view", 1).len(), 1);
+        assert!(!seen[0].iter().any(|e| matches!(e, W::View { .. })));
     }
 
     fn vote(kind: phalanx_ledger::VoteKind, view: u64, seq: u64) -> phalanx_ledger::SignedVote {

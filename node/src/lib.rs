@@ -37,3 +37,4 @@ mod testutil;
 mod txpush;
 mod verify;
 pub mod version;
+pub mod watch;

@@ -193,11 +193,18 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
         };
         let api_listen = config.api.listen.clone();
         let behaviour = args.behaviour.unwrap_or(config.faults.behaviour);
+        // The flag or the config: one answer for the admin routes and the
+        // live page (which shows its fault buttons only where they work).
+        let mut config = config;
+        config.faults.allow_fault_injection |= args.allow_fault_injection;
         let control = Arc::new(crate::injection::FaultControl::new(
             behaviour,
-            args.allow_fault_injection || config.faults.allow_fault_injection,
+            config.faults.allow_fault_injection,
         ));
         let n = genesis.validators.len();
+        let origins = Arc::new(crate::injection::admin::page_origins(
+            genesis.validators.iter().map(|v| v.api_address.as_str()),
+        ));
         let shared = Arc::new(Shared::new(genesis, me, config, store.clone()));
         let (event_tx, event_rx) = mpsc::channel(8192);
         let net = crate::p2p::spawn(net_cfg, store, event_tx)?;
@@ -211,6 +218,8 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
                 net: net.clone(),
                 n,
                 me,
+                switches: shared.switches.clone(),
+                origins,
             },
         ));
         let mut api_shutdown = shutdown_rx.clone();
@@ -234,6 +243,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
             tracing::warn!(%behaviour, "this validator is Byzantine on purpose (--behaviour)");
         }
         let vote_log = args.vote_log.as_deref();
+        let shared_switches = shared.switches.clone();
         let driver = with_engine(
             engine,
             StartDriver {
@@ -250,7 +260,11 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<()> {
                 shutdown: shutdown_rx,
             },
         )??;
-        wait_for_signal().await;
+        let switches = shared_switches;
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = switches.stopped() => tracing::warn!("stop requested over the admin API"),
+        }
         tracing::info!("shutting down");
         let _ = shutdown_tx.send(true);
         driver.await??;

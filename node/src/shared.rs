@@ -42,6 +42,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Blocks this node reverted, for a while (the API answers "discarded").
     pub discarded: crate::discarded::DiscardedLog,
+    /// What the live page watches (`GET /events`).
+    pub watch: Arc<crate::watch::Watch>,
+    /// Pause and stop (fault injection).
+    pub switches: Arc<crate::injection::switches::Switches>,
 }
 
 /// The executed state: the accounts after the last stored block, kept in
@@ -137,6 +141,8 @@ impl Shared {
             status: StatusBoard(watch::Sender::new(status)),
             metrics: Metrics::new(),
             discarded: Default::default(),
+            watch: Default::default(),
+            switches: Default::default(),
         }
     }
 

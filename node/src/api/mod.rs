@@ -1,6 +1,7 @@
 //! The node's HTTP API (JSON, one port per node): status, health, blocks,
 //! transactions (query and submit, optionally waiting for the commit),
-//! accounts, validators, evidence, and Prometheus `/metrics`.
+//! accounts, validators, evidence, Prometheus `/metrics`, and the live page
+//! (`/`, with its stream `/events`).
 //!
 //! The API only reads the store and submits to the mempool through
 //! [`Shared`]; it never writes the store or drives consensus. Every error is
@@ -8,6 +9,7 @@
 //! rejections are replaced, so clients can always parse what they get.
 
 pub mod error;
+mod live;
 mod query;
 mod submit;
 pub mod types;
@@ -29,13 +31,17 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_BATCH_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Routes, for error messages.
-const ROUTES: &str = "GET /status, /health, /blocks/latest, /blocks/{height|hash}, /txs/{hash}, \
+const ROUTES: &str = "GET / (the live page), /events (its stream), /status, /health, /blocks/latest, /blocks/{height|hash}, /txs/{hash}, \
                       /accounts/{address}, /validators, /evidence, /commits?from=H, /metrics; \
                       POST /txs[?wait=true], /txs/batch";
 
 /// The API's routes.
 pub fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new()
+        .route("/", get(live::index))
+        .route("/page/app.js", get(live::app_js))
+        .route("/page/style.css", get(live::style_css))
+        .route("/events", get(live::events))
         .route("/status", get(query::status))
         .route("/health", get(query::health))
         .route("/blocks/latest", get(query::latest_block))

@@ -943,3 +943,205 @@ fn client_batches_beyond_the_bound_are_answered_busy() {
         "{answer}"
     );
 }
+
+/// The live page's stream, read as a browser's EventSource would.
+struct EventStream {
+    lines: std::io::Lines<std::io::BufReader<Box<dyn std::io::Read + Send>>>,
+    cors: Option<String>,
+}
+
+impl EventStream {
+    fn open(node: &Node) -> Result<EventStream, (u16, Value)> {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .new_agent();
+        let mut response = agent.get(format!("{}/events", node.url)).call().unwrap();
+        let status = response.status().as_u16();
+        if status != 200 {
+            let text = response.body_mut().read_to_string().unwrap();
+            return Err((status, serde_json::from_str(&text).unwrap()));
+        }
+        let cors = response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let reader: Box<dyn std::io::Read + Send> = Box::new(response.into_body().into_reader());
+        use std::io::BufRead as _;
+        Ok(EventStream {
+            lines: std::io::BufReader::new(reader).lines(),
+            cors,
+        })
+    }
+
+    /// The next event's name and data (keep-alive comments skipped).
+    fn next(&mut self) -> (String, Value) {
+        let (mut name, mut data) = (String::new(), String::new());
+        loop {
+            let line = self.lines.next().expect("the stream ended").unwrap();
+            if line.is_empty() && !name.is_empty() {
+                return (name, serde_json::from_str(&data).unwrap());
+            }
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_owned();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data.push_str(d);
+            }
+        }
+    }
+
+    /// Events until `name`, which it returns; the ones before are dropped.
+    fn until(&mut self, name: &str) -> Value {
+        loop {
+            let (n, v) = self.next();
+            if n == name {
+                return v;
+            }
+        }
+    }
+}
+
+/// Issue 21: the page and its files come out of the binary, with a policy
+/// that keeps it from loading anything from elsewhere.
+#[test]
+fn the_live_page_is_served_from_the_binary() {
+    let node = Node::start(1000);
+    let agent = ureq::Agent::config_builder()
+        .proxy(None)
+        .build()
+        .new_agent();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/page/app.js", "text/javascript"),
+        ("/page/style.css", "text/css"),
+    ] {
+        let mut response = agent.get(format!("{}{path}", node.url)).call().unwrap();
+        let header = |h: &str| {
+            response
+                .headers()
+                .get(h)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert!(
+            header("content-security-policy").starts_with("default-src 'self'"),
+            "{path}"
+        );
+        let body = response.body_mut().read_to_string().unwrap();
+        assert!(!body.is_empty(), "{path}");
+        // Nothing fetched from the internet: the page works offline.
+        for pattern in ["https://", "<script src=\"http", "@import url(http"] {
+            assert!(!body.contains(pattern), "{path} refers to {pattern}");
+        }
+        if path == "/" {
+            assert!(body.contains("/page/app.js") && body.contains("/page/style.css"));
+        }
+    }
+}
+
+/// Issue 21: `/events` says who the node is and where the others are,
+/// sends its status on connect and on change, and what the node records,
+/// in batches; other origins may read it.
+#[test]
+fn events_stream_hello_status_changes_and_batches() {
+    let node = Node::start(1000);
+    let mut events = EventStream::open(&node).unwrap();
+    assert_eq!(events.cors.as_deref(), Some("*"));
+    let (name, hello) = events.next();
+    assert_eq!(name, "hello");
+    assert_eq!(hello["validator_index"], 0);
+    assert_eq!(hello["n"], 4);
+    assert_eq!(hello["chain_id"], CHAIN);
+    assert_eq!(hello["nodes"][3]["api"], "http://127.0.0.1:26103");
+    let (name, status) = events.next();
+    assert_eq!(
+        (name.as_str(), &status["height"]),
+        ("status", &Value::from(0))
+    );
+
+    node.shared.status.set(|s| s.height = 7);
+    assert_eq!(events.until("status")["height"], 7);
+    // A republished status with nothing new is not sent again.
+    for _ in 0..3 {
+        node.shared.status.set(|_| {});
+        std::thread::sleep(super::live::STATUS_EVERY);
+    }
+
+    assert!(node.shared.watch.watched());
+    for h in 1..=3 {
+        node.shared
+            .watch
+            .record(|| crate::watch::WatchEvent::Finalized { t: 1, height: h });
+    }
+    let mut heights = Vec::new();
+    while heights.len() < 3 {
+        let (name, batch) = events.next();
+        assert_eq!(name, "batch", "{batch}");
+        for item in batch.as_array().unwrap() {
+            assert_eq!(item["type"], "finalized");
+            heights.push(item["height"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(heights, [1, 2, 3]);
+    drop(events);
+    // The server notices the client left (on its next write) and frees
+    // the place.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.shared.watch.watched() {
+        node.shared
+            .watch
+            .record(|| crate::watch::WatchEvent::Finalized { t: 1, height: 0 });
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher was never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 21: a client that does not keep up is told what it missed, and
+/// what it is sent stays bounded; past the bound on watchers, 503.
+#[test]
+fn events_are_bounded_per_client_and_in_clients() {
+    let node = Node::start(1000);
+    let mut slow = EventStream::open(&node).unwrap();
+    slow.until("status");
+    let total = crate::watch::RING as u64 * 3;
+    for h in 0..total {
+        node.shared
+            .watch
+            .record(|| crate::watch::WatchEvent::Finalized { t: 1, height: h });
+    }
+    let (mut got, mut missed, mut last) = (0u64, 0u64, None);
+    while last != Some(total - 1) {
+        let (name, data) = slow.next();
+        match name.as_str() {
+            "batch" => {
+                let items = data.as_array().unwrap();
+                assert!(items.len() <= super::live::BATCH_MAX);
+                got += items.len() as u64;
+                last = items.last().and_then(|i| i["height"].as_u64());
+            }
+            "lagged" => missed += data["missed"].as_u64().unwrap(),
+            _ => {}
+        }
+    }
+    assert!(missed > 0, "a client that fell behind was not told");
+    assert_eq!(
+        got + missed,
+        total,
+        "every event was sent or counted as missed"
+    );
+
+    let mut held = vec![slow];
+    while held.len() < crate::watch::MAX_WATCHERS {
+        held.push(EventStream::open(&node).unwrap());
+    }
+    let Err((status, answer)) = EventStream::open(&node) else {
+        panic!("one watcher too many was let in");
+    };
+    assert_eq!((status, error_code(&answer)), (503, "too_many_watchers"));
+}

@@ -325,6 +325,10 @@ pub struct NodeStatus {
     /// The git commit the node was built from, or "unknown".
     #[serde(default)]
     pub git_commit: String,
+    /// While a pause injected by `POST /admin/pause` lasts: when it ends
+    /// (Unix ms); 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_until_ms: u64,
     /// Why the consensus driver stopped, if it did (a full disk, say): the
     /// node still answers reads but no longer takes part in consensus, and
     /// `/health` fails.
@@ -360,4 +364,8 @@ pub struct CommitRecord {
     pub committed_at_ms: u64,
     /// The transaction hashes, in block order.
     pub tx_hashes: Vec<Hash>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

@@ -15,6 +15,7 @@
 //! an engine emits.
 
 pub mod admin;
+pub mod switches;
 
 pub use phalanx_adversary::Behaviour;
 
