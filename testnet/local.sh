@@ -168,7 +168,7 @@ accounts_table() {
 summary_json() {
   local i first=1 accounts
   accounts=$("$bin" keys list "$dir/accounts" --genesis "$dir/genesis.json" --json)
-  printf '{\n  "dir": "%s",\n  "binary": "%s",\n  "nodes": [' "$dir" "$bin"
+  printf '{\n  "dir": "%s",\n  "binary": "%s",\n  "page": "%s/",\n  "nodes": [' "$dir" "$bin" "$(api 0)"
   for i in $(seq 0 $(($(count_homes) - 1))); do
     [ -n "$first" ] || printf ','
     first=""
@@ -242,6 +242,9 @@ up() {
   for i in $(seq 0 $((n - 1))); do
     echo "  node$i  api $(api "$i")  p2p /ip4/127.0.0.1/tcp/$((base_port + i))  log $dir/logs/node$i.log"
   done
+  echo
+  echo "Watch it work (any node's API port serves the live page):"
+  echo "  $(api 0)/"
   echo
   echo "Prefunded accounts (use the name wherever a key file or address is asked for):"
   accounts_table
