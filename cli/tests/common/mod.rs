@@ -18,12 +18,19 @@ pub struct Testnet {
     pub nodes: Vec<Option<Child>>,
     /// Start each node with `--vote-log net/votes<i>.log`.
     vote_logs: bool,
+    /// More `phalanx node` arguments for every node started from now on.
+    pub node_args: Vec<String>,
 }
 
 impl Testnet {
     /// `phalanx testnet init` of `n` validators from `base_port`, every
     /// node started.
     pub fn init(n: usize, base_port: u16, vote_logs: bool) -> Testnet {
+        Testnet::init_with(n, base_port, vote_logs, &[])
+    }
+
+    /// [`Testnet::init`], every node started with `node_args` as well.
+    pub fn init_with(n: usize, base_port: u16, vote_logs: bool, node_args: &[&str]) -> Testnet {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(BIN)
             .args([
@@ -47,6 +54,7 @@ impl Testnet {
             base_port,
             nodes: (0..n).map(|_| None).collect(),
             vote_logs,
+            node_args: node_args.iter().map(|a| a.to_string()).collect(),
         };
         for i in 0..n {
             t.start(i);
@@ -73,6 +81,7 @@ impl Testnet {
         node.args(["node", "--home"])
             .arg(self.net().join(format!("node{i}")))
             .args(["--log", "info"]);
+        node.args(&self.node_args);
         if self.vote_logs {
             node.arg("--vote-log")
                 .arg(self.net().join(format!("votes{i}.log")));

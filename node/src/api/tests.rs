@@ -1039,6 +1039,20 @@ fn the_live_page_is_served_from_the_binary() {
         if path == "/" {
             assert!(body.contains("/page/app.js") && body.contains("/page/style.css"));
         }
+        // The behaviours its fault buttons offer are the node's.
+        if path == "/page/app.js" {
+            let line = body
+                .lines()
+                .find(|l| l.starts_with("const BEHAVIOURS = ["))
+                .expect("the page's list of behaviours");
+            let list = &line[line.find('[').unwrap()..line.find(']').unwrap()];
+            let names: Vec<&str> = list.split('\'').skip(1).step_by(2).collect();
+            assert!(names.len() >= 5, "{line}");
+            for name in names {
+                name.parse::<crate::injection::Behaviour>()
+                    .unwrap_or_else(|e| panic!("the page offers {name:?}: {e}"));
+            }
+        }
     }
 }
 

@@ -29,7 +29,7 @@ const VC_SETTLE_MS = 3000;         // a view change nobody entered is replayed a
 const SPEEDS = [0.25, 0.5, 1, 2, 4];
 
 // The behaviours offered by the fault buttons (the node validates them).
-const BEHAVIOURS = ['honest', 'equivocate', 'silent', 'bad-sig', 'forge-view-change', 'replay'];
+const BEHAVIOURS = ['honest', 'silent', 'equivocate', 'bad-sig', 'stale-replay', 'delay:500']; // as the node names them (adversary::BEHAVIOURS)
 
 // Timeout kinds that explain a view change; the others are routine.
 const VIEW_TIMEOUTS = new Set(['progress', 'view_change']);
@@ -349,6 +349,15 @@ function accusers(i) {
   return { flagged, evidence, any: flagged.length + evidence.length > 0 };
 }
 
+// Milliseconds an injected pause still lasts (status.paused_until_ms, the
+// node's clock; the testnet runs on one machine). Never 0 while the node
+// says it is paused, so the row does not flicker to "up" before the next status.
+function pausedLeft(st) {
+  const until = st && st.paused_until_ms;
+  if (!(until > 0)) return 0;
+  return Math.max(1, until - Date.now());
+}
+
 function isSuspect(i) {
   const nd = S.nodes[i];
   const b = nd && nd.status && nd.status.behaviour;
@@ -359,6 +368,8 @@ function isSuspect(i) {
 
 function render() {
   if (!S.built || document.hidden) return;
+  // A pause's countdown moves without any event.
+  if (S.nodes.some((nd) => nd.up && pausedLeft(nd.status))) S.dirty = true;
   if (S.dirty) {
     S.dirty = false;
     renderHeader();
@@ -439,14 +450,16 @@ function renderValidators() {
     const name = st.moniker || (nd.hello && nd.hello.moniker) || '';
     setText(c.index, name ? i + ' · ' + name : String(i));
     let state;
+    const paused = nd.up && !st.stopped && pausedLeft(st);
     if (st.stopped && nd.up) state = 'stopped: ' + st.stopped;
+    else if (paused) state = 'paused, ' + Math.ceil(paused / 1000) + ' s left';
     else if (nd.up) state = 'up';
     else if (!nd.api && i !== S.selfIndex) state = 'no API';
     else state = 'down';
     setText(c.state, state);
     setAttr(c.state, 'title', state === 'no API'
       ? 'this validator publishes no API address, so the page cannot watch its stream' : '');
-    setAttr(c.state, 'class', 'state ' + (st.stopped && nd.up ? 'stopped' : nd.up ? 'up' : 'down'));
+    setAttr(c.state, 'class', 'state ' + (st.stopped && nd.up ? 'stopped' : paused ? 'paused' : nd.up ? 'up' : 'down'));
     setAttr(tr, 'data-up', nd.up ? 'true' : 'false');
     setAttr(tr, 'data-primary', primary === i ? 'true' : 'false');
     tr.classList.toggle('is-down', !nd.up);
@@ -658,11 +671,12 @@ function drawChart(svgEl, values, cls, area) {
 function buildFaultRow(i) {
   const node = S.nodes[i];
   const result = el('span', { class: 'fault-result', 'aria-live': 'polite' });
-  const select = el('select', { class: 'behaviour-select', 'aria-label': 'behaviour of validator ' + i });
+  const select = el('select', { class: 'behaviour-select', 'data-validator': i, 'aria-label': 'behaviour of validator ' + i });
   for (const b of BEHAVIOURS) select.append(el('option', { value: b, text: b }));
   const others = () => [...Array(S.n).keys()].filter((j) => j !== i);
+  // data-validator on each control lets tests and scripts find "validator i's pause".
   const btn = (label, cls, fn) => {
-    const b = el('button', { type: 'button', class: cls, text: label });
+    const b = el('button', { type: 'button', class: cls, text: label, 'data-validator': i });
     b.addEventListener('click', fn);
     return b;
   };
@@ -685,7 +699,7 @@ function buildFaultRow(i) {
     for (const c of controls.querySelectorAll('button, select')) c.disabled = true;
     result.textContent = 'no API address for this validator';
   }
-  return el('tr', { class: 'fault-row', 'data-fault-for': i }, el('td', { colspan: 10 }, controls));
+  return el('tr', { class: 'fault-row', 'data-faults-for': i }, el('td', { colspan: 10 }, controls));
 }
 
 async function post(node, route, body, out) {
@@ -806,7 +820,9 @@ function renderRing() {
     r.g.classList.toggle('primary', primary === i);
     setText(r.star, primary === i ? '★' : '');
     const b = nd.status && nd.status.behaviour;
-    setText(r.sub, !nd.up ? 'down' : b && b !== 'honest' ? b : '');
+    const st = nd.status || {};
+    setText(r.sub, !nd.up ? 'down' : st.stopped ? 'stopped' : pausedLeft(st) ? 'paused'
+      : b && b !== 'honest' ? b : '');
   }
 }
 
