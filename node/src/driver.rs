@@ -13,7 +13,6 @@ use phalanx_consensus::{Input, Message, Output, Protocol, TimeoutKind};
 use phalanx_crypto::Hash;
 use phalanx_ledger::{
     execute, make_block, Block, Height, Justification, Payload, SignatureCheck, SignedTransaction,
-    ValidatorIndex,
 };
 use phalanx_runtime::Wal;
 use std::collections::{BTreeMap, VecDeque};
@@ -453,7 +452,6 @@ impl<E: Protocol> Driver<E> {
                         "sending"
                     );
                 }
-                self.watch_sent(&message, Some(to));
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 if self.net.try_send(NetCommand::Send { to, bytes }).is_err() {
                     self.shared.metrics.dropped(DropReason::NetQueueFull);
@@ -474,7 +472,6 @@ impl<E: Protocol> Driver<E> {
                         "sending"
                     );
                 }
-                self.watch_sent(&message, None);
                 let bytes = Arc::new(phalanx_crypto::encode(&message));
                 if self.net.try_send(NetCommand::Broadcast(bytes)).is_err() {
                     self.shared.metrics.dropped(DropReason::NetQueueFull);
@@ -738,25 +735,6 @@ impl<E: Protocol> Driver<E> {
         self.latest = block;
         self.publish_status();
         Ok((height, hash, lost))
-    }
-
-    /// Tells watchers (the live page) about a message this node sends.
-    fn watch_sent(&self, message: &E::Message, to: Option<ValidatorIndex>) {
-        self.shared.watch.record(|| {
-            let s = message.summary();
-            WatchEvent::Msg {
-                t: now_ms(),
-                from: self.shared.me.0,
-                to: to.map(|v| v.0),
-                kind: s.kind,
-                view: s.view,
-                seq: s.seq,
-                signer: s.signer.0,
-                digest: s
-                    .digest
-                    .map_or_else(String::new, |d| hex::encode(&d.0[..4])),
-            }
-        });
     }
 
     fn publish_status(&self) {
@@ -1253,6 +1231,68 @@ mod tests {
         }
         assert_eq!(sent(1, "new_view", 1).len(), 1);
         assert!(!seen[0].iter().any(|e| matches!(e, W::View { .. })));
+    }
+
+    /// The page sees what leaves the fault wrapper, not what the honest
+    /// engine meant to send: an equivocating primary's two proposals for
+    /// one slot, each to its half, and nothing from a silent replica.
+    #[tokio::test]
+    async fn the_live_page_sees_what_leaves_the_fault_wrapper() {
+        use crate::watch::{Next, WatchEvent as W};
+        let mut c = Cluster::new();
+        c.nodes[0].control.set_behaviour(Behaviour::Equivocate);
+        c.nodes[2].control.set_behaviour(Behaviour::Silent);
+        let mut watchers: Vec<_> = c
+            .nodes
+            .iter()
+            .map(|n| n.shared.watch.subscribe().expect("room for a watcher"))
+            .collect();
+        for n in &mut c.nodes {
+            n.driver.step(Input::Start).unwrap();
+        }
+        c.settle().await;
+        c.nodes[0]
+            .driver
+            .step(Input::Transactions(vec![transfer(0)]))
+            .unwrap();
+        c.fire(0, |k| *k == TimeoutKind::Batch);
+        c.settle().await;
+        let mut seen: Vec<Vec<W>> = Vec::new();
+        for w in &mut watchers {
+            let mut all = Vec::new();
+            while let Some(Next::Event(e)) = w.try_next() {
+                all.push((*e).clone());
+            }
+            seen.push(all);
+        }
+        let proposals: BTreeSet<(Option<u32>, String)> = seen[0]
+            .iter()
+            .filter_map(|e| match e {
+                W::Msg {
+                    kind: "pre_prepare",
+                    seq: 1,
+                    to,
+                    digest,
+                    ..
+                } => Some((*to, digest.clone())),
+                _ => None,
+            })
+            .collect();
+        let digests: BTreeSet<&String> = proposals.iter().map(|(_, d)| d).collect();
+        assert!(
+            digests.len() >= 2,
+            "one digest for slot 1 from the equivocating primary: {proposals:?}"
+        );
+        assert!(
+            proposals.iter().all(|(to, _)| to.is_some()),
+            "an equivocation goes to each half on its own: {proposals:?}"
+        );
+        assert!(
+            !seen[2].iter().any(|e| matches!(e, W::Msg { .. })),
+            "the silent replica sent nothing, yet recorded: {:?}",
+            seen[2]
+        );
+        assert!(seen[1].iter().any(|e| matches!(e, W::Msg { .. })));
     }
 
     fn vote(kind: phalanx_ledger::VoteKind, view: u64, seq: u64) -> phalanx_ledger::SignedVote {

@@ -256,8 +256,10 @@ impl<E: Adversarial> Wrapper<E> {
                 if self.current.is_none() && self.control.delay().is_zero() {
                     self.note_evidence(&bytes);
                     let kind = E::Message::wire_kind(&bytes);
+                    let watched = self.decode_if_watched(&bytes);
                     if self.net.try_send(NetCommand::Broadcast(bytes)).is_ok() {
                         self.count_sent(kind, self.cfg.n() as u64 - 1);
+                        self.watch_sent(None, watched.as_ref(), Duration::ZERO);
                     } else {
                         self.shared.metrics.dropped(DropReason::NetQueueFull);
                     }
@@ -266,7 +268,9 @@ impl<E: Adversarial> Wrapper<E> {
                     self.on_consensus(bytes, others);
                 }
             }
-            other => self.emit(other),
+            other => {
+                self.emit(other);
+            }
         }
     }
 
@@ -305,11 +309,9 @@ impl<E: Adversarial> Wrapper<E> {
         // pass them on untouched.
         let Some(message) = decoded else {
             self.note_evidence(&bytes);
+            let watched = self.decode_if_watched(&bytes);
             for to in dests {
-                self.emit(NetCommand::Send {
-                    to,
-                    bytes: bytes.clone(),
-                });
+                self.emit_message(to, bytes.clone(), watched.as_ref());
             }
             return;
         };
@@ -330,7 +332,7 @@ impl<E: Adversarial> Wrapper<E> {
         self.control.count(|s| add(s, &stats));
         for (to, m) in wire {
             let bytes = Arc::new(phalanx_crypto::encode(&m));
-            self.emit(NetCommand::Send { to, bytes });
+            self.emit_message(to, bytes, Some(&m));
         }
     }
 
@@ -351,13 +353,64 @@ impl<E: Adversarial> Wrapper<E> {
         self.control.count(|s| add(s, &stats));
         for (to, m) in wire {
             let bytes = Arc::new(phalanx_crypto::encode(&m));
-            self.emit(NetCommand::Send { to, bytes });
+            self.emit_message(to, bytes, Some(&m));
+        }
+    }
+
+    /// The message, decoded, if somebody watches the node (the live page
+    /// sees what really leaves it, after any rewrite).
+    fn decode_if_watched(&self, bytes: &[u8]) -> Option<E::Message> {
+        if self.shared.watch.watched() {
+            phalanx_crypto::decode::<E::Message>(bytes).ok()
+        } else {
+            None
+        }
+    }
+
+    /// Tells watchers about a consensus message that leaves (`to: None`:
+    /// to every other validator), `delay` from now.
+    fn watch_sent(
+        &self,
+        to: Option<ValidatorIndex>,
+        message: Option<&E::Message>,
+        delay: Duration,
+    ) {
+        let Some(message) = message else {
+            return;
+        };
+        self.shared.watch.record(|| {
+            let s = message.summary();
+            crate::watch::WatchEvent::Msg {
+                t: crate::clock::now_ms() + delay.as_millis() as u64,
+                from: self.cfg.me.0,
+                to: to.map(|v| v.0),
+                kind: s.kind,
+                view: s.view,
+                seq: s.seq,
+                signer: s.signer.0,
+                digest: s
+                    .digest
+                    .map_or_else(String::new, |d| hex::encode(&d.0[..4])),
+            }
+        });
+    }
+
+    /// [`Wrapper::emit`] of a consensus message to one validator; `known`
+    /// is the message, if decoded (for watchers).
+    fn emit_message(&self, to: ValidatorIndex, bytes: Arc<Vec<u8>>, known: Option<&E::Message>) {
+        let watched = match known {
+            Some(m) if self.shared.watch.watched() => Some(m.clone()),
+            Some(_) => None,
+            None => self.decode_if_watched(&bytes),
+        };
+        if self.emit(NetCommand::Send { to, bytes }) {
+            self.watch_sent(Some(to), watched.as_ref(), self.control.delay());
         }
     }
 
     /// Sends now, or late when a delay is configured; counts the
-    /// consensus messages that leave.
-    fn emit(&self, cmd: NetCommand) {
+    /// consensus messages that leave. Whether it was handed over.
+    fn emit(&self, cmd: NetCommand) -> bool {
         let kind = match &cmd {
             NetCommand::Send { bytes, .. } => Some(E::Message::wire_kind(bytes)),
             _ => None,
@@ -374,6 +427,7 @@ impl<E: Adversarial> Wrapper<E> {
             Some(_) => self.shared.metrics.dropped(DropReason::NetQueueFull),
             None => {}
         }
+        handed_over
     }
 
     fn count_sent(&self, kind: Option<&'static str>, recipients: u64) {
