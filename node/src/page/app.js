@@ -1076,18 +1076,30 @@ function startFrames() {
   F.raf = requestAnimationFrame(frame);
 }
 
+// About 30 frames a second are plenty for dots this slow, and half of
+// 60 on the machine that also runs the testnet.
+const FRAME_MS = 32;
+
 function frame(now) {
   F.raf = 0;
+  if (F.paused || !F.plan) return;
+  if (now - F.lastFrame < FRAME_MS) {
+    F.raf = requestAnimationFrame(frame);
+    return;
+  }
   const dt = Math.min(100, now - F.lastFrame);  // a hidden tab must not jump ahead
   F.lastFrame = now;
-  if (F.paused || !F.plan) return;
   F.elapsed += dt * F.speed;
   const plan = F.plan;
   for (const d of plan.dots) {
     const p = (F.elapsed - d.start) / d.dur;
     const show = p >= 0 && p <= 1;
-    d.el.setAttribute('visibility', show ? 'visible' : 'hidden');
-    if (d.trail) d.trail.setAttribute('visibility', show ? 'visible' : 'hidden');
+    // Touch the DOM only when something changes.
+    if (d.shown !== show) {
+      d.shown = show;
+      d.el.setAttribute('visibility', show ? 'visible' : 'hidden');
+      if (d.trail) d.trail.setAttribute('visibility', show ? 'visible' : 'hidden');
+    }
     if (!show) continue;
     const e = p < 0.5 ? 2 * p * p : 1 - 2 * (1 - p) * (1 - p);   // ease in and out
     d.el.setAttribute('cx', (d.x1 + (d.x2 - d.x1) * e).toFixed(1));
