@@ -10,10 +10,19 @@
 //! at its own pace. A watcher that falls more than [`RING`] events behind
 //! skips ahead and is told how many it missed; memory does not grow with
 //! slow watchers, and at most [`MAX_WATCHERS`] watch at once.
+//!
+//! The page replays one slot every few seconds, so at high block rates the
+//! node records the messages of every N-th slot only (sequence a multiple
+//! of N, N a power of two chosen so that about [`SLOTS_PER_SECOND`] go
+//! out; view changes, complaints and evidence always): what the browser
+//! has to take in stays flat as the load grows. Nodes committing the same
+//! blocks pick the same N, and where two differ for a moment, the slots of
+//! the larger N are still complete from both (powers of two nest).
 
 use serde::Serialize;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 /// Events kept for watchers that are behind (shared by all of them).
@@ -21,6 +30,23 @@ pub const RING: usize = 4096;
 
 /// Watchers at once; more are refused (503).
 pub const MAX_WATCHERS: usize = 16;
+
+/// About how many slots a second have their messages recorded.
+pub const SLOTS_PER_SECOND: u64 = 4;
+
+/// Seconds of block counts the sampling rate is taken over.
+const RATE_WINDOW: usize = 5;
+
+/// Message kinds recorded whatever the sampling (rare, and what a view
+/// change or a fault is made of).
+const ALWAYS: &[&str] = &[
+    "view_change",
+    "new_view",
+    "complaint",
+    "evidence",
+    "request_vote",
+    "vote",
+];
 
 /// One thing the node did, for the live page. `t` is Unix milliseconds on
 /// this node's clock.
@@ -106,6 +132,16 @@ pub enum WatchEvent {
     },
 }
 
+/// The sampling for `per_second` blocks a second: the smallest power of
+/// two that brings the recorded slots to [`SLOTS_PER_SECOND`] or fewer.
+pub fn sampling_for(per_second: u64) -> u64 {
+    let mut every = 1;
+    while per_second / every > SLOTS_PER_SECOND && every < 1 << 20 {
+        every *= 2;
+    }
+    every
+}
+
 /// A timer's name for the page, and the view it concerns (0: none).
 pub fn timeout_name(kind: phalanx_consensus::TimeoutKind) -> (&'static str, u64) {
     use phalanx_consensus::TimeoutKind as K;
@@ -125,6 +161,12 @@ pub fn timeout_name(kind: phalanx_consensus::TimeoutKind) -> (&'static str, u64)
 pub struct Watch {
     ring: broadcast::Sender<Arc<WatchEvent>>,
     watchers: AtomicUsize,
+    /// Blocks stored since the last [`Watch::second`].
+    blocks: AtomicU64,
+    /// Blocks stored in each of the last seconds.
+    recent: Mutex<VecDeque<u64>>,
+    /// Slots whose sequence is a multiple of this are recorded.
+    every: AtomicU64,
 }
 
 impl Default for Watch {
@@ -132,11 +174,45 @@ impl Default for Watch {
         Watch {
             ring: broadcast::Sender::new(RING),
             watchers: AtomicUsize::new(0),
+            blocks: AtomicU64::new(0),
+            recent: Mutex::new(VecDeque::new()),
+            every: AtomicU64::new(1),
         }
     }
 }
 
 impl Watch {
+    /// The driver stored a block (counted whether watched or not: the
+    /// sampling must be right when somebody starts watching).
+    pub fn block_stored(&self) {
+        self.blocks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Once a second (the driver's tick): takes the block rate over the
+    /// last seconds and sets the sampling from it.
+    pub fn second(&self) {
+        let stored = self.blocks.swap(0, Ordering::Relaxed);
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.push_back(stored);
+        while recent.len() > RATE_WINDOW {
+            recent.pop_front();
+        }
+        let per_second = recent.iter().sum::<u64>() / recent.len() as u64;
+        self.every
+            .store(sampling_for(per_second), Ordering::Relaxed);
+    }
+
+    /// Slots whose messages are recorded: sequence a multiple of this.
+    pub fn every(&self) -> u64 {
+        self.every.load(Ordering::Relaxed)
+    }
+
+    /// Whether a message of `kind` for sequence `seq` is recorded.
+    pub fn samples(&self, kind: &str, seq: u64) -> bool {
+        let every = self.every();
+        every <= 1 || seq.is_multiple_of(every) || ALWAYS.contains(&kind)
+    }
+
     /// Whether anybody watches (the driver skips building events if not).
     pub fn watched(&self) -> bool {
         self.watchers.load(Ordering::Relaxed) > 0
@@ -273,6 +349,31 @@ mod tests {
             Some(Next::Event(e)) => assert_eq!(*e, finalized(extra)),
             other => panic!("expected an event, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn busy_chains_record_every_nth_slot_and_every_view_change() {
+        assert_eq!(sampling_for(0), 1);
+        assert_eq!(sampling_for(SLOTS_PER_SECOND), 1);
+        assert_eq!(sampling_for(SLOTS_PER_SECOND + 1), 2);
+        assert_eq!(sampling_for(100), 32);
+        let w = Watch::default();
+        assert!(w.samples("prepare", 7), "a quiet chain records every slot");
+        for _ in 0..RATE_WINDOW {
+            for _ in 0..100 {
+                w.block_stored();
+            }
+            w.second();
+        }
+        assert_eq!(w.every(), 32);
+        assert!(w.samples("commit", 64) && w.samples("pre_prepare", 96));
+        assert!(!w.samples("commit", 65));
+        assert!(w.samples("view_change", 65) && w.samples("new_view", 3));
+        // The rate falls: back to every slot within the window.
+        for _ in 0..RATE_WINDOW {
+            w.second();
+        }
+        assert_eq!(w.every(), 1);
     }
 
     #[test]

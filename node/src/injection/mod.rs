@@ -378,20 +378,21 @@ impl<E: Adversarial> Wrapper<E> {
         let Some(message) = message else {
             return;
         };
-        self.shared.watch.record(|| {
-            let s = message.summary();
-            crate::watch::WatchEvent::Msg {
-                t: crate::clock::now_ms() + delay.as_millis() as u64,
-                from: self.cfg.me.0,
-                to: to.map(|v| v.0),
-                kind: s.kind,
-                view: s.view,
-                seq: s.seq,
-                signer: s.signer.0,
-                digest: s
-                    .digest
-                    .map_or_else(String::new, |d| hex::encode(&d.0[..4])),
-            }
+        let s = message.summary();
+        if !self.shared.watch.samples(s.kind, s.seq) {
+            return;
+        }
+        self.shared.watch.record(|| crate::watch::WatchEvent::Msg {
+            t: crate::clock::now_ms() + delay.as_millis() as u64,
+            from: self.cfg.me.0,
+            to: to.map(|v| v.0),
+            kind: s.kind,
+            view: s.view,
+            seq: s.seq,
+            signer: s.signer.0,
+            digest: s
+                .digest
+                .map_or_else(String::new, |d| hex::encode(&d.0[..4])),
         });
     }
 
