@@ -1017,6 +1017,28 @@ mod tests {
             }
         }
 
+        /// Starts every node and has primary 0 propose a transfer.
+        async fn first_block(&mut self) {
+            for n in &mut self.nodes {
+                n.driver.step(Input::Start).unwrap();
+            }
+            self.settle().await;
+            self.nodes[0]
+                .driver
+                .step(Input::Transactions(vec![transfer(0)]))
+                .unwrap();
+            self.fire(0, |k| *k == TimeoutKind::Batch);
+            self.settle().await;
+        }
+
+        /// A live-page watcher on every node.
+        fn watch_all(&self) -> Vec<crate::watch::Watcher> {
+            self.nodes
+                .iter()
+                .map(|n| n.shared.watch.subscribe().expect("room for a watcher"))
+                .collect()
+        }
+
         /// Fires node `i`'s armed timers that `which` selects, now.
         fn fire(&mut self, i: usize, which: impl Fn(&TimeoutKind) -> bool) {
             let d = &mut self.nodes[i].driver;
@@ -1081,16 +1103,7 @@ mod tests {
     }
 
     async fn block_and_view_change(mut c: Cluster) -> Cluster {
-        for n in &mut c.nodes {
-            n.driver.step(Input::Start).unwrap();
-        }
-        c.settle().await;
-        c.nodes[0]
-            .driver
-            .step(Input::Transactions(vec![transfer(0)]))
-            .unwrap();
-        c.fire(0, |k| *k == TimeoutKind::Batch);
-        c.settle().await;
+        c.first_block().await;
         for n in &c.nodes {
             assert_eq!(n.driver.latest.height(), Height(1), "block 1 everywhere");
             // A PBFT block is final as soon as /status shows it.
@@ -1120,19 +1133,10 @@ mod tests {
         c
     }
 
-    /// What the live page sees of the same run: every node's own sends
-    /// (as they left its wrapper), blocks, timers and views.
-    #[tokio::test]
-    async fn the_live_page_sees_sends_blocks_timeouts_and_views() {
-        use crate::watch::{Next, WatchEvent as W};
-        let c = Cluster::new();
-        let mut watchers: Vec<_> = c
-            .nodes
-            .iter()
-            .map(|n| n.shared.watch.subscribe().expect("room for a watcher"))
-            .collect();
-        let _c = block_and_view_change(c).await;
-        let seen: Vec<Vec<W>> = watchers
+    /// Every event each watcher holds, per node.
+    fn drain(watchers: &mut [crate::watch::Watcher]) -> Vec<Vec<crate::watch::WatchEvent>> {
+        use crate::watch::Next;
+        watchers
             .iter_mut()
             .map(|w| {
                 let mut all = Vec::new();
@@ -1144,7 +1148,18 @@ mod tests {
                 }
                 all
             })
-            .collect();
+            .collect()
+    }
+
+    /// What the live page sees of the same run: every node's own sends
+    /// (as they left its wrapper), blocks, timers and views.
+    #[tokio::test]
+    async fn the_live_page_sees_sends_blocks_timeouts_and_views() {
+        use crate::watch::WatchEvent as W;
+        let c = Cluster::new();
+        let mut watchers = c.watch_all();
+        let _c = block_and_view_change(c).await;
+        let seen = drain(&mut watchers);
         let sent = |i: usize, kind: &str, view: u64| -> Vec<(Option<u32>, u64, String)> {
             seen[i]
                 .iter()
@@ -1240,33 +1255,13 @@ mod tests {
     /// one slot, each to its half, and nothing from a silent replica.
     #[tokio::test]
     async fn the_live_page_sees_what_leaves_the_fault_wrapper() {
-        use crate::watch::{Next, WatchEvent as W};
+        use crate::watch::WatchEvent as W;
         let mut c = Cluster::new();
         c.nodes[0].control.set_behaviour(Behaviour::Equivocate);
         c.nodes[2].control.set_behaviour(Behaviour::Silent);
-        let mut watchers: Vec<_> = c
-            .nodes
-            .iter()
-            .map(|n| n.shared.watch.subscribe().expect("room for a watcher"))
-            .collect();
-        for n in &mut c.nodes {
-            n.driver.step(Input::Start).unwrap();
-        }
-        c.settle().await;
-        c.nodes[0]
-            .driver
-            .step(Input::Transactions(vec![transfer(0)]))
-            .unwrap();
-        c.fire(0, |k| *k == TimeoutKind::Batch);
-        c.settle().await;
-        let mut seen: Vec<Vec<W>> = Vec::new();
-        for w in &mut watchers {
-            let mut all = Vec::new();
-            while let Some(Next::Event(e)) = w.try_next() {
-                all.push((*e).clone());
-            }
-            seen.push(all);
-        }
+        let mut watchers = c.watch_all();
+        c.first_block().await;
+        let seen = drain(&mut watchers);
         let proposals: BTreeSet<(Option<u32>, String)> = seen[0]
             .iter()
             .filter_map(|e| match e {
