@@ -1,8 +1,10 @@
 //! The live page in a real browser (issue 21): headless Chromium, driven
 //! over WebDriver by ChromeDriver, loads the page a node of a running
 //! 4-node testnet serves, sees the four validators and the height rising,
-//! sees the primary killed (down, a view change, a new primary), pauses a
-//! validator with the page's own button, and takes a screenshot
+//! makes a backup equivocate with the page's controls and sees its
+//! conflicting votes drawn, sees the primary killed (down, a view change,
+//! a new primary), pauses a validator with the page's own button, and
+//! takes a screenshot
 //! (`$CARGO_TARGET_TMPDIR/live-page.png`; `PHALANX_SCREENSHOT_TO=path` copies
 //! it there, which is how docs/images/live-page.png is made).
 //!
@@ -353,6 +355,57 @@ fn the_live_page_shows_a_testnet_losing_its_primary() {
     );
     let h0 = wait_for(&b, "a height", 30, |s| s.height >= 1).height;
     wait_for(&b, "the height rising", 30, |s| s.height >= h0 + 3);
+
+    // A backup made to equivocate with the page's own controls: the
+    // message flow shows its two versions of a vote as a conflict.
+    let liar = (0..4u64)
+        .find(|v| *v != primary as u64 && *v != host as u64)
+        .unwrap();
+    let set_behaviour = |v: u64, behaviour: &str| {
+        let done = b.run(&format!(
+            "const s = document.querySelector('#validators select.behaviour-select[data-validator=\"{v}\"]');
+             const a = document.querySelector('#validators button.apply[data-validator=\"{v}\"]');
+             if (!s || !a) return false;
+             s.value = '{behaviour}'; s.dispatchEvent(new Event('change')); a.click(); return true;"
+        ));
+        assert_eq!(done, json!(true), "no behaviour control for validator {v}");
+    };
+    set_behaviour(liar, "equivocate");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let conflicts = b.run(
+            "return [...document.querySelectorAll('#flow-conflicts li')].map(l => l.textContent);",
+        );
+        let named = format!("node {liar} ");
+        if conflicts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap_or("").contains(&named))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never drew validator {liar}'s conflicting messages: {conflicts}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        t.get(liar as usize, "/admin/faults").unwrap()["behaviour"],
+        "equivocate"
+    );
+    set_behaviour(liar, "honest");
+    t.wait_until("the liar honest again", 10, || {
+        t.get(liar as usize, "/admin/faults")
+            .is_some_and(|f| f["behaviour"] == "honest")
+    });
+    // Each peer got one version of each vote, so none can prove it: the
+    // liar still counts towards the quorum the view change below needs.
+    for i in 0..4 {
+        let faulty = t.status(i).unwrap()["faulty_peers"].clone();
+        assert_eq!(faulty, json!([]), "node {i} holds evidence: {faulty}");
+    }
 
     // Kill the primary: its row goes down, a view change shows, and the
     // page names another primary.
