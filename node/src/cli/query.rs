@@ -233,6 +233,14 @@ fn format_status(s: &NodeStatus) -> String {
     if !s.behaviour.is_empty() && s.behaviour != "honest" {
         let _ = writeln!(out, "behaviour:  {} (fault injection)", s.behaviour);
     }
+    if s.paused_until_ms > 0 {
+        let left = s.paused_until_ms.saturating_sub(crate::clock::now_ms());
+        let _ = writeln!(
+            out,
+            "paused:     {:.1} s more (fault injection: handles nothing until then)",
+            left as f64 / 1000.0
+        );
+    }
     if !s.faulty_peers.is_empty() {
         let list: Vec<String> = s.faulty_peers.iter().map(u32::to_string).collect();
         let _ = writeln!(
@@ -462,6 +470,22 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
         assert_eq!(utc(951_782_400_000 + 1), "2000-02-29 00:00:00.001 UTC");
         assert_eq!(utc(1_700_000_000_123), "2023-11-14 22:13:20.123 UTC");
+    }
+
+    #[test]
+    fn a_paused_node_says_so_and_others_do_not() {
+        let mut s = NodeStatus {
+            behaviour: "honest".into(),
+            ..NodeStatus::default()
+        };
+        assert!(!format_status(&s).contains("paused"));
+        s.paused_until_ms = crate::clock::now_ms() + 5_000;
+        let text = format_status(&s);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("paused:"))
+            .unwrap_or_else(|| panic!("no paused line in:\n{text}"));
+        assert!(line.contains(" s more"), "{line}");
     }
 
     #[test]
