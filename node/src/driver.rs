@@ -716,7 +716,6 @@ impl<E: Protocol> Driver<E> {
         }
         self.committed_since_tick += block.txs.len() as u64;
         let (height, hash) = (block.height(), block.hash());
-        self.shared.watch.block_stored();
         self.shared.watch.record(|| WatchEvent::Block {
             t: now_ms(),
             height: height.0,
@@ -790,7 +789,7 @@ impl<E: Protocol> Driver<E> {
 
     fn on_tick(&mut self) {
         self.publish_status();
-        self.shared.watch.second();
+        self.shared.watch.second(self.latest.height().0);
         let shared = &self.shared;
         let again = shared
             .intake

@@ -161,10 +161,9 @@ pub fn timeout_name(kind: phalanx_consensus::TimeoutKind) -> (&'static str, u64)
 pub struct Watch {
     ring: broadcast::Sender<Arc<WatchEvent>>,
     watchers: AtomicUsize,
-    /// Blocks stored since the last [`Watch::second`].
-    blocks: AtomicU64,
-    /// Blocks stored in each of the last seconds.
-    recent: Mutex<VecDeque<u64>>,
+    /// The head height at each of the last seconds (the block rate is
+    /// their difference).
+    heads: Mutex<VecDeque<u64>>,
     /// Slots whose sequence is a multiple of this are recorded.
     every: AtomicU64,
 }
@@ -174,30 +173,26 @@ impl Default for Watch {
         Watch {
             ring: broadcast::Sender::new(RING),
             watchers: AtomicUsize::new(0),
-            blocks: AtomicU64::new(0),
-            recent: Mutex::new(VecDeque::new()),
+            heads: Mutex::new(VecDeque::new()),
             every: AtomicU64::new(1),
         }
     }
 }
 
 impl Watch {
-    /// The driver stored a block (counted whether watched or not: the
-    /// sampling must be right when somebody starts watching).
-    pub fn block_stored(&self) {
-        self.blocks.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Once a second (the driver's tick): takes the block rate over the
-    /// last seconds and sets the sampling from it.
-    pub fn second(&self) {
-        let stored = self.blocks.swap(0, Ordering::Relaxed);
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.push_back(stored);
-        while recent.len() > RATE_WINDOW {
-            recent.pop_front();
+    /// Once a second (the driver's tick, watched or not: the sampling
+    /// must be right when somebody starts watching), with the head
+    /// height: takes the block rate over the last seconds and sets the
+    /// sampling from it.
+    pub fn second(&self, head: u64) {
+        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        heads.push_back(head);
+        while heads.len() > RATE_WINDOW + 1 {
+            heads.pop_front();
         }
-        let per_second = recent.iter().sum::<u64>() / recent.len() as u64;
+        let (first, last) = (heads[0], heads[heads.len() - 1]);
+        let seconds = (heads.len() as u64 - 1).max(1);
+        let per_second = last.saturating_sub(first) / seconds;
         self.every
             .store(sampling_for(per_second), Ordering::Relaxed);
     }
@@ -359,11 +354,10 @@ mod tests {
         assert_eq!(sampling_for(100), 32);
         let w = Watch::default();
         assert!(w.samples("prepare", 7), "a quiet chain records every slot");
-        for _ in 0..RATE_WINDOW {
-            for _ in 0..100 {
-                w.block_stored();
-            }
-            w.second();
+        let mut head = 0;
+        for _ in 0..=RATE_WINDOW {
+            head += 100;
+            w.second(head);
         }
         assert_eq!(w.every(), 32);
         assert!(w.samples("commit", 64) && w.samples("pre_prepare", 96));
@@ -371,7 +365,7 @@ mod tests {
         assert!(w.samples("view_change", 65) && w.samples("new_view", 3));
         // The rate falls: back to every slot within the window.
         for _ in 0..RATE_WINDOW {
-            w.second();
+            w.second(head);
         }
         assert_eq!(w.every(), 1);
     }

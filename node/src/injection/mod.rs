@@ -375,7 +375,7 @@ impl<E: Adversarial> Wrapper<E> {
         message: Option<&E::Message>,
         delay: Duration,
     ) {
-        let Some(message) = message else {
+        let Some(message) = message.filter(|_| self.shared.watch.watched()) else {
             return;
         };
         let s = message.summary();
@@ -399,13 +399,13 @@ impl<E: Adversarial> Wrapper<E> {
     /// [`Wrapper::emit`] of a consensus message to one validator; `known`
     /// is the message, if decoded (for watchers).
     fn emit_message(&self, to: ValidatorIndex, bytes: Arc<Vec<u8>>, known: Option<&E::Message>) {
-        let watched = match known {
-            Some(m) if self.shared.watch.watched() => Some(m.clone()),
-            Some(_) => None,
-            None => self.decode_if_watched(&bytes),
+        let decoded = if known.is_none() {
+            self.decode_if_watched(&bytes)
+        } else {
+            None
         };
         if self.emit(NetCommand::Send { to, bytes }) {
-            self.watch_sent(Some(to), watched.as_ref(), self.control.delay());
+            self.watch_sent(Some(to), known.or(decoded.as_ref()), self.control.delay());
         }
     }
 
